@@ -1,0 +1,172 @@
+"""The backend contract: one recurrent layer, forward and backward through time.
+
+A backend implements only the recurrent layer; tasks, readout, loss, metrics, timing and
+recording belong to the core, so that every backend is measured the same way. Lifecycle (the
+core calls these in order; only ``forward`` and ``backward`` are ever timed)::
+
+    backend = MyBackend(threads=1)      # in the worker process; may import torch/numba here
+    backend.prepare(problem)            # untimed: move inputs to the device, allocate buffers
+    backend.forward()                   # timed: all hidden states h_1..h_T (and c_t)
+    backend.backward()                  # timed: parameter gradients and dL/dx only
+    backend.backward(per_step=True)     # untimed use: also the total dL/dh_t (and dL/dc_t)
+    backend.outputs(); backend.gradients()   # untimed: results as NumPy arrays
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from harness import HarnessError
+from harness.cells import CELLS, DTYPES, PARAM_NAMES, Params, param_shapes
+from harness.memory import MemoryMeter, TracemallocMeter
+from harness.timing import Clock, WallClock
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a backend can run here, and if not, why (shown by ``harness plugins``)."""
+
+    available: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.available
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One forward/backward problem, in NumPy arrays of one dtype.
+
+    ``x`` is time-major (T, B, I); ``grad_h`` is the upstream gradient dL/dh_t of the loss with
+    respect to each hidden state as seen by the readout (T, B, H). h_0 = c_0 = 0.
+    """
+
+    cell: str
+    params: Params
+    x: np.ndarray
+    grad_h: np.ndarray
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise HarnessError(f"unknown cell {self.cell!r}; valid cells: {', '.join(CELLS)}")
+        if self.x.ndim != 3:
+            raise HarnessError(f"x must be (T, B, I), got shape {self.x.shape}")
+        seq_len, batch, input_size = self.x.shape
+        hidden = self.params["weight_hh"].shape[1]
+        expected = param_shapes(self.cell, input_size, hidden)
+        for name in PARAM_NAMES:
+            got = self.params[name].shape
+            if got != expected[name]:
+                raise HarnessError(f"{name} must have shape {expected[name]} for {self.cell}, got {got}")
+        if self.grad_h.shape != (seq_len, batch, hidden):
+            raise HarnessError(f"grad_h must be {(seq_len, batch, hidden)}, got {self.grad_h.shape}")
+        dtypes = {str(a.dtype) for a in (self.x, self.grad_h, *self.params.values())}
+        if len(dtypes) != 1 or next(iter(dtypes)) not in DTYPES:
+            raise HarnessError(f"all arrays must share one dtype of {', '.join(DTYPES)}; got {sorted(dtypes)}")
+
+    @property
+    def dtype(self) -> str:
+        return str(self.x.dtype)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(T, B, I, H)."""
+        return (*self.x.shape, self.params["weight_hh"].shape[1])
+
+
+@dataclass
+class Outputs:
+    h: np.ndarray  # (T, B, H): h_1 .. h_T
+    c: np.ndarray | None = None  # (T, B, H) for LSTM
+
+
+@dataclass
+class Gradients:
+    params: Params  # dL/d(weight_ih, weight_hh, bias_ih, bias_hh)
+    x: np.ndarray  # (T, B, I)
+    h: np.ndarray | None = None  # total dL/dh_t (T, B, H), only from backward(per_step=True)
+    c: np.ndarray | None = None  # total dL/dc_t (T, B, H) for LSTM, only with per_step
+
+
+class Backend:
+    """Base class of every backend. Subclass it, set the class attributes, implement the methods.
+
+    Class attributes: ``name`` (unique, e.g. ``"numpy"``), ``cells`` and ``dtypes`` supported.
+    """
+
+    name: ClassVar[str]
+    cells: ClassVar[tuple[str, ...]]
+    dtypes: ClassVar[tuple[str, ...]] = DTYPES
+    description: ClassVar[str] = ""
+
+    def __init__(self, threads: int | None = None):
+        self.threads = threads
+        self.problem: Problem | None = None
+
+    # -- identity -------------------------------------------------------------------------------
+    @classmethod
+    def availability(cls) -> Availability:
+        """Whether this backend can run here. Override to check packages or devices, cheaply."""
+        return Availability(True)
+
+    @classmethod
+    def supports(cls, cell: str, dtype: str) -> Availability:
+        if cell not in cls.cells:
+            return Availability(False, f"backend {cls.name!r} does not support cell {cell!r}; "
+                                       f"supported cells: {', '.join(cls.cells)}")
+        if dtype not in cls.dtypes:
+            return Availability(False, f"backend {cls.name!r} does not support dtype {dtype!r}; "
+                                       f"supported dtypes: {', '.join(cls.dtypes)}")
+        return Availability(True)
+
+    def info(self) -> dict:
+        """Provenance of this backend: library versions, device, thread counts."""
+        return {"threads": self.threads}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def prepare(self, problem: Problem) -> None:
+        """Check that the problem is supported, then hand it to :meth:`setup` (untimed)."""
+        support = self.supports(problem.cell, problem.dtype)
+        if not support:
+            raise HarnessError(support.reason)
+        self.problem = problem
+        self.setup(problem)
+
+    def setup(self, problem: Problem) -> None:
+        """Move the problem's arrays to the device and allocate buffers. Untimed."""
+        raise NotImplementedError
+
+    def forward(self) -> None:
+        """Compute h_1..h_T (and c_t), keeping what backward needs. Timed."""
+        raise NotImplementedError
+
+    def backward(self, per_step: bool = False) -> None:
+        """Backpropagate ``problem.grad_h`` through time after :meth:`forward`.
+
+        Always computes the parameter gradients and dL/dx. With ``per_step`` it also keeps the
+        total gradient dL/dh_t at every step (the one flowing through the recurrence plus the
+        direct part), and dL/dc_t for LSTM. The timed call passes ``per_step=False``.
+        """
+        raise NotImplementedError
+
+    def outputs(self) -> Outputs:
+        """The hidden states of the last forward, as NumPy arrays. Untimed."""
+        raise NotImplementedError
+
+    def gradients(self) -> Gradients:
+        """The gradients of the last backward, as NumPy arrays. Untimed."""
+        raise NotImplementedError
+
+    # -- measurement hooks ----------------------------------------------------------------------
+    def synchronize(self) -> None:
+        """Wait for queued device work; a no-op for synchronous backends."""
+
+    def clock(self) -> Clock:
+        """The clock that times blocks of calls; asynchronous devices return an event clock."""
+        return WallClock(self.synchronize)
+
+    def memory_meter(self) -> MemoryMeter:
+        """The meter that sees this backend's allocations (tracemalloc sees NumPy buffers)."""
+        return TracemallocMeter()

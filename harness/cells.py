@@ -1,0 +1,104 @@
+"""Recurrent cells in PyTorch's exact conventions, and their parameter initialisers.
+
+Parameters use torch's layout so that torch autograd is an external oracle: ``weight_ih``
+(G*H, I), ``weight_hh`` (G*H, H), ``bias_ih`` and ``bias_hh`` (G*H,), gate chunks in torch's order
+(LSTM i, f, g, o; GRU r, z, n). ``gru_cho`` is the lecture GRU (reset applied before the recurrent
+matmul, h = (1-z) h + z n): a different function with the same parameter shapes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness import HarnessError
+
+PARAM_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+DTYPES = ("float32", "float64")
+INITS = ("default", "orthogonal", "identity")
+
+Params = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    name: str
+    gates: int  # G: row blocks of weight_ih / weight_hh
+    has_cell_state: bool
+    stored_per_step: int  # k in the analytic activation size T * B * k * H * itemsize
+    description: str
+
+
+CELLS: dict[str, CellSpec] = {
+    spec.name: spec
+    for spec in (
+        CellSpec("rnn_tanh", 1, False, 1, "h = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh)"),
+        CellSpec("lstm", 4, True, 6, "torch.nn.LSTM: gates i, f, g, o; no peepholes"),
+        CellSpec("gru", 3, False, 5, "torch.nn.GRU (cuDNN form): r, z, n; b_hn inside r * (...)"),
+        CellSpec("gru_cho", 3, False, 5, "Cho et al. GRU: reset before the matmul, h = (1-z) h + z n"),
+    )
+}
+
+
+def check_choice(kind: str, value: str, valid) -> str:
+    """Return ``value`` if it is one of ``valid``, else raise a one-line error naming the choices."""
+    if value not in valid:
+        raise HarnessError(f"unknown {kind} {value!r}; valid {kind}s: {', '.join(valid)}")
+    return value
+
+
+def cell_spec(cell: str) -> CellSpec:
+    return CELLS[check_choice("cell", cell, tuple(CELLS))]
+
+
+def param_shapes(cell: str, input_size: int, hidden_size: int) -> dict[str, tuple[int, ...]]:
+    gh = cell_spec(cell).gates * hidden_size
+    return {
+        "weight_ih": (gh, input_size),
+        "weight_hh": (gh, hidden_size),
+        "bias_ih": (gh,),
+        "bias_hh": (gh,),
+    }
+
+
+def _orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A Haar-random orthogonal matrix (QR of a Gaussian with the sign fix of Mezzadri 2007)."""
+    q, r = np.linalg.qr(rng.standard_normal((n, n)))
+    return q * np.sign(np.diag(r))
+
+
+def init_params(
+    cell: str,
+    input_size: int,
+    hidden_size: int,
+    rng: np.random.Generator,
+    init: str = "default",
+    gain: float = 1.0,
+    dtype: str = "float64",
+) -> Params:
+    """Draw parameters in float64 and cast them to ``dtype``.
+
+    ``default`` is torch's U(-1/sqrt(H), 1/sqrt(H)) for every weight and bias; ``orthogonal``
+    (Saxe et al. 2014) and ``identity`` (Le et al. 2015) replace each gate's H x H block of
+    ``weight_hh`` by ``gain`` times that matrix and keep the default draw elsewhere.
+    """
+    check_choice("init", init, INITS)
+    check_choice("dtype", dtype, DTYPES)
+    bound = 1.0 / np.sqrt(hidden_size)
+    params = {
+        name: rng.uniform(-bound, bound, size=shape)
+        for name, shape in param_shapes(cell, input_size, hidden_size).items()
+    }
+    if init != "default":
+        blocks = [
+            _orthogonal(hidden_size, rng) if init == "orthogonal" else np.eye(hidden_size)
+            for _ in range(cell_spec(cell).gates)
+        ]
+        params["weight_hh"] = gain * np.concatenate(blocks, axis=0)
+    return {name: value.astype(dtype) for name, value in params.items()}
+
+
+def activation_bytes(cell: str, seq_len: int, batch: int, hidden_size: int, dtype: str) -> int:
+    """Analytic size of the activations a BPTT implementation must keep: T * B * k * H * itemsize."""
+    k = cell_spec(cell).stored_per_step
+    return seq_len * batch * k * hidden_size * np.dtype(dtype).itemsize

@@ -1,0 +1,42 @@
+"""Every hook a harness plugin may implement, in one place.
+
+A plugin is a module (or object) registered under the ``harness`` entry-point group; it
+implements any subset of these hooks with :data:`hookimpl`, and declares the plugin-API version it
+was written for as the module attribute ``HARNESS_PLUGIN_API``. Hook calls are keyword-only and
+implementations may take a subset of a spec's arguments, so specs can grow without breaking plugins.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("harness")
+hookimpl = pluggy.HookimplMarker("harness")
+
+
+@hookspec
+def harness_backends() -> list[type]:
+    """Return the backend classes this plugin offers.
+
+    Each is a subclass of :class:`harness.backend.Backend`. Return classes, not instances: a backend
+    is instantiated in its worker process, and must not import heavy libraries (torch, numba) before
+    it is used, so that listing plugins stays fast and a missing package only makes it unavailable.
+    """
+
+
+@hookspec
+def harness_tasks() -> list[Any]:
+    """Return the tasks this plugin offers, each a :class:`harness.tasks.Task`.
+
+    The built-in tasks (copy, adding, temporal_order) are offered through this hook too.
+    """
+
+
+@hookspec
+def harness_machine_info() -> dict[str, Any]:
+    """Return extra provenance (for example a GPU driver version) to record with every run.
+
+    The dicts of all plugins are merged into the run's ``provenance.plugins`` section, keyed by
+    plugin name.
+    """

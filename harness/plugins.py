@@ -1,0 +1,152 @@
+"""Plugin discovery: entry points loaded one at a time, failures recorded instead of raised.
+
+pluggy's own ``load_setuptools_entrypoints`` aborts on the first plugin whose import fails; a
+benchmark harness must instead list the broken plugin with its error and carry on with the rest.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from harness import PLUGIN_API_VERSION, HarnessError, hookspecs
+
+ENTRY_POINT_GROUP = "harness"
+DISABLE_ENV = "HARNESS_DISABLE_PLUGINS"
+
+
+@dataclass
+class PluginRecord:
+    """What happened when one entry point was loaded."""
+
+    name: str
+    distribution: str
+    version: str
+    module: str
+    status: str  # "loaded", "failed", "disabled" or "incompatible"
+    error: str = ""
+    backends: list[str] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PluginRegistry:
+    """The plugin manager plus what was found: plugins, backends and tasks by name."""
+
+    manager: pluggy.PluginManager
+    plugins: list[PluginRecord]
+    backends: dict[str, type]
+    tasks: dict[str, Any]
+
+    def backend_class(self, name: str) -> type:
+        try:
+            return self.backends[name]
+        except KeyError:
+            raise HarnessError(
+                f"unknown backend {name!r}; installed backends: {', '.join(sorted(self.backends)) or 'none'}"
+            ) from None
+
+    def task(self, name: str) -> Any:
+        try:
+            return self.tasks[name]
+        except KeyError:
+            raise HarnessError(
+                f"unknown task {name!r}; available tasks: {', '.join(sorted(self.tasks)) or 'none'}"
+            ) from None
+
+
+def disabled_plugins() -> set[str]:
+    return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+
+
+def _record(ep, status: str, error: str = "") -> PluginRecord:
+    dist = getattr(ep, "dist", None)
+    return PluginRecord(
+        name=ep.name,
+        distribution=dist.metadata["Name"] if dist is not None else "?",
+        version=dist.version if dist is not None else "?",
+        module=ep.value,
+        status=status,
+        error=error,
+    )
+
+
+def _load_one(pm: pluggy.PluginManager, ep) -> PluginRecord:
+    try:
+        plugin = ep.load()
+    except Exception as exc:  # a broken plugin must not stop the others
+        return _record(ep, "failed", f"{type(exc).__name__}: {exc}")
+    api = getattr(plugin, "HARNESS_PLUGIN_API", None)
+    if api != PLUGIN_API_VERSION:
+        return _record(
+            ep,
+            "incompatible",
+            f"written for plugin API {api!r}, this harness implements {PLUGIN_API_VERSION} "
+            f"(set HARNESS_PLUGIN_API = {PLUGIN_API_VERSION} after updating the plugin)",
+        )
+    try:
+        pm.register(plugin, name=ep.name)
+        pm.check_pending()
+    except Exception as exc:  # unknown hook names, duplicate registration, bad signatures
+        if pm.is_registered(plugin):
+            pm.unregister(plugin)
+        return _record(ep, "failed", f"{type(exc).__name__}: {exc}")
+    return _record(ep, "loaded")
+
+
+def _collect(pm: pluggy.PluginManager, hook_name: str, records: dict[str, PluginRecord], key) -> dict:
+    """Call one hook plugin by plugin, so every item is attributed to the plugin offering it."""
+    found: dict[str, Any] = {}
+    for impl in getattr(pm.hook, hook_name).get_hookimpls():
+        record = records[impl.plugin_name]
+        try:
+            items = impl.function() or []
+        except Exception as exc:
+            record.status, record.error = "failed", f"{hook_name}: {type(exc).__name__}: {exc}"
+            continue
+        for item in items:
+            name = key(item)
+            if name in found:
+                record.error = f"{hook_name}: {name!r} is already offered by another plugin; ignored"
+                continue
+            found[name] = item
+            getattr(record, "backends" if hook_name == "harness_backends" else "tasks").append(name)
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def get_registry() -> PluginRegistry:
+    """Load every plugin of the ``harness`` entry-point group once per process."""
+    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    pm.add_hookspecs(hookspecs)
+    blocked = disabled_plugins()
+    records: list[PluginRecord] = []
+    seen: set[str] = set()
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if ep.name in seen:  # the same distribution visible twice on sys.path
+            continue
+        seen.add(ep.name)
+        if ep.name in blocked:
+            pm.set_blocked(ep.name)
+            records.append(_record(ep, "disabled", f"blocked by {DISABLE_ENV}"))
+            continue
+        records.append(_load_one(pm, ep))
+    by_name = {r.name: r for r in records}
+    backends = _collect(pm, "harness_backends", by_name, key=lambda cls: cls.name)
+    tasks = _collect(pm, "harness_tasks", by_name, key=lambda task: task.name)
+    return PluginRegistry(manager=pm, plugins=records, backends=backends, tasks=tasks)
+
+
+def machine_info() -> dict[str, Any]:
+    """Provenance contributed by plugins through ``harness_machine_info``, keyed by plugin."""
+    info = {}
+    for impl in get_registry().manager.hook.harness_machine_info.get_hookimpls():
+        try:
+            info[impl.plugin_name] = impl.function()
+        except Exception as exc:
+            info[impl.plugin_name] = {"error": f"{type(exc).__name__}: {exc}"}
+    return info

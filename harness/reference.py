@@ -1,0 +1,261 @@
+"""NumPy reference implementation of every cell: forward and backpropagation through time.
+
+The structure is that of fast RNN libraries (REFERENCES.md, "Speed and memory anchors"): the input
+projection of all steps is one GEMM, each step does one recurrent GEMM plus pointwise work, and the
+weight and input gradients are GEMMs over all T*B rows after the loop. Hidden states are kept as
+``hs`` of shape (T+1, B, H) with ``hs[0] = h_0 = 0`` so that ``hs[t]`` is h_{t-1} of step t.
+It is the core's oracle (checked against finite differences and torch autograd) and the engine of
+the ``numpy`` backend.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from harness.backend import Gradients, Outputs
+from harness.cells import Params, cell_spec
+
+
+@dataclass
+class Activations:
+    """What forward keeps for backward: hidden states and per-step gate values."""
+
+    hs: np.ndarray  # (T+1, B, H), hs[0] = 0
+    saved: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _sigmoid(a: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Overflow-free logistic function: s(a) = (1 + tanh(a/2)) / 2."""
+    np.multiply(a, 0.5, out=out)
+    np.tanh(out, out=out)
+    out += 1.0
+    out *= 0.5
+    return out
+
+
+def _input_projection(params: Params, x: np.ndarray, fold_bias_hh: bool) -> np.ndarray:
+    seq_len, batch, input_size = x.shape
+    xp = (x.reshape(seq_len * batch, input_size) @ params["weight_ih"].T).reshape(seq_len, batch, -1)
+    xp += params["bias_ih"]
+    if fold_bias_hh:
+        xp += params["bias_hh"]
+    return xp
+
+
+def forward(
+    cell: str, params: Params, x: np.ndarray, h0: np.ndarray | None = None, c0: np.ndarray | None = None
+) -> Activations:
+    """Run the recurrence from h_0 (and c_0 for LSTM), zero unless given."""
+    cell_spec(cell)
+    seq_len, batch, _ = x.shape
+    hidden = params["weight_hh"].shape[1]
+    hs = np.zeros((seq_len + 1, batch, hidden), dtype=x.dtype)
+    if h0 is not None:
+        hs[0] = h0
+    w_hh_t = params["weight_hh"].T
+    H = hidden
+    if cell == "rnn_tanh":
+        xp = _input_projection(params, x, fold_bias_hh=True)
+        for t in range(seq_len):
+            a = np.matmul(hs[t], w_hh_t, out=hs[t + 1])
+            a += xp[t]
+            np.tanh(a, out=a)
+        return Activations(hs)
+    if cell == "lstm":
+        xp = _input_projection(params, x, fold_bias_hh=True)
+        gates = xp  # overwritten in place by the activated gates i, f, g, o
+        cs = np.zeros_like(hs)
+        if c0 is not None:
+            cs[0] = c0
+        tcs = np.empty((seq_len, batch, hidden), dtype=x.dtype)
+        rec = np.empty((batch, 4 * H), dtype=x.dtype)
+        for t in range(seq_len):
+            g = gates[t]
+            g += np.matmul(hs[t], w_hh_t, out=rec)
+            _sigmoid(g[:, : 2 * H], g[:, : 2 * H])
+            np.tanh(g[:, 2 * H : 3 * H], out=g[:, 2 * H : 3 * H])
+            _sigmoid(g[:, 3 * H :], g[:, 3 * H :])
+            c = np.multiply(g[:, H : 2 * H], cs[t], out=cs[t + 1])
+            c += g[:, :H] * g[:, 2 * H : 3 * H]
+            np.tanh(c, out=tcs[t])
+            np.multiply(g[:, 3 * H :], tcs[t], out=hs[t + 1])
+        return Activations(hs, {"gates": gates, "cs": cs, "tcs": tcs})
+    if cell == "gru":
+        xp = _input_projection(params, x, fold_bias_hh=False)
+        rz = np.empty((seq_len, batch, 2 * H), dtype=x.dtype)
+        ns = np.empty((seq_len, batch, H), dtype=x.dtype)
+        ghn = np.empty((seq_len, batch, H), dtype=x.dtype)
+        gh = np.empty((batch, 3 * H), dtype=x.dtype)
+        for t in range(seq_len):
+            np.matmul(hs[t], w_hh_t, out=gh)
+            gh += params["bias_hh"]
+            np.add(xp[t, :, : 2 * H], gh[:, : 2 * H], out=rz[t])
+            _sigmoid(rz[t], rz[t])
+            ghn[t] = gh[:, 2 * H :]
+            n = np.multiply(rz[t, :, :H], ghn[t], out=ns[t])
+            n += xp[t, :, 2 * H :]
+            np.tanh(n, out=n)
+            # h = (1 - z) n + z h_prev = n + z (h_prev - n)
+            h = np.subtract(hs[t], n, out=hs[t + 1])
+            h *= rz[t, :, H:]
+            h += n
+        return Activations(hs, {"rz": rz, "ns": ns, "ghn": ghn})
+    # gru_cho: r, z from [x, h]; n = tanh(x W_in + (r * h) W_hn + b); h = (1 - z) h + z n
+    xp = _input_projection(params, x, fold_bias_hh=True)
+    w_rz_t = params["weight_hh"][: 2 * H].T
+    w_n_t = params["weight_hh"][2 * H :].T
+    rz = np.empty((seq_len, batch, 2 * H), dtype=x.dtype)
+    ns = np.empty((seq_len, batch, H), dtype=x.dtype)
+    rh = np.empty((seq_len, batch, H), dtype=x.dtype)
+    for t in range(seq_len):
+        np.matmul(hs[t], w_rz_t, out=rz[t])
+        rz[t] += xp[t, :, : 2 * H]
+        _sigmoid(rz[t], rz[t])
+        np.multiply(rz[t, :, :H], hs[t], out=rh[t])
+        n = np.matmul(rh[t], w_n_t, out=ns[t])
+        n += xp[t, :, 2 * H :]
+        np.tanh(n, out=n)
+        h = np.subtract(n, hs[t], out=hs[t + 1])
+        h *= rz[t, :, H:]
+        h += hs[t]
+    return Activations(hs, {"rz": rz, "ns": ns, "rh": rh})
+
+
+def outputs(cell: str, acts: Activations) -> Outputs:
+    return Outputs(h=acts.hs[1:], c=acts.saved["cs"][1:] if cell == "lstm" else None)
+
+
+def _weight_grads(dgi: np.ndarray, x: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """dW_ih, db_ih and dL/dx from the gradient of the input pre-activations, as T*B-row GEMMs."""
+    seq_len, batch, input_size = x.shape
+    flat = dgi.reshape(seq_len * batch, -1)
+    dw_ih = flat.T @ x.reshape(seq_len * batch, input_size)
+    dx = (flat @ params["weight_ih"]).reshape(seq_len, batch, input_size)
+    return dw_ih, flat.sum(axis=0), dx
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    return a.reshape(-1, a.shape[-1])
+
+
+def backward(
+    cell: str, params: Params, x: np.ndarray, acts: Activations, grad_h: np.ndarray, per_step: bool = False
+) -> Gradients:
+    """Backpropagation through time of ``grad_h`` (upstream dL/dh_t, (T, B, H))."""
+    seq_len, batch, _ = x.shape
+    H = params["weight_hh"].shape[1]
+    dtype = x.dtype
+    w_hh = params["weight_hh"]
+    hs = acts.hs
+    dh_all = np.empty((seq_len, batch, H), dtype=dtype) if per_step else None
+    dc_all = np.empty((seq_len, batch, H), dtype=dtype) if per_step and cell == "lstm" else None
+    dh = np.empty((batch, H), dtype=dtype)
+    dh_next = np.zeros((batch, H), dtype=dtype)
+    tmp = np.empty((batch, H), dtype=dtype)
+
+    if cell == "rnn_tanh":
+        dgi = np.empty((seq_len, batch, H), dtype=dtype)
+        for t in range(seq_len - 1, -1, -1):
+            np.add(grad_h[t], dh_next, out=dh)
+            if per_step:
+                dh_all[t] = dh
+            np.multiply(hs[t + 1], hs[t + 1], out=tmp)
+            np.subtract(1.0, tmp, out=tmp)
+            np.multiply(dh, tmp, out=dgi[t])
+            np.matmul(dgi[t], w_hh, out=dh_next)
+        dgh = dgi
+        dw_hh = _flat(dgh).T @ _flat(hs[:-1])
+    elif cell == "lstm":
+        gates, cs, tcs = acts.saved["gates"], acts.saved["cs"], acts.saved["tcs"]
+        dgi = np.empty((seq_len, batch, 4 * H), dtype=dtype)
+        dc = np.empty((batch, H), dtype=dtype)
+        dc_next = np.zeros((batch, H), dtype=dtype)
+        for t in range(seq_len - 1, -1, -1):
+            i, f, g, o = (gates[t, :, k * H : (k + 1) * H] for k in range(4))
+            tc = tcs[t]
+            da = dgi[t]
+            np.add(grad_h[t], dh_next, out=dh)
+            # dc = dh * o * (1 - tanh(c)^2) + dc_next
+            np.multiply(tc, tc, out=tmp)
+            np.subtract(1.0, tmp, out=tmp)
+            tmp *= o
+            np.multiply(dh, tmp, out=dc)
+            dc += dc_next
+            if per_step:
+                dh_all[t] = dh
+                dc_all[t] = dc
+            np.multiply(dc, g, out=da[:, :H])
+            da[:, :H] *= i * (1.0 - i)
+            np.multiply(dc, cs[t], out=da[:, H : 2 * H])
+            da[:, H : 2 * H] *= f * (1.0 - f)
+            np.multiply(dc, i, out=da[:, 2 * H : 3 * H])
+            da[:, 2 * H : 3 * H] *= 1.0 - g * g
+            np.multiply(dh, tc, out=da[:, 3 * H :])
+            da[:, 3 * H :] *= o * (1.0 - o)
+            np.multiply(dc, f, out=dc_next)
+            np.matmul(da, w_hh, out=dh_next)
+        dgh = dgi
+        dw_hh = _flat(dgh).T @ _flat(hs[:-1])
+    elif cell == "gru":
+        rz, ns, ghn = acts.saved["rz"], acts.saved["ns"], acts.saved["ghn"]
+        dgi = np.empty((seq_len, batch, 3 * H), dtype=dtype)
+        dgh = np.empty((seq_len, batch, 3 * H), dtype=dtype)
+        dan = np.empty((batch, H), dtype=dtype)
+        for t in range(seq_len - 1, -1, -1):
+            r, z, n = rz[t, :, :H], rz[t, :, H:], ns[t]
+            np.add(grad_h[t], dh_next, out=dh)
+            if per_step:
+                dh_all[t] = dh
+            # d a_n = dh (1 - z) (1 - n^2)
+            np.multiply(n, n, out=dan)
+            np.subtract(1.0, dan, out=dan)
+            np.multiply(dan, 1.0 - z, out=dan)
+            dan *= dh
+            dgi[t, :, 2 * H :] = dan
+            np.multiply(dan, r, out=dgh[t, :, 2 * H :])
+            # d a_r = dan * gh_n * r (1 - r)
+            np.multiply(dan, ghn[t], out=dgi[t, :, :H])
+            dgi[t, :, :H] *= r * (1.0 - r)
+            # d a_z = dh (h_prev - n) z (1 - z)
+            np.subtract(hs[t], n, out=dgi[t, :, H : 2 * H])
+            dgi[t, :, H : 2 * H] *= dh
+            dgi[t, :, H : 2 * H] *= z * (1.0 - z)
+            dgh[t, :, : 2 * H] = dgi[t, :, : 2 * H]
+            np.matmul(dgh[t], w_hh, out=dh_next)
+            dh_next += dh * z
+        dw_hh = _flat(dgh).T @ _flat(hs[:-1])
+    else:  # gru_cho
+        rz, ns, rh = acts.saved["rz"], acts.saved["ns"], acts.saved["rh"]
+        w_n = w_hh[2 * H :]
+        w_rz = w_hh[: 2 * H]
+        dgi = np.empty((seq_len, batch, 3 * H), dtype=dtype)
+        drh = np.empty((batch, H), dtype=dtype)
+        for t in range(seq_len - 1, -1, -1):
+            r, z, n = rz[t, :, :H], rz[t, :, H:], ns[t]
+            np.add(grad_h[t], dh_next, out=dh)
+            if per_step:
+                dh_all[t] = dh
+            dan = dgi[t, :, 2 * H :]
+            np.multiply(n, n, out=dan)
+            np.subtract(1.0, dan, out=dan)
+            dan *= z
+            dan *= dh
+            np.matmul(dan, w_n, out=drh)
+            np.multiply(drh, hs[t], out=dgi[t, :, :H])
+            dgi[t, :, :H] *= r * (1.0 - r)
+            np.subtract(n, hs[t], out=dgi[t, :, H : 2 * H])
+            dgi[t, :, H : 2 * H] *= dh
+            dgi[t, :, H : 2 * H] *= z * (1.0 - z)
+            np.matmul(dgi[t, :, : 2 * H], w_rz, out=dh_next)
+            dh_next += dh * (1.0 - z)
+            dh_next += drh * r
+        dgh = dgi
+        dw_hh = np.concatenate(
+            [_flat(dgi[:, :, : 2 * H]).T @ _flat(hs[:-1]), _flat(dgi[:, :, 2 * H :]).T @ _flat(rh)]
+        )
+
+    dw_ih, db_ih, dx = _weight_grads(dgi, x, params)
+    db_hh = db_ih if dgh is dgi else _flat(dgh).sum(axis=0)
+    grads = {"weight_ih": dw_ih, "weight_hh": dw_hh, "bias_ih": db_ih, "bias_hh": db_hh.copy()}
+    return Gradients(params=grads, x=dx, h=dh_all, c=dc_all)
