@@ -54,14 +54,17 @@ class Problem:
         if self.x.ndim != 3:
             raise HarnessError(f"x must be (T, B, I), got shape {self.x.shape}")
         seq_len, batch, input_size = self.x.shape
-        hidden = self.params["weight_hh"].shape[1]
+        if self.grad_h.ndim != 3 or self.grad_h.shape[:2] != (seq_len, batch):
+            raise HarnessError(f"grad_h must be ({seq_len}, {batch}, H), got shape {self.grad_h.shape}")
+        hidden = self.grad_h.shape[2]
+        missing = set(PARAM_NAMES) - set(self.params)
+        if missing:
+            raise HarnessError(f"missing parameters {sorted(missing)}; a cell has {', '.join(PARAM_NAMES)}")
         expected = param_shapes(self.cell, input_size, hidden)
         for name in PARAM_NAMES:
             got = self.params[name].shape
             if got != expected[name]:
                 raise HarnessError(f"{name} must have shape {expected[name]} for {self.cell}, got {got}")
-        if self.grad_h.shape != (seq_len, batch, hidden):
-            raise HarnessError(f"grad_h must be {(seq_len, batch, hidden)}, got {self.grad_h.shape}")
         dtypes = {str(a.dtype) for a in (self.x, self.grad_h, *self.params.values())}
         if len(dtypes) != 1 or next(iter(dtypes)) not in DTYPES:
             raise HarnessError(f"all arrays must share one dtype of {', '.join(DTYPES)}; got {sorted(dtypes)}")
@@ -73,7 +76,7 @@ class Problem:
     @property
     def shape(self) -> tuple[int, int, int, int]:
         """(T, B, I, H)."""
-        return (*self.x.shape, self.params["weight_hh"].shape[1])
+        return (*self.x.shape, self.grad_h.shape[2])
 
 
 @dataclass

@@ -1,0 +1,117 @@
+"""The ``harness`` command line. Heavy imports happen inside the commands that need them."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness import HarnessError, __version__
+
+
+def _csv(kind: str, cast=str):
+    def parse(text: str):
+        try:
+            return tuple(cast(v.strip()) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind} must be a comma-separated list, got {text!r}") from None
+
+    return parse
+
+
+def cmd_plugins(args) -> int:
+    from harness.plugins import get_registry
+    from harness.table import format_table
+
+    registry = get_registry()
+    rows = []
+    for p in registry.plugins:
+        rows.append([p.name, f"{p.distribution} {p.version}", p.status, ", ".join(p.tasks) or "-", p.error])
+        for name in p.backends:
+            cls = registry.backends[name]
+            avail = cls.availability()
+            state = "available" if avail else f"unavailable: {avail.reason}"
+            rows.append([f"  backend {name}", "", state, f"cells: {', '.join(cls.cells)}",
+                         f"dtypes: {', '.join(cls.dtypes)}"])
+    print(format_table(["plugin", "distribution", "status", "tasks / cells", "error / dtypes"], rows))
+    return 0
+
+
+def cmd_suites(args) -> int:
+    from harness import suites
+    from harness.table import format_table
+
+    rows = []
+    for name, path in sorted(suites.available_suites().items()):
+        s = suites.load(path)
+        rows.append([name, s.task, ",".join(s.cells), ",".join(map(str, s.seq_lens)), str(path)])
+    print(format_table(["suite", "task", "cells", "seq_lens", "path"], rows))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from harness import runner, suites, table
+    from harness.cells import check_choice
+
+    suite = suites.load(args.suite)
+    for cell in args.cells or ():
+        from harness.cells import CELLS
+
+        check_choice("cell", cell, tuple(CELLS))
+    if args.threads is not None and args.threads < 1:
+        raise HarnessError(f"--threads must be positive, got {args.threads}")
+    suite = suite.with_overrides(cells=args.cells, seq_lens=args.seq_lens, threads=args.threads,
+                                 repeat=args.repeat, budget=args.budget, timeout=args.timeout)
+    backends = runner.select_backends(args.backends)
+    run = runner.run_suite(suite, backends, results_dir=args.results_dir, output=args.output,
+                           progress=not args.quiet)
+    print(table.summary(run.data))
+    counts = run.counts
+    print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped -> {run.path}")
+    if run.interrupted:
+        print("interrupted: every finished cell was kept", file=sys.stderr)
+        return 130
+    return 1 if counts["failed"] else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness", description="Benchmark gradient behaviour, speed and memory of recurrent layers.")
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("plugins", help="list plugins, their backends and tasks, and availability",
+                       description="List every plugin (including failed and disabled ones), its "
+                                   "distribution, backends and tasks, and whether each backend can run here.")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("suites", help="list the suites", description="List the suites found by name.")
+    p.set_defaults(func=cmd_suites)
+
+    p = sub.add_parser("run", help="run a suite on backends",
+                       description="Run a suite's grid (cell x sequence length) on each backend and record "
+                                   "speed, memory and gradient behaviour.")
+    p.add_argument("suite", help="a suite folder (suites/long_range) or a suite name (long_range)")
+    p.add_argument("--backends", default="all", help="'all' or a comma-separated list (default: all)")
+    p.add_argument("--cells", type=_csv("--cells"), help="override the suite's cells, e.g. lstm,gru")
+    p.add_argument("--seq-lens", type=_csv("--seq-lens", int), help="override the sequence lengths, e.g. 100,200")
+    p.add_argument("--threads", type=int, help="threads for BLAS, numba and torch (default: the suite's)")
+    p.add_argument("--repeat", type=int, help="exactly this many timed blocks (disables the adaptive stop)")
+    p.add_argument("--budget", type=float, help="seconds at most per timed measurement")
+    p.add_argument("--timeout", type=float, help="seconds per grid cell before it is recorded as failed")
+    p.add_argument("--results-dir", default="results", help="results database folder (default: results)")
+    p.add_argument("--output", help="results file (default: RESULTS_DIR/runs/SUITE-TIMESTAMP.json)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except HarnessError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,146 @@
+"""Executors run a backend's grid cells. The local one uses one spawned worker process per backend.
+
+A cell that raises is recorded as failed with its traceback; a cell that exceeds its time limit, or
+a worker that dies, is recorded as failed, the worker is restarted, and the remaining cells go on.
+The interface is small (``run``) so that another executor (a Dask cluster) can replace it.
+"""
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import signal
+import traceback
+from typing import Callable, Iterator, Protocol
+
+from harness.problem import CellJob
+
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
+              "VECLIB_MAXIMUM_THREADS")
+START_TIMEOUT = 300.0  # seconds for a worker to import its backend
+
+OnResult = Callable[[CellJob, dict], None]
+
+
+class Executor(Protocol):
+    def run(self, backend: str, jobs: list[CellJob], on_result: OnResult, threads: int, timeout: float) -> None:
+        """Run ``jobs`` of one backend in order; call ``on_result(job, record)`` for each, where
+        ``record["status"]`` is ``"ok"`` or ``"failed"`` (with ``record["reason"]``)."""
+
+
+def _worker_main(conn, backend_name: str, threads: int) -> None:
+    """Entry point of a worker process: import the backend once, then measure jobs as they come."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop
+    try:
+        from harness.measure import measure
+        from harness.plugins import get_registry
+
+        registry = get_registry()
+        backend = registry.backend_class(backend_name)(threads=threads)
+        conn.send(("ready", backend.info()))
+    except BaseException:
+        conn.send(("error", traceback.format_exc()))
+        return
+    while True:
+        job = conn.recv()
+        if job is None:
+            return
+        try:
+            record = measure(backend, job, registry.task(job.suite["task"]))
+            conn.send(("ok", record))
+        except BaseException as exc:
+            conn.send(("failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+
+
+@contextlib.contextmanager
+def _thread_env(threads: int) -> Iterator[None]:
+    """Thread counts must be in the environment before the worker imports NumPy's BLAS."""
+    saved = {k: os.environ.get(k) for k in THREAD_ENV}
+    os.environ.update({k: str(threads) for k in THREAD_ENV})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _exit_reason(proc) -> str:
+    code = proc.exitcode
+    if code is not None and code < 0:
+        return f"worker process died (signal {signal.Signals(-code).name})"
+    return f"worker process died (exit code {code})"
+
+
+class _Worker:
+    def __init__(self, backend: str, threads: int):
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, backend, threads), daemon=True,
+                                name=f"harness-{backend}")
+        with _thread_env(threads):
+            self.proc.start()
+        child.close()
+        self.info: dict = {}
+
+    def wait_ready(self) -> str | None:
+        """None when ready, else why the worker could not start."""
+        status, payload = self.receive(START_TIMEOUT)
+        if status == "ready":
+            self.info = payload
+            return None
+        return payload
+
+    def receive(self, timeout: float) -> tuple[str, object]:
+        try:
+            if not self.conn.poll(timeout):
+                return "timeout", f"timed out after {timeout:g} s"
+            return self.conn.recv()
+        except (EOFError, ConnectionError, OSError):
+            self.proc.join(5)
+            return "died", _exit_reason(self.proc)
+
+    def stop(self, kill: bool = False) -> None:
+        if not kill:
+            with contextlib.suppress(OSError, BrokenPipeError):
+                self.conn.send(None)
+            self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(5)
+        self.conn.close()
+
+
+class LocalExecutor:
+    """Backends one after another (timings must not share the CPU), each in its own process."""
+
+    def __init__(self):
+        self.backend_info: dict[str, dict] = {}
+
+    def run(self, backend: str, jobs: list[CellJob], on_result: OnResult, threads: int, timeout: float) -> None:
+        worker = None
+        try:
+            for job in jobs:
+                if worker is None:
+                    worker = _Worker(backend, threads)
+                    error = worker.wait_ready()
+                    if error is not None:
+                        worker.stop(kill=True)
+                        worker = None
+                        on_result(job, {"status": "failed", "reason": f"backend failed to start: {error}"})
+                        continue
+                    self.backend_info[backend] = worker.info
+                worker.conn.send(job)
+                status, payload = worker.receive(timeout)
+                if status == "ok":
+                    on_result(job, {"status": "ok", **payload})
+                    continue
+                on_result(job, {"status": "failed", "reason": payload})
+                if status in ("timeout", "died"):
+                    worker.stop(kill=True)
+                    worker = None  # a fresh worker for the next cell
+        finally:
+            if worker is not None:
+                worker.stop(kill=True)

@@ -1,0 +1,53 @@
+"""Gradient-behaviour metrics of a profile g_t = mean over the batch of ||dL/dh_t||_2, t = 1..T.
+
+Formulas and their sources: docs/metrics.md. The loss sits on the last step only, so the lag of
+step t is T - t and g_T is the gradient the loss injects.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+HORIZON_FRACTION = 1e-6
+
+
+def profile(per_step_grad: np.ndarray) -> np.ndarray:
+    """g_t = mean_b ||dL/dh_t||_2 from per-step gradients of shape (T, B, H), in float64."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.linalg.norm(per_step_grad.astype(np.float64), axis=-1).mean(axis=-1)
+
+
+def gradient_metrics(g: np.ndarray) -> dict:
+    """Decay rate, log10(g_T / g_1), horizon and explosion flags of a profile.
+
+    - ``decay_rate``: minus the least-squares slope of log10 g_t against the lag T - t, over the
+      finite, positive entries: decades lost per step (log10(2) for g halving each step; negative
+      when gradients grow).
+    - ``log10_ratio``: log10(g_T / g_1); positive when gradients vanish towards the start.
+    - ``horizon``: the largest lag whose g is at least 1e-6 g_T (T when none falls below).
+    - ``exploded``: some g_t is inf or NaN; ``first_nonfinite_lag`` is the smallest such lag.
+    """
+    g = np.asarray(g, dtype=np.float64)
+    T = g.size
+    lags = T - 1 - np.arange(T)  # lag of g[i] (step t = i + 1) is T - t
+    finite = np.isfinite(g)
+    usable = finite & (g > 0)
+    out: dict = {
+        "exploded": bool(not finite.all()),
+        "first_nonfinite_lag": int(lags[~finite].min()) if not finite.all() else None,
+        "vanished": bool(np.any(finite & (g == 0))),
+    }
+    if usable.sum() >= 2:
+        slope = np.polyfit(lags[usable], np.log10(g[usable]), 1)[0]
+        out["decay_rate"] = float(-slope)
+    else:
+        out["decay_rate"] = float("nan")
+    g_T, g_1 = g[-1], g[0]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        out["log10_ratio"] = float(np.log10(g_T) - np.log10(g_1)) if g_T > 0 and np.isfinite(g_T) else float("nan")
+    if np.isfinite(g_T) and g_T > 0:
+        above = np.nonzero(g >= HORIZON_FRACTION * g_T)[0]  # NaN compares False
+        horizon = int(lags[above].max())
+        out["horizon"] = T if horizon == T - 1 else horizon
+    else:
+        out["horizon"] = None
+    return out

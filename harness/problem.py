@@ -1,0 +1,64 @@
+"""From a suite's grid cell to backend problems: task data, parameters, readout and loss (float64).
+
+Every backend gets bit-identical inputs: the data, weights and the upstream gradient dL/dh_t are
+computed here from the seed with the NumPy reference in float64 and only then cast to the suite's
+dtype. The readout y_t = W_y h_t + b_y and the loss are the core's, never the backend's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness import reference
+from harness.backend import Problem
+from harness.cells import init_params
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """One grid cell: what a worker needs to build and measure it (picklable)."""
+
+    backend: str
+    cell: str
+    seq_len: int
+    suite: dict  # Suite.to_dict()
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.backend, self.cell, self.seq_len)
+
+
+@dataclass
+class TaskProblem:
+    """A seeded problem: the layer's problem with the full task loss, and with the last-step loss."""
+
+    timed: Problem  # upstream gradient of the task's loss
+    last_step: Problem  # upstream gradient of the loss on the last step only (gradient profile)
+    loss_init: float  # task loss at initialisation
+    baseline: float  # the task's memoryless baseline
+
+
+def _readout(hidden: int, outputs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    bound = 1.0 / np.sqrt(hidden)  # torch.nn.Linear's default
+    return rng.uniform(-bound, bound, (outputs, hidden)), rng.uniform(-bound, bound, outputs)
+
+
+def build(task, cell: str, seq_len: int, suite: dict, seed: int) -> TaskProblem:
+    rng = np.random.default_rng([seed, seq_len])
+    batch = task.generate(seq_len, suite["batch"], rng)
+    params = init_params(cell, task.input_size, suite["hidden"], rng, suite["init"], suite["init_gain"])
+    w_y, b_y = _readout(suite["hidden"], task.output_size, rng)
+    h = reference.outputs(cell, reference.forward(cell, params, batch.x)).h
+    y = h @ w_y.T + b_y
+    loss, dy = task.loss(y, batch)
+    _, dy_last = task.loss(y, batch, last_only=True)
+    dtype = suite["dtype"]
+    cast = {name: value.astype(dtype) for name, value in params.items()}
+    x = batch.x.astype(dtype)
+    return TaskProblem(
+        timed=Problem(cell, cast, x, (dy @ w_y).astype(dtype)),
+        last_step=Problem(cell, cast, x, (dy_last @ w_y).astype(dtype)),
+        loss_init=loss,
+        baseline=task.baseline(seq_len),
+    )

@@ -1,0 +1,180 @@
+"""Suites: a folder with a declarative ``suite.toml``, validated with file-and-line error messages."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from harness import HarnessError
+from harness.cells import DTYPES, INITS
+
+SUITE_FILE = "suite.toml"
+SUITES_PATH_ENV = "HARNESS_SUITES_PATH"
+
+
+@dataclass(frozen=True)
+class Timing:
+    budget: float = 1.0  # seconds spent at most per timed measurement
+    threshold: float = 0.1  # stop repeating when IQR / median falls below this
+    min_blocks: int = 5
+    repeat: int | None = None  # exact number of blocks: disables the adaptive stop
+    timeout: float = 600.0  # seconds allowed for one grid cell before it is recorded as failed
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    task: str
+    cells: tuple[str, ...]
+    seq_lens: tuple[int, ...]
+    batch: int = 32
+    hidden: int = 128
+    dtype: str = "float32"
+    init: str = "default"
+    init_gain: float = 1.0
+    seeds: tuple[int, ...] = (0,)
+    threads: int = 1
+    metrics: tuple[str, ...] = ("time", "memory", "gradient")
+    description: str = ""
+    timing: Timing = field(default_factory=Timing)
+    path: str = ""
+    sha256: str = ""
+
+    def with_overrides(self, **changes) -> "Suite":
+        timing_keys = {k: changes.pop(k) for k in list(changes) if k in Timing.__dataclass_fields__}
+        changes = {k: v for k, v in changes.items() if v is not None}
+        timing_keys = {k: v for k, v in timing_keys.items() if v is not None}
+        return replace(self, timing=replace(self.timing, **timing_keys), **changes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+METRICS = ("time", "memory", "gradient")
+_TOP_KEYS = {
+    "name": str, "task": str, "cells": list, "seq_lens": list, "batch": int, "hidden": int,
+    "dtype": str, "init": str, "init_gain": (int, float), "seeds": list, "threads": int,
+    "metrics": list, "description": str,
+}
+_TIMING_KEYS = {"budget": (int, float), "threshold": (int, float), "min_blocks": int, "repeat": int,
+                "timeout": (int, float)}
+_REQUIRED = ("task", "cells", "seq_lens")
+
+
+def suite_dirs() -> list[Path]:
+    """Where suites are looked up by name: $HARNESS_SUITES_PATH, ./suites, the checkout's suites/."""
+    dirs = [Path(p) for p in os.environ.get(SUITES_PATH_ENV, "").split(os.pathsep) if p]
+    dirs.append(Path.cwd() / "suites")
+    dirs.append(Path(__file__).resolve().parent.parent / "suites")
+    seen, unique = set(), []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in seen:
+            seen.add(d.resolve())
+            unique.append(d)
+    return unique
+
+
+def available_suites() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in suite_dirs():
+        for f in sorted(d.glob(f"*/{SUITE_FILE}")):
+            found.setdefault(f.parent.name, f.parent)
+    return found
+
+
+def resolve(spec: str) -> Path:
+    """A suite folder from a path (``suites/long_range``) or a bare name (``long_range``)."""
+    path = Path(spec)
+    if (path / SUITE_FILE).is_file():
+        return path
+    if path.is_file() and path.name == SUITE_FILE:
+        return path.parent
+    suites = available_suites()
+    if path.name in suites and len(path.parts) <= 2:
+        return suites[path.name]
+    raise HarnessError(f"unknown suite {spec!r}; available suites: {', '.join(sorted(suites)) or 'none'}")
+
+
+def _line_of(text: str, key: str) -> int:
+    for number, line in enumerate(text.splitlines(), 1):
+        if re.match(rf"\s*{re.escape(key)}\s*=", line):
+            return number
+    return 1
+
+
+def _check_table(table: dict, schema: dict, text: str, where: str, section: str) -> None:
+    for key, value in table.items():
+        if key not in schema:
+            raise HarnessError(
+                f"{where}:{_line_of(text, key)}: unknown key {section}{key!r}; valid keys: {', '.join(schema)}"
+            )
+        expected = schema[key]
+        if not isinstance(value, expected) or isinstance(value, bool):
+            names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
+            raise HarnessError(f"{where}:{_line_of(text, key)}: {section}{key} must be {names}, got {value!r}")
+
+
+def load(spec: str | os.PathLike) -> Suite:
+    """Load and validate a suite; every error names the file, the line and what is wrong."""
+    folder = resolve(str(spec))
+    file = folder / SUITE_FILE
+    text = file.read_text()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise HarnessError(f"{file}: malformed TOML: {exc}") from None
+    timing = data.pop("timing", {})
+    if not isinstance(timing, dict):
+        raise HarnessError(f"{file}:{_line_of(text, 'timing')}: timing must be a table [timing]")
+    _check_table(data, _TOP_KEYS, text, str(file), "")
+    _check_table(timing, _TIMING_KEYS, text, str(file), "timing.")
+    for key in _REQUIRED:
+        if key not in data:
+            raise HarnessError(f"{file}: missing required key {key!r} (required: {', '.join(_REQUIRED)})")
+
+    def check_list(key: str, kind: type, valid=None) -> tuple:
+        values = data[key]
+        line = _line_of(text, key)
+        if not values:
+            raise HarnessError(f"{file}:{line}: {key} must not be empty")
+        for v in values:
+            if not isinstance(v, kind) or isinstance(v, bool):
+                raise HarnessError(f"{file}:{line}: {key} must hold {kind.__name__} values, got {v!r}")
+            if valid is not None and v not in valid:
+                raise HarnessError(f"{file}:{line}: unknown {key[:-1]} {v!r} in {key}; valid: {', '.join(valid)}")
+            if kind is int and v < 1 and key != "seeds":
+                raise HarnessError(f"{file}:{line}: {key} must be positive, got {v!r}")
+        return tuple(values)
+
+    from harness.cells import CELLS
+
+    for key, valid in (("dtype", DTYPES), ("init", INITS)):
+        if key in data and data[key] not in valid:
+            raise HarnessError(
+                f"{file}:{_line_of(text, key)}: unknown {key} {data[key]!r}; valid: {', '.join(valid)}"
+            )
+    for key in ("batch", "hidden", "threads"):
+        if key in data and data[key] < 1:
+            raise HarnessError(f"{file}:{_line_of(text, key)}: {key} must be positive, got {data[key]!r}")
+    suite = Suite(
+        name=data.get("name", folder.name),
+        task=data["task"],
+        cells=check_list("cells", str, tuple(CELLS)),
+        seq_lens=check_list("seq_lens", int),
+        seeds=check_list("seeds", int) if "seeds" in data else (0,),
+        metrics=check_list("metrics", str, METRICS) if "metrics" in data else METRICS,
+        timing=Timing(**timing),
+        path=str(folder),
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
+        **{k: data[k] for k in ("batch", "hidden", "dtype", "init", "init_gain", "threads", "description")
+           if k in data},
+    )
+    return suite
