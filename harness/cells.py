@@ -61,7 +61,7 @@ def param_shapes(cell: str, input_size: int, hidden_size: int) -> dict[str, tupl
     }
 
 
-def _orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:
+def random_orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:
     """A Haar-random orthogonal matrix (QR of a Gaussian with the sign fix of Mezzadri 2007)."""
     q, r = np.linalg.qr(rng.standard_normal((n, n)))
     return q * np.sign(np.diag(r))
@@ -91,7 +91,7 @@ def init_params(
     }
     if init != "default":
         blocks = [
-            _orthogonal(hidden_size, rng) if init == "orthogonal" else np.eye(hidden_size)
+            random_orthogonal(hidden_size, rng) if init == "orthogonal" else np.eye(hidden_size)
             for _ in range(cell_spec(cell).gates)
         ]
         params["weight_hh"] = gain * np.concatenate(blocks, axis=0)

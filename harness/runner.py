@@ -44,6 +44,15 @@ def _skip(backend: str, cell: str, seq_len: int, suite: Suite, reason: str) -> d
             "status": "skipped", "reason": reason}
 
 
+def _fresh_path(folder: Path, stem: str) -> Path:
+    """``stem.json`` in ``folder``, or ``stem-2.json``, ... when an earlier run took that name."""
+    path, n = folder / f"{stem}.json", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem}-{n}.json"
+    return path
+
+
 def run_suite(
     suite: Suite,
     backends: list[str],
@@ -56,7 +65,7 @@ def run_suite(
     registry.task(suite.task)  # unknown task: a clear error before anything runs
     executor = executor or LocalExecutor()
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = Path(output) if output else Path(results_dir) / "runs" / f"{suite.name}-{stamp}.json"
+    path = Path(output) if output else _fresh_path(Path(results_dir) / "runs", f"{suite.name}-{stamp}")
     data = {
         "schema": results.SCHEMA,
         "suite": suite.to_dict(),

@@ -1,0 +1,66 @@
+"""Exact physics of the gradient metrics.
+
+rnn_tanh with zero input weights and biases and h_0 = 0 keeps h_t = 0, so every tanh' is 1 and each
+backward step multiplies by W_hh^T: with W_hh = s Q (Q orthogonal), ||dL/dh_t|| = s^(T-t) ||dL/dh_T||.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness import metrics
+from harness.backend import Problem
+from harness.cells import random_orthogonal
+from harness_plugins.numpy_backend import NumpyBackend
+
+
+def _profile(scale: float, T: int, dtype: str = "float64", H: int = 16, B: int = 4):
+    rng = np.random.default_rng(0)
+    params = {"weight_ih": np.zeros((H, 3)), "weight_hh": scale * random_orthogonal(H, rng),
+              "bias_ih": np.zeros(H), "bias_hh": np.zeros(H)}
+    grad_h = np.zeros((T, B, H))
+    grad_h[-1] = rng.standard_normal((B, H))  # the loss on the last step only
+    problem = Problem("rnn_tanh", {k: v.astype(dtype) for k, v in params.items()},
+                      rng.standard_normal((T, B, 3)).astype(dtype), grad_h.astype(dtype))
+    backend = NumpyBackend()
+    backend.prepare(problem)
+    backend.forward()
+    backend.backward(per_step=True)
+    return metrics.profile(backend.gradients().h)
+
+
+def test_halfrandom_orthogonal_decays_by_half_per_step():
+    T = 40
+    g = _profile(0.5, T)
+    lags = T - 1 - np.arange(T)
+    assert np.allclose(g, 0.5**lags * g[-1], rtol=1e-12, atol=0)
+    m = metrics.gradient_metrics(g)
+    assert m["decay_rate"] == pytest.approx(np.log10(2), abs=1e-6)
+    assert m["log10_ratio"] == pytest.approx((T - 1) * np.log10(2), abs=1e-6)
+    assert m["horizon"] == 19  # 0.5^19 >= 1e-6 > 0.5^20
+    assert not m["exploded"]
+
+
+def testrandom_orthogonal_keeps_the_profile_flat():
+    T = 200
+    g = _profile(1.0, T)
+    assert np.allclose(g, g[-1], rtol=1e-10)
+    m = metrics.gradient_metrics(g)
+    assert abs(m["decay_rate"]) <= 1e-10 and m["horizon"] == T and not m["exploded"]
+
+
+def test_one_and_a_halfrandom_orthogonal_grows_then_overflows_as_explosion():
+    T = 300  # 1.5^219 passes float32's maximum
+    g = _profile(1.5, T, dtype="float32")
+    lags = T - 1 - np.arange(T)
+    finite = np.isfinite(g)
+    assert np.allclose(g[finite], 1.5 ** lags[finite] * g[-1], rtol=1e-4)
+    m = metrics.gradient_metrics(g)
+    assert m["exploded"] and 200 <= m["first_nonfinite_lag"] <= 225
+    assert m["decay_rate"] == pytest.approx(-np.log10(1.5), abs=1e-5)  # growth: a negative decay rate
+
+
+def test_horizon_and_vanishing_flag_on_a_synthetic_profile():
+    g = np.array([0.0, 1e-9, 1e-3, 1.0])  # lags 3, 2, 1, 0
+    m = metrics.gradient_metrics(g)
+    assert m["horizon"] == 1 and m["vanished"] and not m["exploded"]

@@ -1,0 +1,87 @@
+"""Task generators against their specs, and memoryless baselines against the formulas."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from harness.tasks import AddingTask, CopyTask, TemporalOrderTask, softmax_cross_entropy
+
+
+def test_copy_layout_and_targets():
+    task, T, B = CopyTask(), 30, 64
+    batch = task.generate(T, B, np.random.default_rng(0))
+    ids = batch.x.argmax(-1)
+    assert batch.x.shape == (T + 20, B, 10) and np.all(batch.x.sum(-1) == 1)
+    assert np.all((ids[:10] >= 1) & (ids[:10] <= 8))
+    assert np.all(ids[10 : 10 + T - 1] == 0) and np.all(ids[10 + T - 1] == 9) and np.all(ids[T + 10 :] == 0)
+    assert np.all(batch.targets[: T + 10] == 0)
+    assert np.array_equal(batch.targets[T + 10 :], ids[:10])  # first symbol due one step after the delimiter
+
+
+@pytest.mark.parametrize("T, expected", [(100, 0.1733), (200, 0.0945), (500, 0.0400), (1000, 0.0204)])
+def test_copy_baseline_formula_and_memoryless_loss(T, expected):
+    task = CopyTask()
+    assert task.baseline(T) == pytest.approx(expected, abs=5e-5)
+    # The memoryless strategy: blank for T + 10 steps, then uniform over the 8 data symbols.
+    batch = task.generate(T, 8, np.random.default_rng(1))
+    probs = np.zeros((T + 20, 8, 9))
+    probs[: T + 10, :, 0] = 1.0
+    probs[T + 10 :, :, 1:] = 1.0 / 8
+    picked = np.take_along_axis(probs, batch.targets[..., None], -1)
+    assert -np.mean(np.log(picked)) == pytest.approx(task.baseline(T), rel=1e-12)
+
+
+def test_adding_layout_and_monte_carlo_baseline():
+    task, T, B = AddingTask(), 100, 20000
+    batch = task.generate(T, B, np.random.default_rng(2))
+    marks = batch.x[:, :, 1]
+    assert np.all(marks.sum(0) == 2)
+    first, second = marks[: T // 2].argmax(0), T // 2 + marks[T // 2 :].argmax(0)
+    assert np.all(marks[: T // 2].sum(0) == 1) and np.all(marks[T // 2 :].sum(0) == 1)
+    cols = np.arange(B)
+    assert np.allclose(batch.targets, batch.x[first, cols, 0] + batch.x[second, cols, 0])
+    y = np.ones((T, B, 1))  # predict the mean, 1
+    loss, _ = task.loss(y, batch)
+    assert loss == pytest.approx(task.baseline(T), rel=0.02)
+    assert task.baseline(T) == pytest.approx(1 / 6)
+
+
+def test_temporal_order_layout_and_monte_carlo_baseline():
+    task, T, B = TemporalOrderTask(), 200, 20000
+    batch = task.generate(T, B, np.random.default_rng(3))
+    ids = batch.x.argmax(-1)
+    assert batch.x.shape == (T, B, 6)
+    relevant = ids < 2
+    assert np.all(relevant.sum(0) == 2)
+    pos = np.sort(np.nonzero(relevant.T)[1].reshape(B, 2), axis=1)
+    assert np.all((pos[:, 0] >= 20) & (pos[:, 0] < 40) & (pos[:, 1] >= 100) & (pos[:, 1] < 120))
+    cols = np.arange(B)
+    assert np.array_equal(batch.targets, ids[pos[:, 0], cols] + 2 * ids[pos[:, 1], cols])
+    # The best constant prediction is the class frequencies; its loss is their entropy ~ ln 4.
+    freq = np.bincount(batch.targets, minlength=4) / B
+    assert -np.sum(freq * np.log(freq)) == pytest.approx(task.baseline(T), rel=0.02)
+    assert task.baseline(T) == pytest.approx(math.log(4))
+
+
+@pytest.mark.parametrize("task", [CopyTask(), AddingTask(), TemporalOrderTask()])
+def test_generation_is_deterministic_from_the_seed(task):
+    a = task.generate(20, 4, np.random.default_rng(7))
+    b = task.generate(20, 4, np.random.default_rng(7))
+    c = task.generate(20, 4, np.random.default_rng(8))
+    assert np.array_equal(a.x, b.x) and np.array_equal(a.targets, b.targets)
+    assert not np.array_equal(a.x, c.x)
+
+
+def test_cross_entropy_gradient_by_finite_differences():
+    rng = np.random.default_rng(4)
+    logits, labels = rng.standard_normal((3, 5)), rng.integers(0, 5, 3)
+    _, grad = softmax_cross_entropy(logits, labels)
+    eps, fd = 1e-6, np.zeros_like(logits)
+    for idx in np.ndindex(logits.shape):
+        up, down = logits.copy(), logits.copy()
+        up[idx] += eps
+        down[idx] -= eps
+        fd[idx] = (softmax_cross_entropy(up, labels)[0] - softmax_cross_entropy(down, labels)[0]) / (2 * eps)
+    assert np.max(np.abs(grad - fd)) <= 1e-8
