@@ -1,0 +1,133 @@
+"""The ``numba`` backend: JIT-compiled CPU loops (plugins/numba_kernels.py) for rnn_tanh, lstm, gru.
+
+Buffers are allocated once in ``setup`` and reused by every call, so the timed calls allocate
+nothing and tracemalloc sees every buffer. The only parallelism is BLAS's, set from the
+harness's thread option (no prange around BLAS calls). Kernels are cached on disk (cache=True),
+so a second process loads them instead of compiling.
+"""
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+
+from harness.backend import Availability, Backend, Gradients, Outputs, Problem
+from harness.hookspecs import hookimpl
+
+HARNESS_PLUGIN_API = 1
+
+
+class NumbaBackend(Backend):
+    name = "numba"
+    cells = ("rnn_tanh", "lstm", "gru")
+    description = "Numba-JIT time loops: one recurrent GEMM + one fused pointwise loop per step"
+
+    @classmethod
+    def availability(cls) -> Availability:
+        for module, why in (("numba", "numba is not installed"), ("scipy", "scipy is not installed "
+                                                                          "(numba's np.dot needs its BLAS)")):
+            if importlib.util.find_spec(module) is None:
+                return Availability(False, f"{why} (pip install 'rnn-grad-harness[numba]')")
+        return Availability(True)
+
+    def __init__(self, threads: int | None = None):
+        super().__init__(threads)
+        import numba
+
+        from harness_plugins import numba_kernels
+
+        self.k = numba_kernels
+        self._numba = numba
+        if threads:
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+    def info(self) -> dict:
+        return {**super().info(), "numba": self._numba.__version__, "numba_threads": self._numba.get_num_threads(),
+                "numpy": np.__version__}
+
+    def compile_stats(self) -> dict:
+        """Cache hits and misses per kernel signature in this process (misses mean compilation)."""
+        hits = sum(sum(k.stats.cache_hits.values()) for k in self.k.KERNELS)
+        misses = sum(sum(k.stats.cache_misses.values()) for k in self.k.KERNELS)
+        return {"cache_hits": hits, "cache_misses": misses}
+
+    def setup(self, problem: Problem) -> None:
+        p = problem.params
+        T, B, I, H = problem.shape
+        G = p["weight_hh"].shape[0]
+        dt = problem.dtype
+        e = lambda *shape: np.empty(shape, dtype=dt)  # noqa: E731
+        self.x2 = np.ascontiguousarray(problem.x.reshape(T * B, I))
+        self.grad_h = np.ascontiguousarray(problem.grad_h)
+        self.w_ih = np.ascontiguousarray(p["weight_ih"])
+        self.w_ih_t = np.ascontiguousarray(p["weight_ih"].T)
+        self.w_hh = np.ascontiguousarray(p["weight_hh"])
+        self.w_hh_t = np.ascontiguousarray(p["weight_hh"].T)
+        self.bias = p["bias_ih"] + p["bias_hh"] if problem.cell != "gru" else p["bias_ih"].copy()
+        self.b_hh = np.ascontiguousarray(p["bias_hh"])
+        self.xp = e(T, B, G)  # input projection; LSTM overwrites it with the activated gates
+        self.hs = np.zeros((T + 1, B, H), dtype=dt)
+        self.dgi = e(T, B, G)
+        self.dh_next, self.tmp = e(B, H), e(B, H)
+        self.rec = e(B, G)
+        self.dh_all = e(T, B, H)
+        self.grads = {"weight_ih": e(G, I), "weight_hh": e(G, H), "bias_ih": e(G), "bias_hh": e(G)}
+        self.dx = e(T, B, I)
+        if problem.cell == "lstm":
+            self.cs = np.zeros((T + 1, B, H), dtype=dt)
+            self.tcs, self.dc_next, self.dc_all = e(T, B, H), e(B, H), e(T, B, H)
+        if problem.cell == "gru":
+            self.rz, self.ns, self.ghn = e(T, B, 2 * H), e(T, B, H), e(T, B, H)
+            self.dgh = e(T, B, G)
+        self._per_step = False
+
+    def forward(self) -> None:
+        cell, k = self.problem.cell, self.k
+        xp2 = self.xp.reshape(-1, self.xp.shape[2])
+        np.matmul(self.x2, self.w_ih_t, out=xp2)
+        xp2 += self.bias
+        if cell == "rnn_tanh":
+            k.rnn_forward(self.xp, self.w_hh_t, self.hs)
+        elif cell == "lstm":
+            k.lstm_forward(self.xp, self.w_hh_t, self.hs, self.cs, self.tcs, self.rec)
+        else:
+            k.gru_forward(self.xp, self.w_hh_t, self.b_hh, self.hs, self.rz, self.ns, self.ghn, self.rec)
+
+    def backward(self, per_step: bool = False) -> None:
+        cell, k = self.problem.cell, self.k
+        if cell == "rnn_tanh":
+            k.rnn_backward(self.grad_h, self.hs, self.w_hh, self.dgi, self.dh_next, self.dh_all, per_step)
+        elif cell == "lstm":
+            k.lstm_backward(self.grad_h, self.xp, self.cs, self.tcs, self.w_hh, self.dgi, self.dh_next,
+                            self.dc_next, self.dh_all, self.dc_all, per_step)
+        else:
+            k.gru_backward(self.grad_h, self.hs, self.rz, self.ns, self.ghn, self.w_hh, self.dgi, self.dgh,
+                           self.dh_next, self.tmp, self.dh_all, per_step)
+        # Weight and input gradients: GEMMs over all T*B rows, after the loop.
+        G, H, I = self.dgi.shape[2], self.hs.shape[2], self.x2.shape[1]
+        dgi2 = self.dgi.reshape(-1, G)
+        dgh2 = self.dgh.reshape(-1, G) if cell == "gru" else dgi2
+        g = self.grads
+        np.matmul(dgi2.T, self.x2, out=g["weight_ih"])
+        np.matmul(dgh2.T, self.hs[:-1].reshape(-1, H), out=g["weight_hh"])
+        np.sum(dgi2, axis=0, out=g["bias_ih"])
+        np.sum(dgh2, axis=0, out=g["bias_hh"])
+        np.matmul(dgi2, self.w_ih, out=self.dx.reshape(-1, I))
+        self._per_step = per_step
+
+    def outputs(self) -> Outputs:
+        return Outputs(h=self.hs[1:].copy(), c=self.cs[1:].copy() if self.problem.cell == "lstm" else None)
+
+    def gradients(self) -> Gradients:
+        per_step, lstm = self._per_step, self.problem.cell == "lstm"
+        return Gradients(
+            params={n: v.copy() for n, v in self.grads.items()},
+            x=self.dx.copy(),
+            h=self.dh_all.copy() if per_step else None,
+            c=self.dc_all.copy() if per_step and lstm else None,
+        )
+
+
+@hookimpl
+def harness_backends():
+    return [NumbaBackend]

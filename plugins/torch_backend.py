@@ -1,0 +1,237 @@
+"""The ``torch-cpu`` and ``torch-cuda`` backends.
+
+Timed path: the fused library layers (nn.RNN / nn.LSTM / nn.GRU: oneDNN on the CPU for float32
+LSTM, cuDNN on CUDA). Exact path, for the per-step gradients the fused kernels cannot expose: the
+same equations stepped in torch with a zero tensor added to each h_t (and c_t), whose gradient is
+then the total dL/dh_t (dL/dc_t). torch is imported when a backend is first used, never at plugin
+import, so that listing plugins stays fast and a missing torch only makes these unavailable.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from typing import ClassVar
+
+from harness.backend import Availability, Backend, Gradients, Outputs, Problem
+from harness.cells import PARAM_NAMES
+from harness.hookspecs import hookimpl
+from harness.memory import RssMeter
+
+HARNESS_PLUGIN_API = 1
+
+_MODULES = {"rnn_tanh": "RNN", "lstm": "LSTM", "gru": "GRU"}
+
+
+def _torch_missing() -> Availability | None:
+    if importlib.util.find_spec("torch") is None:
+        return Availability(False, "torch is not installed (pip install 'rnn-grad-harness[torch]')")
+    return None
+
+
+def _step(torch, cell: str, xp, h, c, w_hh, b_hh):
+    """One step of the cell from the hoisted input projection xp = x W_ih^T + b_ih."""
+    gh = h @ w_hh.T + b_hh
+    if cell == "rnn_tanh":
+        return torch.tanh(xp + gh), None
+    if cell == "lstm":
+        i, f, g, o = (xp + gh).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o), c  # h = o * tanh(c) once c has received its zero
+    xr, xz, xn = xp.chunk(3, dim=1)
+    hr, hz, hn = gh.chunk(3, dim=1)
+    r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+    n = torch.tanh(xn + r * hn)
+    return n + z * (h - n), None
+
+
+class CudaEventClock:
+    """CUDA events around a block of calls; elapsed time read after synchronising the end event."""
+
+    def __init__(self, torch):
+        self._start = torch.cuda.Event(enable_timing=True)
+        self._end = torch.cuda.Event(enable_timing=True)
+
+    def start(self) -> None:
+        self._start.record()
+
+    def stop(self) -> float:
+        self._end.record()
+        self._end.synchronize()
+        return self._start.elapsed_time(self._end) / 1e3
+
+
+class CudaMemoryMeter:
+    """Peak bytes the CUDA caching allocator handed out above the baseline."""
+
+    tool = "torch.cuda.max_memory_allocated"
+
+    def __init__(self, torch):
+        self._torch, self.peak = torch, 0
+
+    def __enter__(self):
+        self._torch.cuda.synchronize()
+        self._torch.cuda.reset_peak_memory_stats()
+        self._base = self._torch.cuda.memory_allocated()
+        return self
+
+    def __exit__(self, *exc):
+        self._torch.cuda.synchronize()
+        self.peak = max(0, self._torch.cuda.max_memory_allocated() - self._base)
+
+
+class _TorchBackend(Backend):
+    cells = tuple(_MODULES)
+    device: ClassVar[str]
+
+    def __init__(self, threads: int | None = None):
+        super().__init__(threads)
+        import torch
+
+        self.torch = torch
+        if threads:
+            torch.set_num_threads(threads)
+
+    def info(self) -> dict:
+        t = self.torch
+        return {**super().info(), "torch": t.__version__, "device": self.device,
+                "torch_threads": t.get_num_threads(), "mkldnn": t.backends.mkldnn.is_available()}
+
+    def setup(self, problem: Problem) -> None:
+        torch = self.torch
+        self._release()
+        seq_len, batch, input_size, hidden = problem.shape
+        dtype = getattr(torch, problem.dtype)
+        kwargs = {"nonlinearity": "tanh"} if problem.cell == "rnn_tanh" else {}
+        module = getattr(torch.nn, _MODULES[problem.cell])(input_size, hidden, **kwargs)
+        module = module.to(device=self.device, dtype=dtype)
+        with torch.no_grad():
+            for name in PARAM_NAMES:
+                getattr(module, name + "_l0").copy_(torch.from_numpy(problem.params[name]))
+        self.module = module
+        self.weights = [getattr(module, name + "_l0") for name in PARAM_NAMES]
+        self.x = torch.from_numpy(problem.x).to(self.device).requires_grad_(True)
+        self.grad_h = torch.from_numpy(problem.grad_h).to(self.device)
+
+    def _release(self) -> None:
+        self.module = self.out = self.x = self.grad_h = self._grads = None
+
+    # -- timed path: the fused layer --------------------------------------------------------------
+    def forward(self) -> None:
+        self.out, _ = self.module(self.x)
+
+    def backward(self, per_step: bool = False) -> None:
+        if per_step:
+            self._grads = self._exact_backward()
+            return
+        grads = self.torch.autograd.grad(self.out, [*self.weights, self.x], grad_outputs=self.grad_h)
+        self._grads = (grads[:4], grads[4], None, None)
+
+    # -- exact path: stepped, with a zero added to each state -------------------------------------
+    def _stepped(self, zeros_h=None, zeros_c=None):
+        torch = self.torch
+        w_ih, w_hh, b_ih, b_hh = self.weights
+        seq_len, batch, _ = self.x.shape
+        hidden = w_hh.shape[1]
+        # unbind, not x[t]: indexing would make autograd build a full (T, B, .) gradient per step.
+        xp = (self.x @ w_ih.T + b_ih).unbind(0)
+        zh = zeros_h.unbind(0) if zeros_h is not None else None
+        zc = zeros_c.unbind(0) if zeros_c is not None else None
+        h = torch.zeros(batch, hidden, dtype=self.x.dtype, device=self.device)
+        c = torch.zeros_like(h)
+        hs, cs = [], []
+        for t in range(seq_len):
+            h_new, c_new = _step(torch, self.problem.cell, xp[t], h, c, w_hh, b_hh)
+            if c_new is not None:
+                c = c_new if zc is None else c_new + zc[t]
+                h_new = h_new * torch.tanh(c)
+                cs.append(c)
+            h = h_new if zh is None else h_new + zh[t]
+            hs.append(h)
+        return torch.stack(hs), (torch.stack(cs) if cs else None)
+
+    def _exact_backward(self):
+        torch = self.torch
+        zeros_h = torch.zeros_like(self.grad_h, requires_grad=True)
+        is_lstm = self.problem.cell == "lstm"
+        zeros_c = torch.zeros_like(self.grad_h, requires_grad=True) if is_lstm else None
+        with torch.enable_grad():
+            hs, _ = self._stepped(zeros_h, zeros_c)
+            inputs = [*self.weights, self.x, zeros_h] + ([zeros_c] if is_lstm else [])
+            grads = torch.autograd.grad(hs, inputs, grad_outputs=self.grad_h)
+        return grads[:4], grads[4], grads[5], grads[6] if is_lstm else None
+
+    # -- results ----------------------------------------------------------------------------------
+    @staticmethod
+    def _np(t):
+        return None if t is None else t.detach().cpu().numpy()
+
+    def outputs(self) -> Outputs:
+        c = None
+        if self.problem.cell == "lstm":  # the fused layer returns only the last c
+            with self.torch.no_grad():
+                c = self._np(self._stepped()[1])
+        return Outputs(h=self._np(self.out), c=c)
+
+    def gradients(self) -> Gradients:
+        params, dx, dh, dc = self._grads
+        return Gradients(params={n: self._np(g) for n, g in zip(PARAM_NAMES, params)}, x=self._np(dx),
+                         h=self._np(dh), c=self._np(dc))
+
+
+class TorchCPUBackend(_TorchBackend):
+    name = "torch-cpu"
+    device = "cpu"
+    description = "torch.nn.RNN/LSTM/GRU on the CPU (oneDNN for float32 LSTM); exact stepped path for dL/dh_t"
+
+    @classmethod
+    def availability(cls) -> Availability:
+        return _torch_missing() or Availability(True)
+
+    def memory_meter(self):
+        return RssMeter()  # torch's CPU allocator is invisible to tracemalloc
+
+
+class TorchCUDABackend(_TorchBackend):
+    name = "torch-cuda"
+    device = "cuda"
+    description = "torch.nn.RNN/LSTM/GRU on CUDA (cuDNN); CUDA-event timing; exact stepped path for dL/dh_t"
+
+    @classmethod
+    def availability(cls) -> Availability:
+        missing = _torch_missing()
+        if missing:
+            return missing
+        if not (os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi")):
+            return Availability(False, "no CUDA GPU: no NVIDIA driver on this machine")
+        import torch  # only where a driver exists
+
+        if not torch.cuda.is_available():
+            why = "torch was built without CUDA" if torch.version.cuda is None else "torch.cuda.is_available() is False"
+            return Availability(False, f"no CUDA GPU: {why}")
+        return Availability(True)
+
+    def info(self) -> dict:
+        t = self.torch
+        return {**super().info(), "gpu": t.cuda.get_device_name(), "cuda": t.version.cuda,
+                "cudnn": t.backends.cudnn.version(), "tf32_matmul": t.backends.cuda.matmul.allow_tf32,
+                "tf32_cudnn": t.backends.cudnn.allow_tf32}
+
+    def setup(self, problem: Problem) -> None:
+        self._release()
+        self.torch.cuda.empty_cache()
+        super().setup(problem)
+
+    def synchronize(self) -> None:
+        self.torch.cuda.synchronize()
+
+    def clock(self):
+        return CudaEventClock(self.torch)
+
+    def memory_meter(self):
+        return CudaMemoryMeter(self.torch)
+
+
+@hookimpl
+def harness_backends():
+    return [TorchCPUBackend, TorchCUDABackend]
