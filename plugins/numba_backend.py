@@ -61,7 +61,7 @@ class NumbaBackend(Backend):
         self.grad_h = np.ascontiguousarray(problem.grad_h)
         self.w_ih = np.ascontiguousarray(p["weight_ih"])
         self.w_ih_t = np.ascontiguousarray(p["weight_ih"].T)
-        self.w_hh = np.ascontiguousarray(p["weight_hh"])
+        self.w_hh = np.asfortranarray(p["weight_hh"])  # OpenBLAS is ~10% faster on dh W_hh this way
         self.w_hh_t = np.ascontiguousarray(p["weight_hh"].T)
         self.bias = p["bias_ih"] + p["bias_hh"] if problem.cell != "gru" else p["bias_ih"].copy()
         self.b_hh = np.ascontiguousarray(p["bias_hh"])
