@@ -10,6 +10,7 @@ core calls these in order; only ``forward`` and ``backward`` are ever timed)::
     backend.backward()                  # timed: parameter gradients and dL/dx only
     backend.backward(per_step=True)     # untimed use: also the total dL/dh_t (and dL/dc_t)
     backend.outputs(); backend.gradients()   # untimed: results as NumPy arrays
+    backend.teardown()                  # drop every buffer
 """
 from __future__ import annotations
 
@@ -130,10 +131,11 @@ class Backend:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def prepare(self, problem: Problem) -> None:
-        """Check that the problem is supported, then hand it to :meth:`setup` (untimed)."""
+        """Check that the problem is supported, drop the previous one, hand it to :meth:`setup`."""
         support = self.supports(problem.cell, problem.dtype)
         if not support:
             raise HarnessError(support.reason)
+        self.teardown()
         self.problem = problem
         self.setup(problem)
 
@@ -153,6 +155,11 @@ class Backend:
         direct part), and dL/dc_t for LSTM. The timed call passes ``per_step=False``.
         """
         raise NotImplementedError
+
+    def teardown(self) -> None:
+        """Drop every array that ``prepare``, ``forward`` and ``backward`` keep (before a memory
+        measurement, which counts from ``prepare`` on). Override when the backend keeps more."""
+        self.problem = None
 
     def outputs(self) -> Outputs:
         """The hidden states of the last forward, as NumPy arrays. Untimed."""

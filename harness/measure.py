@@ -80,9 +80,10 @@ def measure(backend: Backend, job: problem.CellJob, task) -> dict:
         record["first_call_s"] = first_call
         record["compile_s"] = max(0.0, first_call - record["time"]["forward_backward"]["median"])
     if "memory" in wanted:
-        backend.prepare(first.timed)  # drops what earlier runs kept
+        backend.teardown()  # counted from prepare on: a backend's preallocated buffers are its memory
         meter = backend.memory_meter()
         with meter:
+            backend.prepare(first.timed)
             forward_backward()
             backend.synchronize()
         record["memory"] = {

@@ -1,6 +1,9 @@
 """Measuring peak memory of a forward+backward with the tool that sees the backend's allocations."""
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import tracemalloc
 from typing import Protocol
 
@@ -41,8 +44,9 @@ class TracemallocMeter:
 class RssMeter:
     """Peak resident set size (Linux VmHWM, reset through /proc/self/clear_refs), page-granular.
 
-    For libraries whose allocator tracemalloc does not see (torch on the CPU). Coarser: freed memory
-    that the allocator keeps is not counted as new, memory reused from earlier runs is invisible.
+    For libraries whose allocator tracemalloc does not see (torch on the CPU). Free memory that
+    malloc keeps would hide re-allocations, so it is handed back to the OS (``malloc_trim``) before
+    the baseline is read. Coarser than tracemalloc: it counts pages, including other threads' work.
     """
 
     tool = "rss-hwm"
@@ -59,6 +63,8 @@ class RssMeter:
         raise OSError(f"{field} not in /proc/self/status")
 
     def __enter__(self):
+        gc.collect()
+        _malloc_trim()
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM to the current RSS
         self._base = self._status("VmRSS")
@@ -66,3 +72,12 @@ class RssMeter:
 
     def __exit__(self, *exc):
         self.peak = max(0, self._status("VmHWM") - self._base)
+
+
+def _malloc_trim() -> None:
+    """Return glibc's free heap memory to the OS; a no-op where there is no glibc."""
+    name = ctypes.util.find_library("c")
+    if name:
+        libc = ctypes.CDLL(name)
+        if hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)

@@ -81,6 +81,12 @@ class NumbaBackend(Backend):
             self.dgh = e(T, B, G)
         self._per_step = False
 
+    def teardown(self) -> None:
+        super().teardown()
+        for name, value in list(vars(self).items()):
+            if isinstance(value, np.ndarray) or name == "grads":
+                delattr(self, name)
+
     def forward(self) -> None:
         cell, k = self.problem.cell, self.k
         xp2 = self.xp.reshape(-1, self.xp.shape[2])

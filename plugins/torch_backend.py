@@ -99,7 +99,6 @@ class _TorchBackend(Backend):
 
     def setup(self, problem: Problem) -> None:
         torch = self.torch
-        self._release()
         seq_len, batch, input_size, hidden = problem.shape
         dtype = getattr(torch, problem.dtype)
         kwargs = {"nonlinearity": "tanh"} if problem.cell == "rnn_tanh" else {}
@@ -113,8 +112,9 @@ class _TorchBackend(Backend):
         self.x = torch.from_numpy(problem.x).to(self.device).requires_grad_(True)
         self.grad_h = torch.from_numpy(problem.grad_h).to(self.device)
 
-    def _release(self) -> None:
-        self.module = self.out = self.x = self.grad_h = self._grads = None
+    def teardown(self) -> None:
+        super().teardown()
+        self.module = self.weights = self.out = self.x = self.grad_h = self._grads = None
 
     # -- timed path: the fused layer --------------------------------------------------------------
     def forward(self) -> None:
@@ -217,10 +217,9 @@ class TorchCUDABackend(_TorchBackend):
                 "cudnn": t.backends.cudnn.version(), "tf32_matmul": t.backends.cuda.matmul.allow_tf32,
                 "tf32_cudnn": t.backends.cudnn.allow_tf32}
 
-    def setup(self, problem: Problem) -> None:
-        self._release()
-        self.torch.cuda.empty_cache()
-        super().setup(problem)
+    def teardown(self) -> None:
+        super().teardown()
+        self.torch.cuda.empty_cache()  # hand cached blocks back, e.g. after an out-of-memory error
 
     def synchronize(self) -> None:
         self.torch.cuda.synchronize()
