@@ -40,6 +40,17 @@ def sigmoid(x):
     return 0.5 * math.tanh(0.5 * x) + 0.5
 
 
+def one(a):
+    """1 in the dtype of array ``a``: a float64 literal would widen float32 loops to float64."""
+    return a.dtype.type(1)
+
+
+@overload(one, jit_options=JIT_OPTIONS)
+def _one(a):
+    value = np.float32(1) if _is_float32(a.dtype) else 1.0
+    return lambda a: value
+
+
 @overload(tanh, jit_options=JIT_OPTIONS)
 def _tanh(x):
     if not _is_float32(x):
@@ -88,6 +99,7 @@ def rnn_forward(xp, w_hh_t, hs):
 @jit
 def rnn_backward(grad_h, hs, w_hh, dgi, dh_next, dh_all, per_step):
     T, B, H = grad_h.shape
+    one_ = one(grad_h)
     dh_next[:] = 0.0
     for t in range(T - 1, -1, -1):
         for b in range(B):
@@ -97,7 +109,7 @@ def rnn_backward(grad_h, hs, w_hh, dgi, dh_next, dh_all, per_step):
             if per_step:
                 dh_all[t, b] = nxt
             for j in range(H):
-                da[j] = nxt[j] * (1.0 - h[j] * h[j])
+                da[j] = nxt[j] * (one_ - h[j] * h[j])
         np.dot(dgi[t], w_hh, dh_next)
 
 
@@ -128,6 +140,7 @@ def lstm_forward(gates, w_hh_t, hs, cs, tcs, rec):
 @jit
 def lstm_backward(grad_h, gates, cs, tcs, w_hh, dgi, dh_next, dc_next, dh_all, dc_all, per_step):
     T, B, H = grad_h.shape
+    one_ = one(grad_h)
     dh_next[:] = 0.0
     dc_next[:] = 0.0
     for t in range(T - 1, -1, -1):
@@ -137,16 +150,16 @@ def lstm_backward(grad_h, gates, cs, tcs, w_hh, dgi, dh_next, dc_next, dh_all, d
             for j in range(H):
                 dh[j] += up[j]
             for j in range(H):
-                dc[j] += dh[j] * g[3 * H + j] * (1.0 - tc[j] * tc[j])
+                dc[j] += dh[j] * g[3 * H + j] * (one_ - tc[j] * tc[j])
             if per_step:
                 dh_all[t, b] = dh
                 dc_all[t, b] = dc
             for j in range(H):
                 i, f, gg, o = g[j], g[H + j], g[2 * H + j], g[3 * H + j]
-                da[j] = dc[j] * gg * i * (1.0 - i)
-                da[H + j] = dc[j] * c_prev[j] * f * (1.0 - f)
-                da[2 * H + j] = dc[j] * i * (1.0 - gg * gg)
-                da[3 * H + j] = dh[j] * tc[j] * o * (1.0 - o)
+                da[j] = dc[j] * gg * i * (one_ - i)
+                da[H + j] = dc[j] * c_prev[j] * f * (one_ - f)
+                da[2 * H + j] = dc[j] * i * (one_ - gg * gg)
+                da[3 * H + j] = dh[j] * tc[j] * o * (one_ - o)
             for j in range(H):
                 dc[j] *= g[H + j]
         np.dot(dgi[t], w_hh, dh_next)
@@ -175,6 +188,7 @@ def gru_forward(xp, w_hh_t, b_hh, hs, rz, ns, ghn, gh):
 @jit
 def gru_backward(grad_h, hs, rz, ns, ghn, w_hh, dgi, dgh, dh_next, dhz, dh_all, per_step):
     T, B, H = grad_h.shape
+    one_ = one(grad_h)
     dh_next[:] = 0.0
     for t in range(T - 1, -1, -1):
         for b in range(B):
@@ -186,9 +200,9 @@ def gru_backward(grad_h, hs, rz, ns, ghn, w_hh, dgi, dgh, dh_next, dhz, dh_all, 
                 dh_all[t, b] = dh
             for j in range(H):
                 r, z = s[j], s[H + j]
-                dan = dh[j] * (1.0 - z) * (1.0 - n[j] * n[j])
-                dar = dan * hn[j] * r * (1.0 - r)
-                daz = dh[j] * (h_prev[j] - n[j]) * z * (1.0 - z)
+                dan = dh[j] * (one_ - z) * (one_ - n[j] * n[j])
+                dar = dan * hn[j] * r * (one_ - r)
+                daz = dh[j] * (h_prev[j] - n[j]) * z * (one_ - z)
                 di[j] = dar
                 di[H + j] = daz
                 di[2 * H + j] = dan
