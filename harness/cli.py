@@ -66,10 +66,56 @@ def cmd_run(args) -> int:
     print(table.summary(run.data))
     counts = run.counts
     print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped -> {run.path}")
+    if not args.no_asv:
+        from harness import asvdb
+
+        written = asvdb.record_run(run.data, asvdb.load_config(results_dir=args.results_dir), label=args.label)
+        label = asvdb.label_for(run.data["provenance"], args.label)
+        where = f"under label {label!r} (kept out of the history graphs)" if label else "as a history point"
+        print(f"recorded into asv {where}: {written}")
     if run.interrupted:
         print("interrupted: every finished cell was kept", file=sys.stderr)
         return 130
     return 1 if counts["failed"] else 0
+
+
+def cmd_publish(args) -> int:
+    from harness import asvdb, site
+
+    index = site.publish(asvdb.load_config(results_dir=args.results_dir))
+    print(f"published {index.parent.parent / 'index.html'} (asv) and {index} (harness pages)")
+    return 0
+
+
+def cmd_preview(args) -> int:
+    from harness import asvdb, site
+
+    site.serve(asvdb.load_config(results_dir=args.results_dir).html_dir, port=args.port)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from harness import compare
+
+    print(compare.compare(args.results_dir, args.before, args.after, factor=args.factor))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from pathlib import Path
+
+    from harness import plots, results
+
+    path = Path(args.results_file)
+    if not path.is_file():
+        raise HarnessError(f"no such results file: {path}")
+    try:
+        data = results.read(path)
+    except ValueError as exc:
+        raise HarnessError(f"{path}: not a harness results file ({exc})") from None
+    out = Path(args.out) if args.out else path.with_name(path.stem + "-report")
+    print(f"wrote {plots.report(data, out)}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,7 +146,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default="results", help="results database folder (default: results)")
     p.add_argument("--output", help="results file (default: RESULTS_DIR/runs/SUITE-TIMESTAMP.json)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--label", help="record into asv under this label, outside the history graphs "
+                                   "(default: a label only for a dirty or untracked tree)")
+    p.add_argument("--no-asv", action="store_true", help="write the results file only, not the asv database")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("publish", help="build the HTML site: asv's history plus gradient/speed/memory pages",
+                       description="Run asv publish on the results database, then write the harness's own "
+                                   "pages (gradient-norm curves, decay rate, time and memory against T).")
+    p.add_argument("--results-dir", default="results", help="results database folder (default: results)")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("preview", help="serve the published site on localhost",
+                       description="Serve the published HTML directory on http://127.0.0.1:PORT/.")
+    p.add_argument("--results-dir", default="results", help="results database folder (default: results)")
+    p.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
+    p.set_defaults(func=cmd_preview)
+
+    p = sub.add_parser("compare", help="ratio table between two commits or labels",
+                       description="Compare every benchmark cell between two commits (prefixes) or labels, "
+                                   "as asv compare does: + marks a regression, - an improvement.")
+    p.add_argument("before", help="commit prefix or label")
+    p.add_argument("after", help="commit prefix or label")
+    p.add_argument("--factor", type=float, default=1.1, help="ratio that counts as a change (default: 1.1)")
+    p.add_argument("--results-dir", default="results", help="results database folder (default: results)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("report", help="plots of one results file, without asv",
+                       description="Draw the gradient, decay-rate, time and memory plots of one results file "
+                                   "into a folder with an index.html.")
+    p.add_argument("results_file", help="a results file written by harness run")
+    p.add_argument("--out", help="output folder (default: next to the file, NAME-report)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

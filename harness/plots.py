@@ -1,0 +1,142 @@
+"""Plots of one run, drawn with seaborn and written as PNG and SVG with an HTML page of captions.
+
+Used by ``harness report RESULTS.json`` (one results file, no asv) and ``harness publish`` (the
+latest run of each suite, written next to asv's site).
+"""
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Figure:
+    stem: str  # file name without extension
+    title: str
+    caption: str
+
+
+def _frames(data: dict):
+    import pandas as pd
+
+    rows, curves = [], []
+    for rec in data["records"]:
+        if rec["status"] != "ok":
+            continue
+        base = {"backend": rec["backend"], "cell": rec["cell"], "T": rec["seq_len"]}
+        timing = rec.get("time", {}).get("forward_backward")
+        grad = rec.get("gradient")
+        rows.append({**base,
+                     "fwd_bwd_s": timing["median"] if timing else math.nan,
+                     "peak_mib": rec["memory"]["peak_bytes"] / 2**20 if rec.get("memory") else math.nan,
+                     "decay_rate": grad["decay_rate"] if grad else math.nan})
+        if grad:
+            g = np.asarray(grad["g"], dtype=float)
+            keep = np.isfinite(g) & (g > 0)
+            t = np.arange(1, g.size + 1)
+            curves.append(pd.DataFrame({**base, "t": t[keep], "g": g[keep]}))
+    summary = pd.DataFrame(rows, columns=["backend", "cell", "T", "fwd_bwd_s", "peak_mib", "decay_rate"])
+    profile = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=["backend", "cell", "T", "t", "g"])
+    return summary, profile
+
+
+def _save(grid, out_dir: Path, stem: str) -> None:
+    for ext in ("png", "svg"):
+        grid.savefig(out_dir / f"{stem}.{ext}", dpi=110 if ext == "png" else None, bbox_inches="tight")
+
+
+def _setting(data: dict) -> str:
+    s, prov = data["suite"], data["provenance"]
+    commit = (prov["git"]["commit"] or "no git")[:10]
+    return (f"suite {s['name']} (task {s['task']}), batch {s['batch']}, hidden {s['hidden']}, {s['dtype']}, "
+            f"init {s['init']}, seeds {list(s['seeds'])}, {prov['threads']} thread(s), on {prov['cpu']}"
+            f"{' + ' + prov['gpu'] if prov.get('gpu') else ''}, commit {commit}")
+
+
+def draw(data: dict, out_dir: str | Path) -> list[Figure]:
+    """Draw every figure of a run into ``out_dir``; returns what was drawn, with captions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary, profile = _frames(data)
+    sns.set_theme(style="whitegrid", context="notebook")
+    figures: list[Figure] = []
+    setting = _setting(data)
+
+    for cell in sorted(profile["cell"].unique()):
+        sub = profile[profile["cell"] == cell]
+        n = sub["T"].nunique()
+        grid = sns.relplot(data=sub, x="t", y="g", hue="backend", style="backend", col="T", col_wrap=min(3, n),
+                           kind="line", height=3, aspect=1.3, facet_kws={"sharex": False, "sharey": False})
+        grid.set(yscale="log")
+        for T, ax in grid.axes_dict.items():
+            ax.set_xlim(1, T)  # where g_t underflowed to 0 the line stops: it vanished there
+        grid.set_axis_labels("step t", "g_t = mean_b ||dL/dh_t||")
+        grid.figure.suptitle(f"Gradient-norm profile, {cell}", y=1.02)
+        _save(grid, out_dir, f"gradient_{cell}")
+        plt.close(grid.figure)
+        figures.append(Figure(f"gradient_{cell}", f"Gradient-norm profiles: {cell}",
+                              f"g_t, the batch mean of ||dL/dh_t||_2, against the step t, with the loss on the "
+                              f"last step only, averaged over the seeds' initialisations; one panel per sequence "
+                              f"length T, one line per backend (lines that coincide agree). A straight falling "
+                              f"line is exponential vanishing. {setting}."))
+
+    panels = [
+        ("decay_rate", "decay_rate", "decay rate (decades per step)", "linear",
+         "Gradient decay rate against T", "Minus the least-squares slope of log10 g_t against the lag T - t: "
+         "decades of gradient lost per step back in time (negative: growth)."),
+        ("time", "fwd_bwd_s", "forward + backward (s)", "log",
+         "Forward + backward time against T", "Median wall time of one forward and backpropagation through "
+         "time of the recurrent layer (log-log), after warm-up, adaptive repeats."),
+        ("memory", "peak_mib", "peak memory (MiB)", "log",
+         "Peak memory against T", "Peak bytes the backend allocated from prepare to the end of backward "
+         "(tracemalloc, RSS or the CUDA allocator, per backend), log-log."),
+    ]
+    for stem, column, label, yscale, title, caption in panels:
+        sub = summary.dropna(subset=[column])
+        if sub.empty:
+            continue
+        grid = sns.relplot(data=sub, x="T", y=column, hue="backend", style="backend", col="cell", kind="line",
+                           markers=True, dashes=False, height=3, aspect=1.2, facet_kws={"sharey": False})
+        grid.set(xscale="log", yscale=yscale)
+        grid.set_axis_labels("sequence length T", label)
+        grid.figure.suptitle(title, y=1.03)
+        _save(grid, out_dir, stem)
+        plt.close(grid.figure)
+        figures.append(Figure(stem, title, f"{caption} {setting}."))
+    return figures
+
+
+def write_page(data: dict, figures: list[Figure], out_dir: str | Path, title: str, back_link: str | None = None) -> Path:
+    """An HTML page showing each figure (PNG, with an SVG link) under its caption."""
+    out_dir = Path(out_dir)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+             "figure{margin:2em 0}img{max-width:100%}figcaption{color:#333;max-width:60em}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>"]
+    if back_link:
+        parts.append(f"<p><a href='{back_link}'>back</a></p>")
+    if not figures:
+        parts.append("<p>This run has no successful cells to plot.</p>")
+    for fig in figures:
+        parts.append(f"<figure id='{fig.stem}'><h2>{html.escape(fig.title)}</h2>"
+                     f"<img src='{fig.stem}.png' alt='{html.escape(fig.title)}'>"
+                     f"<figcaption>{html.escape(fig.caption)} <a href='{fig.stem}.svg'>SVG</a></figcaption></figure>")
+    parts.append("</body></html>")
+    page = out_dir / "index.html"
+    page.write_text("\n".join(parts))
+    return page
+
+
+def report(data: dict, out_dir: str | Path, title: str | None = None, back_link: str | None = None) -> Path:
+    figures = draw(data, out_dir)
+    return write_page(data, figures, out_dir, title or f"harness: {data['suite']['name']}", back_link)

@@ -1,0 +1,128 @@
+"""``harness publish`` and ``harness preview``: asv's site plus the harness's own pages.
+
+asv publish deletes its HTML directory first, so the harness pages are written after it, into
+``<html_dir>/harness/``, and asv's index gets a link to them.
+"""
+from __future__ import annotations
+
+import functools
+import html
+import http.server
+import json
+import logging
+import re
+import shutil
+from pathlib import Path
+
+from harness import HarnessError, plots, results
+
+HARNESS_PAGES = "harness"
+LINK_MARK = "<!-- harness-pages -->"
+VENDOR = Path(__file__).parent / "vendor" / "asv"
+# asv's CDN address -> the vendored copy (see harness/vendor/asv/README.md)
+CDN_FILES = {
+    "https://code.jquery.com/jquery-3.3.1.min.js": "jquery-3.3.1.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/flot/0.8.3/jquery.flot.min.js": "jquery.flot.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/flot/0.8.3/jquery.flot.time.min.js": "jquery.flot.time.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/flot/0.8.3/jquery.flot.selection.min.js": "jquery.flot.selection.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/flot/0.8.3/jquery.flot.categories.min.js": "jquery.flot.categories.js",
+    "https://cdn.jsdelivr.net/npm/flot-orderbars@1.0.0/js/jquery.flot.orderBars.js": "jquery.flot.orderBars.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/stupidtable/1.0.1/stupidtable.min.js": "stupidtable.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/blueimp-md5/2.19.0/js/md5.min.js": "md5.min.js",
+    "https://cdn.jsdelivr.net/npm/bootstrap@3.1.1/dist/js/bootstrap.min.js": "js/bootstrap.min.js",
+    "https://cdn.jsdelivr.net/npm/bootstrap@3.1.1/dist/css/bootstrap.min.css": "css/bootstrap.min.css",
+}
+_TAG = re.compile(r'(<(?:script|link)\b[^>]*?(?:src|href)=")(https://[^"]+)("[^>]*>)')
+
+
+def latest_runs(results_dir: str | Path) -> dict[str, Path]:
+    """The newest results file of each suite under ``results_dir/runs`` (by start time)."""
+    newest: dict[str, tuple[str, Path]] = {}
+    for path in sorted(Path(results_dir, "runs").glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if data.get("schema") != results.SCHEMA or not data.get("records"):
+            continue
+        name, started = data["suite"]["name"], data["started_at"]
+        if name not in newest or started > newest[name][0]:
+            newest[name] = (started, path)
+    return {name: path for name, (_, path) in sorted(newest.items())}
+
+
+def _asv_publish(conf) -> None:
+    """asv publish in-process, showing only its errors: it warns about every folder under the
+    results directory without a machine.json (runs/, labels/, html/), which is by design here."""
+    from asv.commands.publish import Publish
+    from asv.console import log
+
+    with log.set_level(logging.ERROR):
+        Publish.run(conf, pull=False)
+
+
+def _use_vendored_dependencies(html_dir: Path) -> None:
+    """Point asv's index at local copies of its CDN scripts, so the site works offline. The
+    subresource-integrity attributes go with the CDN address: they pin the CDN's minified bytes."""
+    shutil.copytree(VENDOR, html_dir / "vendor", dirs_exist_ok=True)
+    index = html_dir / "index.html"
+
+    def local(match: re.Match) -> str:
+        head, url, tail = match.groups()
+        if url not in CDN_FILES:
+            return match.group(0)
+        tail = re.sub(r'\s(?:integrity|crossorigin|referrerpolicy)="[^"]*"', "", tail)
+        return f"{head}vendor/{CDN_FILES[url]}{tail}"
+
+    text = _TAG.sub(local, index.read_text())
+    missing = [url for url in CDN_FILES if url in text]
+    if missing:  # a new asv changed its dependencies: say so rather than ship a broken page
+        raise HarnessError(f"asv's index.html still loads {missing[0]}; update harness/vendor/asv")
+    index.write_text(text)
+
+
+def _link_from_asv_index(html_dir: Path) -> None:
+    index = html_dir / "index.html"
+    text = index.read_text()
+    if LINK_MARK in text:
+        return
+    link = (f"{LINK_MARK}<div style='position:fixed;bottom:0;right:0;z-index:9999;padding:6px 12px;"
+            f"background:#fff;border:1px solid #ccc'><a id='harness-pages-link' href='{HARNESS_PAGES}/index.html'>"
+            f"Gradient curves, speed and memory plots</a></div>")
+    index.write_text(text.replace("</body>", link + "</body>", 1))
+
+
+def publish(conf) -> Path:
+    """Build asv's site, then the harness pages; returns the harness index page."""
+    results_dir = Path(conf.results_dir)
+    if not (results_dir / "benchmarks.json").is_file():
+        raise HarnessError(f"no results to publish in {results_dir}: run `harness run SUITE` first")
+    _asv_publish(conf)
+    html_dir = Path(conf.html_dir)
+    _use_vendored_dependencies(html_dir)
+    pages = html_dir / HARNESS_PAGES
+    pages.mkdir(parents=True, exist_ok=True)
+    items = []
+    for suite, path in latest_runs(results_dir).items():
+        data = results.read(path)
+        plots.report(data, pages / suite, title=f"harness: suite {suite}", back_link="../index.html")
+        items.append(f"<li><a href='{suite}/index.html'>{html.escape(suite)}</a> "
+                     f"(latest run {html.escape(data['started_at'][:19])}, {html.escape(path.name)})</li>")
+    (pages / "index.html").write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>harness pages</title></head>"
+        "<body style='font-family:sans-serif;max-width:60em;margin:2em auto'>"
+        "<h1>Gradient curves, speed and memory</h1><p><a href='../index.html'>asv history</a></p>"
+        f"<ul>{''.join(items) or '<li>no harness results files found</li>'}</ul></body></html>")
+    _link_from_asv_index(html_dir)
+    return pages / "index.html"
+
+
+def serve(directory: str | Path, port: int = 8080, host: str = "127.0.0.1") -> None:
+    """Serve ``directory`` until interrupted."""
+    directory = Path(directory)
+    if not (directory / "index.html").is_file():
+        raise HarnessError(f"nothing to serve in {directory}: run `harness publish` first")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    with http.server.ThreadingHTTPServer((host, port), handler) as server:
+        print(f"serving {directory} at http://{host}:{server.server_address[1]}/ (Ctrl-C to stop)")
+        server.serve_forever()

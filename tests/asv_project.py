@@ -1,0 +1,42 @@
+"""A throwaway git repository laid out like a harness project, for asv history tests."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import write_suite
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def git(repo: Path, *args: str) -> str:
+    out = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=repo,
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def harness(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "harness", *args], cwd=repo, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(result.stderr)
+    return result
+
+
+def make_repo(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "asv.conf.json", path / "asv.conf.json")
+    write_suite(path / "suites" / "tiny", cells='["rnn_tanh", "gru"]', seq_lens="[12, 16]")
+    (path / ".gitignore").write_text("results/\n")
+    git(path, "init", "-q", "-b", "main")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "first")
+    return path
+
+
+def commit_change(repo: Path, message: str) -> str:
+    (repo / "CHANGES").write_text(message)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")

@@ -1,0 +1,140 @@
+"""Recording into asv's results database, publishing, comparing; asv's internal API contract."""
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.asv_project import commit_change, git, harness, make_repo
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """Two history points (two commits), published."""
+    repo = make_repo(tmp_path_factory.mktemp("asvproj") / "proj")
+    first = git(repo, "rev-parse", "HEAD")
+    harness(repo, "run", "tiny", "--backends", "numpy", "-q")
+    second = commit_change(repo, "second")
+    harness(repo, "run", "tiny", "--backends", "numpy", "-q")
+    harness(repo, "publish")
+    return repo, first, second
+
+
+def _graph(repo: Path, name: str) -> list:
+    paths = [p for p in (repo / "results/html/graphs").rglob(f"{name}.json") if "summary" not in p.parts]
+    assert len(paths) == 1, paths
+    return json.loads(paths[0].read_text())
+
+
+def test_two_commits_give_two_points_in_the_published_history(project):
+    repo, first, second = project
+    index = json.loads((repo / "results/html/index.json").read_text())
+    bench = index["benchmarks"]["tiny.time_forward_backward"]
+    assert bench["params"] == [["'numpy'"], ["'rnn_tanh'", "'gru'"], ["12", "16"]]
+    assert bench["param_names"] == ["backend", "cell", "seq_len"]
+    assert set(index["revision_to_hash"].values()) == {first, second}
+    points = _graph(repo, "tiny.time_forward_backward")
+    assert len(points) == 2
+    for _, values in points:
+        assert len(values) == 4 and all(v > 0 for v in values)
+    assert index["params"]["machine"] and "numpy" in index["params"] and "python" in index["params"]
+    assert {"tiny.peak_memory", "tiny.grad_abs_decay_rate", "tiny.grad_horizon_shortfall"} <= set(index["benchmarks"])
+    assert index["benchmarks"]["tiny.peak_memory"]["unit"] == "bytes"
+
+
+def test_harness_pages_are_linked_from_the_asv_index(project):
+    repo, *_ = project
+    html = repo / "results/html"
+    assert "harness/index.html" in (html / "index.html").read_text()
+    suite_page = (html / "harness/tiny/index.html").read_text()
+    for stem in ("gradient_rnn_tanh", "gradient_gru", "decay_rate", "time", "memory"):
+        assert (html / "harness/tiny" / f"{stem}.png").stat().st_size > 0
+        assert (html / "harness/tiny" / f"{stem}.svg").is_file()
+        assert f"{stem}.png" in suite_page
+
+
+def test_rerun_at_the_same_commit_merges(tmp_path):
+    repo = make_repo(tmp_path / "proj")
+    harness(repo, "run", "tiny", "--backends", "numpy", "--cells", "rnn_tanh", "-q")
+    harness(repo, "run", "tiny", "--backends", "numpy", "--cells", "gru", "--seq-lens", "16", "-q")
+    machine_dir = next((repo / "results").glob("*/machine.json")).parent
+    files = [p for p in machine_dir.glob("*.json") if p.name != "machine.json"]
+    assert len(files) == 1
+    data = json.loads(files[0].read_text())
+    values = data["results"]["tiny.time_forward"][0]
+    params = data["results"]["tiny.time_forward"][1]
+    assert params == [["'numpy'"], ["'rnn_tanh'", "'gru'"], ["12", "16"]]
+    # rnn_tanh 12, rnn_tanh 16 from the first run; gru 12 never ran (NaN); gru 16 from the second
+    assert values[0] > 0 and values[1] > 0 and values[3] > 0
+    assert values[2] is None or math.isnan(values[2])
+
+
+def test_dirty_tree_is_recorded_under_a_label_outside_the_history(tmp_path):
+    repo = make_repo(tmp_path / "proj")
+    (repo / "asv.conf.json").write_text((repo / "asv.conf.json").read_text() + "\n")  # uncommitted change
+    out = harness(repo, "run", "tiny", "--backends", "numpy", "--cells", "rnn_tanh", "-q").stdout
+    commit = git(repo, "rev-parse", "HEAD")
+    assert f"under label 'dirty-{commit[:8]}'" in out
+    assert list((repo / "results/labels" / f"dirty-{commit[:8]}").rglob("*.json"))
+    assert not list((repo / "results").glob("*/machine.json"))  # nothing in the history
+    assert "no results to publish" not in harness(repo, "publish").stderr
+    assert not list((repo / "results/html/graphs").rglob("tiny.time_forward.json"))
+    table = harness(repo, "compare", f"dirty-{commit[:8]}", f"dirty-{commit[:8]}").stdout
+    assert "tiny.time_forward " in table and "1.00" in table
+
+
+def test_compare_between_commits_prints_ratios(project):
+    repo, first, second = project
+    table = harness(repo, "compare", first[:8], second[:8]).stdout
+    lines = [line for line in table.splitlines() if "tiny.time_forward_backward" in line]
+    assert len(lines) == 4
+    assert all(len(line.split()) >= 7 for line in lines)
+
+
+def test_compare_with_an_unknown_commit_lists_the_known_ones(project):
+    repo, first, second = project
+    result = harness(repo, "compare", first[:8], "deadbeef", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "unknown commit or label 'deadbeef'" in result.stderr
+    assert first[:8] in result.stderr and second[:8] in result.stderr
+
+
+def test_publish_without_results_says_so(tmp_path):
+    result = harness(tmp_path, "publish", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"harness: error: no results to publish in results: run `harness run SUITE` first"]
+
+
+def test_report_draws_one_results_file_without_asv(project, tmp_path):
+    repo, *_ = project
+    run_file = sorted((repo / "results/runs").glob("tiny-*.json"))[0]
+    out = harness(repo, "report", str(run_file), "--out", str(tmp_path / "rep")).stdout
+    assert "index.html" in out
+    assert (tmp_path / "rep/gradient_gru.png").stat().st_size > 0
+
+
+def test_asv_internal_api_is_what_the_recorder_uses():
+    """Fails loudly when a new asv changes the internals harness.asvdb relies on."""
+    import asv
+    from asv.benchmarks import Benchmarks
+    from asv.commands.publish import Publish
+    from asv.config import Config
+    from asv.results import Results, get_filename
+    from asv.runner import BenchmarkResult
+
+    assert asv.__version__.startswith("0.6.")
+    assert list(inspect.signature(Results.__init__).parameters) == [
+        "self", "params", "requirements", "commit_hash", "date", "python", "env_name", "env_vars"]
+    assert {"benchmark", "result", "started_at", "record_samples"} <= set(
+        inspect.signature(Results.add_result).parameters)
+    assert BenchmarkResult._fields == ("result", "samples", "number", "errcode", "stderr", "profile")
+    assert Results.api_version == 2 and Benchmarks.api_version == 2
+    assert get_filename("m", "0123456789abcdef", "env") == "m/01234567-env.json"
+    assert "pull" in inspect.signature(Publish.run).parameters
+    for method in ("load_data", "save", "get_result_value", "get_result_params", "get_all_result_keys"):
+        assert callable(getattr(Results, method))
+    assert callable(Config.from_json) and callable(Benchmarks.save)
