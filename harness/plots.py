@@ -119,7 +119,7 @@ def draw(data: dict, out_dir: str | Path) -> list[Figure]:
 def write_page(data: dict, figures: list[Figure], out_dir: str | Path, title: str, back_link: str | None = None) -> Path:
     """An HTML page showing each figure (PNG, with an SVG link) under its caption."""
     out_dir = Path(out_dir)
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><link rel='icon' href='data:,'><title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
              "figure{margin:2em 0}img{max-width:100%}figcaption{color:#333;max-width:60em}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>"]

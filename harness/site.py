@@ -109,7 +109,7 @@ def publish(conf) -> Path:
         items.append(f"<li><a href='{suite}/index.html'>{html.escape(suite)}</a> "
                      f"(latest run {html.escape(data['started_at'][:19])}, {html.escape(path.name)})</li>")
     (pages / "index.html").write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>harness pages</title></head>"
+        "<!doctype html><html><head><meta charset='utf-8'><link rel='icon' href='data:,'><title>harness pages</title></head>"
         "<body style='font-family:sans-serif;max-width:60em;margin:2em auto'>"
         "<h1>Gradient curves, speed and memory</h1><p><a href='../index.html'>asv history</a></p>"
         f"<ul>{''.join(items) or '<li>no harness results files found</li>'}</ul></body></html>")
