@@ -92,6 +92,8 @@ class Gradients:
     x: np.ndarray  # (T, B, I)
     h: np.ndarray | None = None  # total dL/dh_t (T, B, H), only from backward(per_step=True)
     c: np.ndarray | None = None  # total dL/dc_t (T, B, H) for LSTM, only with per_step
+    h0: np.ndarray | None = None  # dL/dh_0 (B, H), where a backend offers it (the reference does)
+    c0: np.ndarray | None = None  # dL/dc_0 (B, H) for LSTM
 
 
 class Backend:

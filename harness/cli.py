@@ -118,6 +118,29 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    from harness.cells import check_choice
+    from harness.plugins import get_registry
+    from harness.testing import check_backend, format_report
+
+    cls = get_registry().backend_class(args.backend)
+    for cell in args.cells or ():
+        check_choice("cell", cell, cls.cells)
+    for dtype in args.dtypes or ():
+        check_choice("dtype", dtype, cls.dtypes)
+    report = check_backend(cls, cells=args.cells, dtypes=args.dtypes)
+    print(format_report(report))
+    return 0 if report.passed else 1
+
+
+def cmd_new_backend(args) -> int:
+    from harness.scaffold import new_backend
+
+    root = new_backend(args.name, args.dir)
+    print(f"wrote {root}\nnext: pip install -e {root} && harness check {args.name}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness", description="Benchmark gradient behaviour, speed and memory of recurrent layers.")
@@ -150,6 +173,23 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(default: a label only for a dirty or untracked tree)")
     p.add_argument("--no-asv", action="store_true", help="write the results file only, not the asv database")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check", help="conformance check of a backend against the NumPy reference",
+                       description="Check a backend on seeded shapes (edge cases B=1, T=1, H=1 included) "
+                                   "for each cell and dtype it declares: output shapes and dtypes, hidden "
+                                   "states, all gradients and per-step dL/dh_t against the NumPy float64 "
+                                   "reference, untouched inputs, deterministic repeats. Exits 1 on failure.")
+    p.add_argument("backend", help="an installed backend name (see harness plugins)")
+    p.add_argument("--cells", type=_csv("--cells"), help="only these cells")
+    p.add_argument("--dtypes", type=_csv("--dtypes"), help="only these dtypes")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("new-backend", help="write a ready, installable backend plugin package",
+                       description="Write harness-NAME/: a pip-installable plugin with the entry point, a "
+                                   "backend delegating to the NumPy reference and a conformance test.")
+    p.add_argument("name", help="backend name, e.g. my-kernel")
+    p.add_argument("--dir", default=".", help="where to create harness-NAME/ (default: .)")
+    p.set_defaults(func=cmd_new_backend)
 
     p = sub.add_parser("publish", help="build the HTML site: asv's history plus gradient/speed/memory pages",
                        description="Run asv publish on the results database, then write the harness's own "

@@ -140,9 +140,20 @@ def _flat(a: np.ndarray) -> np.ndarray:
 
 
 def backward(
-    cell: str, params: Params, x: np.ndarray, acts: Activations, grad_h: np.ndarray, per_step: bool = False
+    cell: str,
+    params: Params,
+    x: np.ndarray,
+    acts: Activations,
+    grad_h: np.ndarray,
+    per_step: bool = False,
+    dh_after: np.ndarray | None = None,
+    dc_after: np.ndarray | None = None,
 ) -> Gradients:
-    """Backpropagation through time of ``grad_h`` (upstream dL/dh_t, (T, B, H))."""
+    """Backpropagation through time of ``grad_h`` (upstream dL/dh_t, (T, B, H)).
+
+    ``dh_after`` and ``dc_after`` are the gradients arriving from beyond the last step (zero for a
+    whole sequence; the next segment's dL/dh_0, dL/dc_0 when a sequence is processed in segments).
+    The result carries dL/dh_0 (and dL/dc_0) for that chaining."""
     seq_len, batch, _ = x.shape
     H = params["weight_hh"].shape[1]
     dtype = x.dtype
@@ -151,7 +162,7 @@ def backward(
     dh_all = np.empty((seq_len, batch, H), dtype=dtype) if per_step else None
     dc_all = np.empty((seq_len, batch, H), dtype=dtype) if per_step and cell == "lstm" else None
     dh = np.empty((batch, H), dtype=dtype)
-    dh_next = np.zeros((batch, H), dtype=dtype)
+    dh_next = np.zeros((batch, H), dtype=dtype) if dh_after is None else dh_after.astype(dtype, copy=True)
     tmp = np.empty((batch, H), dtype=dtype)
 
     if cell == "rnn_tanh":
@@ -170,7 +181,7 @@ def backward(
         gates, cs, tcs = acts.saved["gates"], acts.saved["cs"], acts.saved["tcs"]
         dgi = np.empty((seq_len, batch, 4 * H), dtype=dtype)
         dc = np.empty((batch, H), dtype=dtype)
-        dc_next = np.zeros((batch, H), dtype=dtype)
+        dc_next = np.zeros((batch, H), dtype=dtype) if dc_after is None else dc_after.astype(dtype, copy=True)
         for t in range(seq_len - 1, -1, -1):
             i, f, g, o = (gates[t, :, k * H : (k + 1) * H] for k in range(4))
             tc = tcs[t]
@@ -258,4 +269,5 @@ def backward(
     dw_ih, db_ih, dx = _weight_grads(dgi, x, params)
     db_hh = db_ih if dgh is dgi else _flat(dgh).sum(axis=0)
     grads = {"weight_ih": dw_ih, "weight_hh": dw_hh, "bias_ih": db_ih, "bias_hh": db_hh.copy()}
-    return Gradients(params=grads, x=dx, h=dh_all, c=dc_all)
+    return Gradients(params=grads, x=dx, h=dh_all, c=dc_all, h0=dh_next,
+                     c0=dc_next if cell == "lstm" else None)

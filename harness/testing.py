@@ -1,0 +1,210 @@
+"""Conformance checks for backends: ``harness check BACKEND`` and, for a plugin's own test suite,
+:func:`parametrize_with_checks` (in the spirit of scikit-learn's ``parametrize_with_checks``)::
+
+    from harness.testing import parametrize_with_checks
+    from my_plugin import MyBackend
+
+    @parametrize_with_checks(MyBackend)
+    def test_conformance(check):
+        check()
+
+For each cell and dtype the backend declares, on seeded shapes that include the edge cases B=1,
+T=1 and H=1, every output is compared with the NumPy reference run in float64 on the same
+(rounded) inputs. Errors are relative to each tensor's scale: max|a - e| / max|e|.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from harness import reference
+from harness.backend import Backend, Problem
+from harness.cells import CELLS, PARAM_NAMES, init_params
+
+#: Largest relative error allowed against the float64 reference, per dtype of the backend.
+TOLERANCES = {"float64": 1e-10, "float32": 1e-4}
+#: (T, B, I, H): edge cases first, then ordinary shapes.
+SHAPES = ((1, 1, 1, 1), (1, 3, 2, 4), (6, 1, 3, 5), (5, 2, 1, 1), (17, 4, 3, 8), (40, 3, 6, 16))
+CHECKS = ("shapes", "hidden states", "parameter gradients", "dL/dx", "per-step dL/dh_t",
+          "inputs not mutated", "deterministic")
+
+
+@dataclass
+class CheckResult:
+    """One check of one cell and dtype, over every shape."""
+
+    cell: str
+    dtype: str
+    check: str
+    passed: bool = True
+    error: float = 0.0  # the largest error seen (relative, or 0 for yes/no checks)
+    detail: str = ""  # what failed first: shape and tensor
+
+    def fail(self, detail: str, error: float | None = None) -> None:
+        if self.passed:
+            self.detail = detail
+        self.passed = False
+        if error is not None:
+            self.error = max(self.error, error) if np.isfinite(error) else error
+
+
+def _rel_err(actual, expected: np.ndarray) -> float:
+    scale = max(float(np.max(np.abs(expected))), 1e-300) if expected.size else 1.0
+    diff = np.abs(np.asarray(actual, dtype=np.float64) - expected)
+    return float(np.max(diff)) / scale if diff.size else 0.0
+
+
+def _problem(cell: str, shape: tuple[int, int, int, int], dtype: str, seed: int) -> Problem:
+    T, B, I, H = shape
+    rng = np.random.default_rng(seed)
+    params = init_params(cell, I, H, rng, dtype=dtype)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    grad_h = rng.standard_normal((T, B, H)).astype(dtype)
+    return Problem(cell, params, x, grad_h)
+
+
+def _run(backend: Backend, problem: Problem, per_step: bool):
+    backend.prepare(problem)
+    backend.forward()
+    backend.backward(per_step=per_step)
+    backend.synchronize()
+    return backend.outputs(), backend.gradients()
+
+
+class _Comparer:
+    """Records, per check, the largest error and the first failure of one cell and dtype."""
+
+    def __init__(self, cell: str, dtype: str):
+        self.results = {name: CheckResult(cell, dtype, name) for name in CHECKS}
+        self.tol = TOLERANCES[dtype]
+        self.dtype = dtype
+
+    def shape(self, where: str, tensor: str, value, expected_shape: tuple) -> bool:
+        r = self.results["shapes"]
+        if value is None:
+            r.fail(f"{where}: {tensor} is missing (expected shape {expected_shape})")
+            return False
+        value = np.asarray(value)
+        if value.shape != expected_shape:
+            r.fail(f"{where}: {tensor} has shape {value.shape}, expected {expected_shape}")
+            return False
+        if str(value.dtype) != self.dtype:
+            r.fail(f"{where}: {tensor} has dtype {value.dtype}, expected {self.dtype}")
+            return False
+        return True
+
+    def close(self, check: str, where: str, tensor: str, value, expected: np.ndarray) -> None:
+        if not self.shape(where, tensor, value, expected.shape):
+            self.results[check].fail(f"{where}: {tensor} has the wrong shape or dtype (see shapes)")
+            return
+        err = _rel_err(value, expected)
+        r = self.results[check]
+        if not err <= self.tol:  # NaN fails too
+            r.fail(f"{where}: {tensor} relative error {err:.3g} > {self.tol:g}", err)
+        else:
+            r.error = max(r.error, err)
+
+
+def check_cell(backend_cls: type[Backend], cell: str, dtype: str, shapes=SHAPES) -> list[CheckResult]:
+    """Every check for one cell and dtype; a backend that raises fails every check it reached."""
+    cmp = _Comparer(cell, dtype)
+    backend = backend_cls(threads=1)
+    for seed, shape in enumerate(shapes):
+        where = f"{cell} {dtype} T,B,I,H={shape}"
+        problem = _problem(cell, shape, dtype, seed)
+        pristine = copy.deepcopy(problem)
+        p64 = {k: v.astype(np.float64) for k, v in problem.params.items()}
+        x64, g64 = problem.x.astype(np.float64), problem.grad_h.astype(np.float64)
+        acts = reference.forward(cell, p64, x64)
+        want_out = reference.outputs(cell, acts)
+        want = reference.backward(cell, p64, x64, acts, g64, per_step=True)
+        T, B, I, H = shape
+        try:
+            out, exact = _run(backend, problem, per_step=True)
+            _, timed = _run(backend, problem, per_step=False)
+            _, again = _run(backend, problem, per_step=False)
+        except Exception as exc:  # a crash is a failure of everything, named
+            for r in cmp.results.values():
+                r.fail(f"{where}: raised {type(exc).__name__}: {exc}")
+            continue
+        cmp.close("hidden states", where, "h", out.h, want_out.h)
+        if cell == "lstm":
+            cmp.close("hidden states", where, "c", out.c, want_out.c)
+        for path, grads in (("per_step=True", exact), ("per_step=False", timed)):
+            for name in PARAM_NAMES:
+                cmp.close("parameter gradients", f"{where} {path}", f"dL/d{name}", grads.params.get(name),
+                          want.params[name])
+            cmp.close("dL/dx", f"{where} {path}", "dL/dx", grads.x, want.x)
+        cmp.close("per-step dL/dh_t", where, "dL/dh_t", exact.h, want.h)
+        if cell == "lstm":
+            cmp.close("per-step dL/dh_t", where, "dL/dc_t", exact.c, want.c)
+        for name, before in [("x", pristine.x), ("grad_h", pristine.grad_h), *pristine.params.items()]:
+            now = problem.x if name == "x" else problem.grad_h if name == "grad_h" else problem.params[name]
+            if not np.array_equal(now, before):
+                cmp.results["inputs not mutated"].fail(f"{where}: the backend changed its input {name}")
+        for name in PARAM_NAMES:
+            if not np.array_equal(np.asarray(timed.params[name]), np.asarray(again.params[name])):
+                cmp.results["deterministic"].fail(f"{where}: dL/d{name} differs between two identical calls")
+        if not np.array_equal(np.asarray(timed.x), np.asarray(again.x)):
+            cmp.results["deterministic"].fail(f"{where}: dL/dx differs between two identical calls")
+    return list(cmp.results.values())
+
+
+@dataclass
+class Report:
+    backend: str
+    availability: str
+    results: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.availability and all(r.passed for r in self.results)
+
+
+def check_backend(backend_cls: type[Backend], cells=None, dtypes=None) -> Report:
+    """Run every check for every cell and dtype the backend declares (or the subsets given)."""
+    availability = backend_cls.availability()
+    if not availability:
+        reason = availability.reason or "unavailable, and availability() gave no reason (it must)"
+        return Report(backend_cls.name, reason)
+    report = Report(backend_cls.name, "")
+    for cell in cells or backend_cls.cells:
+        if cell not in CELLS:
+            continue  # a cell the core does not define has no reference to check against
+        for dtype in dtypes or backend_cls.dtypes:
+            report.results.extend(check_cell(backend_cls, cell, dtype))
+    return report
+
+
+def format_report(report: Report) -> str:
+    from harness.table import format_table
+
+    if report.availability:
+        return f"backend {report.backend!r} is unavailable here: {report.availability}"
+    rows = [[r.cell, r.dtype, r.check, "pass" if r.passed else "FAIL", f"{r.error:.2e}", r.detail]
+            for r in report.results]
+    table = format_table(["cell", "dtype", "check", "result", "max error", "detail"], rows, right=(4,))
+    failed = sum(not r.passed for r in report.results)
+    verdict = "all checks passed" if not failed else f"{failed} of {len(report.results)} checks FAILED"
+    return f"{table}\n\n{report.backend}: {verdict} (tolerances: {TOLERANCES})"
+
+
+def parametrize_with_checks(backend_cls: type[Backend]) -> Callable:
+    """A pytest decorator: one test per (cell, dtype) of the backend, each running every check."""
+    import pytest
+
+    def make(cell: str, dtype: str) -> Callable[[], None]:
+        def check() -> None:
+            failures = [f"{r.check}: {r.detail}" for r in check_cell(backend_cls, cell, dtype) if not r.passed]
+            assert not failures, "\n".join(failures)
+
+        return check
+
+    availability = backend_cls.availability()
+    params = [pytest.param(make(c, d), id=f"{c}-{d}",
+                           marks=pytest.mark.skipif(not availability, reason=availability.reason or "unavailable"))
+              for c in backend_cls.cells if c in CELLS for d in backend_cls.dtypes]
+    return pytest.mark.parametrize("check", params)
