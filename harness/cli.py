@@ -49,13 +49,14 @@ def cmd_suites(args) -> int:
 
 def cmd_run(args) -> int:
     from harness import runner, suites, table
-    from harness.cells import check_choice
+    from harness.cells import CELLS, check_choice
 
     suite = suites.load(args.suite)
     for cell in args.cells or ():
-        from harness.cells import CELLS
-
         check_choice("cell", cell, tuple(CELLS))
+    for seq_len in args.seq_lens or ():
+        if seq_len < 1:
+            raise HarnessError(f"--seq-lens must be positive, got {seq_len}")
     if args.threads is not None and args.threads < 1:
         raise HarnessError(f"--threads must be positive, got {args.threads}")
     suite = suite.with_overrides(cells=args.cells, seq_lens=args.seq_lens, threads=args.threads,

@@ -62,7 +62,11 @@ def run_suite(
     progress: bool = True,
 ) -> Run:
     registry = get_registry()
-    registry.task(suite.task)  # unknown task: a clear error before anything runs
+    task = registry.task(suite.task)  # unknown task: a clear error before anything runs
+    too_short = [t for t in suite.seq_lens if t < task.min_seq_len]
+    if too_short:
+        raise HarnessError(f"sequence length {too_short[0]} is too short for task {task.name!r} "
+                           f"(minimum {task.min_seq_len})")
     executor = executor or LocalExecutor()
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = Path(output) if output else _fresh_path(Path(results_dir) / "runs", f"{suite.name}-{stamp}")

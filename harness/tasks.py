@@ -32,6 +32,14 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float
     return float(-picked.sum() / count), grad / count
 
 
+def last_step_cross_entropy(y: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """Cross-entropy of the last step's outputs only; the gradient is zero at every other step."""
+    loss, grad_last = softmax_cross_entropy(y[-1], labels)
+    grad = np.zeros_like(y)
+    grad[-1] = grad_last
+    return loss, grad
+
+
 class Task:
     """Base class of a task. ``seq_len`` is the task's length parameter T (the suite's grid axis);
     :meth:`steps` is the number of time steps the recurrent layer actually runs."""
@@ -41,6 +49,7 @@ class Task:
     output_size: int
     reference: str
     solved: str  # the criterion, in words
+    min_seq_len: int = 1
 
     def steps(self, seq_len: int) -> int:
         return seq_len
@@ -92,10 +101,7 @@ class CopyTask(Task):
 
     def loss(self, y, batch, last_only=False):
         if last_only:
-            loss, grad_last = softmax_cross_entropy(y[-1], batch.targets[-1])
-            grad = np.zeros_like(y)
-            grad[-1] = grad_last
-            return loss, grad
+            return last_step_cross_entropy(y, batch.targets[-1])
         return softmax_cross_entropy(y, batch.targets)
 
     def baseline(self, seq_len):
@@ -113,6 +119,7 @@ class AddingTask(Task):
     input_size = 2
     output_size = 1
     reference = "Arjovsky, Shah, Bengio 2016 (after Hochreiter & Schmidhuber 1997)"
+    min_seq_len = 2  # one marker in each half
     solved = "MSE below 0.01 (1/6 is the memoryless baseline)"
 
     def generate(self, seq_len, batch, rng):
@@ -149,10 +156,9 @@ class TemporalOrderTask(Task):
     output_size = 4
     reference = "Pascanu, Mikolov, Bengio 2013, On the difficulty of training RNNs"
     solved = "accuracy at least 99% (chance is 25%)"
+    min_seq_len = 10  # p0 in [0.1 T, 0.2 T) must not be empty
 
     def generate(self, seq_len, batch, rng):
-        if seq_len < 10:
-            raise ValueError(f"temporal_order needs seq_len >= 10, got {seq_len}")
         ids = rng.integers(2, 6, size=(seq_len, batch))
         p0 = rng.integers(int(0.1 * seq_len), int(0.2 * seq_len), size=batch)
         p1 = rng.integers(int(0.5 * seq_len), int(0.6 * seq_len), size=batch)
@@ -164,10 +170,7 @@ class TemporalOrderTask(Task):
         return Batch(_one_hot(ids, 6), v0 + 2 * v1)
 
     def loss(self, y, batch, last_only=False):
-        loss, grad_last = softmax_cross_entropy(y[-1], batch.targets)
-        grad = np.zeros_like(y)
-        grad[-1] = grad_last
-        return loss, grad
+        return last_step_cross_entropy(y, batch.targets)
 
     def baseline(self, seq_len):
         return math.log(4)

@@ -43,3 +43,27 @@ def write_suite(folder: Path, **overrides) -> Path:
     text += "\n\n[timing]\n" + "\n".join(f"{k} = {v}" for k, v in timing.items()) + "\n"
     (folder / "suite.toml").write_text(text)
     return folder
+
+
+UNAVAILABLE_PLUGIN = """
+from harness.backend import Availability
+from harness.hookspecs import hookimpl
+from harness_plugins.numpy_backend import NumpyBackend
+
+HARNESS_PLUGIN_API = 1
+
+class Nowhere(NumpyBackend):
+    name = "nowhere"
+
+    @classmethod
+    def availability(cls):
+        return Availability(False, "needs a quantum computer")
+
+class RnnOnly(NumpyBackend):
+    name = "rnn-only"
+    cells = ("rnn_tanh",)
+
+@hookimpl
+def harness_backends():
+    return [Nowhere, RnnOnly]
+"""

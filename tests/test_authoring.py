@@ -128,21 +128,8 @@ def test_checkpointing_needs_at_most_a_quarter_of_numpys_memory_at_T_2000(checkp
 
 
 def test_check_of_an_unavailable_backend_says_why(plugin_dir):
-    from tests.conftest import add_distribution
+    from tests.conftest import UNAVAILABLE_PLUGIN, add_distribution
 
-    add_distribution(plugin_dir, "nowhere", {"nowhere_plugin": """
-        from harness.backend import Availability
-        from harness.hookspecs import hookimpl
-        from harness_plugins.numpy_backend import NumpyBackend
-        HARNESS_PLUGIN_API = 1
-        class Nowhere(NumpyBackend):
-            name = "nowhere"
-            @classmethod
-            def availability(cls):
-                return Availability(False, "needs a quantum computer")
-        @hookimpl
-        def harness_backends():
-            return [Nowhere]
-        """}, {"nowhere": "nowhere_plugin"})
+    add_distribution(plugin_dir, "nowhere", {"nowhere_plugin": UNAVAILABLE_PLUGIN}, {"nowhere": "nowhere_plugin"})
     result = subprocess.run([sys.executable, "-m", "harness", "check", "nowhere"], capture_output=True, text=True)
     assert result.returncode == 1 and "unavailable here: needs a quantum computer" in result.stdout

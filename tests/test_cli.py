@@ -78,3 +78,8 @@ def test_run_by_name_and_by_path_both_work(tmp_path):
         assert result.returncode == 0, result.stderr
         assert "1 ok, 0 failed, 0 skipped" in result.stdout
     assert len(list((tmp_path / "results" / "runs").glob("tiny-*.json"))) == 2
+
+
+def test_too_short_sequence_for_the_task_is_named():
+    line = _one_line_error(harness("run", "long_range", "--backends", "numpy", "--seq-lens", "5"))
+    assert "sequence length 5 is too short for task 'temporal_order' (minimum 10)" in line

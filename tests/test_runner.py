@@ -16,7 +16,7 @@ from harness.plugins import get_registry
 from harness.runner import run_suite
 from harness.tasks import TemporalOrderTask
 from harness_plugins.numpy_backend import NumpyBackend
-from tests.conftest import add_distribution, write_suite
+from tests.conftest import UNAVAILABLE_PLUGIN, add_distribution, write_suite
 from tests.helpers import max_rel_err
 
 MISBEHAVING = """
@@ -76,23 +76,7 @@ def test_raising_hanging_and_dying_backends_are_failed_and_the_grid_goes_on(misb
 
 
 def test_unavailable_backend_and_unsupported_cell_are_skipped_with_reason(plugin_dir, tmp_path):
-    add_distribution(plugin_dir, "limited", {"limited_plugin": """
-        from harness.backend import Availability
-        from harness.hookspecs import hookimpl
-        from harness_plugins.numpy_backend import NumpyBackend
-        HARNESS_PLUGIN_API = 1
-        class Nowhere(NumpyBackend):
-            name = "nowhere"
-            @classmethod
-            def availability(cls):
-                return Availability(False, "needs a quantum computer")
-        class RnnOnly(NumpyBackend):
-            name = "rnn-only"
-            cells = ("rnn_tanh",)
-        @hookimpl
-        def harness_backends():
-            return [Nowhere, RnnOnly]
-        """}, {"limited": "limited_plugin"})
+    add_distribution(plugin_dir, "limited", {"limited_plugin": UNAVAILABLE_PLUGIN}, {"limited": "limited_plugin"})
     suite = suites.load(write_suite(tmp_path / "tiny", cells='["rnn_tanh", "gru"]'))
     run = run_suite(suite, ["nowhere", "rnn-only"], results_dir=tmp_path, progress=False)
     by_key = {(r["backend"], r["cell"]): r for r in run.data["records"]}
