@@ -85,15 +85,15 @@ def _sigmoid(x):
 
 
 @jit
-def rnn_forward(xp, w_hh_t, hs):
-    """xp (T, B, H) holds x W_ih^T + b_ih + b_hh."""
+def rnn_forward(xp, bias, w_hh_t, hs):
+    """xp (T, B, H) holds x W_ih^T; bias is b_ih + b_hh (added here, in the fused loop)."""
     T, B, H = xp.shape
     for t in range(T):
         np.dot(hs[t], w_hh_t, hs[t + 1])
         for b in range(B):
             h, x = hs[t + 1, b], xp[t, b]
             for j in range(H):
-                h[j] = tanh(h[j] + x[j])
+                h[j] = tanh(h[j] + x[j] + bias[j])
 
 
 @jit
@@ -114,8 +114,8 @@ def rnn_backward(grad_h, hs, w_hh, dgi, dh_next, dh_all, per_step):
 
 
 @jit
-def lstm_forward(gates, w_hh_t, hs, cs, tcs, rec):
-    """gates (T, B, 4H) holds x W_ih^T + b_ih + b_hh on entry, the activated i, f, g, o on exit."""
+def lstm_forward(gates, bias, w_hh_t, hs, cs, tcs, rec):
+    """gates (T, B, 4H) holds x W_ih^T on entry, the activated i, f, g, o on exit; bias = b_ih + b_hh."""
     T, B, G = gates.shape
     H = G // 4
     for t in range(T):
@@ -123,11 +123,11 @@ def lstm_forward(gates, w_hh_t, hs, cs, tcs, rec):
         for b in range(B):
             g, r = gates[t, b], rec[b]
             for j in range(2 * H):
-                g[j] = sigmoid(g[j] + r[j])
+                g[j] = sigmoid(g[j] + r[j] + bias[j])
             for j in range(2 * H, 3 * H):
-                g[j] = tanh(g[j] + r[j])
+                g[j] = tanh(g[j] + r[j] + bias[j])
             for j in range(3 * H, 4 * H):
-                g[j] = sigmoid(g[j] + r[j])
+                g[j] = sigmoid(g[j] + r[j] + bias[j])
             c_prev, c, tc, h = cs[t, b], cs[t + 1, b], tcs[t, b], hs[t + 1, b]
             for j in range(H):
                 c[j] = g[H + j] * c_prev[j] + g[j] * g[2 * H + j]
@@ -166,8 +166,8 @@ def lstm_backward(grad_h, gates, cs, tcs, w_hh, dgi, dh_next, dc_next, dh_all, d
 
 
 @jit
-def gru_forward(xp, w_hh_t, b_hh, hs, rz, ns, ghn, gh):
-    """xp (T, B, 3H) holds x W_ih^T + b_ih; b_hh stays in the recurrent part (b_hn inside r * (...))."""
+def gru_forward(xp, b_ih, w_hh_t, b_hh, hs, rz, ns, ghn, gh):
+    """xp (T, B, 3H) holds x W_ih^T; b_hh stays in the recurrent part (b_hn inside r * (...))."""
     T, B, G = xp.shape
     H = G // 3
     for t in range(T):
@@ -175,12 +175,12 @@ def gru_forward(xp, w_hh_t, b_hh, hs, rz, ns, ghn, gh):
         for b in range(B):
             x, g, s = xp[t, b], gh[b], rz[t, b]
             for j in range(2 * H):
-                s[j] = sigmoid(x[j] + g[j] + b_hh[j])
+                s[j] = sigmoid(x[j] + b_ih[j] + g[j] + b_hh[j])
             hn, n, h, h_prev = ghn[t, b], ns[t, b], hs[t + 1, b], hs[t, b]
             for j in range(H):
                 hn[j] = g[2 * H + j] + b_hh[2 * H + j]
             for j in range(H):
-                n[j] = tanh(x[2 * H + j] + s[j] * hn[j])
+                n[j] = tanh(x[2 * H + j] + b_ih[2 * H + j] + s[j] * hn[j])
             for j in range(H):
                 h[j] = n[j] + s[H + j] * (h_prev[j] - n[j])
 
