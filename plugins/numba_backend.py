@@ -68,15 +68,16 @@ class NumbaBackend(Backend):
         self.b_hh = np.ascontiguousarray(p["bias_hh"])
         self.xp = e(T, B, G)  # x W_ih^T (biases join in the kernels); LSTM overwrites it with its gates
         self.hs = np.zeros((T + 1, B, H), dtype=dt)
-        self.dgi = e(T, B, G)
+        # backward of rnn_tanh and gru no longer needs x W_ih^T: its gradient reuses that buffer
+        self.dgi = e(T, B, G) if problem.cell == "lstm" else self.xp
         self.dh_next, self.tmp = e(B, H), e(B, H)
         self.rec = e(B, G)
-        self.dh_all = e(T, B, H)
+        self.dh_all = self.dc_all = None  # per-step gradients: allocated on the first untimed request
         self.grads = {"weight_ih": e(G, I), "weight_hh": e(G, H), "bias_ih": e(G), "bias_hh": e(G)}
         self.dx = e(T, B, I)
         if problem.cell == "lstm":
             self.cs = np.zeros((T + 1, B, H), dtype=dt)
-            self.tcs, self.dc_next, self.dc_all = e(T, B, H), e(B, H), e(T, B, H)
+            self.tcs, self.dc_next = e(T, B, H), e(B, H)
         if problem.cell == "gru":
             self.rz, self.ns, self.ghn = e(T, B, 2 * H), e(T, B, H), e(T, B, H)
             self.dgh = e(T, B, G)
@@ -86,7 +87,7 @@ class NumbaBackend(Backend):
         super().teardown()
         for name, value in list(vars(self).items()):
             if isinstance(value, np.ndarray) or name == "grads":
-                delattr(self, name)
+                setattr(self, name, None)
 
     def forward(self) -> None:
         cell, k = self.problem.cell, self.k
@@ -100,14 +101,18 @@ class NumbaBackend(Backend):
 
     def backward(self, per_step: bool = False) -> None:
         cell, k = self.problem.cell, self.k
+        if per_step and self.dh_all is None:
+            self.dh_all, self.dc_all = np.empty_like(self.hs[1:]), np.empty_like(self.hs[1:])
+        dh_all = self.dh_all if per_step else self.tmp[None]  # kernels write it only with per_step
+        dc_all = self.dc_all if per_step else self.tmp[None]
         if cell == "rnn_tanh":
-            k.rnn_backward(self.grad_h, self.hs, self.w_hh, self.dgi, self.dh_next, self.dh_all, per_step)
+            k.rnn_backward(self.grad_h, self.hs, self.w_hh, self.dgi, self.dh_next, dh_all, per_step)
         elif cell == "lstm":
             k.lstm_backward(self.grad_h, self.xp, self.cs, self.tcs, self.w_hh, self.dgi, self.dh_next,
-                            self.dc_next, self.dh_all, self.dc_all, per_step)
+                            self.dc_next, dh_all, dc_all, per_step)
         else:
             k.gru_backward(self.grad_h, self.hs, self.rz, self.ns, self.ghn, self.w_hh, self.dgi, self.dgh,
-                           self.dh_next, self.tmp, self.dh_all, per_step)
+                           self.dh_next, self.tmp, dh_all, per_step)
         # Weight and input gradients: GEMMs over all T*B rows, after the loop.
         G, H, I = self.dgi.shape[2], self.hs.shape[2], self.x2.shape[1]
         dgi2 = self.dgi.reshape(-1, G)
