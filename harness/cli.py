@@ -7,6 +7,26 @@ import sys
 from harness import HarnessError, __version__
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors on one line like every other error of the harness."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive(kind: str, cast=float):
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind} must be a positive number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{kind} must be positive, got {text!r}")
+        return value
+
+    return parse
+
+
 def _csv(kind: str, cast=str):
     def parse(text: str):
         try:
@@ -57,8 +77,6 @@ def cmd_run(args) -> int:
     for seq_len in args.seq_lens or ():
         if seq_len < 1:
             raise HarnessError(f"--seq-lens must be positive, got {seq_len}")
-    if args.threads is not None and args.threads < 1:
-        raise HarnessError(f"--threads must be positive, got {args.threads}")
     suite = suite.with_overrides(cells=args.cells, seq_lens=args.seq_lens, threads=args.threads,
                                  repeat=args.repeat, budget=args.budget, timeout=args.timeout)
     backends = runner.select_backends(args.backends)
@@ -143,7 +161,7 @@ def cmd_new_backend(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="harness", description="Benchmark gradient behaviour, speed and memory of recurrent layers.")
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -163,10 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", default="all", help="'all' or a comma-separated list (default: all)")
     p.add_argument("--cells", type=_csv("--cells"), help="override the suite's cells, e.g. lstm,gru")
     p.add_argument("--seq-lens", type=_csv("--seq-lens", int), help="override the sequence lengths, e.g. 100,200")
-    p.add_argument("--threads", type=int, help="threads for BLAS, numba and torch (default: the suite's)")
-    p.add_argument("--repeat", type=int, help="exactly this many timed blocks (disables the adaptive stop)")
-    p.add_argument("--budget", type=float, help="seconds at most per timed measurement")
-    p.add_argument("--timeout", type=float, help="seconds per grid cell before it is recorded as failed")
+    p.add_argument("--threads", type=_positive("--threads", int),
+                   help="threads for BLAS, numba and torch (default: the suite's)")
+    p.add_argument("--repeat", type=_positive("--repeat", int),
+                   help="exactly this many timed blocks (disables the adaptive stop)")
+    p.add_argument("--budget", type=_positive("--budget"), help="seconds at most per timed measurement")
+    p.add_argument("--timeout", type=_positive("--timeout"),
+                   help="seconds per grid cell before it is recorded as failed")
     p.add_argument("--results-dir", default="results", help="results database folder (default: results)")
     p.add_argument("--output", help="results file (default: RESULTS_DIR/runs/SUITE-TIMESTAMP.json)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -83,3 +83,12 @@ def test_run_by_name_and_by_path_both_work(tmp_path):
 def test_too_short_sequence_for_the_task_is_named():
     line = _one_line_error(harness("run", "long_range", "--backends", "numpy", "--seq-lens", "5"))
     assert "sequence length 5 is too short for task 'temporal_order' (minimum 10)" in line
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--threads", "0"], "--threads must be positive, got '0'"),
+    (["--budget", "soon"], "--budget must be a positive number, got 'soon'"),
+    (["--seq-lens", "10,x"], "--seq-lens must be a comma-separated list"),
+])
+def test_bad_option_values_are_one_line_errors(args, expected):
+    assert expected in _one_line_error(harness("run", "long_range", *args))

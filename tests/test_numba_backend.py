@@ -114,3 +114,20 @@ def test_numba_missing_makes_the_backend_unavailable_and_the_rest_runs(tmp_path)
     records = {r["backend"]: r for r in json.loads((tmp_path / "r.json").read_text())["records"]}
     assert records["numba"]["status"] == "skipped" and "numba is not installed" in records["numba"]["reason"]
     assert records["numpy"]["status"] == "ok"
+
+
+def test_np_dot_fallback_without_numpys_openblas(monkeypatch):
+    """Where NumPy ships no OpenBLAS, the kernels compile their np.dot variant and agree too."""
+    from harness_plugins import numba_kernels
+
+    monkeypatch.setattr(numba_kernels, "BLAS", np.int32(0))
+    for cell in CELLS:
+        p = make_problem(cell, T=9, B=3, I=2, H=5, dtype="float64")
+        backend = NumbaBackend(threads=1)
+        backend.prepare(p)
+        backend.forward()
+        backend.backward(per_step=True)
+        acts = reference.forward(cell, p.params, p.x)
+        want = reference.backward(cell, p.params, p.x, acts, p.grad_h, per_step=True)
+        assert max_rel_err(backend.gradients().h, want.h) <= TOL["float64"]
+        assert max_rel_err(backend.gradients().params["weight_hh"], want.params["weight_hh"]) <= TOL["float64"]
