@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from harness import HarnessError
 from harness.results import write_json_atomic
 
 CONFIG_FILE = "asv.conf.json"

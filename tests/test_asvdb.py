@@ -106,7 +106,7 @@ def test_publish_without_results_says_so(tmp_path):
     result = harness(tmp_path, "publish", check=False)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"harness: error: no results to publish in results: run `harness run SUITE` first"]
+        "harness: error: no results to publish in results: run `harness run SUITE` first"]
 
 
 def test_report_draws_one_results_file_without_asv(project, tmp_path):

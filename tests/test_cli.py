@@ -72,7 +72,7 @@ def test_unknown_task_lists_the_tasks(tmp_path):
 
 
 def test_run_by_name_and_by_path_both_work(tmp_path):
-    folder = write_suite(tmp_path / "suites" / "tiny")
+    write_suite(tmp_path / "suites" / "tiny")
     for spec in ("tiny", "suites/tiny"):
         result = harness("run", spec, "--backends", "numpy", "-q", cwd=tmp_path)
         assert result.returncode == 0, result.stderr

@@ -51,7 +51,7 @@ def test_finite_differences(cell):
         h_t = hs[t + 1].copy()
         c_t = cs[t + 1] if cs is not None else None
 
-        def tail():
+        def tail(t=t, h_t=h_t, c_t=c_t):
             rest = _loss(cell, params, x[t + 1 :], grad_h[t + 1 :], h0=h_t, c0=c_t) if t + 1 < len(x) else 0.0
             return rest + float(np.sum(grad_h[t] * h_t))
 

@@ -4,7 +4,6 @@ float64 tolerance 1e-10; float32 1e-4 (relative to each tensor's scale), with TF
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 pytest.importorskip("torch", reason="torch is not installed (pip install '.[torch]')")
