@@ -38,10 +38,11 @@ def _gradient_profile(backend: Backend, problems: list[problem.TaskProblem]) -> 
     with np.errstate(over="ignore", invalid="ignore"):
         g = np.mean(curves, axis=0)
         gc = np.mean(cell_curves, axis=0) if cell_curves else None
+    floor = float(np.finfo(problems[0].last_step.dtype).tiny)
     return {
         "g": g.tolist(),
         "gc": gc.tolist() if gc is not None else None,
-        **metrics.gradient_metrics(g),
+        **metrics.gradient_metrics(g, floor=floor),
     }
 
 

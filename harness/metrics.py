@@ -16,12 +16,16 @@ def profile(per_step_grad: np.ndarray) -> np.ndarray:
         return np.linalg.norm(per_step_grad.astype(np.float64), axis=-1).mean(axis=-1)
 
 
-def gradient_metrics(g: np.ndarray) -> dict:
+def gradient_metrics(g: np.ndarray, floor: float = 0.0) -> dict:
     """Decay rate, log10(g_T / g_1), horizon and explosion flags of a profile.
 
+    ``floor`` is the smallest normal number of the dtype the gradients were computed in: entries
+    at or below it have underflowed (float32 gradients bottom out near 1e-45) and would flatten the
+    fitted slope, so the fit leaves them out and they count as vanished.
+
     - ``decay_rate``: minus the least-squares slope of log10 g_t against the lag T - t, over the
-      finite, positive entries: decades lost per step (log10(2) for g halving each step; negative
-      when gradients grow).
+      finite entries above ``floor``: decades lost per step (log10(2) for g halving each step;
+      negative when gradients grow).
     - ``log10_ratio``: log10(g_T / g_1); positive when gradients vanish towards the start.
     - ``horizon``: the largest lag whose g is at least 1e-6 g_T (T when none falls below).
     - ``exploded``: some g_t is inf or NaN; ``first_nonfinite_lag`` is the smallest such lag.
@@ -30,11 +34,11 @@ def gradient_metrics(g: np.ndarray) -> dict:
     T = g.size
     lags = T - 1 - np.arange(T)  # lag of g[i] (step t = i + 1) is T - t
     finite = np.isfinite(g)
-    usable = finite & (g > 0)
+    usable = finite & (g > floor)
     out: dict = {
         "exploded": bool(not finite.all()),
         "first_nonfinite_lag": int(lags[~finite].min()) if not finite.all() else None,
-        "vanished": bool(np.any(finite & (g == 0))),
+        "vanished": bool(np.any(finite & (g <= floor))),
     }
     if usable.sum() >= 2:
         slope = np.polyfit(lags[usable], np.log10(g[usable]), 1)[0]

@@ -64,3 +64,15 @@ def test_horizon_and_vanishing_flag_on_a_synthetic_profile():
     g = np.array([0.0, 1e-9, 1e-3, 1.0])  # lags 3, 2, 1, 0
     m = metrics.gradient_metrics(g)
     assert m["horizon"] == 1 and m["vanished"] and not m["exploded"]
+
+
+def test_underflowed_entries_do_not_flatten_the_decay_rate():
+    """float32 gradients can stick at the smallest subnormal (~1.4e-45) once they have vanished,
+    as the GRU's z * h path does; the fit must leave that floor out."""
+    T = 2000
+    lags = T - 1 - np.arange(T)
+    g = np.maximum(0.5 ** lags.astype(float), 1.4e-45)
+    floor = float(np.finfo(np.float32).tiny)
+    m = metrics.gradient_metrics(g, floor=floor)
+    assert m["decay_rate"] == pytest.approx(np.log10(2), abs=1e-9) and m["vanished"]
+    assert metrics.gradient_metrics(g)["decay_rate"] < 0.1 * np.log10(2)  # what fitting the floor gives
