@@ -11,8 +11,8 @@ python -m pip install --quiet --no-deps --no-build-isolation -e .
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 python - <<'PY'
 import torch
-print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(),
-      "device", torch.cuda.get_device_name())
+device = torch.cuda.get_device_name() if torch.cuda.is_available() else "none: CUDA tests will be skipped"
+print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(), "device", device)
 PY
 
 echo "== CUDA tests (float64 <= 1e-10, float32 with TF32 off <= 1e-4) =="

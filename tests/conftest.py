@@ -8,6 +8,13 @@ import pytest
 from harness.plugins import get_registry
 
 
+def pytest_ignore_collect(collection_path, config):
+    """tests/benchmarks are micro-benchmarks: collected only by `pytest tests/benchmarks --benchmark-only`."""
+    if collection_path.name == "benchmarks" and not config.getoption("benchmark_only", False):
+        return True
+    return None
+
+
 @pytest.fixture
 def plugin_dir(tmp_path, monkeypatch):
     """A folder on sys.path (and PYTHONPATH, for subprocesses and spawned workers) into which tests

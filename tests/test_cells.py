@@ -1,0 +1,41 @@
+"""Parameter shapes and initialisers in torch's conventions."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness import HarnessError
+from harness.cells import CELLS, init_params, param_shapes
+
+
+@pytest.mark.parametrize("cell, gates", [("rnn_tanh", 1), ("lstm", 4), ("gru", 3), ("gru_cho", 3)])
+def test_torch_layout(cell, gates):
+    assert param_shapes(cell, 5, 7) == {"weight_ih": (gates * 7, 5), "weight_hh": (gates * 7, 7),
+                                        "bias_ih": (gates * 7,), "bias_hh": (gates * 7,)}
+
+
+def test_default_is_torchs_uniform_bound():
+    params = init_params("lstm", 3, 64, np.random.default_rng(0))
+    for value in params.values():
+        assert np.max(np.abs(value)) <= 1 / 8 and np.max(np.abs(value)) > 0.9 / 8
+
+
+@pytest.mark.parametrize("init", ["orthogonal", "identity"])
+def test_recurrent_blocks_are_gain_times_orthogonal_or_identity(init):
+    H = 16
+    params = init_params("gru", 3, H, np.random.default_rng(1), init=init, gain=0.5)
+    for block in np.split(params["weight_hh"], 3):
+        assert np.allclose(block @ block.T, 0.25 * np.eye(H), atol=1e-12)
+        if init == "identity":
+            assert np.allclose(block, 0.5 * np.eye(H))
+    assert np.max(np.abs(params["weight_ih"])) <= 1 / 4  # the rest keeps the default draw
+
+
+def test_dtype_cast_and_bad_choices():
+    assert all(v.dtype == np.float32 for v in init_params("rnn_tanh", 2, 3, np.random.default_rng(0),
+                                                            dtype="float32").values())
+    with pytest.raises(HarnessError, match="unknown init 'xavier'; valid inits: default, orthogonal, identity"):
+        init_params("rnn_tanh", 2, 3, np.random.default_rng(0), init="xavier")
+    with pytest.raises(HarnessError, match="unknown cell 'rnn_relu'"):
+        param_shapes("rnn_relu", 2, 3)
+    assert set(CELLS) == {"rnn_tanh", "lstm", "gru", "gru_cho"}
