@@ -225,7 +225,7 @@ def record_run(data: dict, conf, label: str | None = None) -> Path:
             old_map = dict(zip(itertools.product(*old_params), results.get_result_value(bench["name"], old_params)))
         values, samples, numbers = [], [], []
         for combo in itertools.product(*bench["params"]):
-            key = (eval_repr(combo[0]), eval_repr(combo[1]), int(combo[2]))
+            key = (unrepr(combo[0]), unrepr(combo[1]), int(combo[2]))
             if key in records:
                 value, sample, number = _cell_value(metric, records[key])
             else:  # not in this run: keep what an earlier run at this commit recorded
@@ -257,7 +257,7 @@ def record_run(data: dict, conf, label: str | None = None) -> Path:
     return final
 
 
-def eval_repr(text: str) -> str:
+def unrepr(text: str) -> str:
     """The value behind asv's repr()-encoded string parameter."""
     return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == "'" else text
 

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 from harness import HarnessError
-from harness.asvdb import LABELS_DIR, eval_repr
+from harness.asvdb import LABELS_DIR, unrepr
 from harness.table import format_table
 
 
@@ -55,7 +55,7 @@ def _cells(res) -> dict[tuple, tuple[str, float | None]]:
     for name in res.get_all_result_keys():
         params = res.get_result_params(name)
         for combo, value in zip(itertools.product(*params), res.get_result_value(name, params)):
-            out[(name, eval_repr(combo[0]), eval_repr(combo[1]), int(combo[2]))] = value
+            out[(name, unrepr(combo[0]), unrepr(combo[1]), int(combo[2]))] = value
     return out
 
 
