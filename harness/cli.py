@@ -68,7 +68,7 @@ def cmd_suites(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from harness import runner, suites, table
+    from harness import asvdb, runner, suites, table
     from harness.cells import CELLS, check_choice
 
     suite = suites.load(args.suite)
@@ -80,15 +80,14 @@ def cmd_run(args) -> int:
     suite = suite.with_overrides(cells=args.cells, seq_lens=args.seq_lens, threads=args.threads,
                                  repeat=args.repeat, budget=args.budget, timeout=args.timeout)
     backends = runner.select_backends(args.backends)
-    run = runner.run_suite(suite, backends, results_dir=args.results_dir, output=args.output,
+    conf = asvdb.load_config(results_dir=args.results_dir)
+    run = runner.run_suite(suite, backends, results_dir=conf.results_dir, output=args.output,
                            progress=not args.quiet)
     print(table.summary(run.data))
     counts = run.counts
     print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped -> {run.path}")
     if not args.no_asv:
-        from harness import asvdb
-
-        written = asvdb.record_run(run.data, asvdb.load_config(results_dir=args.results_dir), label=args.label)
+        written = asvdb.record_run(run.data, conf, label=args.label)
         label = asvdb.label_for(run.data["provenance"], args.label)
         where = f"under label {label!r} (kept out of the history graphs)" if label else "as a history point"
         print(f"recorded into asv {where}: {written}")
@@ -114,9 +113,10 @@ def cmd_preview(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from harness import compare
+    from harness import asvdb, compare
 
-    print(compare.compare(args.results_dir, args.before, args.after, factor=args.factor))
+    results_dir = asvdb.load_config(results_dir=args.results_dir).results_dir
+    print(compare.compare(results_dir, args.before, args.after, factor=args.factor))
     return 0
 
 
@@ -188,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=_positive("--budget"), help="seconds at most per timed measurement")
     p.add_argument("--timeout", type=_positive("--timeout"),
                    help="seconds per grid cell before it is recorded as failed")
-    p.add_argument("--results-dir", default="results", help="results database folder (default: results)")
+    p.add_argument("--results-dir", help="results database folder (default: asv.conf.json's results_dir, "
+                                         "else results)")
     p.add_argument("--output", help="results file (default: RESULTS_DIR/runs/SUITE-TIMESTAMP.json)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--label", help="record into asv under this label, outside the history graphs "
@@ -216,12 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("publish", help="build the HTML site: asv's history plus gradient/speed/memory pages",
                        description="Run asv publish on the results database, then write the harness's own "
                                    "pages (gradient-norm curves, decay rate, time and memory against T).")
-    p.add_argument("--results-dir", default="results", help="results database folder (default: results)")
+    p.add_argument("--results-dir", help="results database folder (default: asv.conf.json's results_dir, "
+                                         "else results)")
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("preview", help="serve the published site on localhost",
                        description="Serve the published HTML directory on http://127.0.0.1:PORT/.")
-    p.add_argument("--results-dir", default="results", help="results database folder (default: results)")
+    p.add_argument("--results-dir", help="results database folder (default: asv.conf.json's results_dir, "
+                                         "else results)")
     p.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
     p.set_defaults(func=cmd_preview)
 
@@ -231,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("before", help="commit prefix or label")
     p.add_argument("after", help="commit prefix or label")
     p.add_argument("--factor", type=float, default=1.1, help="ratio that counts as a change (default: 1.1)")
-    p.add_argument("--results-dir", default="results", help="results database folder (default: results)")
+    p.add_argument("--results-dir", help="results database folder (default: asv.conf.json's results_dir, "
+                                         "else results)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("report", help="plots of one results file, without asv",

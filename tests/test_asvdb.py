@@ -138,3 +138,15 @@ def test_asv_internal_api_is_what_the_recorder_uses():
     for method in ("load_data", "save", "get_result_value", "get_result_params", "get_all_result_keys"):
         assert callable(getattr(Results, method))
     assert callable(Config.from_json) and callable(Benchmarks.save)
+
+
+def test_results_dir_comes_from_asv_conf_json(tmp_path):
+    repo = make_repo(tmp_path / "proj")
+    conf = json.loads("\n".join(line for line in (repo / "asv.conf.json").read_text().splitlines()
+                                if not line.strip().startswith("//")))
+    conf.update(results_dir="db", html_dir="db/html")
+    (repo / "asv.conf.json").write_text(json.dumps(conf))
+    git(repo, "commit", "-q", "-am", "results in db/")
+    harness(repo, "run", "tiny", "--backends", "numpy", "--cells", "rnn_tanh", "-q")
+    assert (repo / "db/benchmarks.json").is_file() and list((repo / "db/runs").glob("tiny-*.json"))
+    assert not (repo / "results").exists()
