@@ -160,6 +160,11 @@ def cmd_new_backend(args) -> int:
     return 0
 
 
+def _add_results_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results-dir", help="results database folder (default: asv.conf.json's results_dir, "
+                                              "else results)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="harness", description="Benchmark gradient behaviour, speed and memory of recurrent layers.")
@@ -188,8 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=_positive("--budget"), help="seconds at most per timed measurement")
     p.add_argument("--timeout", type=_positive("--timeout"),
                    help="seconds per grid cell before it is recorded as failed")
-    p.add_argument("--results-dir", help="results database folder (default: asv.conf.json's results_dir, "
-                                         "else results)")
+    _add_results_dir(p)
     p.add_argument("--output", help="results file (default: RESULTS_DIR/runs/SUITE-TIMESTAMP.json)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--label", help="record into asv under this label, outside the history graphs "
@@ -217,14 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("publish", help="build the HTML site: asv's history plus gradient/speed/memory pages",
                        description="Run asv publish on the results database, then write the harness's own "
                                    "pages (gradient-norm curves, decay rate, time and memory against T).")
-    p.add_argument("--results-dir", help="results database folder (default: asv.conf.json's results_dir, "
-                                         "else results)")
+    _add_results_dir(p)
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("preview", help="serve the published site on localhost",
                        description="Serve the published HTML directory on http://127.0.0.1:PORT/.")
-    p.add_argument("--results-dir", help="results database folder (default: asv.conf.json's results_dir, "
-                                         "else results)")
+    _add_results_dir(p)
     p.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
     p.set_defaults(func=cmd_preview)
 
@@ -234,8 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("before", help="commit prefix or label")
     p.add_argument("after", help="commit prefix or label")
     p.add_argument("--factor", type=float, default=1.1, help="ratio that counts as a change (default: 1.1)")
-    p.add_argument("--results-dir", help="results database folder (default: asv.conf.json's results_dir, "
-                                         "else results)")
+    _add_results_dir(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("report", help="plots of one results file, without asv",
