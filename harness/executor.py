@@ -121,15 +121,20 @@ class LocalExecutor:
 
     def run(self, backend: str, jobs: list[CellJob], on_result: OnResult, threads: int, timeout: float) -> None:
         worker = None
+        start_error = None
         try:
             for job in jobs:
+                if start_error is not None:  # a backend that cannot start is not retried per cell
+                    on_result(job, {"status": "failed", "reason": start_error})
+                    continue
                 if worker is None:
                     worker = _Worker(backend, threads)
                     error = worker.wait_ready()
                     if error is not None:
                         worker.stop(kill=True)
                         worker = None
-                        on_result(job, {"status": "failed", "reason": f"backend failed to start: {error}"})
+                        start_error = f"backend failed to start: {error}"
+                        on_result(job, {"status": "failed", "reason": start_error})
                         continue
                     self.backend_info[backend] = worker.info
                 worker.conn.send(job)

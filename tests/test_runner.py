@@ -74,6 +74,31 @@ def test_raising_hanging_and_dying_backends_are_failed_and_the_grid_goes_on(misb
     assert on_disk["status"] == "complete" and len(on_disk["records"]) == 8
 
 
+def test_backend_that_cannot_start_fails_its_cells_once(plugin_dir, tmp_path):
+    starts = tmp_path / "starts"
+    add_distribution(plugin_dir, "broken_init", {"broken_init_plugin": f"""
+        from harness.hookspecs import hookimpl
+        from harness_plugins.numpy_backend import NumpyBackend
+        HARNESS_PLUGIN_API = 1
+        class BrokenInit(NumpyBackend):
+            name = "broken-init"
+            def __init__(self, threads=None):
+                with open({str(starts)!r}, "a") as f:
+                    f.write("start\\n")
+                raise RuntimeError("no device handle")
+        @hookimpl
+        def harness_backends():
+            return [BrokenInit]
+        """}, {"broken_init": "broken_init_plugin"})
+    suite = suites.load(write_suite(tmp_path / "tiny", seq_lens="[12, 16]"))
+    run = run_suite(suite, ["broken-init", "numpy"], results_dir=tmp_path, progress=False)
+    broken = [r for r in run.data["records"] if r["backend"] == "broken-init"]
+    assert [r["status"] for r in broken] == ["failed", "failed"]
+    assert all("backend failed to start" in r["reason"] and "no device handle" in r["reason"] for r in broken)
+    assert starts.read_text().count("start") == 1
+    assert {r["status"] for r in run.data["records"] if r["backend"] == "numpy"} == {"ok"}
+
+
 def test_unavailable_backend_and_unsupported_cell_are_skipped_with_reason(plugin_dir, tmp_path):
     add_distribution(plugin_dir, "limited", {"limited_plugin": UNAVAILABLE_PLUGIN}, {"limited": "limited_plugin"})
     suite = suites.load(write_suite(tmp_path / "tiny", cells='["rnn_tanh", "gru"]'))
