@@ -91,7 +91,11 @@ def test_compare_between_commits_prints_ratios(project):
     table = harness(repo, "compare", first[:8], second[:8]).stdout
     lines = [line for line in table.splitlines() if "tiny.time_forward_backward" in line]
     assert len(lines) == 4
-    assert all(len(line.split()) >= 7 for line in lines)
+    for line in lines:  # mark, before, after, ratio, name, backend, cell, T
+        fields = line.split()
+        before, after, ratio = (float(v) for v in fields[-7:-4])
+        assert fields[-3] == "numpy" and fields[-2] in ("rnn_tanh", "gru") and fields[-1] in ("12", "16")
+        assert ratio == pytest.approx(after / before, abs=0.006)
 
 
 def test_compare_with_an_unknown_commit_lists_the_known_ones(project):
