@@ -1,4 +1,9 @@
-"""Benchmarking harness for gradient behaviour in recurrent neural networks."""
+"""Benchmarking harness for gradient behaviour in recurrent neural networks.
+
+What a plugin author needs is importable from here::
+
+    from harness import Availability, Backend, Gradients, Outputs, Problem, hookimpl
+"""
 from importlib.metadata import PackageNotFoundError, version as _version
 
 try:
@@ -10,6 +15,10 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 #: written for as ``HARNESS_PLUGIN_API``; a mismatch is reported instead of loading the plugin.
 PLUGIN_API_VERSION = 1
 
+from harness.errors import HarnessError  # noqa: E402
+from harness.backend import Availability, Backend, Gradients, Outputs, Problem  # noqa: E402
+from harness.hookspecs import hookimpl  # noqa: E402
+from harness.record.results import load as load_results  # noqa: E402
 
-class HarnessError(Exception):
-    """An error caused by the user's input; the CLI prints it as one line, without a traceback."""
+__all__ = ["PLUGIN_API_VERSION", "Availability", "Backend", "Gradients", "HarnessError", "Outputs", "Problem",
+           "__version__", "hookimpl", "load_results"]

@@ -5,7 +5,7 @@ recording belong to the core, so that every backend is measured the same way. Li
 core calls these in order; only ``forward`` and ``backward`` are ever timed)::
 
     backend = MyBackend(threads=1)      # in the worker process; may import torch/numba here
-    backend.prepare(problem)            # untimed: move inputs to the device, allocate buffers
+    backend.prepare(problem)            # core-only, untimed: checks, teardown, then your setup(problem)
     backend.forward()                   # timed: all hidden states h_1..h_T (and c_t)
     backend.backward()                  # timed: parameter gradients and dL/dx only
     backend.backward(per_step=True)     # untimed use: also the total dL/dh_t (and dL/dc_t)
@@ -14,15 +14,16 @@ core calls these in order; only ``forward`` and ``backward`` are ever timed)::
 """
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from harness import HarnessError
-from harness.cells import CELLS, DTYPES, PARAM_NAMES, Params, param_shapes
-from harness.memory import MemoryMeter, TracemallocMeter
-from harness.timing import Clock, WallClock
+from harness.cells import DTYPES, PARAM_NAMES, Params, cell_spec, param_shapes
+from harness.errors import HarnessError
+from harness.measure.memory import MemoryMeter, TracemallocMeter
+from harness.measure.timing import Clock, WallClock
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,7 @@ class Problem:
     grad_h: np.ndarray
 
     def __post_init__(self):
-        if self.cell not in CELLS:
-            raise HarnessError(f"unknown cell {self.cell!r}; valid cells: {', '.join(CELLS)}")
+        cell_spec(self.cell)  # an unknown cell names the valid ones
         if self.x.ndim != 3:
             raise HarnessError(f"x must be (T, B, I), got shape {self.x.shape}")
         seq_len, batch, input_size = self.x.shape
@@ -96,16 +96,24 @@ class Gradients:
     c0: np.ndarray | None = None  # dL/dc_0 (B, H) for LSTM
 
 
-class Backend:
+class Backend(abc.ABC):
     """Base class of every backend. Subclass it, set the class attributes, implement the methods.
 
     Class attributes: ``name`` (unique, e.g. ``"numpy"``), ``cells`` and ``dtypes`` supported.
+    The abstract methods must be implemented (a backend missing one cannot be instantiated);
+    :meth:`prepare` belongs to the core and cannot be overridden: put device work in :meth:`setup`.
     """
 
     name: ClassVar[str]
     cells: ClassVar[tuple[str, ...]]
     dtypes: ClassVar[tuple[str, ...]] = DTYPES
     description: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "prepare" in vars(cls):
+            raise TypeError(f"{cls.__qualname__} overrides prepare(), which belongs to the core; "
+                            f"override setup(problem) instead")
 
     def __init__(self, threads: int | None = None):
         self.threads = threads
@@ -127,7 +135,7 @@ class Backend:
                                        f"supported dtypes: {', '.join(cls.dtypes)}")
         return Availability(True)
 
-    def info(self) -> dict:
+    def info(self) -> dict[str, object]:
         """Provenance of this backend: library versions, device, thread counts."""
         return {"threads": self.threads}
 
@@ -141,14 +149,15 @@ class Backend:
         self.problem = problem
         self.setup(problem)
 
+    @abc.abstractmethod
     def setup(self, problem: Problem) -> None:
         """Move the problem's arrays to the device and allocate buffers. Untimed."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def forward(self) -> None:
         """Compute h_1..h_T (and c_t), keeping what backward needs. Timed."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def backward(self, per_step: bool = False) -> None:
         """Backpropagate ``problem.grad_h`` through time after :meth:`forward`.
 
@@ -156,20 +165,19 @@ class Backend:
         total gradient dL/dh_t at every step (the one flowing through the recurrence plus the
         direct part), and dL/dc_t for LSTM. The timed call passes ``per_step=False``.
         """
-        raise NotImplementedError
 
     def teardown(self) -> None:
         """Drop every array that ``prepare``, ``forward`` and ``backward`` keep (before a memory
         measurement, which counts from ``prepare`` on). Override when the backend keeps more."""
         self.problem = None
 
+    @abc.abstractmethod
     def outputs(self) -> Outputs:
         """The hidden states of the last forward, as NumPy arrays. Untimed."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def gradients(self) -> Gradients:
         """The gradients of the last backward, as NumPy arrays. Untimed."""
-        raise NotImplementedError
 
     # -- measurement hooks ----------------------------------------------------------------------
     def synchronize(self) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness import HarnessError
+from harness.errors import check_choice
 
 PARAM_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 DTYPES = ("float32", "float64")
@@ -22,33 +22,28 @@ Params = dict[str, np.ndarray]
 
 @dataclass(frozen=True)
 class CellSpec:
+    """What the core needs to know of a cell; ask it rather than testing the cell's name."""
+
     name: str
     gates: int  # G: row blocks of weight_ih / weight_hh
-    has_cell_state: bool
+    has_cell_state: bool  # LSTM: a second state c_t, with its own per-step gradient dL/dc_t
     stored_per_step: int  # k in the analytic activation size T * B * k * H * itemsize
-    description: str
 
 
 CELLS: dict[str, CellSpec] = {
     spec.name: spec
     for spec in (
-        CellSpec("rnn_tanh", 1, False, 1, "h = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh)"),
-        CellSpec("lstm", 4, True, 6, "torch.nn.LSTM: gates i, f, g, o; no peepholes"),
-        CellSpec("gru", 3, False, 5, "torch.nn.GRU (cuDNN form): r, z, n; b_hn inside r * (...)"),
-        CellSpec("gru_cho", 3, False, 5, "Cho et al. GRU: reset before the matmul, h = (1-z) h + z n"),
+        CellSpec("rnn_tanh", gates=1, has_cell_state=False, stored_per_step=1),
+        CellSpec("lstm", gates=4, has_cell_state=True, stored_per_step=6),  # gates i, f, g, o
+        CellSpec("gru", gates=3, has_cell_state=False, stored_per_step=5),  # r, z, n; b_hn inside r * (...)
+        CellSpec("gru_cho", gates=3, has_cell_state=False, stored_per_step=5),  # reset before the matmul
     )
 }
 
 
-def check_choice(kind: str, value: str, valid) -> str:
-    """Return ``value`` if it is one of ``valid``, else raise a one-line error naming the choices."""
-    if value not in valid:
-        raise HarnessError(f"unknown {kind} {value!r}; valid {kind}s: {', '.join(valid)}")
-    return value
-
-
 def cell_spec(cell: str) -> CellSpec:
-    return CELLS[check_choice("cell", cell, tuple(CELLS))]
+    """The spec of ``cell``; an unknown name is a one-line error naming the cells."""
+    return CELLS[check_choice("cell", cell, CELLS)]
 
 
 def param_shapes(cell: str, input_size: int, hidden_size: int) -> dict[str, tuple[int, ...]]:
@@ -98,7 +93,7 @@ def init_params(
     return {name: value.astype(dtype) for name, value in params.items()}
 
 
-def activation_bytes(cell: str, seq_len: int, batch: int, hidden_size: int, dtype: str) -> int:
-    """Analytic size of the activations a BPTT implementation must keep: T * B * k * H * itemsize."""
+def activation_bytes(cell: str, steps: int, batch: int, hidden_size: int, dtype: str) -> int:
+    """Analytic size of the activations a BPTT implementation must keep: steps * B * k * H * itemsize."""
     k = cell_spec(cell).stored_per_step
-    return seq_len * batch * k * hidden_size * np.dtype(dtype).itemsize
+    return steps * batch * k * hidden_size * np.dtype(dtype).itemsize

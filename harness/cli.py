@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness import HarnessError, __version__
+from harness import __version__
+from harness.errors import HarnessError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,9 +38,15 @@ def _csv(kind: str, cast=str):
     return parse
 
 
+def _print(renderable) -> None:
+    from harness.report.console import console
+
+    console().print(renderable)
+
+
 def cmd_plugins(args) -> int:
     from harness.plugins import get_registry
-    from harness.table import format_table
+    from harness.report.console import table
 
     registry = get_registry()
     rows = []
@@ -51,29 +58,37 @@ def cmd_plugins(args) -> int:
             state = "available" if avail else f"unavailable: {avail.reason}"
             rows.append([f"  backend {name}", "", state, f"cells: {', '.join(cls.cells)}",
                          f"dtypes: {', '.join(cls.dtypes)}"])
-    print(format_table(["plugin", "distribution", "status", "tasks / cells", "error / dtypes"], rows))
+    _print(table(["plugin", "distribution", "status", "tasks / cells", "error / dtypes"], rows))
     return 0
 
 
 def cmd_suites(args) -> int:
     from harness import suites
-    from harness.table import format_table
+    from harness.plugins import get_registry
+    from harness.report.console import table
 
+    registry = get_registry()
     rows = []
     for name, path in sorted(suites.available_suites().items()):
         s = suites.load(path)
-        rows.append([name, s.task, ",".join(s.cells), ",".join(map(str, s.seq_lens)), str(path)])
-    print(format_table(["suite", "task", "cells", "seq_lens", "path"], rows))
+        task = registry.tasks.get(s.task)
+        rows.append([name, s.task, ",".join(s.cells), ",".join(map(str, s.seq_lens)),
+                     task.reference if task else "task not installed", task.solved if task else "", str(path)])
+    _print(table(["suite", "task", "cells", "T", "task source", "solved when", "path"], rows))
     return 0
 
 
 def cmd_run(args) -> int:
-    from harness import asvdb, runner, suites, table
-    from harness.cells import CELLS, check_choice
+    from harness import suites
+    from harness.cells import CELLS
+    from harness.errors import check_choice
+    from harness.record import asvdb
+    from harness.report import console
+    from harness.run import runner
 
     suite = suites.load(args.suite)
     for cell in args.cells or ():
-        check_choice("cell", cell, tuple(CELLS))
+        check_choice("cell", cell, CELLS)
     for seq_len in args.seq_lens or ():
         if seq_len < 1:
             raise HarnessError(f"--seq-lens must be positive, got {seq_len}")
@@ -83,22 +98,23 @@ def cmd_run(args) -> int:
     conf = asvdb.load_config(results_dir=args.results_dir)
     run = runner.run_suite(suite, backends, results_dir=conf.results_dir, output=args.output,
                            progress=not args.quiet)
-    print(table.summary(run.data))
-    counts = run.counts
+    _print(console.summary(run.results))
+    counts = run.results.counts
     print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped -> {run.path}")
     if not args.no_asv:
-        written = asvdb.record_run(run.data, conf, label=args.label)
-        label = asvdb.label_for(run.data["provenance"], args.label)
+        written = asvdb.record_run(run.results, conf, label=args.label)
+        label = asvdb.label_for(run.results.provenance, args.label)
         where = f"under label {label!r} (kept out of the history graphs)" if label else "as a history point"
         print(f"recorded into asv {where}: {written}")
     if run.interrupted:
-        print("interrupted: every finished cell was kept", file=sys.stderr)
+        print("interrupted: every finished point was kept", file=sys.stderr)
         return 130
     return 1 if counts["failed"] else 0
 
 
 def cmd_publish(args) -> int:
-    from harness import asvdb, site
+    from harness.record import asvdb
+    from harness.report import site
 
     index = site.publish(asvdb.load_config(results_dir=args.results_dir))
     print(f"published {index.parent.parent / 'index.html'} (asv) and {index} (harness pages)")
@@ -106,41 +122,49 @@ def cmd_publish(args) -> int:
 
 
 def cmd_preview(args) -> int:
-    from harness import asvdb, site
+    from harness.record import asvdb
+    from harness.report import site
 
     site.serve(asvdb.load_config(results_dir=args.results_dir).html_dir, port=args.port)
     return 0
 
 
 def cmd_compare(args) -> int:
-    from harness import asvdb, compare
+    from harness.record import asvdb
+    from harness.report import compare
 
     results_dir = asvdb.load_config(results_dir=args.results_dir).results_dir
-    print(compare.compare(results_dir, args.before, args.after, factor=args.factor))
+    changes = compare.compare(results_dir, args.before, args.after, factor=args.factor)
+    if not changes:
+        print(f"{args.before} and {args.after} have no benchmark points in common")
+        return 0
+    _print(compare.compare_table(changes))
     return 0
 
 
 def cmd_report(args) -> int:
     from pathlib import Path
 
-    from harness import plots, results
+    from harness.record import results
+    from harness.report import plots
 
     path = Path(args.results_file)
     if not path.is_file():
         raise HarnessError(f"no such results file: {path}")
     try:
-        data = results.read(path)
+        run = results.read(path)
     except ValueError as exc:
-        raise HarnessError(f"{path}: not a harness results file ({exc})") from None
+        raise HarnessError(f"not a harness results file: {exc}") from None
     out = Path(args.out) if args.out else path.with_name(path.stem + "-report")
-    print(f"wrote {plots.report(data, out)}")
+    print(f"wrote {plots.report(run, out)}")
     return 0
 
 
 def cmd_check(args) -> int:
-    from harness.cells import check_choice
+    from harness.errors import check_choice
     from harness.plugins import get_registry
-    from harness.testing import check_backend, format_report
+    from harness.report.console import check_report
+    from harness.testing import check_backend
 
     cls = get_registry().backend_class(args.backend)
     for cell in args.cells or ():
@@ -148,7 +172,7 @@ def cmd_check(args) -> int:
     for dtype in args.dtypes or ():
         check_choice("dtype", dtype, cls.dtypes)
     report = check_backend(cls, cells=args.cells, dtypes=args.dtypes)
-    print(format_report(report))
+    print(check_report(report))
     return 0 if report.passed else 1
 
 
@@ -192,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exactly this many timed blocks (disables the adaptive stop)")
     p.add_argument("--budget", type=_positive("--budget"), help="seconds at most per timed measurement")
     p.add_argument("--timeout", type=_positive("--timeout"),
-                   help="seconds per grid cell before it is recorded as failed")
+                   help="seconds per grid point before it is recorded as failed")
     _add_results_dir(p)
     p.add_argument("--output", help="results file (default: RESULTS_DIR/runs/SUITE-TIMESTAMP.json)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -231,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_preview)
 
     p = sub.add_parser("compare", help="ratio table between two commits or labels",
-                       description="Compare every benchmark cell between two commits (prefixes) or labels, "
+                       description="Compare every benchmark point between two commits (prefixes) or labels, "
                                    "as asv compare does: + marks a regression, - an improvement.")
     p.add_argument("before", help="commit prefix or label")
     p.add_argument("after", help="commit prefix or label")

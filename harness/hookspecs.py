@@ -2,31 +2,36 @@
 
 A plugin is a module (or object) registered under the ``harness`` entry-point group; it
 implements any subset of these hooks with :data:`hookimpl`, and declares the plugin-API version it
-was written for as the module attribute ``HARNESS_PLUGIN_API``. Hook calls are keyword-only and
-implementations may take a subset of a spec's arguments, so specs can grow without breaking plugins.
+was written for as the module attribute ``HARNESS_PLUGIN_API``. The core calls hooks with keyword
+arguments only, and an implementation may take a subset of a spec's arguments, so a spec can grow
+an argument without breaking the plugins written before it.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    from harness.backend import Backend
+    from harness.tasks import Task
 
 hookspec = pluggy.HookspecMarker("harness")
 hookimpl = pluggy.HookimplMarker("harness")
 
 
 @hookspec
-def harness_backends() -> list[type]:
+def harness_backends() -> list[type[Backend]]:
     """Return the backend classes this plugin offers.
 
-    Each is a subclass of :class:`harness.backend.Backend`. Return classes, not instances: a backend
+    Each is a subclass of :class:`harness.Backend`. Return classes, not instances: a backend
     is instantiated in its worker process, and must not import heavy libraries (torch, numba) before
     it is used, so that listing plugins stays fast and a missing package only makes it unavailable.
     """
 
 
 @hookspec
-def harness_tasks() -> list[Any]:
+def harness_tasks() -> list[Task]:
     """Return the tasks this plugin offers, each a :class:`harness.tasks.Task`.
 
     The built-in tasks (copy, adding, temporal_order) are offered through this hook too.

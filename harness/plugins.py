@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
-from typing import Any
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from harness import PLUGIN_API_VERSION, HarnessError, hookspecs
+from harness import PLUGIN_API_VERSION, hookspecs
+from harness.errors import check_choice
+
+if TYPE_CHECKING:
+    from harness.backend import Backend
+    from harness.tasks import Task
 
 ENTRY_POINT_GROUP = "harness"
 DISABLE_ENV = "HARNESS_DISABLE_PLUGINS"
@@ -39,31 +45,28 @@ class PluginRegistry:
 
     manager: pluggy.PluginManager
     plugins: list[PluginRecord]
-    backends: dict[str, type]
-    tasks: dict[str, Any]
+    backends: dict[str, type[Backend]]
+    tasks: dict[str, Task]
 
-    def backend_class(self, name: str) -> type:
-        try:
-            return self.backends[name]
-        except KeyError:
-            raise HarnessError(
-                f"unknown backend {name!r}; installed backends: {', '.join(sorted(self.backends)) or 'none'}"
-            ) from None
+    def backend_class(self, name: str) -> type[Backend]:
+        return self.backends[check_choice("backend", name, sorted(self.backends), "installed backends")]
 
-    def task(self, name: str) -> Any:
-        try:
-            return self.tasks[name]
-        except KeyError:
-            raise HarnessError(
-                f"unknown task {name!r}; available tasks: {', '.join(sorted(self.tasks)) or 'none'}"
-            ) from None
+    def task(self, name: str) -> Task:
+        return self.tasks[check_choice("task", name, sorted(self.tasks), "available tasks")]
 
 
 def disabled_plugins() -> set[str]:
+    """Plugin names blocked by ``HARNESS_DISABLE_PLUGINS`` (comma-separated)."""
     return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
 
 
-def _record(ep, status: str, error: str = "") -> PluginRecord:
+def call_hook(impl: pluggy.HookImpl, **kwargs: Any) -> Any:
+    """Call one plugin's implementation with the keyword arguments it declares (a subset of the
+    spec's), as pluggy does: a spec can grow an argument without breaking older plugins."""
+    return impl.function(**{name: kwargs[name] for name in impl.argnames})
+
+
+def _record(ep: EntryPoint, status: str, error: str = "") -> PluginRecord:
     dist = getattr(ep, "dist", None)
     return PluginRecord(
         name=ep.name,
@@ -75,7 +78,7 @@ def _record(ep, status: str, error: str = "") -> PluginRecord:
     )
 
 
-def _load_one(pm: pluggy.PluginManager, ep) -> PluginRecord:
+def _load_one(pm: pluggy.PluginManager, ep: EntryPoint) -> PluginRecord:
     try:
         plugin = ep.load()
     except Exception as exc:  # a broken plugin must not stop the others
@@ -98,13 +101,14 @@ def _load_one(pm: pluggy.PluginManager, ep) -> PluginRecord:
     return _record(ep, "loaded")
 
 
-def _collect(pm: pluggy.PluginManager, hook_name: str, records: dict[str, PluginRecord], key) -> dict:
+def _collect(pm: pluggy.PluginManager, hook_name: str, records: dict[str, PluginRecord],
+             key: Callable[[Any], str]) -> dict[str, Any]:
     """Call one hook plugin by plugin, so every item is attributed to the plugin offering it."""
     found: dict[str, Any] = {}
     for impl in getattr(pm.hook, hook_name).get_hookimpls():
         record = records[impl.plugin_name]
         try:
-            items = impl.function() or []
+            items = call_hook(impl) or []
         except Exception as exc:
             record.status, record.error = "failed", f"{hook_name}: {type(exc).__name__}: {exc}"
             continue
@@ -146,7 +150,7 @@ def machine_info() -> dict[str, Any]:
     info = {}
     for impl in get_registry().manager.hook.harness_machine_info.get_hookimpls():
         try:
-            info[impl.plugin_name] = impl.function()
+            info[impl.plugin_name] = call_hook(impl)
         except Exception as exc:
             info[impl.plugin_name] = {"error": f"{type(exc).__name__}: {exc}"}
     return info

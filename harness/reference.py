@@ -9,6 +9,7 @@ the ``numpy`` backend.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,65 +44,68 @@ def _input_projection(params: Params, x: np.ndarray, fold_bias_hh: bool) -> np.n
     return xp
 
 
-def forward(
-    cell: str, params: Params, x: np.ndarray, h0: np.ndarray | None = None, c0: np.ndarray | None = None
-) -> Activations:
-    """Run the recurrence from h_0 (and c_0 for LSTM), zero unless given."""
-    cell_spec(cell)
-    seq_len, batch, _ = x.shape
-    hidden = params["weight_hh"].shape[1]
-    hs = np.zeros((seq_len + 1, batch, hidden), dtype=x.dtype)
-    if h0 is not None:
-        hs[0] = h0
+def _forward_rnn_tanh(params: Params, x: np.ndarray, hs: np.ndarray, c0: np.ndarray | None) -> dict:
+    xp = _input_projection(params, x, fold_bias_hh=True)
     w_hh_t = params["weight_hh"].T
-    H = hidden
-    if cell == "rnn_tanh":
-        xp = _input_projection(params, x, fold_bias_hh=True)
-        for t in range(seq_len):
-            a = np.matmul(hs[t], w_hh_t, out=hs[t + 1])
-            a += xp[t]
-            np.tanh(a, out=a)
-        return Activations(hs)
-    if cell == "lstm":
-        xp = _input_projection(params, x, fold_bias_hh=True)
-        gates = xp  # overwritten in place by the activated gates i, f, g, o
-        cs = np.zeros_like(hs)
-        if c0 is not None:
-            cs[0] = c0
-        tcs = np.empty((seq_len, batch, hidden), dtype=x.dtype)
-        rec = np.empty((batch, 4 * H), dtype=x.dtype)
-        for t in range(seq_len):
-            g = gates[t]
-            g += np.matmul(hs[t], w_hh_t, out=rec)
-            _sigmoid(g[:, : 2 * H], g[:, : 2 * H])
-            np.tanh(g[:, 2 * H : 3 * H], out=g[:, 2 * H : 3 * H])
-            _sigmoid(g[:, 3 * H :], g[:, 3 * H :])
-            c = np.multiply(g[:, H : 2 * H], cs[t], out=cs[t + 1])
-            c += g[:, :H] * g[:, 2 * H : 3 * H]
-            np.tanh(c, out=tcs[t])
-            np.multiply(g[:, 3 * H :], tcs[t], out=hs[t + 1])
-        return Activations(hs, {"gates": gates, "cs": cs, "tcs": tcs})
-    if cell == "gru":
-        xp = _input_projection(params, x, fold_bias_hh=False)
-        rz = np.empty((seq_len, batch, 2 * H), dtype=x.dtype)
-        ns = np.empty((seq_len, batch, H), dtype=x.dtype)
-        ghn = np.empty((seq_len, batch, H), dtype=x.dtype)
-        gh = np.empty((batch, 3 * H), dtype=x.dtype)
-        for t in range(seq_len):
-            np.matmul(hs[t], w_hh_t, out=gh)
-            gh += params["bias_hh"]
-            np.add(xp[t, :, : 2 * H], gh[:, : 2 * H], out=rz[t])
-            _sigmoid(rz[t], rz[t])
-            ghn[t] = gh[:, 2 * H :]
-            n = np.multiply(rz[t, :, :H], ghn[t], out=ns[t])
-            n += xp[t, :, 2 * H :]
-            np.tanh(n, out=n)
-            # h = (1 - z) n + z h_prev = n + z (h_prev - n)
-            h = np.subtract(hs[t], n, out=hs[t + 1])
-            h *= rz[t, :, H:]
-            h += n
-        return Activations(hs, {"rz": rz, "ns": ns, "ghn": ghn})
-    # gru_cho: r, z from [x, h]; n = tanh(x W_in + (r * h) W_hn + b); h = (1 - z) h + z n
+    for t in range(x.shape[0]):
+        a = np.matmul(hs[t], w_hh_t, out=hs[t + 1])
+        a += xp[t]
+        np.tanh(a, out=a)
+    return {}
+
+
+def _forward_lstm(params: Params, x: np.ndarray, hs: np.ndarray, c0: np.ndarray | None) -> dict:
+    seq_len, batch, _ = x.shape
+    H = hs.shape[2]
+    w_hh_t = params["weight_hh"].T
+    gates = _input_projection(params, x, fold_bias_hh=True)  # overwritten in place by i, f, g, o
+    cs = np.zeros_like(hs)
+    if c0 is not None:
+        cs[0] = c0
+    tcs = np.empty((seq_len, batch, H), dtype=x.dtype)
+    rec = np.empty((batch, 4 * H), dtype=x.dtype)
+    for t in range(seq_len):
+        g = gates[t]
+        g += np.matmul(hs[t], w_hh_t, out=rec)
+        _sigmoid(g[:, : 2 * H], g[:, : 2 * H])
+        np.tanh(g[:, 2 * H : 3 * H], out=g[:, 2 * H : 3 * H])
+        _sigmoid(g[:, 3 * H :], g[:, 3 * H :])
+        c = np.multiply(g[:, H : 2 * H], cs[t], out=cs[t + 1])
+        c += g[:, :H] * g[:, 2 * H : 3 * H]
+        np.tanh(c, out=tcs[t])
+        np.multiply(g[:, 3 * H :], tcs[t], out=hs[t + 1])
+    return {"gates": gates, "cs": cs, "tcs": tcs}
+
+
+def _forward_gru(params: Params, x: np.ndarray, hs: np.ndarray, c0: np.ndarray | None) -> dict:
+    seq_len, batch, _ = x.shape
+    H = hs.shape[2]
+    w_hh_t = params["weight_hh"].T
+    xp = _input_projection(params, x, fold_bias_hh=False)
+    rz = np.empty((seq_len, batch, 2 * H), dtype=x.dtype)
+    ns = np.empty((seq_len, batch, H), dtype=x.dtype)
+    ghn = np.empty((seq_len, batch, H), dtype=x.dtype)
+    gh = np.empty((batch, 3 * H), dtype=x.dtype)
+    for t in range(seq_len):
+        np.matmul(hs[t], w_hh_t, out=gh)
+        gh += params["bias_hh"]
+        np.add(xp[t, :, : 2 * H], gh[:, : 2 * H], out=rz[t])
+        _sigmoid(rz[t], rz[t])
+        ghn[t] = gh[:, 2 * H :]
+        n = np.multiply(rz[t, :, :H], ghn[t], out=ns[t])
+        n += xp[t, :, 2 * H :]
+        np.tanh(n, out=n)
+        # h = (1 - z) n + z h_prev = n + z (h_prev - n)
+        h = np.subtract(hs[t], n, out=hs[t + 1])
+        h *= rz[t, :, H:]
+        h += n
+    return {"rz": rz, "ns": ns, "ghn": ghn}
+
+
+def _forward_gru_cho(params: Params, x: np.ndarray, hs: np.ndarray, c0: np.ndarray | None) -> dict:
+    """r, z from [x, h]; n = tanh(x W_in + (r * h) W_hn + b); h = (1 - z) h + z n."""
+    seq_len, batch, _ = x.shape
+    H = hs.shape[2]
     xp = _input_projection(params, x, fold_bias_hh=True)
     w_rz_t = params["weight_hh"][: 2 * H].T
     w_n_t = params["weight_hh"][2 * H :].T
@@ -119,11 +123,29 @@ def forward(
         h = np.subtract(n, hs[t], out=hs[t + 1])
         h *= rz[t, :, H:]
         h += hs[t]
-    return Activations(hs, {"rz": rz, "ns": ns, "rh": rh})
+    return {"rz": rz, "ns": ns, "rh": rh}
+
+
+_FORWARD: dict[str, Callable[..., dict]] = {
+    "rnn_tanh": _forward_rnn_tanh, "lstm": _forward_lstm, "gru": _forward_gru, "gru_cho": _forward_gru_cho,
+}
+
+
+def forward(
+    cell: str, params: Params, x: np.ndarray, h0: np.ndarray | None = None, c0: np.ndarray | None = None
+) -> Activations:
+    """Run the recurrence from h_0 (and c_0 for LSTM), zero unless given."""
+    cell_spec(cell)
+    seq_len, batch, _ = x.shape
+    hs = np.zeros((seq_len + 1, batch, params["weight_hh"].shape[1]), dtype=x.dtype)
+    if h0 is not None:
+        hs[0] = h0
+    return Activations(hs, _FORWARD[cell](params, x, hs, c0))
 
 
 def outputs(cell: str, acts: Activations) -> Outputs:
-    return Outputs(h=acts.hs[1:], c=acts.saved["cs"][1:] if cell == "lstm" else None)
+    """h_1..h_T (and c_1..c_T for a cell with a cell state) as views of the activations."""
+    return Outputs(h=acts.hs[1:], c=acts.saved["cs"][1:] if cell_spec(cell).has_cell_state else None)
 
 
 def _weight_grads(dgi: np.ndarray, x: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -137,6 +159,135 @@ def _weight_grads(dgi: np.ndarray, x: np.ndarray, params: Params) -> tuple[np.nd
 
 def _flat(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1, a.shape[-1])
+
+
+@dataclass
+class _Backward:
+    """The state one backward pass threads through the steps: per-step outputs and carried gradients."""
+
+    grad_h: np.ndarray  # upstream dL/dh_t (T, B, H)
+    dh_all: np.ndarray | None  # total dL/dh_t, when asked for
+    dc_all: np.ndarray | None  # total dL/dc_t, for a cell with a cell state, when asked for
+    dh_next: np.ndarray  # dL/dh_t arriving from step t + 1 (after the loop: dL/dh_0)
+    dc_next: np.ndarray | None  # dL/dc_t arriving from step t + 1 (after the loop: dL/dc_0)
+
+    def dh(self, t: int, out: np.ndarray) -> np.ndarray:
+        """The total dL/dh_t: upstream plus what flows back from step t + 1 (kept if asked for)."""
+        np.add(self.grad_h[t], self.dh_next, out=out)
+        if self.dh_all is not None:
+            self.dh_all[t] = out
+        return out
+
+
+# Each returns (dgi, dgh, dW_hh): the gradients of the input and recurrent pre-activations
+# (the same array where the biases add up) and of weight_hh.
+def _backward_rnn_tanh(params: Params, acts: Activations, b: _Backward) -> tuple:
+    hs, w_hh = acts.hs, params["weight_hh"]
+    seq_len, batch, H = b.grad_h.shape
+    dgi = np.empty((seq_len, batch, H), dtype=hs.dtype)
+    dh, tmp = np.empty((batch, H), dtype=hs.dtype), np.empty((batch, H), dtype=hs.dtype)
+    for t in range(seq_len - 1, -1, -1):
+        b.dh(t, dh)
+        np.multiply(hs[t + 1], hs[t + 1], out=tmp)
+        np.subtract(1.0, tmp, out=tmp)
+        np.multiply(dh, tmp, out=dgi[t])
+        np.matmul(dgi[t], w_hh, out=b.dh_next)
+    return dgi, dgi, _flat(dgi).T @ _flat(hs[:-1])
+
+
+def _backward_lstm(params: Params, acts: Activations, b: _Backward) -> tuple:
+    hs, w_hh = acts.hs, params["weight_hh"]
+    gates, cs, tcs = acts.saved["gates"], acts.saved["cs"], acts.saved["tcs"]
+    seq_len, batch, H = b.grad_h.shape
+    dgi = np.empty((seq_len, batch, 4 * H), dtype=hs.dtype)
+    dh, dc, tmp = (np.empty((batch, H), dtype=hs.dtype) for _ in range(3))
+    for t in range(seq_len - 1, -1, -1):
+        i, f, g, o = (gates[t, :, k * H : (k + 1) * H] for k in range(4))
+        tc = tcs[t]
+        da = dgi[t]
+        b.dh(t, dh)
+        # dc = dh * o * (1 - tanh(c)^2) + dc_next
+        np.multiply(tc, tc, out=tmp)
+        np.subtract(1.0, tmp, out=tmp)
+        tmp *= o
+        np.multiply(dh, tmp, out=dc)
+        dc += b.dc_next
+        if b.dc_all is not None:
+            b.dc_all[t] = dc
+        np.multiply(dc, g, out=da[:, :H])
+        da[:, :H] *= i * (1.0 - i)
+        np.multiply(dc, cs[t], out=da[:, H : 2 * H])
+        da[:, H : 2 * H] *= f * (1.0 - f)
+        np.multiply(dc, i, out=da[:, 2 * H : 3 * H])
+        da[:, 2 * H : 3 * H] *= 1.0 - g * g
+        np.multiply(dh, tc, out=da[:, 3 * H :])
+        da[:, 3 * H :] *= o * (1.0 - o)
+        np.multiply(dc, f, out=b.dc_next)
+        np.matmul(da, w_hh, out=b.dh_next)
+    return dgi, dgi, _flat(dgi).T @ _flat(hs[:-1])
+
+
+def _backward_gru(params: Params, acts: Activations, b: _Backward) -> tuple:
+    hs, w_hh = acts.hs, params["weight_hh"]
+    rz, ns, ghn = acts.saved["rz"], acts.saved["ns"], acts.saved["ghn"]
+    seq_len, batch, H = b.grad_h.shape
+    dgi = np.empty((seq_len, batch, 3 * H), dtype=hs.dtype)
+    dgh = np.empty((seq_len, batch, 3 * H), dtype=hs.dtype)
+    dh, dan = np.empty((batch, H), dtype=hs.dtype), np.empty((batch, H), dtype=hs.dtype)
+    for t in range(seq_len - 1, -1, -1):
+        r, z, n = rz[t, :, :H], rz[t, :, H:], ns[t]
+        b.dh(t, dh)
+        # d a_n = dh (1 - z) (1 - n^2)
+        np.multiply(n, n, out=dan)
+        np.subtract(1.0, dan, out=dan)
+        np.multiply(dan, 1.0 - z, out=dan)
+        dan *= dh
+        dgi[t, :, 2 * H :] = dan
+        np.multiply(dan, r, out=dgh[t, :, 2 * H :])
+        # d a_r = dan * gh_n * r (1 - r)
+        np.multiply(dan, ghn[t], out=dgi[t, :, :H])
+        dgi[t, :, :H] *= r * (1.0 - r)
+        # d a_z = dh (h_prev - n) z (1 - z)
+        np.subtract(hs[t], n, out=dgi[t, :, H : 2 * H])
+        dgi[t, :, H : 2 * H] *= dh
+        dgi[t, :, H : 2 * H] *= z * (1.0 - z)
+        dgh[t, :, : 2 * H] = dgi[t, :, : 2 * H]
+        np.matmul(dgh[t], w_hh, out=b.dh_next)
+        b.dh_next += dh * z
+    return dgi, dgh, _flat(dgh).T @ _flat(hs[:-1])
+
+
+def _backward_gru_cho(params: Params, acts: Activations, b: _Backward) -> tuple:
+    hs, w_hh = acts.hs, params["weight_hh"]
+    rz, ns, rh = acts.saved["rz"], acts.saved["ns"], acts.saved["rh"]
+    seq_len, batch, H = b.grad_h.shape
+    w_n, w_rz = w_hh[2 * H :], w_hh[: 2 * H]
+    dgi = np.empty((seq_len, batch, 3 * H), dtype=hs.dtype)
+    dh, drh = np.empty((batch, H), dtype=hs.dtype), np.empty((batch, H), dtype=hs.dtype)
+    for t in range(seq_len - 1, -1, -1):
+        r, z, n = rz[t, :, :H], rz[t, :, H:], ns[t]
+        b.dh(t, dh)
+        dan = dgi[t, :, 2 * H :]
+        np.multiply(n, n, out=dan)
+        np.subtract(1.0, dan, out=dan)
+        dan *= z
+        dan *= dh
+        np.matmul(dan, w_n, out=drh)
+        np.multiply(drh, hs[t], out=dgi[t, :, :H])
+        dgi[t, :, :H] *= r * (1.0 - r)
+        np.subtract(n, hs[t], out=dgi[t, :, H : 2 * H])
+        dgi[t, :, H : 2 * H] *= dh
+        dgi[t, :, H : 2 * H] *= z * (1.0 - z)
+        np.matmul(dgi[t, :, : 2 * H], w_rz, out=b.dh_next)
+        b.dh_next += dh * (1.0 - z)
+        b.dh_next += drh * r
+    dw_hh = np.concatenate([_flat(dgi[:, :, : 2 * H]).T @ _flat(hs[:-1]), _flat(dgi[:, :, 2 * H :]).T @ _flat(rh)])
+    return dgi, dgi, dw_hh
+
+
+_BACKWARD: dict[str, Callable[[Params, Activations, _Backward], tuple]] = {
+    "rnn_tanh": _backward_rnn_tanh, "lstm": _backward_lstm, "gru": _backward_gru, "gru_cho": _backward_gru_cho,
+}
 
 
 def backward(
@@ -154,120 +305,21 @@ def backward(
     ``dh_after`` and ``dc_after`` are the gradients arriving from beyond the last step (zero for a
     whole sequence; the next segment's dL/dh_0, dL/dc_0 when a sequence is processed in segments).
     The result carries dL/dh_0 (and dL/dc_0) for that chaining."""
-    seq_len, batch, _ = x.shape
-    H = params["weight_hh"].shape[1]
-    dtype = x.dtype
-    w_hh = params["weight_hh"]
-    hs = acts.hs
-    dh_all = np.empty((seq_len, batch, H), dtype=dtype) if per_step else None
-    dc_all = np.empty((seq_len, batch, H), dtype=dtype) if per_step and cell == "lstm" else None
-    dh = np.empty((batch, H), dtype=dtype)
-    dh_next = np.zeros((batch, H), dtype=dtype) if dh_after is None else dh_after.astype(dtype, copy=True)
-    tmp = np.empty((batch, H), dtype=dtype)
+    has_c = cell_spec(cell).has_cell_state
+    batch, H = grad_h.shape[1:]
 
-    if cell == "rnn_tanh":
-        dgi = np.empty((seq_len, batch, H), dtype=dtype)
-        for t in range(seq_len - 1, -1, -1):
-            np.add(grad_h[t], dh_next, out=dh)
-            if per_step:
-                dh_all[t] = dh
-            np.multiply(hs[t + 1], hs[t + 1], out=tmp)
-            np.subtract(1.0, tmp, out=tmp)
-            np.multiply(dh, tmp, out=dgi[t])
-            np.matmul(dgi[t], w_hh, out=dh_next)
-        dgh = dgi
-        dw_hh = _flat(dgh).T @ _flat(hs[:-1])
-    elif cell == "lstm":
-        gates, cs, tcs = acts.saved["gates"], acts.saved["cs"], acts.saved["tcs"]
-        dgi = np.empty((seq_len, batch, 4 * H), dtype=dtype)
-        dc = np.empty((batch, H), dtype=dtype)
-        dc_next = np.zeros((batch, H), dtype=dtype) if dc_after is None else dc_after.astype(dtype, copy=True)
-        for t in range(seq_len - 1, -1, -1):
-            i, f, g, o = (gates[t, :, k * H : (k + 1) * H] for k in range(4))
-            tc = tcs[t]
-            da = dgi[t]
-            np.add(grad_h[t], dh_next, out=dh)
-            # dc = dh * o * (1 - tanh(c)^2) + dc_next
-            np.multiply(tc, tc, out=tmp)
-            np.subtract(1.0, tmp, out=tmp)
-            tmp *= o
-            np.multiply(dh, tmp, out=dc)
-            dc += dc_next
-            if per_step:
-                dh_all[t] = dh
-                dc_all[t] = dc
-            np.multiply(dc, g, out=da[:, :H])
-            da[:, :H] *= i * (1.0 - i)
-            np.multiply(dc, cs[t], out=da[:, H : 2 * H])
-            da[:, H : 2 * H] *= f * (1.0 - f)
-            np.multiply(dc, i, out=da[:, 2 * H : 3 * H])
-            da[:, 2 * H : 3 * H] *= 1.0 - g * g
-            np.multiply(dh, tc, out=da[:, 3 * H :])
-            da[:, 3 * H :] *= o * (1.0 - o)
-            np.multiply(dc, f, out=dc_next)
-            np.matmul(da, w_hh, out=dh_next)
-        dgh = dgi
-        dw_hh = _flat(dgh).T @ _flat(hs[:-1])
-    elif cell == "gru":
-        rz, ns, ghn = acts.saved["rz"], acts.saved["ns"], acts.saved["ghn"]
-        dgi = np.empty((seq_len, batch, 3 * H), dtype=dtype)
-        dgh = np.empty((seq_len, batch, 3 * H), dtype=dtype)
-        dan = np.empty((batch, H), dtype=dtype)
-        for t in range(seq_len - 1, -1, -1):
-            r, z, n = rz[t, :, :H], rz[t, :, H:], ns[t]
-            np.add(grad_h[t], dh_next, out=dh)
-            if per_step:
-                dh_all[t] = dh
-            # d a_n = dh (1 - z) (1 - n^2)
-            np.multiply(n, n, out=dan)
-            np.subtract(1.0, dan, out=dan)
-            np.multiply(dan, 1.0 - z, out=dan)
-            dan *= dh
-            dgi[t, :, 2 * H :] = dan
-            np.multiply(dan, r, out=dgh[t, :, 2 * H :])
-            # d a_r = dan * gh_n * r (1 - r)
-            np.multiply(dan, ghn[t], out=dgi[t, :, :H])
-            dgi[t, :, :H] *= r * (1.0 - r)
-            # d a_z = dh (h_prev - n) z (1 - z)
-            np.subtract(hs[t], n, out=dgi[t, :, H : 2 * H])
-            dgi[t, :, H : 2 * H] *= dh
-            dgi[t, :, H : 2 * H] *= z * (1.0 - z)
-            dgh[t, :, : 2 * H] = dgi[t, :, : 2 * H]
-            np.matmul(dgh[t], w_hh, out=dh_next)
-            dh_next += dh * z
-        dw_hh = _flat(dgh).T @ _flat(hs[:-1])
-    else:  # gru_cho
-        rz, ns, rh = acts.saved["rz"], acts.saved["ns"], acts.saved["rh"]
-        w_n = w_hh[2 * H :]
-        w_rz = w_hh[: 2 * H]
-        dgi = np.empty((seq_len, batch, 3 * H), dtype=dtype)
-        drh = np.empty((batch, H), dtype=dtype)
-        for t in range(seq_len - 1, -1, -1):
-            r, z, n = rz[t, :, :H], rz[t, :, H:], ns[t]
-            np.add(grad_h[t], dh_next, out=dh)
-            if per_step:
-                dh_all[t] = dh
-            dan = dgi[t, :, 2 * H :]
-            np.multiply(n, n, out=dan)
-            np.subtract(1.0, dan, out=dan)
-            dan *= z
-            dan *= dh
-            np.matmul(dan, w_n, out=drh)
-            np.multiply(drh, hs[t], out=dgi[t, :, :H])
-            dgi[t, :, :H] *= r * (1.0 - r)
-            np.subtract(n, hs[t], out=dgi[t, :, H : 2 * H])
-            dgi[t, :, H : 2 * H] *= dh
-            dgi[t, :, H : 2 * H] *= z * (1.0 - z)
-            np.matmul(dgi[t, :, : 2 * H], w_rz, out=dh_next)
-            dh_next += dh * (1.0 - z)
-            dh_next += drh * r
-        dgh = dgi
-        dw_hh = np.concatenate(
-            [_flat(dgi[:, :, : 2 * H]).T @ _flat(hs[:-1]), _flat(dgi[:, :, 2 * H :]).T @ _flat(rh)]
-        )
+    def carried(after: np.ndarray | None) -> np.ndarray:
+        return np.zeros((batch, H), dtype=x.dtype) if after is None else after.astype(x.dtype, copy=True)
 
+    state = _Backward(
+        grad_h=grad_h,
+        dh_all=np.empty_like(grad_h, dtype=x.dtype) if per_step else None,
+        dc_all=np.empty_like(grad_h, dtype=x.dtype) if per_step and has_c else None,
+        dh_next=carried(dh_after),
+        dc_next=carried(dc_after) if has_c else None,
+    )
+    dgi, dgh, dw_hh = _BACKWARD[cell](params, acts, state)
     dw_ih, db_ih, dx = _weight_grads(dgi, x, params)
-    db_hh = db_ih if dgh is dgi else _flat(dgh).sum(axis=0)
-    grads = {"weight_ih": dw_ih, "weight_hh": dw_hh, "bias_ih": db_ih, "bias_hh": db_hh.copy()}
-    return Gradients(params=grads, x=dx, h=dh_all, c=dc_all, h0=dh_next,
-                     c0=dc_next if cell == "lstm" else None)
+    db_hh = db_ih.copy() if dgh is dgi else _flat(dgh).sum(axis=0)
+    grads = {"weight_ih": dw_ih, "weight_hh": dw_hh, "bias_ih": db_ih, "bias_hh": db_hh}
+    return Gradients(params=grads, x=dx, h=state.dh_all, c=state.dc_all, h0=state.dh_next, c0=state.dc_next)

@@ -5,7 +5,7 @@ import hashlib
 import os
 import re
 import sys
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -13,11 +13,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from harness import HarnessError
-from harness.cells import DTYPES, INITS
+from harness.cells import CELLS, DTYPES, INITS
+from harness.errors import HarnessError, unknown_choice
 
 SUITE_FILE = "suite.toml"
 SUITES_PATH_ENV = "HARNESS_SUITES_PATH"
+#: The families of measurements a suite may ask for; every metric recorded belongs to one.
+METRIC_FAMILIES = ("time", "memory", "gradient")
 
 
 @dataclass(frozen=True)
@@ -26,11 +28,16 @@ class Timing:
     threshold: float = 0.1  # stop repeating when IQR / median falls below this
     min_blocks: int = 5
     repeat: int | None = None  # exact number of blocks: disables the adaptive stop
-    timeout: float = 600.0  # seconds allowed for one grid cell before it is recorded as failed
+    timeout: float = 600.0  # seconds allowed for one grid point before it is recorded as failed
 
 
 @dataclass(frozen=True)
 class Suite:
+    """A validated suite: the grid (cells x seq_lens, on each backend) and how to measure it.
+
+    ``seq_lens`` are the task's length parameter T; the layer may run more steps (copy: T + 20).
+    """
+
     name: str
     task: str
     cells: tuple[str, ...]
@@ -42,23 +49,19 @@ class Suite:
     init_gain: float = 1.0
     seeds: tuple[int, ...] = (0,)
     threads: int = 1
-    metrics: tuple[str, ...] = ("time", "memory", "gradient")
+    metrics: tuple[str, ...] = METRIC_FAMILIES
     description: str = ""
     timing: Timing = field(default_factory=Timing)
     path: str = ""
     sha256: str = ""
 
-    def with_overrides(self, **changes) -> "Suite":
-        timing_keys = {k: changes.pop(k) for k in list(changes) if k in Timing.__dataclass_fields__}
+    def with_overrides(self, **changes) -> Suite:
+        """A copy with the given fields (and ``Timing`` fields) replaced; ``None`` keeps a value."""
         changes = {k: v for k, v in changes.items() if v is not None}
-        timing_keys = {k: v for k, v in timing_keys.items() if v is not None}
-        return replace(self, timing=replace(self.timing, **timing_keys), **changes)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+        timing = {k: changes.pop(k) for k in list(changes) if k in Timing.__dataclass_fields__}
+        return replace(self, timing=replace(self.timing, **timing), **changes)
 
 
-METRICS = ("time", "memory", "gradient")
 _TOP_KEYS = {
     "name": str, "task": str, "cells": list, "seq_lens": list, "batch": int, "hidden": int,
     "dtype": str, "init": str, "init_gain": (int, float), "seeds": list, "threads": int,
@@ -100,7 +103,7 @@ def resolve(spec: str) -> Path:
     suites = available_suites()
     if path.name in suites and len(path.parts) <= 2:
         return suites[path.name]
-    raise HarnessError(f"unknown suite {spec!r}; available suites: {', '.join(sorted(suites)) or 'none'}")
+    raise unknown_choice("suite", spec, sorted(suites), "available suites")
 
 
 def _line_of(text: str, key: str) -> int:
@@ -113,9 +116,7 @@ def _line_of(text: str, key: str) -> int:
 def _check_table(table: dict, schema: dict, text: str, where: str, section: str) -> None:
     for key, value in table.items():
         if key not in schema:
-            raise HarnessError(
-                f"{where}:{_line_of(text, key)}: unknown key {section}{key!r}; valid keys: {', '.join(schema)}"
-            )
+            raise HarnessError(f"{where}:{_line_of(text, key)}: {unknown_choice('key', section + key, schema)}")
         expected = schema[key]
         if not isinstance(value, expected) or isinstance(value, bool):
             names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
@@ -149,18 +150,14 @@ def load(spec: str | os.PathLike) -> Suite:
             if not isinstance(v, kind) or isinstance(v, bool):
                 raise HarnessError(f"{file}:{line}: {key} must hold {kind.__name__} values, got {v!r}")
             if valid is not None and v not in valid:
-                raise HarnessError(f"{file}:{line}: unknown {key[:-1]} {v!r} in {key}; valid: {', '.join(valid)}")
+                raise HarnessError(f"{file}:{line}: {key}: {unknown_choice(key[:-1], v, valid)}")
             if kind is int and v < 1 and key != "seeds":
                 raise HarnessError(f"{file}:{line}: {key} must be positive, got {v!r}")
         return tuple(values)
 
-    from harness.cells import CELLS
-
     for key, valid in (("dtype", DTYPES), ("init", INITS)):
         if key in data and data[key] not in valid:
-            raise HarnessError(
-                f"{file}:{_line_of(text, key)}: unknown {key} {data[key]!r}; valid: {', '.join(valid)}"
-            )
+            raise HarnessError(f"{file}:{_line_of(text, key)}: {unknown_choice(key, data[key], valid)}")
     for key in ("batch", "hidden", "threads"):
         if key in data and data[key] < 1:
             raise HarnessError(f"{file}:{_line_of(text, key)}: {key} must be positive, got {data[key]!r}")
@@ -170,7 +167,7 @@ def load(spec: str | os.PathLike) -> Suite:
         cells=check_list("cells", str, tuple(CELLS)),
         seq_lens=check_list("seq_lens", int),
         seeds=check_list("seeds", int) if "seeds" in data else (0,),
-        metrics=check_list("metrics", str, METRICS) if "metrics" in data else METRICS,
+        metrics=check_list("metrics", str, METRIC_FAMILIES) if "metrics" in data else METRIC_FAMILIES,
         timing=Timing(**timing),
         path=str(folder),
         sha256=hashlib.sha256(text.encode()).hexdigest(),

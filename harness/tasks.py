@@ -1,10 +1,11 @@
 """The built-in tasks: copy, adding and temporal order, offered through the ``harness_tasks`` hook.
 
 A task generates inputs and targets deterministically from a ``numpy.random.Generator``, and scores
-readout outputs with its loss in float64. Exact specs and published numbers: REFERENCES.md, "Tasks".
+readout outputs with its loss in float64. Exact specs and sources: docs/references.md, "Tasks".
 """
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass
 
@@ -40,31 +41,32 @@ def last_step_cross_entropy(y: np.ndarray, labels: np.ndarray) -> tuple[float, n
     return loss, grad
 
 
-class Task:
+class Task(abc.ABC):
     """Base class of a task. ``seq_len`` is the task's length parameter T (the suite's grid axis);
     :meth:`steps` is the number of time steps the recurrent layer actually runs."""
 
     name: str
     input_size: int
     output_size: int
-    reference: str
-    solved: str  # the criterion, in words
+    reference: str  # the paper (and code) the task follows; shown by `harness suites`
+    solved: str  # the solved criterion, in words; shown by `harness suites`
     min_seq_len: int = 1
 
     def steps(self, seq_len: int) -> int:
         return seq_len
 
+    @abc.abstractmethod
     def generate(self, seq_len: int, batch: int, rng: np.random.Generator) -> Batch:
-        raise NotImplementedError
+        """Inputs (steps, B, input_size) and targets, drawn from ``rng`` only."""
 
+    @abc.abstractmethod
     def loss(self, y: np.ndarray, batch: Batch, last_only: bool = False) -> tuple[float, np.ndarray]:
         """Loss of readout outputs ``y`` (steps, B, output_size) and dL/dy. ``last_only`` restricts the
         loss to the last step (the gradient-profile convention); for last-step tasks it changes nothing."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def baseline(self, seq_len: int) -> float:
         """The loss of the best memoryless predictor."""
-        raise NotImplementedError
 
 
 def _one_hot(ids: np.ndarray, n: int) -> np.ndarray:

@@ -21,8 +21,8 @@ from typing import Callable
 import numpy as np
 
 from harness import reference
-from harness.backend import Backend, Problem
-from harness.cells import CELLS, PARAM_NAMES, init_params
+from harness.backend import Backend, Gradients, Outputs, Problem
+from harness.cells import CELLS, PARAM_NAMES, cell_spec, init_params
 
 #: Largest relative error allowed against the float64 reference, per dtype of the backend.
 TOLERANCES = {"float64": 1e-10, "float32": 1e-4}
@@ -51,27 +51,35 @@ class CheckResult:
             self.error = max(self.error, error) if np.isfinite(error) else error
 
 
-def _rel_err(actual, expected: np.ndarray) -> float:
+def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    """max |actual - expected| / max |expected|: relative to the tensor's scale, so that tiny
+    entries do not dominate. NaN anywhere gives NaN (and fails every tolerance)."""
+    expected = np.asarray(expected, dtype=np.float64)
     scale = max(float(np.max(np.abs(expected))), 1e-300) if expected.size else 1.0
     diff = np.abs(np.asarray(actual, dtype=np.float64) - expected)
     return float(np.max(diff)) / scale if diff.size else 0.0
 
 
-def _problem(cell: str, shape: tuple[int, int, int, int], dtype: str, seed: int) -> Problem:
+def random_problem(cell: str, shape: tuple[int, int, int, int], dtype: str = "float64", seed: int = 0,
+                   init: str = "default") -> Problem:
+    """A seeded problem of shape (T, B, I, H): the cell's parameters drawn by ``init``, standard
+    normal inputs and upstream gradients."""
     T, B, I, H = shape
     rng = np.random.default_rng(seed)
-    params = init_params(cell, I, H, rng, dtype=dtype)
+    params = init_params(cell, I, H, rng, init=init, dtype=dtype)
     x = rng.standard_normal((T, B, I)).astype(dtype)
     grad_h = rng.standard_normal((T, B, H)).astype(dtype)
     return Problem(cell, params, x, grad_h)
 
 
-def _run(backend: Backend, problem: Problem, per_step: bool):
+def _run(backend: Backend, problem: Problem, per_step: bool) -> tuple[Outputs, Gradients]:
+    """One forward and backward; results deep-copied, so that a backend handing out views of its
+    buffers cannot make two runs compare equal by overwriting the first."""
     backend.prepare(problem)
     backend.forward()
     backend.backward(per_step=per_step)
     backend.synchronize()
-    return backend.outputs(), backend.gradients()
+    return copy.deepcopy(backend.outputs()), copy.deepcopy(backend.gradients())
 
 
 class _Comparer:
@@ -100,7 +108,7 @@ class _Comparer:
         if not self.shape(where, tensor, value, expected.shape):
             self.results[check].fail(f"{where}: {tensor} has the wrong shape or dtype (see shapes)")
             return
-        err = _rel_err(value, expected)
+        err = relative_error(value, expected)
         r = self.results[check]
         if not err <= self.tol:  # NaN fails too
             r.fail(f"{where}: {tensor} relative error {err:.3g} > {self.tol:g}", err)
@@ -111,17 +119,17 @@ class _Comparer:
 def check_cell(backend_cls: type[Backend], cell: str, dtype: str, shapes=SHAPES) -> list[CheckResult]:
     """Every check for one cell and dtype; a backend that raises fails every check it reached."""
     cmp = _Comparer(cell, dtype)
+    has_c = cell_spec(cell).has_cell_state
     backend = backend_cls(threads=1)
     for seed, shape in enumerate(shapes):
         where = f"{cell} {dtype} T,B,I,H={shape}"
-        problem = _problem(cell, shape, dtype, seed)
+        problem = random_problem(cell, shape, dtype, seed)
         pristine = copy.deepcopy(problem)
         p64 = {k: v.astype(np.float64) for k, v in problem.params.items()}
         x64, g64 = problem.x.astype(np.float64), problem.grad_h.astype(np.float64)
         acts = reference.forward(cell, p64, x64)
         want_out = reference.outputs(cell, acts)
         want = reference.backward(cell, p64, x64, acts, g64, per_step=True)
-        T, B, I, H = shape
         try:
             out, exact = _run(backend, problem, per_step=True)
             _, timed = _run(backend, problem, per_step=False)
@@ -131,7 +139,7 @@ def check_cell(backend_cls: type[Backend], cell: str, dtype: str, shapes=SHAPES)
                 r.fail(f"{where}: raised {type(exc).__name__}: {exc}")
             continue
         cmp.close("hidden states", where, "h", out.h, want_out.h)
-        if cell == "lstm":
+        if has_c:
             cmp.close("hidden states", where, "c", out.c, want_out.c)
         for path, grads in (("per_step=True", exact), ("per_step=False", timed)):
             for name in PARAM_NAMES:
@@ -139,7 +147,7 @@ def check_cell(backend_cls: type[Backend], cell: str, dtype: str, shapes=SHAPES)
                           want.params[name])
             cmp.close("dL/dx", f"{where} {path}", "dL/dx", grads.x, want.x)
         cmp.close("per-step dL/dh_t", where, "dL/dh_t", exact.h, want.h)
-        if cell == "lstm":
+        if has_c:
             cmp.close("per-step dL/dh_t", where, "dL/dc_t", exact.c, want.c)
         for name, before in [("x", pristine.x), ("grad_h", pristine.grad_h), *pristine.params.items()]:
             now = problem.x if name == "x" else problem.grad_h if name == "grad_h" else problem.params[name]
@@ -177,19 +185,6 @@ def check_backend(backend_cls: type[Backend], cells=None, dtypes=None) -> Report
         for dtype in dtypes or backend_cls.dtypes:
             report.results.extend(check_cell(backend_cls, cell, dtype))
     return report
-
-
-def format_report(report: Report) -> str:
-    from harness.table import format_table
-
-    if report.availability:
-        return f"backend {report.backend!r} is unavailable here: {report.availability}"
-    rows = [[r.cell, r.dtype, r.check, "pass" if r.passed else "FAIL", f"{r.error:.2e}", r.detail]
-            for r in report.results]
-    table = format_table(["cell", "dtype", "check", "result", "max error", "detail"], rows, right=(4,))
-    failed = sum(not r.passed for r in report.results)
-    verdict = "all checks passed" if not failed else f"{failed} of {len(report.results)} checks FAILED"
-    return f"{table}\n\n{report.backend}: {verdict} (tolerances: {TOLERANCES})"
 
 
 def parametrize_with_checks(backend_cls: type[Backend]) -> Callable:

@@ -11,8 +11,8 @@ import importlib.util
 
 import numpy as np
 
-from harness.backend import Availability, Backend, Gradients, Outputs, Problem
-from harness.hookspecs import hookimpl
+from harness import Availability, Backend, Gradients, Outputs, Problem, hookimpl
+from harness.cells import cell_spec
 
 HARNESS_PLUGIN_API = 1
 
@@ -69,13 +69,13 @@ class NumbaBackend(Backend):
         self.xp = e(T, B, G)  # x W_ih^T (biases join in the kernels); LSTM overwrites it with its gates
         self.hs = np.zeros((T + 1, B, H), dtype=dt)
         # backward of rnn_tanh and gru no longer needs x W_ih^T: its gradient reuses that buffer
-        self.dgi = e(T, B, G) if problem.cell == "lstm" else self.xp
+        self.dgi = e(T, B, G) if cell_spec(problem.cell).has_cell_state else self.xp
         self.dh_next, self.tmp = e(B, H), e(B, H)
         self.rec = e(B, G)
         self.dh_all = self.dc_all = None  # per-step gradients: allocated on the first untimed request
         self.grads = {"weight_ih": e(G, I), "weight_hh": e(G, H), "bias_ih": e(G), "bias_hh": e(G)}
         self.dx = e(T, B, I)
-        if problem.cell == "lstm":
+        if cell_spec(problem.cell).has_cell_state:
             self.cs = np.zeros((T + 1, B, H), dtype=dt)
             self.tcs, self.dc_next = e(T, B, H), e(B, H)
         if problem.cell == "gru":
@@ -126,15 +126,16 @@ class NumbaBackend(Backend):
         self._per_step = per_step
 
     def outputs(self) -> Outputs:
-        return Outputs(h=self.hs[1:].copy(), c=self.cs[1:].copy() if self.problem.cell == "lstm" else None)
+        has_c = cell_spec(self.problem.cell).has_cell_state
+        return Outputs(h=self.hs[1:].copy(), c=self.cs[1:].copy() if has_c else None)
 
     def gradients(self) -> Gradients:
-        per_step, lstm = self._per_step, self.problem.cell == "lstm"
+        per_step, has_c = self._per_step, cell_spec(self.problem.cell).has_cell_state
         return Gradients(
             params={n: v.copy() for n, v in self.grads.items()},
             x=self.dx.copy(),
             h=self.dh_all.copy() if per_step else None,
-            c=self.dc_all.copy() if per_step and lstm else None,
+            c=self.dc_all.copy() if per_step and has_c else None,
         )
 
 

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness import reference
-from harness.backend import Backend, Gradients, Outputs, Problem
+from harness import Backend, Gradients, Outputs, Problem, hookimpl, reference
 from harness.cells import CELLS
-from harness.hookspecs import hookimpl
 
 HARNESS_PLUGIN_API = 1
 

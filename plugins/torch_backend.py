@@ -13,10 +13,9 @@ import os
 import shutil
 from typing import ClassVar
 
-from harness.backend import Availability, Backend, Gradients, Outputs, Problem
-from harness.cells import PARAM_NAMES
-from harness.hookspecs import hookimpl
-from harness.memory import RssMeter
+from harness import Availability, Backend, Gradients, Outputs, Problem, hookimpl
+from harness.cells import PARAM_NAMES, cell_spec
+from harness.measure import RssMeter
 
 HARNESS_PLUGIN_API = 1
 
@@ -29,20 +28,26 @@ def _torch_missing() -> Availability | None:
     return None
 
 
-def _step(torch, cell: str, xp, h, c, w_hh, b_hh):
-    """One step of the cell from the hoisted input projection xp = x W_ih^T + b_ih."""
-    gh = h @ w_hh.T + b_hh
-    if cell == "rnn_tanh":
-        return torch.tanh(xp + gh), None
-    if cell == "lstm":
-        i, f, g, o = (xp + gh).chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o), c  # h = o * tanh(c) once c has received its zero
+# One step of each cell from the hoisted input projection xp = x W_ih^T + b_ih and gh = h W_hh^T + b_hh;
+# returns (h_t, c_t). For LSTM it returns sigmoid(o) as h: h = o * tanh(c) once c has received its zero.
+def _rnn_tanh_step(torch, xp, gh, h, c):
+    return torch.tanh(xp + gh), None
+
+
+def _lstm_step(torch, xp, gh, h, c):
+    i, f, g, o = (xp + gh).chunk(4, dim=1)
+    return torch.sigmoid(o), torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+
+
+def _gru_step(torch, xp, gh, h, c):
     xr, xz, xn = xp.chunk(3, dim=1)
     hr, hz, hn = gh.chunk(3, dim=1)
     r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
     n = torch.tanh(xn + r * hn)
     return n + z * (h - n), None
+
+
+_STEPS = {"rnn_tanh": _rnn_tanh_step, "lstm": _lstm_step, "gru": _gru_step}
 
 
 class CudaEventClock:
@@ -139,9 +144,10 @@ class _TorchBackend(Backend):
         zc = zeros_c.unbind(0) if zeros_c is not None else None
         h = torch.zeros(batch, hidden, dtype=self.x.dtype, device=self.device)
         c = torch.zeros_like(h)
+        step = _STEPS[self.problem.cell]
         hs, cs = [], []
         for t in range(seq_len):
-            h_new, c_new = _step(torch, self.problem.cell, xp[t], h, c, w_hh, b_hh)
+            h_new, c_new = step(torch, xp[t], h @ w_hh.T + b_hh, h, c)
             if c_new is not None:
                 c = c_new if zc is None else c_new + zc[t]
                 h_new = h_new * torch.tanh(c)
@@ -153,13 +159,13 @@ class _TorchBackend(Backend):
     def _exact_backward(self):
         torch = self.torch
         zeros_h = torch.zeros_like(self.grad_h, requires_grad=True)
-        is_lstm = self.problem.cell == "lstm"
-        zeros_c = torch.zeros_like(self.grad_h, requires_grad=True) if is_lstm else None
+        has_c = cell_spec(self.problem.cell).has_cell_state
+        zeros_c = torch.zeros_like(self.grad_h, requires_grad=True) if has_c else None
         with torch.enable_grad():
             hs, _ = self._stepped(zeros_h, zeros_c)
-            inputs = [*self.weights, self.x, zeros_h] + ([zeros_c] if is_lstm else [])
+            inputs = [*self.weights, self.x, zeros_h] + ([zeros_c] if has_c else [])
             grads = torch.autograd.grad(hs, inputs, grad_outputs=self.grad_h)
-        return grads[:4], grads[4], grads[5], grads[6] if is_lstm else None
+        return grads[:4], grads[4], grads[5], grads[6] if has_c else None
 
     # -- results ----------------------------------------------------------------------------------
     @staticmethod
@@ -168,7 +174,7 @@ class _TorchBackend(Backend):
 
     def outputs(self) -> Outputs:
         c = None
-        if self.problem.cell == "lstm":  # the fused layer returns only the last c
+        if cell_spec(self.problem.cell).has_cell_state:  # the fused layer returns only the last c
             with self.torch.no_grad():
                 c = self._np(self._stepped()[1])
         return Outputs(h=self._np(self.out), c=c)

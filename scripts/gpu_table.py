@@ -9,9 +9,10 @@ import sys
 import numpy as np
 import torch
 
-from harness import problem, results
 from harness.plugins import get_registry
-from harness.table import format_table
+from harness.record import results
+from harness.report.console import render, table
+from harness.run.grid import PointJob, build
 from harness_plugins.torch_backend import TorchCUDABackend
 
 MODULES = {"rnn_tanh": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
@@ -44,12 +45,12 @@ def bare_cudnn(cell: str, steps: int, batch: int, inputs: int, hidden: int, dtyp
     return statistics.median(samples)
 
 
-def exact_path(job: problem.CellJob, task) -> float:
+def exact_path(job: PointJob, task) -> float:
     """Median seconds of forward + backward(per_step=True), the exact path, synchronised."""
     import time
 
     backend = TorchCUDABackend(threads=1)
-    backend.prepare(problem.build(task, job.cell, job.seq_len, job.suite, job.suite["seeds"][0]).last_step)
+    backend.prepare(build(task, job.cell, job.seq_len, job.suite, job.suite.seeds[0]).last_step)
     samples = []
     for _ in range(4):
         torch.cuda.synchronize()
@@ -62,27 +63,28 @@ def exact_path(job: problem.CellJob, task) -> float:
 
 
 def main(path: str) -> None:
-    data = results.read(path)
-    suite = data["suite"]
-    task = get_registry().task(suite["task"])
-    dtype = getattr(torch, suite["dtype"])
+    run = results.read(path)
+    suite = run.suite
+    task = get_registry().task(suite.task)
+    dtype = getattr(torch, suite.dtype)
     rows = []
-    for rec in data["records"]:
-        if rec["backend"] != "torch-cuda":
+    for point in run.points:
+        if point.backend != "torch-cuda":
             continue
-        if rec["status"] != "ok":
-            rows.append([rec["cell"], str(rec["seq_len"]), rec["status"], "-", "-", "-", rec.get("reason", "")[:40]])
+        if point.status != results.OK:
+            rows.append([point.cell, str(point.seq_len), point.status, "-", "-", "-", point.note[:40]])
             continue
-        harness_s = rec["time"]["forward_backward"]["median"]
-        bare_s = bare_cudnn(rec["cell"], rec["steps"], suite["batch"], task.input_size, suite["hidden"], dtype)
-        exact_s = exact_path(problem.CellJob("torch-cuda", rec["cell"], rec["seq_len"], suite), task)
-        rows.append([rec["cell"], str(rec["seq_len"]), f"{harness_s * 1e3:.3f}", f"{bare_s * 1e3:.3f}",
+        harness_s = point.time.forward_backward.median
+        bare_s = bare_cudnn(point.cell, point.steps, suite.batch, task.input_size, suite.hidden, dtype)
+        exact_s = exact_path(PointJob("torch-cuda", point.cell, point.seq_len, suite), task)
+        rows.append([point.cell, str(point.seq_len), f"{harness_s * 1e3:.3f}", f"{bare_s * 1e3:.3f}",
                      f"{harness_s / bare_s:.2f}", f"{exact_s * 1e3:.1f}", ""])
-    info = data["backends"].get("torch-cuda", {}).get("info", {})
+    status = run.backends.get("torch-cuda")
+    info = status.info if status else {}
     print(f"device: {info.get('gpu')}  torch {info.get('torch')}  cuDNN {info.get('cudnn')}  "
-          f"TF32 during timing: matmul={info.get('tf32_matmul')} cudnn={info.get('tf32_cudnn')}  dtype {suite['dtype']}")
-    print(format_table(["cell", "T", "harness fwd+bwd ms", "bare cuDNN ms", "ratio", "exact path ms", "note"], rows,
-                       right=(1, 2, 3, 4, 5)))
+          f"TF32 during timing: matmul={info.get('tf32_matmul')} cudnn={info.get('tf32_cudnn')}  dtype {suite.dtype}")
+    print(render(table(["cell", "T", "harness fwd+bwd ms", "bare cuDNN ms", "ratio", "exact path ms", "note"], rows,
+                       right=(1, 2, 3, 4, 5))))
     ratios = [float(r[4]) for r in rows if r[4] != "-"]
     if ratios:
         print(f"ratio harness/bare: max {max(ratios):.2f}, median {np.median(ratios):.2f} (target <= 1.10)")

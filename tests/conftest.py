@@ -1,11 +1,14 @@
+"""Fixtures for every test. Shared helpers live in tests/support/ and are imported from there."""
 from __future__ import annotations
 
-import textwrap
+import os
 from pathlib import Path
 
 import pytest
 
 from harness.plugins import get_registry
+
+PROJECT_RESULTS = Path(__file__).resolve().parent.parent / "results"
 
 
 def pytest_ignore_collect(collection_path, config):
@@ -15,6 +18,26 @@ def pytest_ignore_collect(collection_path, config):
     return None
 
 
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    found = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            with_stat = os.stat(path)
+            found[path] = (with_stat.st_mtime_ns, with_stat.st_size)
+    return found
+
+
+@pytest.fixture(autouse=True)
+def project_results_untouched():
+    """No test may write into the project's own results/ database: every run goes to a tmp folder."""
+    before = _snapshot(PROJECT_RESULTS)
+    yield
+    after = _snapshot(PROJECT_RESULTS)
+    changed = sorted(set(before.items()) ^ set(after.items()))
+    assert not changed, f"the test wrote into the project's results/: {[path for path, _ in changed][:5]}"
+
+
 @pytest.fixture
 def plugin_dir(tmp_path, monkeypatch):
     """A folder on sys.path (and PYTHONPATH, for subprocesses and spawned workers) into which tests
@@ -22,55 +45,7 @@ def plugin_dir(tmp_path, monkeypatch):
     root = tmp_path / "site"
     root.mkdir()
     monkeypatch.syspath_prepend(str(root))
-    monkeypatch.setenv("PYTHONPATH", str(root))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     get_registry.cache_clear()
     yield root
     get_registry.cache_clear()
-
-
-def add_distribution(root: Path, dist: str, modules: dict[str, str], entry_points: dict[str, str]) -> None:
-    """Write modules and a ``.dist-info`` with entry points: an installed distribution, minus pip."""
-    for name, source in modules.items():
-        (root / f"{name}.py").write_text(textwrap.dedent(source))
-    info = root / f"{dist}-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
-    lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
-    (info / "entry_points.txt").write_text(f"[harness]\n{lines}\n")
-
-
-def write_suite(folder: Path, **overrides) -> Path:
-    """A tiny suite for tests: temporal order, B=2, H=4, two timed blocks."""
-    settings = {"task": '"temporal_order"', "cells": '["rnn_tanh"]', "seq_lens": "[12]", "batch": "2",
-                "hidden": "4", "dtype": '"float64"', "seeds": "[0]"}
-    settings.update({k: v for k, v in overrides.items() if k != "timing"})
-    timing = {"repeat": "2", "timeout": "60", **overrides.get("timing", {})}
-    folder.mkdir(parents=True, exist_ok=True)
-    text = "\n".join(f"{k} = {v}" for k, v in settings.items())
-    text += "\n\n[timing]\n" + "\n".join(f"{k} = {v}" for k, v in timing.items()) + "\n"
-    (folder / "suite.toml").write_text(text)
-    return folder
-
-
-UNAVAILABLE_PLUGIN = """
-from harness.backend import Availability
-from harness.hookspecs import hookimpl
-from harness_plugins.numpy_backend import NumpyBackend
-
-HARNESS_PLUGIN_API = 1
-
-class Nowhere(NumpyBackend):
-    name = "nowhere"
-
-    @classmethod
-    def availability(cls):
-        return Availability(False, "needs a quantum computer")
-
-class RnnOnly(NumpyBackend):
-    name = "rnn-only"
-    cells = ("rnn_tanh",)
-
-@hookimpl
-def harness_backends():
-    return [Nowhere, RnnOnly]
-"""

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from harness import HarnessError
-from harness.cells import CELLS, init_params, param_shapes
+from harness.cells import CELLS, cell_spec, init_params, param_shapes
 
 
 @pytest.mark.parametrize("cell, gates", [("rnn_tanh", 1), ("lstm", 4), ("gru", 3), ("gru_cho", 3)])
@@ -14,10 +14,21 @@ def test_torch_layout(cell, gates):
                                         "bias_ih": (gates * 7,), "bias_hh": (gates * 7,)}
 
 
-def test_default_is_torchs_uniform_bound():
+def test_default_is_torchs_symmetric_uniform():
+    """Every weight and bias ~ U(-1/sqrt(H), 1/sqrt(H)): both ends reached, none passed, mean 0."""
+    bound = 1 / 8  # H = 64
     params = init_params("lstm", 3, 64, np.random.default_rng(0))
-    for value in params.values():
-        assert np.max(np.abs(value)) <= 1 / 8 and np.max(np.abs(value)) > 0.9 / 8
+    for name, value in params.items():
+        assert value.min() >= -bound and value.max() <= bound, name
+        assert value.min() < -0.9 * bound and value.max() > 0.9 * bound, name
+    weights = params["weight_hh"]  # 256 x 64 draws: the mean of U(-b, b) has sd b / sqrt(3 * 16384)
+    assert abs(weights.mean()) <= 4 * bound / np.sqrt(3 * weights.size)
+    assert weights.std() == pytest.approx(bound / np.sqrt(3), rel=0.02)
+
+
+def test_cell_specs_say_which_cells_carry_a_cell_state():
+    assert [name for name, spec in CELLS.items() if spec.has_cell_state] == ["lstm"]
+    assert cell_spec("gru").gates == 3 and cell_spec("rnn_tanh").stored_per_step == 1
 
 
 @pytest.mark.parametrize("init", ["orthogonal", "identity"])

@@ -1,25 +1,14 @@
 """The command line: one-line errors naming the valid choices, --help and --version everywhere."""
 from __future__ import annotations
 
-import subprocess
-import sys
+import json
 
 import pytest
 
 from harness.cli import build_parser
-from tests.conftest import write_suite
-
-
-def harness(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=cwd)
-
-
-def _one_line_error(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
+from tests.support.cli import harness, one_line_error
+from tests.support.plugins import add_distribution
+from tests.support.suites import write_suite
 
 
 def test_version():
@@ -37,51 +26,51 @@ def test_help_on_every_command():
 
 
 def test_unknown_suite_lists_the_suites():
-    line = _one_line_error(harness("run", "long_rang"))
+    line = one_line_error(harness("run", "long_rang"))
     assert "unknown suite 'long_rang'" in line and "long_range" in line and "copy" in line
 
 
 def test_unknown_backend_lists_the_backends():
-    line = _one_line_error(harness("run", "long_range", "--backends", "numpy,cobol"))
+    line = one_line_error(harness("run", "long_range", "--backends", "numpy,cobol"))
     assert "unknown backend 'cobol'" in line and "numpy" in line
 
 
 def test_unknown_cell_lists_the_cells():
-    line = _one_line_error(harness("run", "long_range", "--cells", "lstm,transformer"))
+    line = one_line_error(harness("run", "long_range", "--cells", "lstm,transformer"))
     assert "unknown cell 'transformer'" in line and "rnn_tanh, lstm, gru" in line
 
 
 @pytest.mark.parametrize("text, expected", [
     ('task = "copy"\ncells = ["lstm"]\nseq_lens = [10\n', "malformed TOML"),
     ('task = "copy"\ncells = ["lstm"]\nseq_lens = [10]\nbatch = "many"\n', "suite.toml:4: batch must be int"),
-    ('task = "copy"\ncells = ["lsm"]\nseq_lens = [10]\n', "suite.toml:2: unknown cell 'lsm' in cells"),
+    ('task = "copy"\ncells = ["lsm"]\nseq_lens = [10]\n', "suite.toml:2: cells: unknown cell 'lsm'; valid cells"),
     ('task = "copy"\ncells = ["lstm"]\nseq_lens = [10]\nhiden = 3\n', "suite.toml:4: unknown key 'hiden'"),
     ('cells = ["lstm"]\nseq_lens = [10]\n', "missing required key 'task'"),
 ])
 def test_malformed_suite_names_file_line_and_problem(tmp_path, text, expected):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "suite.toml").write_text(text)
-    line = _one_line_error(harness("run", str(tmp_path / "bad")))
+    line = one_line_error(harness("run", str(tmp_path / "bad")))
     assert expected in line and "bad/suite.toml" in line
 
 
 def test_unknown_task_lists_the_tasks(tmp_path):
     folder = write_suite(tmp_path / "s", task='"parity"')
-    line = _one_line_error(harness("run", str(folder), "--backends", "numpy"))
+    line = one_line_error(harness("run", str(folder), "--backends", "numpy"))
     assert "unknown task 'parity'" in line and "temporal_order" in line
 
 
 def test_run_by_name_and_by_path_both_work(tmp_path):
     write_suite(tmp_path / "suites" / "tiny")
     for spec in ("tiny", "suites/tiny"):
-        result = harness("run", spec, "--backends", "numpy", "-q", cwd=tmp_path)
+        result = harness("run", spec, "--backends", "numpy", "-q", "--no-asv", cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         assert "1 ok, 0 failed, 0 skipped" in result.stdout
     assert len(list((tmp_path / "results" / "runs").glob("tiny-*.json"))) == 2
 
 
 def test_too_short_sequence_for_the_task_is_named():
-    line = _one_line_error(harness("run", "long_range", "--backends", "numpy", "--seq-lens", "5"))
+    line = one_line_error(harness("run", "long_range", "--backends", "numpy", "--seq-lens", "5"))
     assert "sequence length 5 is too short for task 'temporal_order' (minimum 10)" in line
 
 
@@ -91,4 +80,52 @@ def test_too_short_sequence_for_the_task_is_named():
     (["--seq-lens", "10,x"], "--seq-lens must be a comma-separated list"),
 ])
 def test_bad_option_values_are_one_line_errors(args, expected):
-    assert expected in _one_line_error(harness("run", "long_range", *args))
+    assert expected in one_line_error(harness("run", "long_range", *args))
+
+
+def test_suites_lists_each_suite_with_its_task_source_and_criterion():
+    out = harness("suites", check=True).stdout
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert {"adding", "copy", "long_range"} <= set(rows)
+    assert "temporal_order" in rows["long_range"] and "Pascanu" in rows["long_range"]
+    assert "99%" in rows["long_range"] and "50,100,200,500,1000,2000" in rows["long_range"]
+
+
+FAILS_AT_20 = """
+from harness import hookimpl
+from harness_plugins.numpy_backend import NumpyBackend
+HARNESS_PLUGIN_API = 1
+class FailsAt20(NumpyBackend):
+    name = "fails-at-20"
+    def forward(self):
+        if self.problem.x.shape[0] == 20:
+            raise RuntimeError("no")
+        super().forward()
+@hookimpl
+def harness_backends():
+    return [FailsAt20]
+"""
+
+
+def test_default_run_shows_progress_and_exits_1_when_a_point_failed(plugin_dir, tmp_path):
+    add_distribution(plugin_dir, "fails", {"fails_plugin": FAILS_AT_20}, {"fails": "fails_plugin"})
+    folder = write_suite(tmp_path / "tiny", seq_lens="[12, 20]")
+    result = harness("run", str(folder), "--backends", "fails-at-20", "--no-asv", "--results-dir", str(tmp_path))
+    assert result.returncode == 1, result.stderr
+    # Without a terminal the progress bar is one plain line per finished point, on stderr.
+    assert "[1/2] fails-at-20 rnn_tanh T=12: ok" in result.stderr
+    assert "[2/2] fails-at-20 rnn_tanh T=20: failed (RuntimeError: no)" in result.stderr
+    assert "1 ok, 1 failed, 0 skipped" in result.stdout
+
+
+def test_timing_and_thread_options_take_effect(tmp_path):
+    folder = write_suite(tmp_path / "tiny", timing={"repeat": "2", "timeout": "120"})
+    out = tmp_path / "run.json"
+    result = harness("run", str(folder), "--backends", "numpy", "--no-asv", "-q", "--output", str(out),
+                     "--repeat", "3", "--budget", "0.05", "--timeout", "77", "--threads", "2")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert data["suite"]["timing"] == {**data["suite"]["timing"], "repeat": 3, "budget": 0.05, "timeout": 77.0}
+    assert data["suite"]["threads"] == 2 and data["provenance"]["threads"] == 2
+    assert data["backends"]["numpy"]["info"]["threads"] == 2
+    assert len(data["points"][0]["time"]["forward_backward"]["samples"]) == 3  # --repeat: exactly 3 blocks

@@ -8,13 +8,15 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from harness import reference
-from tests.conftest import write_suite
-from tests.helpers import make_problem, max_rel_err
+from harness.testing import random_problem, relative_error
+from tests.support.cli import TIMEOUT, harness
+from tests.support.suites import write_suite
 
 pytest.importorskip("numba", reason="numba is not installed (pip install '.[numba]')")
 pytest.importorskip("scipy", reason="scipy is not installed (numba's np.dot needs it)")
@@ -23,6 +25,7 @@ from harness_plugins.numba_backend import NumbaBackend  # noqa: E402
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
 CELLS = ("rnn_tanh", "lstm", "gru")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _shapes(n: int = 6):
@@ -33,53 +36,69 @@ def _shapes(n: int = 6):
         yield tuple(int(v) for v in (rng.integers(1, 40), rng.integers(1, 9), rng.integers(1, 7), rng.integers(1, 33)))
 
 
+def _expected(p):
+    acts = reference.forward(p.cell, p.params, p.x)
+    return reference.outputs(p.cell, acts), reference.backward(p.cell, p.params, p.x, acts, p.grad_h, per_step=True)
+
+
+def _assert_gradients_match(got, want, tol, where, per_step: bool) -> None:
+    assert relative_error(got.x, want.x) <= tol, where
+    for name in want.params:
+        assert relative_error(got.params[name], want.params[name]) <= tol, (where, name)
+    if per_step:
+        assert relative_error(got.h, want.h) <= tol, where
+        if want.c is not None:
+            assert relative_error(got.c, want.c) <= tol, where
+    else:
+        assert got.h is None and got.c is None, where
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("cell", CELLS)
 def test_matches_numpy_reference_on_a_sweep_of_shapes(cell, dtype):
+    """Both paths: the exact one (per_step=True) and the timed one (per_step=False)."""
     backend = NumbaBackend(threads=1)
-    for seed, (T, B, I, H) in enumerate(_shapes()):
-        p = make_problem(cell, T=T, B=B, I=I, H=H, dtype=dtype, seed=seed)
-        acts = reference.forward(cell, p.params, p.x)
-        want = reference.backward(cell, p.params, p.x, acts, p.grad_h, per_step=True)
-        want_out = reference.outputs(cell, acts)
+    for seed, shape in enumerate(_shapes()):
+        p = random_problem(cell, shape, dtype, seed)
+        want_out, want = _expected(p)
+        tol = TOL[dtype]
+        for per_step in (True, False):
+            backend.prepare(p)
+            backend.forward()
+            backend.backward(per_step=per_step)
+            out, got = backend.outputs(), backend.gradients()
+            assert out.h.dtype == dtype and got.x.dtype == dtype
+            assert relative_error(out.h, want_out.h) <= tol, shape
+            if want_out.c is not None:
+                assert relative_error(out.c, want_out.c) <= tol, shape
+            _assert_gradients_match(got, want, tol, (shape, per_step), per_step)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_reused_buffers_give_the_reference_on_every_call(cell):
+    """Timed calls repeat on the same buffers, and a new problem reuses the backend: each result must
+    be the reference's for the problem at hand, not the previous call's left-overs."""
+    backend = NumbaBackend(threads=1)
+    first, second = random_problem(cell, (20, 4, 3, 8), seed=1), random_problem(cell, (11, 2, 3, 8), seed=2)
+    for p in (first, second):
+        _, want = _expected(p)
         backend.prepare(p)
-        backend.forward()
-        backend.backward(per_step=True)
-        out, got = backend.outputs(), backend.gradients()
-        shape, tol = (T, B, I, H), TOL[dtype]
-        assert out.h.dtype == dtype and got.x.dtype == dtype
-        assert max_rel_err(out.h, want_out.h) <= tol, shape
-        assert max_rel_err(got.x, want.x) <= tol, shape
-        assert max_rel_err(got.h, want.h) <= tol, shape
-        for name in want.params:
-            assert max_rel_err(got.params[name], want.params[name]) <= tol, (shape, name)
-        if cell == "lstm":
-            assert max_rel_err(out.c, want_out.c) <= tol and max_rel_err(got.c, want.c) <= tol, shape
-
-
-def test_repeated_calls_reuse_buffers_and_agree():
-    p = make_problem("gru", T=20, B=4, I=3, H=8)
-    backend = NumbaBackend(threads=1)
-    backend.prepare(p)
-    backend.forward()
-    backend.backward()
-    first = backend.gradients()
-    backend.forward()
-    backend.backward()
-    second = backend.gradients()
-    assert first.h is None
-    for name in first.params:
-        assert np.array_equal(first.params[name], second.params[name])
+        for _ in range(2):
+            backend.forward()
+            backend.backward()
+            _assert_gradients_match(backend.gradients(), want, TOL["float64"], cell, per_step=False)
+        backend.backward(per_step=True)  # the exact path after timed ones, on the same buffers
+        _assert_gradients_match(backend.gradients(), want, TOL["float64"], cell, per_step=True)
 
 
 COMPILE_SCRIPT = """
 import json, time
 from harness_plugins.numba_backend import NumbaBackend
-from tests.helpers import make_problem
+from harness.testing import random_problem
 backend = NumbaBackend(threads=1)
 t0 = time.perf_counter()
 for cell in ("rnn_tanh", "lstm", "gru"):
-    backend.prepare(make_problem(cell, T=3, B=2, I=2, H=3, dtype="float32"))
+    backend.prepare(random_problem(cell, (3, 2, 2, 3), "float32"))
     backend.forward()
     backend.backward(per_step=True)
 print(json.dumps({**backend.compile_stats(), "seconds": time.perf_counter() - t0}))
@@ -87,9 +106,9 @@ print(json.dumps({**backend.compile_stats(), "seconds": time.perf_counter() - t0
 
 
 def test_second_process_loads_kernels_from_the_cache_instead_of_compiling(tmp_path):
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": os.getcwd()}
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
     runs = [json.loads(subprocess.run([sys.executable, "-c", COMPILE_SCRIPT], env=env, capture_output=True,
-                                      text=True, check=True).stdout) for _ in range(2)]
+                                      text=True, check=True, timeout=TIMEOUT).stdout) for _ in range(2)]
     first, second = runs
     assert first["cache_misses"] == 6 and first["cache_hits"] == 0  # six kernels compiled
     assert second["cache_misses"] == 0 and second["cache_hits"] == 6  # and loaded, not compiled
@@ -98,36 +117,38 @@ def test_second_process_loads_kernels_from_the_cache_instead_of_compiling(tmp_pa
 def test_numba_missing_makes_the_backend_unavailable_and_the_rest_runs(tmp_path):
     """A sitecustomize that hides numba: the backend is listed with the reason, the rest still runs."""
     (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['numba'] = None\n")
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.getcwd()}"}
-
-    def harness(*args):
-        return subprocess.run([sys.executable, "-m", "harness", *args], env=env, capture_output=True, text=True,
-                              cwd=tmp_path)
-
-    out = harness("plugins")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    out = harness("plugins", env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     line = next(line for line in out.stdout.splitlines() if "backend numba" in line)
     assert "unavailable: numba is not installed" in line
     suite = write_suite(tmp_path / "tiny")
-    run = harness("run", str(suite), "--backends", "numba,numpy", "-q", "--output", str(tmp_path / "r.json"))
+    run = harness("run", str(suite), "--backends", "numba,numpy", "-q", "--no-asv", "--output", str(tmp_path / "r.json"),
+                  env=env, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    records = {r["backend"]: r for r in json.loads((tmp_path / "r.json").read_text())["records"]}
-    assert records["numba"]["status"] == "skipped" and "numba is not installed" in records["numba"]["reason"]
-    assert records["numpy"]["status"] == "ok"
+    points = {p["backend"]: p for p in json.loads((tmp_path / "r.json").read_text())["points"]}
+    assert points["numba"]["status"] == "skipped" and "numba is not installed" in points["numba"]["reason"]
+    assert points["numpy"]["status"] == "ok"
 
 
-def test_np_dot_fallback_without_numpys_openblas(monkeypatch):
+def test_per_step_gemms_go_through_numpys_openblas_where_numpy_has_one():
+    """The fast path is the one measured: say so when it cannot be, instead of testing the fallback twice."""
+    from harness_plugins import numba_kernels
+
+    if not numba_kernels.BLAS:
+        pytest.skip("this NumPy ships no OpenBLAS with cblas symbols: only the np.dot fallback can run here")
+    assert NumbaBackend(threads=1).info()["blas"] == "NumPy's OpenBLAS (cblas, ILP64)"
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_np_dot_fallback_without_numpys_openblas(cell, monkeypatch):
     """Where NumPy ships no OpenBLAS, the kernels compile their np.dot variant and agree too."""
     from harness_plugins import numba_kernels
 
     monkeypatch.setattr(numba_kernels, "BLAS", np.int32(0))
-    for cell in CELLS:
-        p = make_problem(cell, T=9, B=3, I=2, H=5, dtype="float64")
-        backend = NumbaBackend(threads=1)
-        backend.prepare(p)
-        backend.forward()
-        backend.backward(per_step=True)
-        acts = reference.forward(cell, p.params, p.x)
-        want = reference.backward(cell, p.params, p.x, acts, p.grad_h, per_step=True)
-        assert max_rel_err(backend.gradients().h, want.h) <= TOL["float64"]
-        assert max_rel_err(backend.gradients().params["weight_hh"], want.params["weight_hh"]) <= TOL["float64"]
+    p = random_problem(cell, (9, 3, 2, 5), "float64")
+    backend = NumbaBackend(threads=1)
+    backend.prepare(p)
+    backend.forward()
+    backend.backward(per_step=True)
+    _assert_gradients_match(backend.gradients(), _expected(p)[1], TOL["float64"], cell, per_step=True)

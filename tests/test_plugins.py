@@ -1,14 +1,12 @@
 """Plugin discovery: third-party entry points, broken and disabled plugins, API versions."""
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from harness.plugins import get_registry
-from tests.conftest import add_distribution
+from harness.plugins import get_registry, machine_info
+from tests.support.cli import harness
+from tests.support.plugins import add_distribution
 
 GOOD = """
-from harness.hookspecs import hookimpl
+from harness import hookimpl
 from harness_plugins.numpy_backend import NumpyBackend
 
 HARNESS_PLUGIN_API = 1
@@ -23,17 +21,13 @@ def harness_backends():
 """
 
 
-def _harness(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True)
-
-
 def test_third_party_plugin_is_discovered(plugin_dir):
     add_distribution(plugin_dir, "thirdparty", {"thirdparty_plugin": GOOD}, {"thirdparty": "thirdparty_plugin"})
     registry = get_registry()
     assert "third-party" in registry.backends
     record = next(p for p in registry.plugins if p.name == "thirdparty")
     assert (record.status, record.distribution, record.backends) == ("loaded", "thirdparty", ["third-party"])
-    out = _harness("plugins").stdout
+    out = harness("plugins").stdout
     assert "backend third-party" in out and "thirdparty 0.1" in out
 
 
@@ -44,7 +38,7 @@ def test_broken_plugin_is_listed_with_its_error_and_others_still_work(plugin_dir
     record = next(p for p in registry.plugins if p.name == "broken")
     assert record.status == "failed" and "kaput on purpose" in record.error
     assert "numpy" in registry.backends and "temporal_order" in registry.tasks
-    result = _harness("plugins")
+    result = harness("plugins")
     assert result.returncode == 0
     assert "kaput on purpose" in result.stdout and "backend numpy" in result.stdout
 
@@ -81,3 +75,74 @@ def test_builtin_backends_come_through_the_entry_point_group():
     names = {ep.name for ep in entry_points(group="harness")}
     assert {"numpy", "numba", "torch", "tasks"} <= names
     assert {p.name for p in get_registry().plugins if p.status == "loaded"} >= {"numpy", "tasks"}
+
+
+def test_duplicate_backend_name_is_kept_once_and_the_second_plugin_says_why(plugin_dir):
+    add_distribution(plugin_dir, "first", {"first_plugin": GOOD}, {"first": "first_plugin"})
+    add_distribution(plugin_dir, "second", {"second_plugin": GOOD}, {"second": "second_plugin"})
+    registry = get_registry()
+    records = {p.name: p for p in registry.plugins}
+    assert records["first"].backends == ["third-party"] and records["first"].error == ""
+    assert records["second"].backends == []
+    assert "'third-party' is already offered by another plugin" in records["second"].error
+    assert registry.backends["third-party"].__module__ == "first_plugin"
+
+
+def test_a_hook_that_raises_fails_its_plugin_only(plugin_dir):
+    add_distribution(plugin_dir, "raising", {"raising_plugin": """
+        from harness import hookimpl
+        HARNESS_PLUGIN_API = 1
+        @hookimpl
+        def harness_backends():
+            raise RuntimeError("no backends today")
+        """}, {"raising": "raising_plugin"})
+    registry = get_registry()
+    record = next(p for p in registry.plugins if p.name == "raising")
+    assert record.status == "failed" and "harness_backends: RuntimeError: no backends today" in record.error
+    assert "numpy" in registry.backends
+
+
+def test_machine_info_is_collected_per_plugin_and_a_raising_one_is_recorded(plugin_dir):
+    add_distribution(plugin_dir, "infos", {"info_good": """
+        from harness import hookimpl
+        HARNESS_PLUGIN_API = 1
+        @hookimpl
+        def harness_machine_info():
+            return {"driver": "42.0"}
+        """, "info_bad": """
+        from harness import hookimpl
+        HARNESS_PLUGIN_API = 1
+        @hookimpl
+        def harness_machine_info():
+            raise OSError("no driver")
+        """}, {"good": "info_good", "bad": "info_bad"})
+    info = machine_info()
+    assert info["good"] == {"driver": "42.0"}
+    assert info["bad"] == {"error": "OSError: no driver"}
+
+
+def test_hooks_are_called_with_the_keyword_arguments_an_implementation_declares():
+    """pluggy's rule, kept when the core calls plugins one by one: a spec may grow an argument
+    and an implementation that declares a subset still gets exactly what it asked for."""
+    import pluggy
+
+    from harness.plugins import call_hook
+
+    marker = pluggy.HookimplMarker("demo")
+    spec = pluggy.HookspecMarker("demo")
+
+    class Specs:
+        @spec
+        def demo_hook(self, threads, device):
+            """A spec that grew ``device``."""
+
+    class Old:
+        @marker
+        def demo_hook(self, threads):
+            return threads * 10
+
+    pm = pluggy.PluginManager("demo")
+    pm.add_hookspecs(Specs)
+    pm.register(Old())
+    (impl,) = pm.hook.demo_hook.get_hookimpls()
+    assert call_hook(impl, threads=3, device="cuda") == 30

@@ -9,7 +9,7 @@ import pytest
 
 from harness import reference
 from harness.cells import CELLS
-from tests.helpers import make_problem, max_rel_err
+from harness.testing import random_problem, relative_error
 
 FD_TOL = 1e-6  # central differences with eps = 1e-6 in float64
 TORCH_TOL = 1e-10
@@ -36,14 +36,14 @@ def _fd(f, array: np.ndarray, eps: float = 1e-6) -> np.ndarray:
 
 @pytest.mark.parametrize("cell", list(CELLS))
 def test_finite_differences(cell):
-    p = make_problem(cell, T=6, B=2, I=3, H=4)
+    p = random_problem(cell, (6, 2, 3, 4))
     params, x, grad_h = {k: v.copy() for k, v in p.params.items()}, p.x.copy(), p.grad_h
     acts = reference.forward(cell, params, x)
     grads = reference.backward(cell, params, x, acts, grad_h, per_step=True)
     loss = lambda: _loss(cell, params, x, grad_h)  # noqa: E731
     for name in params:
-        assert max_rel_err(grads.params[name], _fd(loss, params[name])) <= FD_TOL, name
-    assert max_rel_err(grads.x, _fd(loss, x)) <= FD_TOL
+        assert relative_error(grads.params[name], _fd(loss, params[name])) <= FD_TOL, name
+    assert relative_error(grads.x, _fd(loss, x)) <= FD_TOL
     # dL/dh_t: restart the recurrence from a perturbed h_t (c_t held fixed) over the remaining steps.
     hs = acts.hs
     cs = acts.saved["cs"] if cell == "lstm" else None
@@ -55,37 +55,38 @@ def test_finite_differences(cell):
             rest = _loss(cell, params, x[t + 1 :], grad_h[t + 1 :], h0=h_t, c0=c_t) if t + 1 < len(x) else 0.0
             return rest + float(np.sum(grad_h[t] * h_t))
 
-        assert max_rel_err(grads.h[t], _fd(tail, h_t)) <= FD_TOL, t
+        assert relative_error(grads.h[t], _fd(tail, h_t)) <= FD_TOL, t
 
 
 @pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
 def test_matches_torch_autograd(cell):
-    oracle = pytest.importorskip("tests.torch_oracle")
-    p = make_problem(cell, T=9, B=3, I=4, H=6, seed=1)
+    pytest.importorskip("torch", reason="torch is not installed (pip install '.[torch]')")
+    from tests.support import torch_oracle as oracle
+    p = random_problem(cell, (9, 3, 4, 6), seed=1)
     acts = reference.forward(cell, p.params, p.x)
     grads = reference.backward(cell, p.params, p.x, acts, p.grad_h, per_step=True)
     h, dparams, dx = oracle.layer(cell, p.params, p.x, p.grad_h)
-    assert max_rel_err(acts.hs[1:], h) <= TORCH_TOL
+    assert relative_error(acts.hs[1:], h) <= TORCH_TOL
     for name, expected in dparams.items():
-        assert max_rel_err(grads.params[name], expected) <= TORCH_TOL, name
-    assert max_rel_err(grads.x, dx) <= TORCH_TOL
+        assert relative_error(grads.params[name], expected) <= TORCH_TOL, name
+    assert relative_error(grads.x, dx) <= TORCH_TOL
     dh, dc = oracle.per_step(cell, p.params, p.x, p.grad_h)
-    assert max_rel_err(grads.h, dh) <= TORCH_TOL
+    assert relative_error(grads.h, dh) <= TORCH_TOL
     if cell == "lstm":
-        assert max_rel_err(grads.c, dc) <= TORCH_TOL
+        assert relative_error(grads.c, dc) <= TORCH_TOL
 
 
 def test_gru_cho_is_a_different_function():
-    p = make_problem("gru", T=20, B=4, I=3, H=8, seed=2)
+    p = random_problem("gru", (20, 4, 3, 8), seed=2)
     h_gru = reference.forward("gru", p.params, p.x).hs
     h_cho = reference.forward("gru_cho", p.params, p.x).hs
     assert np.max(np.abs(h_gru - h_cho)) > 1e-2
 
 
 def test_float32_matches_float64():
-    p64 = make_problem("lstm", T=30, B=4, I=3, H=8)
-    p32 = make_problem("lstm", T=30, B=4, I=3, H=8, dtype="float32")
+    p64 = random_problem("lstm", (30, 4, 3, 8))
+    p32 = random_problem("lstm", (30, 4, 3, 8), "float32")
     a64 = reference.forward("lstm", p64.params, p64.x)
     a32 = reference.forward("lstm", p32.params, p32.x)
     assert a32.hs.dtype == np.float32
-    assert max_rel_err(a32.hs, a64.hs) <= 1e-5
+    assert relative_error(a32.hs, a64.hs) <= 1e-5

@@ -1,7 +1,8 @@
-"""The runner: every outcome of a grid cell is recorded and the rest of the grid goes on."""
+"""The runner: every outcome of a grid point is recorded and the rest of the grid goes on."""
 from __future__ import annotations
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -10,17 +11,24 @@ import time
 import numpy as np
 import pytest
 
-from harness import measure, problem, results, suites
-from harness.plugins import get_registry
-from harness.runner import run_suite
+from harness import suites
+from harness.record import results
+from harness.run import grid, point
+from harness.run.runner import run_suite
 from harness.tasks import TemporalOrderTask
+from harness.testing import relative_error
 from harness_plugins.numpy_backend import NumpyBackend
-from tests.conftest import UNAVAILABLE_PLUGIN, add_distribution, write_suite
-from tests.helpers import max_rel_err
+from tests.support.cli import TIMEOUT, harness
+from tests.support.plugins import UNAVAILABLE_PLUGIN, add_distribution
+from tests.support.suites import write_suite
+
+#: Timeout of a point in the failure tests: a tiny point takes well under a second, so 20 s leaves
+#: room for a loaded machine while the hanging point does not hold the suite up for long.
+HANG_TIMEOUT = "20"
 
 MISBEHAVING = """
 import os, time
-from harness.hookspecs import hookimpl
+from harness import hookimpl
 from harness_plugins.numpy_backend import NumpyBackend
 
 HARNESS_PLUGIN_API = 1
@@ -46,9 +54,21 @@ class Dies(NumpyBackend):
             os.kill(os.getpid(), 9)
         super().forward()
 
+class Explodes(NumpyBackend):
+    name = "explodes"
+    def backward(self, per_step=False):
+        super().backward(per_step)
+        if per_step:
+            self._grads.h[: self._grads.h.shape[0] // 2] = float("inf")  # the first half overflowed
+
+class Threads(NumpyBackend):
+    name = "threads"
+    def info(self):
+        return {**super().info(), "env_threads": os.environ.get("OPENBLAS_NUM_THREADS")}
+
 @hookimpl
 def harness_backends():
-    return [Raises, Hangs, Dies]
+    return [Raises, Hangs, Dies, Explodes, Threads]
 """
 
 
@@ -59,25 +79,31 @@ def misbehaving(plugin_dir):
     return plugin_dir
 
 
+def _by_key(run) -> dict:
+    return {(p.backend, p.seq_len): p for p in run.results.points}
+
+
 def test_raising_hanging_and_dying_backends_are_failed_and_the_grid_goes_on(misbehaving, tmp_path):
-    suite = suites.load(write_suite(tmp_path / "tiny", seq_lens="[20, 12]", timing={"timeout": "8"}))
+    suite = suites.load(write_suite(tmp_path / "tiny", seq_lens="[20, 12]", timing={"timeout": HANG_TIMEOUT}))
     run = run_suite(suite, ["raises", "hangs", "dies", "numpy"], results_dir=tmp_path / "results", progress=False)
-    by_key = {(r["backend"], r["seq_len"]): r for r in run.data["records"]}
-    assert by_key[("raises", 20)]["status"] == "failed"
-    assert "deliberate failure at T=20" in by_key[("raises", 20)]["reason"]
-    assert by_key[("hangs", 20)]["status"] == "failed" and "timed out after 8 s" in by_key[("hangs", 20)]["reason"]
-    assert by_key[("dies", 20)]["status"] == "failed" and "SIGKILL" in by_key[("dies", 20)]["reason"]
+    by_key = _by_key(run)
+    assert by_key[("raises", 20)].status == "failed"
+    assert "deliberate failure at T=20" in by_key[("raises", 20)].reason
+    assert by_key[("hangs", 20)].status == "failed"
+    assert f"timed out after {HANG_TIMEOUT} s" in by_key[("hangs", 20)].reason
+    assert by_key[("dies", 20)].status == "failed" and "SIGKILL" in by_key[("dies", 20)].reason
     for backend in ("raises", "hangs", "dies", "numpy"):  # the restarted worker finishes the grid
-        assert by_key[(backend, 12)]["status"] == "ok"
-    assert by_key[("numpy", 20)]["status"] == "ok"
+        assert by_key[(backend, 12)].status == "ok"
+    assert by_key[("numpy", 20)].status == "ok"
     on_disk = results.read(run.path)
-    assert on_disk["status"] == "complete" and len(on_disk["records"]) == 8
+    assert on_disk.status == "complete" and len(on_disk.points) == 8
+    assert on_disk.counts == {"ok": 5, "failed": 3, "skipped": 0}
 
 
-def test_backend_that_cannot_start_fails_its_cells_once(plugin_dir, tmp_path):
+def test_backend_that_cannot_start_fails_its_points_once(plugin_dir, tmp_path):
     starts = tmp_path / "starts"
     add_distribution(plugin_dir, "broken_init", {"broken_init_plugin": f"""
-        from harness.hookspecs import hookimpl
+        from harness import hookimpl
         from harness_plugins.numpy_backend import NumpyBackend
         HARNESS_PLUGIN_API = 1
         class BrokenInit(NumpyBackend):
@@ -92,81 +118,110 @@ def test_backend_that_cannot_start_fails_its_cells_once(plugin_dir, tmp_path):
         """}, {"broken_init": "broken_init_plugin"})
     suite = suites.load(write_suite(tmp_path / "tiny", seq_lens="[12, 16]"))
     run = run_suite(suite, ["broken-init", "numpy"], results_dir=tmp_path, progress=False)
-    broken = [r for r in run.data["records"] if r["backend"] == "broken-init"]
-    assert [r["status"] for r in broken] == ["failed", "failed"]
-    assert all("backend failed to start" in r["reason"] and "no device handle" in r["reason"] for r in broken)
+    broken = [p for p in run.results.points if p.backend == "broken-init"]
+    assert [p.status for p in broken] == ["failed", "failed"]
+    assert all("backend failed to start" in p.reason and "no device handle" in p.reason for p in broken)
     assert starts.read_text().count("start") == 1
-    assert {r["status"] for r in run.data["records"] if r["backend"] == "numpy"} == {"ok"}
+    assert {p.status for p in run.results.points if p.backend == "numpy"} == {"ok"}
 
 
 def test_unavailable_backend_and_unsupported_cell_are_skipped_with_reason(plugin_dir, tmp_path):
     add_distribution(plugin_dir, "limited", {"limited_plugin": UNAVAILABLE_PLUGIN}, {"limited": "limited_plugin"})
     suite = suites.load(write_suite(tmp_path / "tiny", cells='["rnn_tanh", "gru"]'))
     run = run_suite(suite, ["nowhere", "rnn-only"], results_dir=tmp_path, progress=False)
-    by_key = {(r["backend"], r["cell"]): r for r in run.data["records"]}
-    assert by_key[("nowhere", "rnn_tanh")]["status"] == "skipped"
-    assert by_key[("nowhere", "rnn_tanh")]["reason"] == "needs a quantum computer"
-    assert by_key[("rnn-only", "gru")]["status"] == "skipped" and "supported cells: rnn_tanh" in by_key[("rnn-only", "gru")]["reason"]
-    assert by_key[("rnn-only", "rnn_tanh")]["status"] == "ok"
-    assert run.counts == {"ok": 1, "failed": 0, "skipped": 3}
+    by_key = {(p.backend, p.cell): p for p in run.results.points}
+    assert by_key[("nowhere", "rnn_tanh")].status == "skipped"
+    assert by_key[("nowhere", "rnn_tanh")].reason == "needs a quantum computer"
+    assert by_key[("rnn-only", "gru")].status == "skipped"
+    assert "supported cells: rnn_tanh" in by_key[("rnn-only", "gru")].reason
+    assert by_key[("rnn-only", "rnn_tanh")].status == "ok"
+    assert run.results.counts == {"ok": 1, "failed": 0, "skipped": 3}
+    assert not run.results.backends["nowhere"].available
 
 
-def test_ctrl_c_stops_cleanly_and_keeps_finished_cells(misbehaving, tmp_path):
+def test_ctrl_c_stops_cleanly_and_keeps_finished_points(misbehaving, tmp_path):
     folder = write_suite(tmp_path / "tiny", seq_lens="[12, 20]", timing={"timeout": "600"})
     out = tmp_path / "run.json"
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(folder), "--backends", "hangs",
-                             "--output", str(out), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # wait until the T=12 cell is recorded and T=20 hangs
-        if out.exists() and len(json.loads(out.read_text())["records"]) == 1:
-            break
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+                             "--output", str(out), "--results-dir", str(tmp_path / "results"), "-q"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:  # wait until the T=12 point is recorded and T=20 hangs
+            if out.exists() and len(json.loads(out.read_text())["points"]) == 1:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
     assert proc.returncode == 130, err
     data = results.read(out)
-    assert data["status"] == "interrupted"
-    assert [(r["seq_len"], r["status"]) for r in data["records"]] == [(12, "ok")]
+    assert data.status == "interrupted"
+    assert [(p.seq_len, p.status) for p in data.points] == [(12, "ok")]
 
 
 def test_results_file_is_self_describing_and_loads_as_a_dataframe(tmp_path):
-    get_registry.cache_clear()
     suite = suites.load(write_suite(tmp_path / "tiny", cells='["lstm"]', seq_lens="[12, 16]"))
     run = run_suite(suite, ["numpy"], results_dir=tmp_path, progress=False)
     data = results.read(run.path)
-    prov = data["provenance"]
-    assert {"cpu", "machine", "libraries", "threads", "git", "python"} <= set(prov)
-    assert data["suite"]["sha256"] == suite.sha256
+    assert {"cpu", "machine", "libraries", "threads", "git", "python"} <= set(data.provenance)
+    assert data.suite == suite and data.suite.sha256 == suite.sha256
     frame = results.load(run.path)
     assert list(frame["seq_len"]) == [12, 16] and set(frame["status"]) == {"ok"}
     assert (frame["forward_backward_median_s"] > 0).all() and (frame["peak_bytes"] > 0).all()
     assert len(frame["g"].iloc[1]) == 16
-    rec = data["records"][0]
-    assert len(rec["gradient"]["gc"]) == 12 and len(rec["time"]["forward"]["samples"]) == 2
+    first = data.points[0]
+    assert len(first.gradient.gc) == 12 and len(first.time.forward.samples) == 2
 
 
-def test_numpy_profile_equals_torch_autograd_per_step_gradients():
-    oracle = pytest.importorskip("tests.torch_oracle")
-    suite = {"batch": 3, "hidden": 8, "init": "default", "init_gain": 1.0, "dtype": "float64"}
+def test_an_exploded_profile_round_trips_through_the_results_file(misbehaving, tmp_path):
+    """inf and NaN are results: stored as standard JSON and read back as floats, with the flags."""
+    suite = suites.load(write_suite(tmp_path / "tiny", seq_lens="[12]"))
+    run = run_suite(suite, ["explodes"], results_dir=tmp_path, progress=False)
+    text = run.path.read_text()
+    json.loads(text)  # standard JSON: no bare Infinity or NaN
+    assert "Infinity" not in text and '"inf"' in text
+    gradient = results.read(run.path).points[0].gradient
+    assert gradient.exploded and gradient.first_nonfinite_lag == 6
+    assert all(math.isinf(v) for v in gradient.g[:6]) and all(math.isfinite(v) for v in gradient.g[6:])
+    assert gradient == run.results.points[0].gradient
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_worker_runs_with_the_requested_thread_count(misbehaving, tmp_path, threads):
+    suite = suites.load(write_suite(tmp_path / "tiny", threads=str(threads)))
+    run = run_suite(suite, ["threads"], results_dir=tmp_path, progress=False)
+    info = run.results.backends["threads"].info
+    assert info["threads"] == threads and info["env_threads"] == str(threads)
+    blas = [pool for pool in info["thread_pools"] if pool["user_api"] == "blas"]
+    assert blas and all(pool["num_threads"] == threads for pool in blas)
+
+
+def test_numpy_profile_equals_torch_autograd_per_step_gradients(tmp_path):
+    pytest.importorskip("torch", reason="torch is not installed (pip install '.[torch]')")
+    from harness.measure.gradients import profile
+    from tests.support import torch_oracle as oracle
+
+    suite = suites.load(write_suite(tmp_path / "s", batch="3", hidden="8"))
     for cell in ("rnn_tanh", "lstm", "gru"):
-        p = problem.build(TemporalOrderTask(), cell, 30, suite, seed=0).last_step
+        p = grid.build(TemporalOrderTask(), cell, 30, suite, seed=0).last_step
         backend = NumpyBackend()
         backend.prepare(p)
         backend.forward()
         backend.backward(per_step=True)
         dh, _ = oracle.per_step(cell, p.params, p.x, p.grad_h)
         g_torch = np.linalg.norm(dh, axis=-1).mean(-1)
-        from harness.metrics import profile
-
-        assert max_rel_err(profile(backend.gradients().h), g_torch) <= 1e-10, cell
+        assert relative_error(profile(backend.gradients().h), g_torch) <= 1e-10, cell
 
 
-def test_memory_grows_linearly_in_T_and_covers_the_stored_activations():
-    suite = {"batch": 32, "hidden": 128, "init": "default", "init_gain": 1.0, "dtype": "float32",
-             "seeds": [0], "metrics": ["memory"], "timing": {}}
+def test_memory_grows_linearly_in_T_and_covers_the_stored_activations(tmp_path):
+    suite = suites.load(write_suite(tmp_path / "s", batch="32", hidden="128", dtype='"float32"',
+                                    metrics='["memory"]'))
     peaks = {}
     for T in (1000, 2000):
-        rec = measure.measure(NumpyBackend(), problem.CellJob("numpy", "lstm", T, suite), TemporalOrderTask())
-        peaks[T] = rec["memory"]
-        assert rec["memory"]["peak_bytes"] >= rec["memory"]["activation_bytes"]
-    assert 1.8 <= peaks[2000]["peak_bytes"] / peaks[1000]["peak_bytes"] <= 2.2
+        result = point.measure(NumpyBackend(), grid.PointJob("numpy", "lstm", T, suite), TemporalOrderTask())
+        peaks[T] = result.memory
+        assert result.memory.peak_bytes >= result.memory.activation_bytes
+        assert result.time is None and result.gradient is None  # only what the suite asked for
+    assert 1.8 <= peaks[2000].peak_bytes / peaks[1000].peak_bytes <= 2.2

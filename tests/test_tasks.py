@@ -21,16 +21,17 @@ def test_copy_layout_and_targets():
 
 
 @pytest.mark.parametrize("T, expected", [(100, 0.1733), (200, 0.0945), (500, 0.0400), (1000, 0.0204)])
-def test_copy_baseline_formula_and_memoryless_loss(T, expected):
+def test_copy_baseline_is_the_published_one_and_the_memoryless_predictors_loss(T, expected):
     task = CopyTask()
-    assert task.baseline(T) == pytest.approx(expected, abs=5e-5)
-    # The memoryless strategy: blank for T + 10 steps, then uniform over the 8 data symbols.
+    assert task.baseline(T) == pytest.approx(expected, abs=5e-5)  # Arjovsky et al. 2016: 10 ln 8 / (T + 20)
+    # The memoryless predictor: blank for T + 10 steps, then uniform over the 8 data symbols; its
+    # logits (log-probabilities, -1000 for "never") go through the task's own loss.
     batch = task.generate(T, 8, np.random.default_rng(1))
-    probs = np.zeros((T + 20, 8, 9))
-    probs[: T + 10, :, 0] = 1.0
-    probs[T + 10 :, :, 1:] = 1.0 / 8
-    picked = np.take_along_axis(probs, batch.targets[..., None], -1)
-    assert -np.mean(np.log(picked)) == pytest.approx(task.baseline(T), rel=1e-12)
+    logits = np.full((T + 20, 8, 9), -1000.0)
+    logits[: T + 10, :, 0] = 0.0
+    logits[T + 10 :, :, 1:] = 0.0
+    loss, _ = task.loss(logits, batch)
+    assert loss == pytest.approx(task.baseline(T), rel=1e-12)
 
 
 def test_adding_layout_and_monte_carlo_baseline():
@@ -85,3 +86,27 @@ def test_cross_entropy_gradient_by_finite_differences():
         down[idx] -= eps
         fd[idx] = (softmax_cross_entropy(up, labels)[0] - softmax_cross_entropy(down, labels)[0]) / (2 * eps)
     assert np.max(np.abs(grad - fd)) <= 1e-8
+
+
+def _central_differences(f, y: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    grad = np.zeros_like(y)
+    for idx in np.ndindex(y.shape):
+        up, down = y.copy(), y.copy()
+        up[idx] += eps
+        down[idx] -= eps
+        grad[idx] = (f(up) - f(down)) / (2 * eps)
+    return grad
+
+
+@pytest.mark.parametrize("last_only", [False, True])
+@pytest.mark.parametrize("task", [CopyTask(), AddingTask(), TemporalOrderTask()], ids=lambda t: t.name)
+def test_loss_gradient_by_finite_differences(task, last_only):
+    """dL/dy of every task's loss (full and last-step) against central differences, float64."""
+    rng = np.random.default_rng(5)
+    T = max(task.min_seq_len, 4)
+    batch = task.generate(T, 3, rng)
+    y = rng.standard_normal((task.steps(T), 3, task.output_size))
+    _, grad = task.loss(y, batch, last_only=last_only)
+    fd = _central_differences(lambda v: task.loss(v, batch, last_only=last_only)[0], y)
+    assert np.max(np.abs(grad - fd)) <= 1e-8
+    assert np.any(grad != 0)

@@ -10,7 +10,7 @@ pytest.importorskip("torch", reason="torch is not installed (pip install '.[torc
 
 from harness import reference  # noqa: E402
 from harness_plugins.torch_backend import TorchCPUBackend, TorchCUDABackend  # noqa: E402
-from tests.helpers import make_problem, max_rel_err  # noqa: E402
+from harness.testing import random_problem, relative_error  # noqa: E402
 
 TOL = {"float64": 1e-10, "float32": 1e-4}
 CUDA = TorchCUDABackend.availability()
@@ -44,8 +44,8 @@ def _run(backend_cls, problem, per_step):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
 def test_matches_numpy_reference(backend_cls, cell, dtype):
-    problem = make_problem(cell, T=25, B=4, I=3, H=16, dtype=dtype, seed=3)
-    ref64 = make_problem(cell, T=25, B=4, I=3, H=16, dtype="float64", seed=3)
+    problem = random_problem(cell, (25, 4, 3, 16), dtype, 3)
+    ref64 = random_problem(cell, (25, 4, 3, 16), "float64", 3)
     acts = reference.forward(cell, ref64.params, ref64.x)
     expected_out = reference.outputs(cell, acts)
     expected = reference.backward(cell, ref64.params, ref64.x, acts, ref64.grad_h, per_step=True)
@@ -53,28 +53,28 @@ def test_matches_numpy_reference(backend_cls, cell, dtype):
     for per_step in (False, True):  # the fused (timed) path and the exact path
         out, grads = _run(backend_cls, problem, per_step)
         assert out.h.dtype == dtype
-        assert max_rel_err(out.h, expected_out.h) <= tol
+        assert relative_error(out.h, expected_out.h) <= tol
         if cell == "lstm":
-            assert max_rel_err(out.c, expected_out.c) <= tol
+            assert relative_error(out.c, expected_out.c) <= tol
         for name, value in expected.params.items():
-            assert max_rel_err(grads.params[name], value) <= tol, (name, per_step)
-        assert max_rel_err(grads.x, expected.x) <= tol
+            assert relative_error(grads.params[name], value) <= tol, (name, per_step)
+        assert relative_error(grads.x, expected.x) <= tol
         if per_step:
-            assert max_rel_err(grads.h, expected.h) <= tol
+            assert relative_error(grads.h, expected.h) <= tol
             if cell == "lstm":
-                assert max_rel_err(grads.c, expected.c) <= tol
+                assert relative_error(grads.c, expected.c) <= tol
         else:
             assert grads.h is None
 
 
 @pytest.mark.parametrize("backend_cls", BACKENDS)
 def test_fused_and_exact_paths_agree(backend_cls):
-    problem = make_problem("lstm", T=40, B=3, I=5, H=8, seed=5)
+    problem = random_problem("lstm", (40, 3, 5, 8), seed=5)
     _, fused = _run(backend_cls, problem, per_step=False)
     _, exact = _run(backend_cls, problem, per_step=True)
     for name in fused.params:
-        assert max_rel_err(fused.params[name], exact.params[name]) <= 1e-12
-    assert max_rel_err(fused.x, exact.x) <= 1e-12
+        assert relative_error(fused.params[name], exact.params[name]) <= 1e-12
+    assert relative_error(fused.x, exact.x) <= 1e-12
 
 
 def test_cuda_availability_has_a_reason_when_missing():

@@ -11,11 +11,11 @@ from __future__ import annotations
 import pytest
 
 from harness.plugins import get_registry
-from tests.helpers import make_problem
+from harness.testing import random_problem
 
 pytest.importorskip("pytest_benchmark")
 
-SHAPE = {"T": 200, "B": 32, "I": 6, "H": 128, "dtype": "float32"}
+SHAPE, DTYPE = (200, 32, 6, 128), "float32"  # (T, B, I, H)
 REGISTRY = get_registry()
 BACKENDS = sorted(REGISTRY.backends)
 
@@ -24,11 +24,11 @@ BACKENDS = sorted(REGISTRY.backends)
 @pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
 def test_forward_backward(benchmark, backend_name, cell):
     cls = REGISTRY.backends[backend_name]
-    support = cls.availability() and cls.supports(cell, SHAPE["dtype"])
+    support = cls.availability() and cls.supports(cell, DTYPE)
     if not support:
         pytest.skip(support.reason)
     backend = cls(threads=1)
-    backend.prepare(make_problem(cell, **SHAPE))
+    backend.prepare(random_problem(cell, SHAPE, DTYPE))
     benchmark.group = cell
 
     def step():

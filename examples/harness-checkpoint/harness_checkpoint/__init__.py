@@ -14,9 +14,8 @@ import math
 
 import numpy as np
 
-from harness import reference
-from harness.backend import Backend, Gradients, Outputs, Problem
-from harness.hookspecs import hookimpl
+from harness import Backend, Gradients, Outputs, Problem, hookimpl, reference
+from harness.cells import cell_spec
 
 HARNESS_PLUGIN_API = 1
 
@@ -53,7 +52,7 @@ class CheckpointBackend(Backend):
             self.checkpoints.append((h0, c0))
             acts = self._segment(index, h0, c0)
             h0 = acts.hs[-1].copy()
-            c0 = acts.saved["cs"][-1].copy() if p.cell == "lstm" else None
+            c0 = acts.saved["cs"][-1].copy() if cell_spec(p.cell).has_cell_state else None
         self.last = acts  # the last segment's activations are still needed: keep, do not recompute
 
     def backward(self, per_step: bool = False) -> None:
@@ -62,7 +61,7 @@ class CheckpointBackend(Backend):
         grads = {name: np.zeros_like(value) for name, value in p.params.items()}
         dx = np.empty_like(p.x)
         dh_all = np.empty((T, B, H), dtype=p.dtype) if per_step else None
-        dc_all = np.empty((T, B, H), dtype=p.dtype) if per_step and p.cell == "lstm" else None
+        dc_all = np.empty((T, B, H), dtype=p.dtype) if per_step and cell_spec(p.cell).has_cell_state else None
         dh_after = dc_after = None
         for index in range(len(self.segments) - 1, -1, -1):
             start, stop = self.segments[index]
@@ -84,7 +83,8 @@ class CheckpointBackend(Backend):
         """Untimed: h_t (and c_t) rebuilt segment by segment from the checkpoints."""
         segments = [self._segment(i, *self.checkpoints[i]) for i in range(len(self.segments))]
         h = np.concatenate([acts.hs[1:] for acts in segments])
-        c = np.concatenate([acts.saved["cs"][1:] for acts in segments]) if self.problem.cell == "lstm" else None
+        has_c = cell_spec(self.problem.cell).has_cell_state
+        c = np.concatenate([acts.saved["cs"][1:] for acts in segments]) if has_c else None
         return Outputs(h=h, c=c)
 
     def gradients(self) -> Gradients:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import metrics
-from harness.backend import Problem
+from harness import Problem
 from harness.cells import random_orthogonal
+from harness.measure import gradients as metrics
 from harness_plugins.numpy_backend import NumpyBackend
 
 
@@ -29,41 +29,41 @@ def _profile(scale: float, T: int, dtype: str = "float64", H: int = 16, B: int =
     return metrics.profile(backend.gradients().h)
 
 
-def test_halfrandom_orthogonal_decays_by_half_per_step():
+def test_half_orthogonal_decays_by_half_per_step():
     T = 40
     g = _profile(0.5, T)
     lags = T - 1 - np.arange(T)
     assert np.allclose(g, 0.5**lags * g[-1], rtol=1e-12, atol=0)
     m = metrics.gradient_metrics(g)
-    assert m["decay_rate"] == pytest.approx(np.log10(2), abs=1e-6)
-    assert m["log10_ratio"] == pytest.approx((T - 1) * np.log10(2), abs=1e-6)
-    assert m["horizon"] == 19  # 0.5^19 >= 1e-6 > 0.5^20
-    assert not m["exploded"]
+    assert m.decay_rate == pytest.approx(np.log10(2), abs=1e-6)
+    assert m.log10_ratio == pytest.approx((T - 1) * np.log10(2), abs=1e-6)
+    assert m.horizon == 19  # 0.5^19 >= 1e-6 > 0.5^20
+    assert not m.exploded
 
 
-def testrandom_orthogonal_keeps_the_profile_flat():
+def test_orthogonal_keeps_the_profile_flat():
     T = 200
     g = _profile(1.0, T)
     assert np.allclose(g, g[-1], rtol=1e-10)
     m = metrics.gradient_metrics(g)
-    assert abs(m["decay_rate"]) <= 1e-10 and m["horizon"] == T and not m["exploded"]
+    assert abs(m.decay_rate) <= 1e-10 and m.horizon == T and not m.exploded
 
 
-def test_one_and_a_halfrandom_orthogonal_grows_then_overflows_as_explosion():
+def test_one_and_a_half_orthogonal_grows_then_overflows_as_explosion():
     T = 300  # 1.5^219 passes float32's maximum
     g = _profile(1.5, T, dtype="float32")
     lags = T - 1 - np.arange(T)
     finite = np.isfinite(g)
     assert np.allclose(g[finite], 1.5 ** lags[finite] * g[-1], rtol=1e-4)
     m = metrics.gradient_metrics(g)
-    assert m["exploded"] and 200 <= m["first_nonfinite_lag"] <= 225
-    assert m["decay_rate"] == pytest.approx(-np.log10(1.5), abs=1e-5)  # growth: a negative decay rate
+    assert m.exploded and 200 <= m.first_nonfinite_lag <= 225
+    assert m.decay_rate == pytest.approx(-np.log10(1.5), abs=1e-5)  # growth: a negative decay rate
 
 
 def test_horizon_and_vanishing_flag_on_a_synthetic_profile():
     g = np.array([0.0, 1e-9, 1e-3, 1.0])  # lags 3, 2, 1, 0
     m = metrics.gradient_metrics(g)
-    assert m["horizon"] == 1 and m["vanished"] and not m["exploded"]
+    assert m.horizon == 1 and m.vanished and not m.exploded
 
 
 def test_underflowed_entries_do_not_flatten_the_decay_rate():
@@ -72,7 +72,7 @@ def test_underflowed_entries_do_not_flatten_the_decay_rate():
     T = 2000
     lags = T - 1 - np.arange(T)
     g = np.maximum(0.5 ** lags.astype(float), 1.4e-45)
-    floor = float(np.finfo(np.float32).tiny)
+    floor = metrics.underflow_floor("float32")
     m = metrics.gradient_metrics(g, floor=floor)
-    assert m["decay_rate"] == pytest.approx(np.log10(2), abs=1e-9) and m["vanished"]
-    assert metrics.gradient_metrics(g)["decay_rate"] < 0.1 * np.log10(2)  # what fitting the floor gives
+    assert m.decay_rate == pytest.approx(np.log10(2), abs=1e-9) and m.vanished
+    assert metrics.gradient_metrics(g).decay_rate < 0.1 * np.log10(2)  # what fitting the floor gives

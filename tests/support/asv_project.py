@@ -3,25 +3,18 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import write_suite
+from tests.support.cli import TIMEOUT
+from tests.support.suites import write_suite
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def git(repo: Path, *args: str) -> str:
     out = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=repo,
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True, timeout=TIMEOUT)
     return out.stdout.strip()
-
-
-def harness(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "harness", *args], cwd=repo, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(result.stderr)
-    return result
 
 
 def make_repo(path: Path) -> Path:

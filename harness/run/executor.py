@@ -1,8 +1,9 @@
-"""Executors run a backend's grid cells. The local one uses one spawned worker process per backend.
+"""Executors run a backend's grid points. The local one uses one spawned worker process per backend.
 
-A cell that raises is recorded as failed with its traceback; a cell that exceeds its time limit, or
-a worker that dies, is recorded as failed, the worker is restarted, and the remaining cells go on.
-The interface is small (``run``) so that another executor (a Dask cluster) can replace it.
+A point that raises is recorded as failed with its traceback; a point that exceeds its time limit,
+or a worker that dies, is recorded as failed, the worker is restarted, and the remaining points go
+on. The interface is small (``run`` and ``backend_info``) so that another executor (a Dask cluster)
+can replace it.
 """
 from __future__ import annotations
 
@@ -11,33 +12,52 @@ import multiprocessing as mp
 import os
 import signal
 import traceback
-from typing import Callable, Iterator, Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
-from harness.problem import CellJob
+from harness.record.results import FAILED, PointResult
+from harness.run.grid import PointJob
 
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
               "VECLIB_MAXIMUM_THREADS")
 START_TIMEOUT = 300.0  # seconds for a worker to import its backend
 
-OnResult = Callable[[CellJob, dict], None]
+OnResult = Callable[[PointJob, PointResult], None]
 
 
 class Executor(Protocol):
-    def run(self, backend: str, jobs: list[CellJob], on_result: OnResult, threads: int, timeout: float) -> None:
-        """Run ``jobs`` of one backend in order; call ``on_result(job, record)`` for each, where
-        ``record["status"]`` is ``"ok"`` or ``"failed"`` (with ``record["reason"]``)."""
+    """What the runner needs from whatever runs the points."""
+
+    #: Per backend, what its worker reported: ``Backend.info()`` plus the BLAS thread pools it saw.
+    backend_info: dict[str, dict[str, Any]]
+
+    def run(self, backend: str, jobs: list[PointJob], on_result: OnResult, threads: int, timeout: float) -> None:
+        """Run ``jobs`` of one backend in order; call ``on_result(job, result)`` for each, where
+        ``result.status`` is ``"ok"`` or ``"failed"`` (with ``result.reason``)."""
+
+
+def failed(job: PointJob, reason: str) -> PointResult:
+    """The record of a point that did not finish."""
+    return PointResult(job.backend, job.cell, job.seq_len, job.suite.dtype, FAILED, reason=reason)
+
+
+def blas_threads() -> list[dict[str, Any]]:
+    """The thread pools (BLAS, OpenMP) loaded in this process and their sizes, from threadpoolctl."""
+    from threadpoolctl import threadpool_info
+
+    return [{k: pool.get(k) for k in ("user_api", "internal_api", "num_threads")} for pool in threadpool_info()]
 
 
 def _worker_main(conn, backend_name: str, threads: int) -> None:
     """Entry point of a worker process: import the backend once, then measure jobs as they come."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop
     try:
-        from harness.measure import measure
         from harness.plugins import get_registry
+        from harness.run.point import measure
 
         registry = get_registry()
         backend = registry.backend_class(backend_name)(threads=threads)
-        conn.send(("ready", backend.info()))
+        conn.send(("ready", {**backend.info(), "thread_pools": blas_threads()}))
     except BaseException:
         conn.send(("error", traceback.format_exc()))
         return
@@ -46,8 +66,7 @@ def _worker_main(conn, backend_name: str, threads: int) -> None:
         if job is None:
             return
         try:
-            record = measure(backend, job, registry.task(job.suite["task"]))
-            conn.send(("ok", record))
+            conn.send(("ok", measure(backend, job, registry.task(job.suite.task))))
         except BaseException as exc:
             conn.send(("failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
 
@@ -117,15 +136,15 @@ class LocalExecutor:
     """Backends one after another (timings must not share the CPU), each in its own process."""
 
     def __init__(self):
-        self.backend_info: dict[str, dict] = {}
+        self.backend_info: dict[str, dict[str, Any]] = {}
 
-    def run(self, backend: str, jobs: list[CellJob], on_result: OnResult, threads: int, timeout: float) -> None:
+    def run(self, backend: str, jobs: list[PointJob], on_result: OnResult, threads: int, timeout: float) -> None:
         worker = None
         start_error = None
         try:
             for job in jobs:
-                if start_error is not None:  # a backend that cannot start is not retried per cell
-                    on_result(job, {"status": "failed", "reason": start_error})
+                if start_error is not None:  # a backend that cannot start is not retried per point
+                    on_result(job, failed(job, start_error))
                     continue
                 if worker is None:
                     worker = _Worker(backend, threads)
@@ -134,18 +153,18 @@ class LocalExecutor:
                         worker.stop(kill=True)
                         worker = None
                         start_error = f"backend failed to start: {error}"
-                        on_result(job, {"status": "failed", "reason": start_error})
+                        on_result(job, failed(job, start_error))
                         continue
                     self.backend_info[backend] = worker.info
                 worker.conn.send(job)
                 status, payload = worker.receive(timeout)
                 if status == "ok":
-                    on_result(job, {"status": "ok", **payload})
+                    on_result(job, payload)
                     continue
-                on_result(job, {"status": "failed", "reason": payload})
+                on_result(job, failed(job, payload))
                 if status in ("timeout", "died"):
                     worker.stop(kill=True)
-                    worker = None  # a fresh worker for the next cell
+                    worker = None  # a fresh worker for the next point
         finally:
             if worker is not None:
                 worker.stop(kill=True)

@@ -6,11 +6,14 @@ latest run of each suite, written next to asv's site).
 from __future__ import annotations
 
 import html
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from harness.measure.gradients import underflow_floor
+from harness.record import results
+from harness.record.results import RunResults
 
 
 @dataclass
@@ -20,28 +23,41 @@ class Figure:
     caption: str
 
 
-def _frames(data: dict):
+def summary_frame(run: RunResults):
+    """One row per successful point: T, forward+backward seconds, peak MiB, decay rate."""
+    rows = results.frame(run)
+    rows = rows[rows["status"] == results.OK]
+    return rows.assign(T=rows["seq_len"], fwd_bwd_s=rows["forward_backward_median_s"],
+                       peak_mib=rows["peak_bytes"] / 2**20)[["backend", "cell", "T", "fwd_bwd_s", "peak_mib",
+                                                              "decay_rate"]]
+
+
+def profile_frames(run: RunResults):
+    """The gradient profiles to draw, and where each one underflowed.
+
+    Returns (curves, underflow): curves has one row per (backend, cell, T, step t) with g_t finite
+    and above the dtype's smallest normal number, for t = 1 .. steps (copy: T + 20); underflow has
+    one row per profile that fell to that floor, at the last step t where it had (the line stops
+    there: the gradient vanished below what the dtype can hold).
+    """
     import pandas as pd
 
-    rows, curves = [], []
-    for rec in data["records"]:
-        if rec["status"] != "ok":
+    floor = underflow_floor(run.suite.dtype)
+    curves, underflow = [], []
+    for point in run.points:
+        if point.status != results.OK or point.gradient is None:
             continue
-        base = {"backend": rec["backend"], "cell": rec["cell"], "T": rec["seq_len"]}
-        timing = rec.get("time", {}).get("forward_backward")
-        grad = rec.get("gradient")
-        rows.append({**base,
-                     "fwd_bwd_s": timing["median"] if timing else math.nan,
-                     "peak_mib": rec["memory"]["peak_bytes"] / 2**20 if rec.get("memory") else math.nan,
-                     "decay_rate": grad["decay_rate"] if grad else math.nan})
-        if grad:
-            g = np.asarray(grad["g"], dtype=float)
-            keep = np.isfinite(g) & (g > 0)
-            t = np.arange(1, g.size + 1)
-            curves.append(pd.DataFrame({**base, "t": t[keep], "g": g[keep]}))
-    summary = pd.DataFrame(rows, columns=["backend", "cell", "T", "fwd_bwd_s", "peak_mib", "decay_rate"])
-    profile = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=["backend", "cell", "T", "t", "g"])
-    return summary, profile
+        base = {"backend": point.backend, "cell": point.cell, "T": point.seq_len, "steps": point.steps}
+        g = np.asarray(point.gradient.g, dtype=float)
+        t = np.arange(1, g.size + 1)
+        keep = np.isfinite(g) & (g > floor)
+        curves.append(pd.DataFrame({**base, "t": t[keep], "g": g[keep]}))
+        vanished = np.isfinite(g) & (g <= floor)
+        if vanished.any():
+            underflow.append({**base, "t": int(t[vanished].max())})
+    columns = ["backend", "cell", "T", "steps", "t"]
+    curves = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=[*columns, "g"])
+    return curves, pd.DataFrame(underflow, columns=columns)
 
 
 def _save(grid, out_dir: Path, stem: str) -> None:
@@ -49,15 +65,15 @@ def _save(grid, out_dir: Path, stem: str) -> None:
         grid.savefig(out_dir / f"{stem}.{ext}", dpi=110 if ext == "png" else None, bbox_inches="tight")
 
 
-def _setting(data: dict) -> str:
-    s, prov = data["suite"], data["provenance"]
+def _setting(run: RunResults) -> str:
+    s, prov = run.suite, run.provenance
     commit = (prov["git"]["commit"] or "no git")[:10]
-    return (f"suite {s['name']} (task {s['task']}), batch {s['batch']}, hidden {s['hidden']}, {s['dtype']}, "
-            f"init {s['init']}, seeds {list(s['seeds'])}, {prov['threads']} thread(s), on {prov['cpu']}"
+    return (f"suite {s.name} (task {s.task}), batch {s.batch}, hidden {s.hidden}, {s.dtype}, "
+            f"init {s.init}, seeds {list(s.seeds)}, {prov['threads']} thread(s), on {prov['cpu']}"
             f"{' + ' + prov['gpu'] if prov.get('gpu') else ''}, commit {commit}")
 
 
-def draw(data: dict, out_dir: str | Path) -> list[Figure]:
+def draw(run: RunResults, out_dir: str | Path) -> list[Figure]:
     """Draw every figure of a run into ``out_dir``; returns what was drawn, with captions."""
     import matplotlib
 
@@ -67,10 +83,11 @@ def draw(data: dict, out_dir: str | Path) -> list[Figure]:
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary, profile = _frames(data)
+    summary = summary_frame(run)
+    profile, underflow = profile_frames(run)
     sns.set_theme(style="whitegrid", context="notebook")
     figures: list[Figure] = []
-    setting = _setting(data)
+    setting = _setting(run)
 
     for cell in sorted(profile["cell"].unique()):
         sub = profile[profile["cell"] == cell]
@@ -78,8 +95,11 @@ def draw(data: dict, out_dir: str | Path) -> list[Figure]:
         grid = sns.relplot(data=sub, x="t", y="g", hue="backend", style="backend", col="T", col_wrap=min(3, n),
                            kind="line", height=3, aspect=1.3, facet_kws={"sharex": False, "sharey": False})
         grid.set(yscale="log")
+        steps = sub.groupby("T")["steps"].first()
         for T, ax in grid.axes_dict.items():
-            ax.set_xlim(1, T)  # where g_t underflowed to 0 the line stops: it vanished there
+            ax.set_xlim(1, steps[T])  # every step the layer ran, the loss's last steps included
+            for row in underflow[(underflow["cell"] == cell) & (underflow["T"] == T)].itertuples():
+                ax.axvline(row.t, color="0.3", linestyle=":", linewidth=1)
         grid.set_axis_labels("step t", "g_t = mean_b ||dL/dh_t||")
         grid.figure.suptitle(f"Gradient-norm profile, {cell}", y=1.02)
         _save(grid, out_dir, f"gradient_{cell}")
@@ -87,8 +107,10 @@ def draw(data: dict, out_dir: str | Path) -> list[Figure]:
         figures.append(Figure(f"gradient_{cell}", f"Gradient-norm profiles: {cell}",
                               f"g_t, the batch mean of ||dL/dh_t||_2, against the step t, with the loss on the "
                               f"last step only, averaged over the seeds' initialisations; one panel per sequence "
-                              f"length T, one line per backend (lines that coincide agree). A straight falling "
-                              f"line is exponential vanishing. {setting}."))
+                              f"length T (the x axis covers every step the layer ran), one line per backend (lines "
+                              f"that coincide agree). A straight falling line is exponential vanishing. A dotted "
+                              f"vertical line marks the step below which g_t underflowed the {run.suite.dtype} "
+                              f"range (smallest normal number): the gradient vanished completely there. {setting}."))
 
     panels = [
         ("decay_rate", "decay_rate", "decay rate (decades per step)", "linear",
@@ -116,7 +138,7 @@ def draw(data: dict, out_dir: str | Path) -> list[Figure]:
     return figures
 
 
-def write_page(data: dict, figures: list[Figure], out_dir: str | Path, title: str, back_link: str | None = None) -> Path:
+def write_page(figures: list[Figure], out_dir: str | Path, title: str, back_link: str | None = None) -> Path:
     """An HTML page showing each figure (PNG, with an SVG link) under its caption."""
     out_dir = Path(out_dir)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><link rel='icon' href='data:,'><title>{html.escape(title)}</title>",
@@ -126,7 +148,7 @@ def write_page(data: dict, figures: list[Figure], out_dir: str | Path, title: st
     if back_link:
         parts.append(f"<p><a href='{back_link}'>back</a></p>")
     if not figures:
-        parts.append("<p>This run has no successful cells to plot.</p>")
+        parts.append("<p>This run has no successful points to plot.</p>")
     for fig in figures:
         parts.append(f"<figure id='{fig.stem}'><h2>{html.escape(fig.title)}</h2>"
                      f"<img src='{fig.stem}.png' alt='{html.escape(fig.title)}'>"
@@ -137,6 +159,7 @@ def write_page(data: dict, figures: list[Figure], out_dir: str | Path, title: st
     return page
 
 
-def report(data: dict, out_dir: str | Path, title: str | None = None, back_link: str | None = None) -> Path:
-    figures = draw(data, out_dir)
-    return write_page(data, figures, out_dir, title or f"harness: {data['suite']['name']}", back_link)
+def report(run: RunResults, out_dir: str | Path, title: str | None = None, back_link: str | None = None) -> Path:
+    """Draw every figure of ``run`` into ``out_dir`` with an ``index.html``; returns the page."""
+    figures = draw(run, out_dir)
+    return write_page(figures, out_dir, title or f"harness: {run.suite.name}", back_link)

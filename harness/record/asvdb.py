@@ -23,11 +23,13 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
-from harness.results import write_json_atomic
+from harness.record.results import OK, SKIPPED, PointResult, RunResults, write_json_atomic
+from harness.suites import Suite
 
 CONFIG_FILE = "asv.conf.json"
 METRIC_DEFINITIONS_VERSION = 1  # bump when a metric's meaning changes: asv then starts a new series
@@ -37,46 +39,53 @@ LABELS_DIR = "labels"
 
 @dataclass(frozen=True)
 class Metric:
+    """One asv benchmark per suite: how to read its value (and samples) from a point's record."""
+
     name: str
+    family: str  # the suite's measurement family it needs: time, memory or gradient
     type: str  # asv benchmark type: "time", "memory" or "track"
     unit: str
-    value: Callable[[dict], float | None]  # from a finished record
-    samples: Callable[[dict], list | None] = lambda rec: None
-    number: Callable[[dict], int | None] = lambda rec: None  # calls per sample; None: tracked value
+    value: Callable[[PointResult], float | None]
+    samples: Callable[[PointResult], list[float] | None] = lambda point: None
+    number: Callable[[PointResult], int | None] = lambda point: None  # calls per sample; None: tracked value
     description: str = ""
 
 
-def _timing(kind: str):
-    return {"value": lambda rec: rec["time"][kind]["median"], "samples": lambda rec: rec["time"][kind]["samples"],
-            "number": lambda rec: rec["time"][kind]["number"]}
+def _timing(kind: str) -> dict[str, Callable[[PointResult], Any]]:
+    return {"value": lambda p: getattr(p.time, kind).median,
+            "samples": lambda p: list(getattr(p.time, kind).samples),
+            "number": lambda p: getattr(p.time, kind).number}
 
 
-def _finite_or_nan(value) -> float:
-    return float(value) if value is not None and math.isfinite(value) else math.nan
+def _finite_or_nan(value: float) -> float:
+    return float(value) if math.isfinite(value) else math.nan
+
+
+def horizon_shortfall(point: PointResult) -> int:
+    """steps - horizon: how many steps short of the sequence start the gradient reaches (all of
+    them when the profile overflowed and has no horizon)."""
+    horizon = point.gradient.horizon
+    return point.steps - (0 if horizon is None else horizon)
 
 
 METRICS = (
-    Metric("time_forward", "time", "seconds", **_timing("forward"),
+    Metric("time_forward", "time", "time", "seconds", **_timing("forward"),
            description="median time of the recurrent layer's forward pass"),
-    Metric("time_forward_backward", "time", "seconds", **_timing("forward_backward"),
+    Metric("time_forward_backward", "time", "time", "seconds", **_timing("forward_backward"),
            description="median time of forward plus backpropagation through time"),
-    Metric("peak_memory", "memory", "bytes", lambda rec: rec["memory"]["peak_bytes"],
+    Metric("peak_memory", "memory", "memory", "bytes", lambda p: p.memory.peak_bytes,
            description="peak bytes allocated from prepare to the end of backward"),
-    Metric("compile_time", "track", "seconds", lambda rec: rec["compile_s"],
+    Metric("compile_time", "time", "track", "seconds", lambda p: p.time.compile_s,
            description="first call minus the median call: JIT compilation or cache loading"),
-    Metric("grad_abs_decay_rate", "track", "decades/step",
-           lambda rec: abs(_finite_or_nan(rec["gradient"]["decay_rate"])),
+    Metric("grad_abs_decay_rate", "gradient", "track", "decades/step",
+           lambda p: abs(_finite_or_nan(p.gradient.decay_rate)),
            description="|least-squares slope of log10 g_t against the lag|: 0 is a flat profile"),
-    Metric("grad_abs_log10_ratio", "track", "decades",
-           lambda rec: abs(_finite_or_nan(rec["gradient"]["log10_ratio"])),
+    Metric("grad_abs_log10_ratio", "gradient", "track", "decades",
+           lambda p: abs(_finite_or_nan(p.gradient.log10_ratio)),
            description="|log10(g_T / g_1)|; NaN when the profile overflowed"),
-    Metric("grad_horizon_shortfall", "track", "steps",
-           lambda rec: (rec["seq_len"] if rec["gradient"]["horizon"] is None
-                        else rec["steps"] - rec["gradient"]["horizon"]),
+    Metric("grad_horizon_shortfall", "gradient", "track", "steps", horizon_shortfall,
            description="steps - horizon: how far short of the sequence start gradients reach"),
 )
-METRIC_KINDS = {"time_forward": "time", "time_forward_backward": "time", "compile_time": "time",
-                "peak_memory": "memory"}  # the rest need the gradient profile
 
 
 def load_config(path: str | os.PathLike = CONFIG_FILE, results_dir: str | None = None):
@@ -94,11 +103,11 @@ def load_config(path: str | os.PathLike = CONFIG_FILE, results_dir: str | None =
     return conf
 
 
-def benchmark_version(suite: dict, metric: Metric) -> str:
+def benchmark_version(suite: Suite, metric: Metric) -> str:
     """Derived from what defines the measured quantity, never from backend code (asv drops results
     whose version differs from benchmarks.json's)."""
     keys = ("task", "batch", "hidden", "dtype", "init", "init_gain", "seeds")
-    blob = json.dumps({"suite": {k: suite[k] for k in keys}, "metric": metric.name,
+    blob = json.dumps({"suite": {k: getattr(suite, k) for k in keys}, "metric": metric.name,
                        "definitions": METRIC_DEFINITIONS_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -112,17 +121,17 @@ def _union(old: list[str], new: list[str]) -> list[str]:
     return merged
 
 
-def _benchmark(suite: dict, metric: Metric, params: list[list[str]]) -> dict:
+def _benchmark(suite: Suite, metric: Metric, params: list[list[str]]) -> dict:
     return {
-        "name": f"{suite['name']}.{metric.name}",
+        "name": f"{suite.name}.{metric.name}",
         "type": metric.type,
         "unit": metric.unit,
         "params": params,
         "param_names": PARAM_NAMES,
         "version": benchmark_version(suite, metric),
-        "code": f"# recorded by harness; suite {suite['name']} ({suite['task']}), metric {metric.name}\n"
+        "code": f"# recorded by harness; suite {suite.name} ({suite.task}), metric {metric.name}\n"
                 f"# {metric.description}",
-        "timeout": suite["timing"]["timeout"],
+        "timeout": suite.timing.timeout,
     }
 
 
@@ -164,47 +173,44 @@ def label_for(prov: dict, label: str | None) -> str | None:
     return None
 
 
-def _cell_value(metric: Metric, rec: dict | None) -> tuple[float | None, list | None, int | None]:
-    """asv's encoding: NaN skipped (or not measured), None failed, else value, samples, number."""
-    if rec is None or rec["status"] == "skipped":
+def _point_value(metric: Metric, point: PointResult) -> tuple[float | None, list | None, int | None]:
+    """asv's encoding: NaN skipped, None failed, else value, samples, number.
+
+    A point that is ok has every family its suite measured; a missing one is a bug (schema drift)
+    and raises, rather than becoming a silent NaN in the history."""
+    if point.status == SKIPPED:
         return math.nan, None, None
-    if rec["status"] != "ok":
+    if point.status != OK:
         return None, None, None
-    try:
-        return metric.value(rec), metric.samples(rec), metric.number(rec)
-    except (KeyError, TypeError):  # this metric was not measured in this run
-        return math.nan, None, None
+    return metric.value(point), metric.samples(point), metric.number(point)
 
 
-def record_run(data: dict, conf, label: str | None = None) -> Path:
-    """Add one finished run (a results-file dict) to the asv database; returns the file written.
+def record_run(run: RunResults, conf, label: str | None = None) -> Path:
+    """Add one finished run to the asv database; returns the file written.
 
-    Re-recording at the same commit, machine and environment merges: the cells of this run
-    replace their old values, every other cell keeps its value. Each file is replaced atomically.
+    Re-recording at the same commit, machine and environment merges: the points of this run
+    replace their old values, every other point keeps its value, samples and statistics (asv's
+    own ``selected_idx`` merge). Each file is replaced atomically.
     """
     from asv.benchmarks import Benchmarks
     from asv.results import Results, get_filename
     from asv.runner import BenchmarkResult
 
-    suite, prov = data["suite"], data["provenance"]
+    suite, prov = run.suite, run.provenance
     label = label_for(prov, label)
     results_dir = Path(conf.results_dir)
     target_dir = results_dir / LABELS_DIR / label if label else results_dir
-    records = {(r["backend"], r["cell"], r["seq_len"]): r for r in data["records"]}
-    run_params = [
-        _union([], [repr(b) for b, _, _ in records]),
-        _union([], [repr(c) for _, c, _ in records]),
-        _union([], [repr(t) for _, _, t in records]),
-    ]
+    points = {(repr(p.backend), repr(p.cell), repr(p.seq_len)): p for p in run.points}
+    run_params = [_union([], [key[axis] for key in points]) for axis in range(len(PARAM_NAMES))]
 
-    # benchmarks.json: the union of every run's params, so that older cells stay addressable.
+    # benchmarks.json: the union of every run's params, so that older points stay addressable.
     bench_file = results_dir / "benchmarks.json"
     existing = json.loads(bench_file.read_text()) if bench_file.is_file() else {"version": 2}
-    metrics = [m for m in METRICS if METRIC_KINDS.get(m.name, "gradient") in suite["metrics"]]
+    metrics = [m for m in METRICS if m.family in suite.metrics]
     benchmarks = {k: v for k, v in existing.items() if k != "version"}
     for metric in metrics:
-        name = f"{suite['name']}.{metric.name}"
-        old = benchmarks.get(name, {}).get("params", [[], [], []])
+        name = f"{suite.name}.{metric.name}"
+        old = benchmarks.get(name, {}).get("params", [[] for _ in PARAM_NAMES])
         benchmarks[name] = _benchmark(suite, metric, [_union(o, n) for o, n in zip(old, run_params)])
 
     git = prov["git"]
@@ -216,26 +222,20 @@ def record_run(data: dict, conf, label: str | None = None) -> Path:
     results = Results(_run_params(prov), {n: libs[n] for n in ("numpy", "torch", "numba") if libs.get(n)},
                       commit, date, prov["python"], env, {})
     results.load_data(str(target_dir))
-    started = dt.datetime.fromisoformat(data["started_at"])
+    started = dt.datetime.fromisoformat(run.started_at)
     for metric in metrics:
-        bench = benchmarks[f"{suite['name']}.{metric.name}"]
-        old_map = {}
-        if bench["name"] in results.get_all_result_keys():
-            old_params = results.get_result_params(bench["name"])
-            old_map = dict(zip(itertools.product(*old_params), results.get_result_value(bench["name"], old_params)))
+        bench = benchmarks[f"{suite.name}.{metric.name}"]
+        combos = list(itertools.product(*bench["params"]))
         values, samples, numbers = [], [], []
-        for combo in itertools.product(*bench["params"]):
-            key = (unrepr(combo[0]), unrepr(combo[1]), int(combo[2]))
-            if key in records:
-                value, sample, number = _cell_value(metric, records[key])
-            else:  # not in this run: keep what an earlier run at this commit recorded
-                value, sample, number = old_map.get(combo, math.nan), None, None
+        for combo in combos:
+            value, sample, number = _point_value(metric, points[combo]) if combo in points else (math.nan, None, None)
             values.append(value)
             samples.append(sample)
             numbers.append(number)
+        this_run = {i for i, combo in enumerate(combos) if combo in points}
         results.add_result(bench, BenchmarkResult(result=values, samples=samples, number=numbers, errcode=0,
                                                   stderr="", profile=None),
-                           record_samples=True, started_at=started)
+                           record_samples=True, started_at=started, selected_idx=this_run)
 
     # Write everything into a scratch folder, then move each file into place atomically.
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -260,4 +260,3 @@ def record_run(data: dict, conf, label: str | None = None) -> Path:
 def unrepr(text: str) -> str:
     """The value behind asv's repr()-encoded string parameter."""
     return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == "'" else text
-

@@ -1,9 +1,11 @@
-"""torch autograd in float64 as the external oracle for every cell torch defines."""
+"""torch autograd in float64 as the external oracle for every cell torch defines.
+
+Import it after ``pytest.importorskip("torch")``: a missing torch skips, a broken oracle fails.
+"""
 from __future__ import annotations
 
 import numpy as np
-
-torch = __import__("pytest").importorskip("torch", reason="torch is not installed (pip install '.[torch]')")
+import torch
 
 MODULES = {"rnn_tanh": ("RNN", "RNNCell"), "lstm": ("LSTM", "LSTMCell"), "gru": ("GRU", "GRUCell")}
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 import functools
 import html
 import http.server
-import json
 import logging
 import re
 import shutil
 from pathlib import Path
 
-from harness import HarnessError, plots, results
+from harness.errors import HarnessError
+from harness.record import results
+from harness.report import plots
 
 HARNESS_PAGES = "harness"
 LINK_MARK = "<!-- harness-pages -->"
@@ -35,20 +36,21 @@ CDN_FILES = {
 _TAG = re.compile(r'(<(?:script|link)\b[^>]*?(?:src|href)=")(https://[^"]+)("[^>]*>)')
 
 
-def latest_runs(results_dir: str | Path) -> dict[str, Path]:
-    """The newest results file of each suite under ``results_dir/runs`` (by start time)."""
-    newest: dict[str, tuple[str, Path]] = {}
+def latest_runs(results_dir: str | Path) -> dict[str, tuple[Path, results.RunResults]]:
+    """The newest run of each suite under ``results_dir/runs`` (by start time), with its file.
+
+    Files this harness cannot read (another schema, not JSON) and runs without points are passed over.
+    """
+    newest: dict[str, tuple[Path, results.RunResults]] = {}
     for path in sorted(Path(results_dir, "runs").glob("*.json")):
         try:
-            data = json.loads(path.read_text())
+            run = results.read(path)
         except (OSError, ValueError):
             continue
-        if data.get("schema") != results.SCHEMA or not data.get("records"):
-            continue
-        name, started = data["suite"]["name"], data["started_at"]
-        if name not in newest or started > newest[name][0]:
-            newest[name] = (started, path)
-    return {name: path for name, (_, path) in sorted(newest.items())}
+        name = run.suite.name
+        if run.points and (name not in newest or run.started_at > newest[name][1].started_at):
+            newest[name] = (path, run)
+    return dict(sorted(newest.items()))
 
 
 def _asv_publish(conf) -> None:
@@ -103,11 +105,10 @@ def publish(conf) -> Path:
     pages = html_dir / HARNESS_PAGES
     pages.mkdir(parents=True, exist_ok=True)
     items = []
-    for suite, path in latest_runs(results_dir).items():
-        data = results.read(path)
-        plots.report(data, pages / suite, title=f"harness: suite {suite}", back_link="../index.html")
+    for suite, (path, run) in latest_runs(results_dir).items():
+        plots.report(run, pages / suite, title=f"harness: suite {suite}", back_link="../index.html")
         items.append(f"<li><a href='{suite}/index.html'>{html.escape(suite)}</a> "
-                     f"(latest run {html.escape(data['started_at'][:19])}, {html.escape(path.name)})</li>")
+                     f"(latest run {html.escape(run.started_at[:19])}, {html.escape(path.name)})</li>")
     (pages / "index.html").write_text(
         "<!doctype html><html><head><meta charset='utf-8'><link rel='icon' href='data:,'><title>harness pages</title></head>"
         "<body style='font-family:sans-serif;max-width:60em;margin:2em auto'>"

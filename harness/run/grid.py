@@ -1,4 +1,4 @@
-"""From a suite's grid cell to backend problems: task data, parameters, readout and loss (float64).
+"""From a grid point to backend problems: task data, parameters, readout and loss (float64).
 
 Every backend gets bit-identical inputs: the data, weights and the upstream gradient dL/dh_t are
 computed here from the seed with the NumPy reference in float64 and only then cast to the suite's
@@ -13,24 +13,30 @@ import numpy as np
 from harness import reference
 from harness.backend import Problem
 from harness.cells import init_params
+from harness.suites import Suite
+from harness.tasks import Task
 
 
 @dataclass(frozen=True)
-class CellJob:
-    """One grid cell: what a worker needs to build and measure it (picklable)."""
+class PointJob:
+    """One grid point and the suite it belongs to: what a worker needs to measure it (picklable)."""
 
     backend: str
     cell: str
-    seq_len: int
-    suite: dict  # Suite.to_dict()
+    seq_len: int  # the task's T
+    suite: Suite
 
     @property
     def key(self) -> tuple[str, str, int]:
         return (self.backend, self.cell, self.seq_len)
 
+    def label(self) -> str:
+        """How progress and logs name the point."""
+        return f"{self.backend} {self.cell} T={self.seq_len}"
 
-@dataclass
-class TaskProblem:
+
+@dataclass(frozen=True)
+class SeededProblem:
     """A seeded problem: the layer's problem with the full task loss, and with the last-step loss."""
 
     timed: Problem  # upstream gradient of the task's loss
@@ -38,27 +44,32 @@ class TaskProblem:
     loss_init: float  # task loss at initialisation
     baseline: float  # the task's memoryless baseline
 
+    @property
+    def steps(self) -> int:
+        """The number of steps the layer runs (the task's T, or more: copy runs T + 20)."""
+        return self.timed.x.shape[0]
+
 
 def _readout(hidden: int, outputs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     bound = 1.0 / np.sqrt(hidden)  # torch.nn.Linear's default
     return rng.uniform(-bound, bound, (outputs, hidden)), rng.uniform(-bound, bound, outputs)
 
 
-def build(task, cell: str, seq_len: int, suite: dict, seed: int) -> TaskProblem:
+def build(task: Task, cell: str, seq_len: int, suite: Suite, seed: int) -> SeededProblem:
+    """The problem of one grid point for one seed, identical for every backend."""
     rng = np.random.default_rng([seed, seq_len])
-    batch = task.generate(seq_len, suite["batch"], rng)
-    params = init_params(cell, task.input_size, suite["hidden"], rng, suite["init"], suite["init_gain"])
-    w_y, b_y = _readout(suite["hidden"], task.output_size, rng)
+    batch = task.generate(seq_len, suite.batch, rng)
+    params = init_params(cell, task.input_size, suite.hidden, rng, suite.init, suite.init_gain)
+    w_y, b_y = _readout(suite.hidden, task.output_size, rng)
     h = reference.outputs(cell, reference.forward(cell, params, batch.x)).h
     y = h @ w_y.T + b_y
     loss, dy = task.loss(y, batch)
     _, dy_last = task.loss(y, batch, last_only=True)
-    dtype = suite["dtype"]
-    cast = {name: value.astype(dtype) for name, value in params.items()}
-    x = batch.x.astype(dtype)
-    return TaskProblem(
-        timed=Problem(cell, cast, x, (dy @ w_y).astype(dtype)),
-        last_step=Problem(cell, cast, x, (dy_last @ w_y).astype(dtype)),
+    cast = {name: value.astype(suite.dtype) for name, value in params.items()}
+    x = batch.x.astype(suite.dtype)
+    return SeededProblem(
+        timed=Problem(cell, cast, x, (dy @ w_y).astype(suite.dtype)),
+        last_step=Problem(cell, cast, x, (dy_last @ w_y).astype(suite.dtype)),
         loss_init=loss,
         baseline=task.baseline(seq_len),
     )

@@ -7,7 +7,7 @@ when the relative interquartile range is below a threshold or the time budget is
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import numpy as np
@@ -53,9 +53,6 @@ class Measurement:
     @property
     def relative_iqr(self) -> float:
         return self.iqr / self.median if self.median > 0 else float("inf")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class Timer:

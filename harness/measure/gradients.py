@@ -5,9 +5,23 @@ step t is T - t and g_T is the gradient the loss injects.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 HORIZON_FRACTION = 1e-6
+
+
+@dataclass(frozen=True)
+class DecayMetrics:
+    """What a profile says about vanishing and explosion (definitions: :func:`gradient_metrics`)."""
+
+    decay_rate: float
+    log10_ratio: float
+    horizon: int | None
+    exploded: bool
+    first_nonfinite_lag: int | None
+    vanished: bool
 
 
 def profile(per_step_grad: np.ndarray) -> np.ndarray:
@@ -16,7 +30,12 @@ def profile(per_step_grad: np.ndarray) -> np.ndarray:
         return np.linalg.norm(per_step_grad.astype(np.float64), axis=-1).mean(axis=-1)
 
 
-def gradient_metrics(g: np.ndarray, floor: float = 0.0) -> dict:
+def underflow_floor(dtype: str | np.dtype) -> float:
+    """The smallest normal number of ``dtype``: a gradient at or below it has underflowed."""
+    return float(np.finfo(dtype).tiny)
+
+
+def gradient_metrics(g: np.ndarray, floor: float = 0.0) -> DecayMetrics:
     """Decay rate, log10(g_T / g_1), horizon and explosion flags of a profile.
 
     ``floor`` is the smallest normal number of the dtype the gradients were computed in: entries
@@ -35,23 +54,20 @@ def gradient_metrics(g: np.ndarray, floor: float = 0.0) -> dict:
     lags = T - 1 - np.arange(T)  # lag of g[i] (step t = i + 1) is T - t
     finite = np.isfinite(g)
     usable = finite & (g > floor)
-    out: dict = {
-        "exploded": bool(not finite.all()),
-        "first_nonfinite_lag": int(lags[~finite].min()) if not finite.all() else None,
-        "vanished": bool(np.any(finite & (g <= floor))),
-    }
-    if usable.sum() >= 2:
-        slope = np.polyfit(lags[usable], np.log10(g[usable]), 1)[0]
-        out["decay_rate"] = float(-slope)
-    else:
-        out["decay_rate"] = float("nan")
+    decay_rate = float(-np.polyfit(lags[usable], np.log10(g[usable]), 1)[0]) if usable.sum() >= 2 else float("nan")
     g_T, g_1 = g[-1], g[0]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        out["log10_ratio"] = float(np.log10(g_T) - np.log10(g_1)) if g_T > 0 and np.isfinite(g_T) else float("nan")
+        log10_ratio = float(np.log10(g_T) - np.log10(g_1)) if g_T > 0 and np.isfinite(g_T) else float("nan")
+    horizon = None
     if np.isfinite(g_T) and g_T > 0:
         above = np.nonzero(g >= HORIZON_FRACTION * g_T)[0]  # NaN compares False
         horizon = int(lags[above].max())
-        out["horizon"] = T if horizon == T - 1 else horizon
-    else:
-        out["horizon"] = None
-    return out
+        horizon = T if horizon == T - 1 else horizon
+    return DecayMetrics(
+        decay_rate=decay_rate,
+        log10_ratio=log10_ratio,
+        horizon=horizon,
+        exploded=bool(not finite.all()),
+        first_nonfinite_lag=int(lags[~finite].min()) if not finite.all() else None,
+        vanished=bool(np.any(finite & (g <= floor))),
+    )

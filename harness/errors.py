@@ -1,0 +1,25 @@
+"""The one error type the CLI shows as a single line, and the one check that produces most of them."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class HarnessError(Exception):
+    """An error caused by the user's input; the CLI prints it as one line, without a traceback."""
+
+
+def unknown_choice(kind: str, value: object, valid: Iterable[object], valid_label: str | None = None) -> HarnessError:
+    """The one-line error ``unknown <kind> <value>; <valid_label>: a, b, c``.
+
+    ``valid_label`` defaults to ``valid <kind>s``.
+    """
+    label = valid_label or f"valid {kind}s"
+    return HarnessError(f"unknown {kind} {value!r}; {label}: {', '.join(map(str, valid)) or 'none'}")
+
+
+def check_choice(kind: str, value: str, valid: Iterable[str], valid_label: str | None = None) -> str:
+    """Return ``value`` if it is one of ``valid``, else raise :func:`unknown_choice`'s error."""
+    choices = list(valid)
+    if value not in choices:
+        raise unknown_choice(kind, value, choices, valid_label)
+    return value

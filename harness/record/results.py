@@ -1,0 +1,290 @@
+"""The typed record of a run and its grid points: built by the runner, stored and read back here only.
+
+One results file per run is self-describing JSON (the suite, provenance, each backend's status and one
+:class:`PointResult` per grid point), written atomically. Every reader (summary table, plots, asv
+recorder, pandas) works on these dataclasses or on the one DataFrame :func:`frame` builds, so a new
+field is added in one place. Reading is strict: a missing or unknown key is a :class:`ResultsFormatError`,
+never a silent NaN.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.measure.gradients import DecayMetrics
+from harness.measure.timing import Measurement
+from harness.suites import Suite
+
+SCHEMA = 2
+#: The status of a grid point.
+OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+STATUSES = (OK, FAILED, SKIPPED)
+
+
+class ResultsFormatError(ValueError):
+    """A results file that does not match the schema this harness reads."""
+
+
+@dataclass(frozen=True)
+class LossAtInit:
+    init: float  # task loss of the initialised network on the first seed's data
+    baseline: float  # the task's memoryless baseline
+
+
+@dataclass(frozen=True)
+class Times:
+    forward: Measurement
+    forward_backward: Measurement
+    first_call_s: float  # the first forward+backward: JIT compilation or cache loading included
+    compile_s: float  # first call minus the median forward+backward
+
+
+@dataclass(frozen=True)
+class Memory:
+    peak_bytes: int
+    tool: str  # the meter that saw the allocations
+    activation_bytes: int  # analytic stored activations: steps * B * k * H * itemsize
+
+
+@dataclass(frozen=True)
+class Gradient(DecayMetrics):
+    """The gradient profile g_t (t = 1..steps), g^c_t for cells with a cell state, and its metrics."""
+
+    g: tuple[float, ...]
+    gc: tuple[float, ...] | None
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """The outcome of one grid point (backend, cell, seq_len).
+
+    ``seq_len`` is the task's T; ``steps`` is the number of steps the layer ran (copy: T + 20).
+    A measurement family the suite did not ask for is ``None``.
+    """
+
+    backend: str
+    cell: str
+    seq_len: int
+    dtype: str
+    status: str  # ok, failed or skipped
+    reason: str = ""  # why it failed or was skipped
+    steps: int | None = None
+    loss: LossAtInit | None = None
+    time: Times | None = None
+    memory: Memory | None = None
+    gradient: Gradient | None = None
+    duration_s: float | None = None  # wall time of the whole point in its worker
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.backend, self.cell, self.seq_len)
+
+    @property
+    def note(self) -> str:
+        """One line for a table: the first line of the reason, or what the gradient did."""
+        if self.status != OK:
+            lines = self.reason.strip().splitlines()
+            return lines[0] if lines else self.status
+        return "exploded" if self.gradient is not None and self.gradient.exploded else ""
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    available: bool
+    reason: str = ""
+    description: str = ""
+    info: dict[str, Any] = field(default_factory=dict)  # the worker's Backend.info()
+
+
+@dataclass
+class RunResults:
+    """Everything one results file holds."""
+
+    suite: Suite
+    started_at: str
+    provenance: dict[str, Any]
+    status: str = "running"  # running, complete or interrupted
+    finished_at: str | None = None
+    backends: dict[str, BackendStatus] = field(default_factory=dict)
+    points: list[PointResult] = field(default_factory=list)
+    schema: int = SCHEMA
+
+    def count(self, status: str) -> int:
+        return sum(p.status == status for p in self.points)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {status: self.count(status) for status in STATUSES}
+
+
+# -- JSON encoding ------------------------------------------------------------------------------------
+def _encode(value: Any) -> Any:
+    """Dataclasses to dicts; NaN/inf as strings (JSON has none), so files stay standard JSON."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(kind: Any, value: Any, where: str) -> Any:
+    """``value`` read from JSON as type ``kind``: nested dataclasses, tuples, NaN/inf strings."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _decode(inner, value, where)
+    if dataclasses.is_dataclass(kind):
+        return _dataclass(kind, value, where)
+    if origin in (tuple, list):
+        if not isinstance(value, list):
+            raise ResultsFormatError(f"{where}: expected a list, got {type(value).__name__}")
+        items = [_decode(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ResultsFormatError(f"{where}: expected an object, got {type(value).__name__}")
+        return {k: _decode(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if kind is float and value in ("nan", "inf", "-inf"):
+        return float(value)
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind is Any or (isinstance(kind, type) and isinstance(value, kind) and not
+                       (isinstance(value, bool) and kind is not bool)):
+        return _restore_floats(value) if kind is Any else value
+    raise ResultsFormatError(f"{where}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
+
+
+def _restore_floats(value: Any) -> Any:
+    if value in ("nan", "inf", "-inf"):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _restore_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_restore_floats(v) for v in value]
+    return value
+
+
+def _dataclass(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ResultsFormatError(f"{where}: expected an object for {cls.__name__}, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ResultsFormatError(f"{where}: unknown keys {sorted(unknown)} for {cls.__name__}")
+    kwargs = {}
+    for name, f in fields.items():
+        if not f.init:
+            continue  # derived (a Measurement's median and IQR): recomputed from the samples
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ResultsFormatError(f"{where}: missing key {name!r} of {cls.__name__}")
+            continue
+        kwargs[name] = _decode(hints[name], data[name], f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def to_json(run: RunResults) -> dict:
+    """The JSON-ready form of a run (the inverse of :func:`from_json`)."""
+    return _encode(run)
+
+
+def from_json(data: Any, where: str = "results") -> RunResults:
+    """A run from its JSON form; raises :class:`ResultsFormatError` on any schema mismatch."""
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise ResultsFormatError(f"{where}: results schema {found!r}, this harness reads {SCHEMA}")
+    return _dataclass(RunResults, data, where)
+
+
+# -- files ---------------------------------------------------------------------------------------------
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    """Write JSON to a temporary file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(_encode(data), f, indent=1, allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write(path: str | os.PathLike, run: RunResults) -> None:
+    """Write a results file atomically: readers see the old or the new file, never half of one."""
+    write_json_atomic(path, to_json(run))
+
+
+def read(path: str | os.PathLike) -> RunResults:
+    """A results file as a :class:`RunResults`; a file of another schema is a :class:`ResultsFormatError`."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsFormatError(f"{path}: not JSON ({exc})") from None
+    return from_json(data, str(path))
+
+
+# -- the one DataFrame ---------------------------------------------------------------------------------
+def point_row(point: PointResult) -> dict[str, Any]:
+    """One flat row of a point: status, times, memory, gradient metrics; curves as tuples."""
+    nan = math.nan
+    t, mem, grad, loss = point.time, point.memory, point.gradient, point.loss
+    return {
+        "backend": point.backend, "cell": point.cell, "seq_len": point.seq_len, "steps": point.steps,
+        "dtype": point.dtype, "status": point.status, "reason": point.reason,
+        "forward_median_s": t.forward.median if t else nan,
+        "forward_iqr_s": t.forward.iqr if t else nan,
+        "forward_backward_median_s": t.forward_backward.median if t else nan,
+        "forward_backward_iqr_s": t.forward_backward.iqr if t else nan,
+        "compile_s": t.compile_s if t else nan,
+        "peak_bytes": mem.peak_bytes if mem else nan,
+        "activation_bytes": mem.activation_bytes if mem else nan,
+        "decay_rate": grad.decay_rate if grad else nan,
+        "log10_ratio": grad.log10_ratio if grad else nan,
+        "horizon": grad.horizon if grad else None,
+        "exploded": grad.exploded if grad else None,
+        "vanished": grad.vanished if grad else None,
+        "g": grad.g if grad else None,
+        "gc": grad.gc if grad else None,
+        "loss_init": loss.init if loss else nan,
+        "loss_baseline": loss.baseline if loss else nan,
+    }
+
+
+def frame(run: RunResults):
+    """One row per grid point (see :func:`point_row`); the suite and provenance in ``attrs``."""
+    import pandas as pd
+
+    table = pd.DataFrame([point_row(p) for p in run.points], columns=list(point_row(_EMPTY_POINT)))
+    table.attrs["suite"] = run.suite.name
+    table.attrs["provenance"] = run.provenance
+    return table
+
+
+_EMPTY_POINT = PointResult("", "", 0, "", SKIPPED)
+
+
+def load(path: str | os.PathLike):
+    """A results file as a pandas DataFrame, one row per grid point (see :func:`frame`)."""
+    return frame(read(path))

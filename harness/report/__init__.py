@@ -1,0 +1,1 @@
+"""Showing: terminal tables and progress (rich), plots, the published site, comparisons."""

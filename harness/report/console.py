@@ -1,0 +1,135 @@
+"""Terminal output through rich: the progress bar over a grid, and every table the CLI prints.
+
+On a terminal the progress bar redraws in place with the point now running and an ETA; when the
+output is a file or a pipe it prints one plain line per finished point instead.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, TextIO
+
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from harness.record.results import PointResult, RunResults
+    from harness.run.grid import PointJob
+    from harness.testing import Report
+
+#: Width of tables written to a file or pipe, where there is no terminal to measure.
+FILE_WIDTH = 250
+
+
+def console(stream: TextIO | None = None) -> Console:
+    """A rich console on ``stream`` (stdout by default); wide and plain when it is not a terminal."""
+    stream = stream or sys.stdout
+    terminal = stream.isatty()
+    return Console(file=stream, width=None if terminal else FILE_WIDTH, highlight=False,
+                   force_terminal=None if terminal else False, soft_wrap=not terminal)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]], right: Iterable[int] = (),
+          title: str | None = None) -> Table:
+    """A table with one header row; the columns numbered in ``right`` are right-aligned."""
+    right = set(right)
+    out = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False, show_edge=False)
+    for i, header in enumerate(headers):
+        out.add_column(header, justify="right" if i in right else "left", overflow="fold")
+    for row in rows:
+        out.add_row(*row)
+    return out
+
+
+def render(renderable, width: int = FILE_WIDTH) -> str:
+    """What ``renderable`` prints, as plain text (for tests and files)."""
+    import io
+
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, force_terminal=False, highlight=False).print(renderable)
+    return buffer.getvalue()
+
+
+def _num(value: float | int | None, scale: float = 1.0, fmt: str = "{:.3g}") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return fmt.format(value * scale)
+
+
+def summary(run: RunResults) -> Table:
+    """One row per grid point: status, median times, peak memory, gradient metrics, loss vs baseline."""
+    headers = ["backend", "cell", "T", "status", "fwd ms", "fwd+bwd ms", "IQR %", "peak MiB",
+               "decay/step", "horizon", "loss/baseline", "note"]
+    rows = []
+    for p in run.points:
+        t, mem, grad, loss = p.time, p.memory, p.gradient, p.loss
+        fb = t.forward_backward if t else None
+        rows.append([
+            p.backend, p.cell, str(p.seq_len), p.status,
+            _num(t.forward.median if t else None, 1e3),
+            _num(fb.median if fb else None, 1e3),
+            _num(fb.relative_iqr if fb else None, 100, "{:.1f}"),
+            _num(mem.peak_bytes if mem else None, 1 / 2**20, "{:.2f}"),
+            _num(grad.decay_rate if grad else None, 1, "{:.2e}"),
+            _num(grad.horizon if grad else None, 1, "{:d}"),
+            _num(loss.init / loss.baseline if loss else None, 1, "{:.2f}"),
+            p.note[:60],
+        ])
+    return table(headers, rows, right=range(2, 11))
+
+
+class GridProgress:
+    """Progress over the points of a run: a live rich bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, total: int, enabled: bool = True, stream: TextIO | None = None):
+        self.total, self.done, self.enabled = total, 0, enabled
+        self._console = Console(file=stream or sys.stderr, highlight=False)
+        self._live = enabled and self._console.is_terminal
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("ETA"), TimeRemainingColumn(), console=self._console, transient=False,
+        ) if self._live else None
+        self._task = None
+
+    def __enter__(self) -> GridProgress:
+        if self._progress is not None:
+            self._progress.start()
+            self._task = self._progress.add_task("starting", total=self.total)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def start(self, job: PointJob | None) -> None:
+        """Show the point a worker is running now (``None``: the backend is done)."""
+        if self._progress is not None and job is not None:
+            self._progress.update(self._task, description=f"running {job.label()}")
+
+    def advance(self, point: PointResult) -> None:
+        """Count a finished point; without a terminal, print one line for it."""
+        self.done += 1
+        line = f"{point.backend} {point.cell} T={point.seq_len}: {point.status}"
+        if point.note:
+            line += f" ({point.note[:80]})"
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, description=line)
+        elif self.enabled:
+            self._console.print(f"[{self.done}/{self.total}] {line}", markup=False)
+
+
+def check_report(report: Report) -> str:
+    """``harness check``'s output: one row per check, then the verdict."""
+    from harness.testing import TOLERANCES
+
+    if report.availability:
+        return f"backend {report.backend!r} is unavailable here: {report.availability}"
+    rows = [[r.cell, r.dtype, r.check, "pass" if r.passed else "FAIL", f"{r.error:.2e}", r.detail]
+            for r in report.results]
+    failed = sum(not r.passed for r in report.results)
+    verdict = "all checks passed" if not failed else f"{failed} of {len(report.results)} checks FAILED"
+    text = render(table(["cell", "dtype", "check", "result", "max error", "detail"], rows, right=(4,)))
+    return f"{text}\n{report.backend}: {verdict} (tolerances: {TOLERANCES})"

@@ -1,0 +1,1 @@
+"""Running: the grid and its seeded problems, one point's measurement, executors, the runner."""

@@ -1,0 +1,88 @@
+"""Measure one grid point on one backend: speed, peak memory, gradient profile, loss at init.
+
+Runs inside the backend's worker process. Only ``forward`` and ``backward`` calls are timed;
+building problems, moving data and converting results are outside every timed region.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from harness.backend import Backend
+from harness.cells import activation_bytes
+from harness.measure import gradients
+from harness.measure.timing import Measurement, Timer
+from harness.record.results import OK, Gradient, LossAtInit, Memory, PointResult, Times
+from harness.run.grid import PointJob, SeededProblem, build
+from harness.suites import Timing
+from harness.tasks import Task
+
+
+def _time(backend: Backend, stmt: Callable[[], object], timing: Timing) -> Measurement:
+    timer = Timer(stmt, backend.clock())
+    if timing.repeat:
+        return timer.timeit(timing.repeat)
+    return timer.adaptive_autorange(threshold=timing.threshold, min_blocks=timing.min_blocks, budget=timing.budget)
+
+
+def gradient_profile(backend: Backend, problems: list[SeededProblem]) -> Gradient:
+    """g_t (and g^c_t for a cell with a cell state) averaged over the seeds' draws, with its metrics."""
+    curves, cell_curves = [], []
+    for p in problems:
+        backend.prepare(p.last_step)
+        backend.forward()
+        backend.backward(per_step=True)
+        grads = backend.gradients()
+        curves.append(gradients.profile(grads.h))
+        if grads.c is not None:
+            cell_curves.append(gradients.profile(grads.c))
+    with np.errstate(over="ignore", invalid="ignore"):
+        g = np.mean(curves, axis=0)
+        gc = tuple(np.mean(cell_curves, axis=0).tolist()) if cell_curves else None
+    decay = gradients.gradient_metrics(g, floor=gradients.underflow_floor(problems[0].last_step.dtype))
+    return Gradient(**vars(decay), g=tuple(g.tolist()), gc=gc)
+
+
+def measure(backend: Backend, job: PointJob, task: Task) -> PointResult:
+    """Every measurement family the suite asks for, for one grid point."""
+    suite = job.suite
+    started = time.perf_counter()
+    problems = [build(task, job.cell, job.seq_len, suite, seed) for seed in suite.seeds]
+    first = problems[0]
+    steps, batch, _, hidden = first.timed.shape
+
+    def forward_backward():
+        backend.forward()
+        backend.backward()
+
+    # First call: includes JIT compilation or cache loading; compile time = first call - median.
+    backend.prepare(first.timed)
+    clock = backend.clock()
+    clock.start()
+    forward_backward()
+    first_call = clock.stop()
+
+    gradient = gradient_profile(backend, problems) if "gradient" in suite.metrics else None
+    times = None
+    if "time" in suite.metrics:
+        backend.prepare(first.timed)
+        forward = _time(backend, backend.forward, suite.timing)
+        both = _time(backend, forward_backward, suite.timing)
+        times = Times(forward, both, first_call_s=first_call, compile_s=max(0.0, first_call - both.median))
+    memory = None
+    if "memory" in suite.metrics:
+        backend.teardown()  # counted from prepare on: a backend's preallocated buffers are its memory
+        meter = backend.memory_meter()
+        with meter:
+            backend.prepare(first.timed)
+            forward_backward()
+            backend.synchronize()
+        memory = Memory(peak_bytes=int(meter.peak), tool=meter.tool,
+                        activation_bytes=activation_bytes(job.cell, steps, batch, hidden, suite.dtype))
+    return PointResult(
+        backend=job.backend, cell=job.cell, seq_len=job.seq_len, dtype=suite.dtype, status=OK, steps=steps,
+        loss=LossAtInit(first.loss_init, first.baseline), time=times, memory=memory, gradient=gradient,
+        duration_s=time.perf_counter() - started,
+    )

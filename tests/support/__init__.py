@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: import them explicitly (``from tests.support.X import ...``)."""

@@ -1,0 +1,29 @@
+"""Running the ``harness`` command in a subprocess, always with a time limit."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+#: Seconds any harness subprocess may take in a test: generous for a loaded 2-core machine, but a
+#: hang fails the test instead of the whole CI run.
+TIMEOUT = 600
+
+
+def harness(*args: str, cwd: str | Path | None = None, env: dict | None = None,
+            check: bool = False) -> subprocess.CompletedProcess:
+    """``python -m harness ARGS``; with ``check``, a non-zero exit fails with its stderr."""
+    result = subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=TIMEOUT)
+    if check and result.returncode != 0:
+        raise AssertionError(f"harness {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+    return result
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """The single stderr line of a usage error (exit code 2, no traceback)."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]

@@ -1,0 +1,18 @@
+"""Tiny suite files for tests."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_suite(folder: Path, **overrides) -> Path:
+    """A tiny suite: temporal order, B=2, H=4, float64, two timed blocks, a 120 s timeout per point
+    (generous: a loaded 2-core machine starts a worker in seconds, not minutes)."""
+    settings = {"task": '"temporal_order"', "cells": '["rnn_tanh"]', "seq_lens": "[12]", "batch": "2",
+                "hidden": "4", "dtype": '"float64"', "seeds": "[0]"}
+    settings.update({k: v for k, v in overrides.items() if k != "timing"})
+    timing = {"repeat": "2", "timeout": "120", **overrides.get("timing", {})}
+    folder.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(f"{k} = {v}" for k, v in settings.items())
+    text += "\n\n[timing]\n" + "\n".join(f"{k} = {v}" for k, v in timing.items()) + "\n"
+    (folder / "suite.toml").write_text(text)
+    return folder

@@ -1,0 +1,108 @@
+"""The Timer's arithmetic with a fake clock: block sizing, per-call times, when repetition stops,
+and the compile time that one grid point derives from the first call."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from harness.measure.timing import Measurement, Timer, WallClock
+
+
+class FakeClock:
+    """Virtual seconds: a statement advances ``now``; the clock reads it."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.blocks = 0
+
+    def start(self) -> None:
+        self._t0 = self.now
+
+    def stop(self) -> float:
+        self.blocks += 1
+        return self.now - self._t0
+
+
+def _timer(costs) -> tuple[Timer, FakeClock]:
+    clock = FakeClock()
+    costs = iter(costs)
+
+    def stmt():
+        clock.now += next(costs)
+
+    return Timer(stmt, clock), clock
+
+
+def test_block_grows_until_it_takes_the_minimum_block_time():
+    timer, _ = _timer(itertools.repeat(0.001))
+    assert timer.block_size(min_block_time=0.02) == 21  # 1 call: 1 ms, so int(0.02 / 0.001) + 1
+    slow, _ = _timer(itertools.repeat(0.5))
+    assert slow.block_size(min_block_time=0.02) == 1
+
+
+def test_a_sample_is_the_blocks_time_divided_by_its_number_of_calls():
+    timer, _ = _timer(itertools.repeat(0.001))
+    m = timer.timeit(repeat=4)
+    assert m.number == 21 and len(m.samples) == 4
+    assert m.samples == pytest.approx([0.001] * 4, rel=1e-9)
+    assert m.median == pytest.approx(0.001) and m.iqr == pytest.approx(0.0, abs=1e-15)
+
+
+def test_adaptive_autorange_stops_at_min_blocks_once_the_spread_is_small():
+    timer, clock = _timer(itertools.repeat(0.001))
+    m = timer.adaptive_autorange(threshold=0.1, min_blocks=5, min_time=0.1, budget=10.0)
+    assert len(m.samples) == 5  # 5 blocks of 21 ms pass min_time (0.1 s) and min_blocks together
+
+
+def test_adaptive_autorange_stops_at_the_budget_when_the_spread_stays_large():
+    # Blocks alternate between 1 ms and 3 ms per call: IQR / median never falls below 10 %.
+    # Finite: a timer that ignored the budget would run out of costs and fail instead of hanging.
+    costs = itertools.chain([0.001] * 21, itertools.islice(itertools.cycle([0.001] * 21 + [0.003] * 21), 21 * 400))
+    timer, _ = _timer(costs)
+    m = timer.adaptive_autorange(threshold=0.1, min_blocks=5, min_time=0.1, budget=1.0)
+    spent = sum(s * m.number for s in m.samples)
+    assert m.relative_iqr >= 0.1
+    assert 1.0 <= spent < 1.0 + 0.063  # stops with the first block past the budget (a block is <= 63 ms)
+
+
+def test_measurement_statistics():
+    m = Measurement([1.0, 2.0, 3.0, 4.0, 100.0], number=7)
+    assert m.median == 3.0 and m.iqr == 2.0 and m.relative_iqr == pytest.approx(2 / 3)
+
+
+def test_wall_clock_synchronises_at_both_ends_of_a_block():
+    calls = []
+    clock = WallClock(lambda: calls.append("sync"))
+    clock.start()
+    assert calls == ["sync"]
+    assert clock.stop() >= 0.0 and calls == ["sync", "sync"]
+
+
+def test_compile_time_is_the_first_call_minus_the_median(tmp_path):
+    """A backend whose first forward costs 0.5 virtual seconds and every later one 0.01 s."""
+    from harness import suites
+    from harness.run import grid, point
+    from harness.tasks import TemporalOrderTask
+    from harness_plugins.numpy_backend import NumpyBackend
+    from tests.support.suites import write_suite
+
+    clock = FakeClock()
+
+    class Compiles(NumpyBackend):
+        name = "compiles"
+        calls = 0
+
+        def clock(self):
+            return clock
+
+        def forward(self):
+            Compiles.calls += 1
+            clock.now += 0.5 if Compiles.calls == 1 else 0.01
+            super().forward()
+
+    suite = suites.load(write_suite(tmp_path / "s", metrics='["time"]'))
+    result = point.measure(Compiles(), grid.PointJob("compiles", "rnn_tanh", 12, suite), TemporalOrderTask())
+    assert result.time.first_call_s == pytest.approx(0.5)
+    assert result.time.forward_backward.median == pytest.approx(0.01)
+    assert result.time.compile_s == pytest.approx(0.49)
