@@ -19,7 +19,7 @@ from harness.report import plots
 
 HARNESS_PAGES = "harness"
 LINK_MARK = "<!-- harness-pages -->"
-VENDOR = Path(__file__).parent / "vendor" / "asv"
+VENDOR = Path(__file__).resolve().parents[1] / "vendor" / "asv"
 # asv's CDN address -> the vendored copy (see harness/vendor/asv/README.md)
 CDN_FILES = {
     "https://code.jquery.com/jquery-3.3.1.min.js": "jquery-3.3.1.min.js",

@@ -1,0 +1,36 @@
+"""Synthetic runs with exact values, recorded into an asv database without measuring anything."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from harness import suites
+from harness.measure.timing import Measurement
+from harness.record import asvdb
+from harness.record.results import OK, Gradient, LossAtInit, Memory, PointResult, RunResults, Times
+from tests.support.suites import write_suite
+
+PROVENANCE = {"machine": "testbox", "os": "Linux", "arch": "x86_64", "cpu": "cpu", "cpu_count": 2, "gpu": None,
+              "python": "3.11", "libraries": {"numpy": "2.0"}, "threads": 1,
+              "git": {"commit": "a" * 40, "commit_date_ms": 1_700_000_000_000, "dirty": False}}
+
+
+def synthetic_point(backend: str, seq_len: int, median: float, status: str = OK, horizon: int | None = 5,
+                    steps: int | None = None) -> PointResult:
+    """An lstm point whose timings are ``median`` (samples within 1 %), or a failed/skipped one."""
+    if status != OK:
+        return PointResult(backend, "lstm", seq_len, "float32", status, reason="why")
+    samples = [median * f for f in (0.99, 1.0, 1.01)]
+    times = Times(Measurement(samples, 4), Measurement(samples, 4), 1.0, 0.5)
+    gradient = Gradient(decay_rate=0.1, log10_ratio=1.0, horizon=horizon, exploded=horizon is None,
+                        first_nonfinite_lag=None, vanished=False, g=(1.0,), gc=None)
+    return PointResult(backend, "lstm", seq_len, "float32", OK, steps=steps or seq_len, loss=LossAtInit(1.0, 1.0),
+                       time=times, memory=Memory(1000, "tracemalloc", 500), gradient=gradient)
+
+
+def record_synthetic(tmp_path: Path, label: str, points: list[PointResult], suite_name: str = "tiny"):
+    """Record ``points`` as one run of suite ``suite_name`` under ``label`` in tmp_path/results."""
+    suite = dataclasses.replace(suites.load(write_suite(tmp_path / "suite")), name=suite_name)
+    run = RunResults(suite=suite, started_at="2026-11-26T07:00:00+00:00", provenance=PROVENANCE, points=points)
+    conf = asvdb.load_config(path=tmp_path / "none.json", results_dir=tmp_path / "results")
+    return asvdb.record_run(run, conf, label=label), conf

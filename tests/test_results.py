@@ -1,0 +1,72 @@
+"""The typed record: a strict JSON round trip, and schema drift that fails loudly."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from harness import suites
+from harness.measure.timing import Measurement
+from harness.record import results
+from harness.record.results import (FAILED, OK, SKIPPED, Gradient, LossAtInit, Memory, PointResult, ResultsFormatError,
+                                    RunResults, Times)
+from tests.support.suites import write_suite
+
+
+@pytest.fixture
+def run(tmp_path) -> RunResults:
+    suite = suites.load(write_suite(tmp_path / "tiny", cells='["lstm"]'))
+    times = Times(Measurement([0.002, 0.003, 0.004], 5), Measurement([0.01, 0.02, 0.03], 2), 0.5, 0.48)
+    gradient = Gradient(decay_rate=0.3, log10_ratio=math.nan, horizon=None, exploded=True, first_nonfinite_lag=2,
+                        vanished=False, g=(math.inf, math.nan, 1.0), gc=(0.5, 0.25, 1.0))
+    ok = PointResult("numpy", "lstm", 12, "float64", OK, steps=12, loss=LossAtInit(1.39, 1.386), time=times,
+                     memory=Memory(4096, "tracemalloc", 2048), gradient=gradient, duration_s=0.7)
+    return RunResults(suite=suite, started_at="2026-11-26T07:00:00+00:00", provenance={"threads": 1, "x": math.inf},
+                      points=[ok, PointResult("numba", "lstm", 12, "float64", FAILED, reason="boom\ntraceback"),
+                              PointResult("cuda", "lstm", 12, "float64", SKIPPED)])
+
+
+def test_round_trip_is_exact_and_standard_json(run, tmp_path):
+    path = tmp_path / "run.json"
+    results.write(path, run)
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    back = results.read(path)
+    assert back.points[1:] == run.points[1:] and back.suite == run.suite
+    g = back.points[0].gradient
+    assert math.isinf(g.g[0]) and math.isnan(g.g[1]) and math.isnan(g.log10_ratio) and g.gc == (0.5, 0.25, 1.0)
+    assert back.points[0].time == run.points[0].time and back.points[0].time.forward.median == 0.003
+    assert back.provenance["x"] == math.inf and back.counts == {"ok": 1, "failed": 1, "skipped": 1}
+
+
+@pytest.mark.parametrize("drift, message", [
+    (lambda d: d["points"][0]["memory"].pop("peak_bytes"), r"points\[0\]\.memory: missing key 'peak_bytes'"),
+    (lambda d: d["points"][0].update(horizon=3), r"points\[0\]: unknown keys \['horizon'\]"),
+    (lambda d: d["points"][0]["time"]["forward"].update(samples="fast"), r"forward\.samples: expected a list"),
+    (lambda d: d["points"][0].update(seq_len="12"), r"points\[0\]\.seq_len: expected int, got '12'"),
+    (lambda d: d.update(schema=1), r"results schema 1, this harness reads 2"),
+])
+def test_schema_drift_fails_loudly(run, drift, message):
+    data = json.loads(json.dumps(results.to_json(run)))
+    drift(data)
+    with pytest.raises(ResultsFormatError, match=message):
+        results.from_json(data)
+
+
+def test_a_file_that_is_not_json_is_a_format_error(tmp_path):
+    (tmp_path / "x.json").write_bytes(b"\xff\xfe not json")
+    with pytest.raises(ResultsFormatError, match="not JSON"):
+        results.read(tmp_path / "x.json")
+
+
+def test_notes_never_fail_on_an_empty_reason():
+    assert PointResult("b", "lstm", 1, "float32", SKIPPED, reason="").note == "skipped"
+    assert PointResult("b", "lstm", 1, "float32", FAILED, reason="first\nsecond").note == "first"
+
+
+def test_the_dataframe_has_one_row_per_point(run):
+    frame = results.frame(run)
+    assert list(frame["status"]) == ["ok", "failed", "skipped"]
+    assert frame.loc[0, "peak_bytes"] == 4096 and frame.loc[0, "forward_backward_median_s"] == 0.02
+    assert math.isnan(frame.loc[1, "peak_bytes"]) and frame.attrs["suite"] == "tiny"

@@ -1,0 +1,54 @@
+"""Suite files: loading, defaults, validation with file and line, lookup by name, overrides."""
+from __future__ import annotations
+
+import pytest
+
+from harness import HarnessError, suites
+from tests.support.suites import write_suite
+
+
+def test_the_shipped_suites_load_with_their_tasks():
+    tasks = {name: suites.load(path).task for name, path in suites.available_suites().items()}
+    assert tasks["long_range"] == "temporal_order" and tasks["copy"] == "copy" and tasks["adding"] == "adding"
+
+
+def test_defaults_and_given_values(tmp_path):
+    s = suites.load(write_suite(tmp_path / "tiny", cells='["lstm", "gru"]', seq_lens="[12, 30]"))
+    assert (s.name, s.task, s.cells, s.seq_lens, s.batch, s.hidden) == ("tiny", "temporal_order", ("lstm", "gru"),
+                                                                        (12, 30), 2, 4)
+    assert s.metrics == suites.METRIC_FAMILIES and s.init == "default" and s.threads == 1
+    assert s.timing == suites.Timing(repeat=2, timeout=120.0) and len(s.sha256) == 64
+
+
+def test_overrides_replace_only_what_is_given(tmp_path):
+    s = suites.load(write_suite(tmp_path / "tiny"))
+    o = s.with_overrides(cells=("gru",), seq_lens=None, budget=0.5, repeat=None, threads=2)
+    assert o.cells == ("gru",) and o.seq_lens == s.seq_lens and o.threads == 2
+    assert o.timing.budget == 0.5 and o.timing.repeat == 2 and o.timing.timeout == s.timing.timeout
+    assert s.cells == ("rnn_tanh",)  # frozen: the original is untouched
+
+
+def test_lookup_by_name_path_and_search_path(tmp_path, monkeypatch):
+    folder = write_suite(tmp_path / "elsewhere" / "mine")
+    monkeypatch.setenv(suites.SUITES_PATH_ENV, str(tmp_path / "elsewhere"))
+    assert suites.resolve("mine") == folder
+    assert suites.resolve(str(folder)) == folder and suites.resolve(str(folder / "suite.toml")) == folder
+    with pytest.raises(HarnessError, match=r"unknown suite 'yours'; available suites: .*mine"):
+        suites.resolve("yours")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"seq_lens": "[]"}, r"suite.toml:3: seq_lens must not be empty"),
+    ({"seq_lens": "[0]"}, r"suite.toml:3: seq_lens must be positive, got 0"),
+    ({"seq_lens": "[1.5]"}, r"suite.toml:3: seq_lens must hold int values, got 1.5"),
+    ({"hidden": "0"}, r"suite.toml:5: hidden must be positive, got 0"),
+    ({"dtype": '"float16"'}, r"suite.toml:6: unknown dtype 'float16'; valid dtypes: float32, float64"),
+    ({"init": '"xavier"'}, r"unknown init 'xavier'; valid inits: default, orthogonal, identity"),
+    ({"metrics": '["speed"]'}, r"metrics: unknown metric 'speed'; valid metrics: time, memory, gradient"),
+    ({"timing": {"budgett": "1"}}, r"unknown key 'timing.budgett'; valid keys: budget"),
+    ({"batch": "true"}, r"suite.toml:4: batch must be int, got True"),
+])
+def test_invalid_values_name_file_line_and_choices(tmp_path, overrides, message):
+    folder = write_suite(tmp_path / "bad", **overrides)
+    with pytest.raises(HarnessError, match=message):
+        suites.load(folder)

@@ -1,0 +1,146 @@
+"""The conformance check (harness.testing, `harness check`): every built-in backend passes it, and
+every check fails for a backend that breaks exactly what that check guards."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.plugins import get_registry
+from harness.report.console import check_report
+from harness.testing import CHECKS, check_backend
+from harness_plugins.numpy_backend import NumpyBackend
+from tests.support.cli import harness
+from tests.support.plugins import UNAVAILABLE_PLUGIN, add_distribution
+
+
+class ScaledGradient(NumpyBackend):
+    """dL/dweight_hh is 1% too large."""
+
+    name = "scaled"
+
+    def gradients(self):
+        grads = super().gradients()
+        grads.params["weight_hh"] = grads.params["weight_hh"] * 1.01
+        return grads
+
+
+class WrongShape(NumpyBackend):
+    """dL/dx comes back with the batch axis first."""
+
+    name = "wrong-shape"
+
+    def gradients(self):
+        grads = super().gradients()
+        grads.x = np.swapaxes(grads.x, 0, 1)
+        return grads
+
+
+class MutatesInput(NumpyBackend):
+    """Writes into the problem's x after computing its results (as an in-place kernel might)."""
+
+    name = "mutates-input"
+
+    def gradients(self):
+        grads = super().gradients()
+        self.problem.x[...] = 0.0
+        return grads
+
+
+class Noisy(NumpyBackend):
+    """Adds noise far below the tolerance: every value check passes, the repeat check does not."""
+
+    name = "noisy"
+
+    def gradients(self):
+        grads = super().gradients()
+        grads.params["bias_ih"] = grads.params["bias_ih"] * (1 + 1e-15 * np.random.default_rng().standard_normal())
+        return grads
+
+
+class WrongHiddenStates(NumpyBackend):
+    name = "wrong-hidden"
+
+    def outputs(self):
+        out = super().outputs()
+        out.h = out.h + 1e-3
+        return out
+
+
+class WrongCellStates(NumpyBackend):
+    name = "wrong-c"
+
+    def outputs(self):
+        out = super().outputs()
+        if out.c is not None:
+            out.c = out.c * 1.01
+        return out
+
+
+class WrongPerStep(NumpyBackend):
+    """The timed path is right, the per-step dL/dh_t is not (it misses the recurrent part at t = 0)."""
+
+    name = "wrong-per-step"
+
+    def gradients(self):
+        grads = super().gradients()
+        if grads.h is not None:
+            grads.h = grads.h.copy()
+            grads.h[0] = self.problem.grad_h[0]
+        return grads
+
+
+def _failed(backend_cls, cells=("gru",), dtypes=("float64",)) -> dict[str, str]:
+    report = check_backend(backend_cls, cells=list(cells), dtypes=list(dtypes))
+    return {r.check: r.detail for r in report.results if not r.passed}
+
+
+def test_a_scaled_weight_gradient_fails_naming_cell_dtype_and_tensor():
+    report = check_backend(ScaledGradient, cells=["gru"], dtypes=["float64"])
+    failed = [r for r in report.results if not r.passed]
+    assert [r.check for r in failed] == ["parameter gradients"]
+    assert failed[0].cell == "gru" and failed[0].dtype == "float64"
+    assert "dL/dweight_hh" in failed[0].detail and failed[0].error == pytest.approx(0.01, rel=0.05)
+    text = check_report(report)
+    assert "FAIL" in text and "gru" in text and "float64" in text and "dL/dweight_hh" in text
+    assert "1 of 7 checks FAILED" in text
+
+
+def test_a_wrong_shape_fails_naming_the_shape():
+    failed = _failed(WrongShape, cells=["rnn_tanh"], dtypes=["float32"])
+    assert "dL/dx has shape (3, 1, 2), expected (1, 3, 2)" in failed["shapes"]
+    assert "rnn_tanh float32" in failed["shapes"]
+
+
+@pytest.mark.parametrize("backend_cls, check, detail, only", [
+    (MutatesInput, "inputs not mutated", "the backend changed its input x", False),
+    (Noisy, "deterministic", "dL/dbias_ih differs between two identical calls", True),
+    (WrongHiddenStates, "hidden states", "h relative error", True),
+    (WrongPerStep, "per-step dL/dh_t", "dL/dh_t relative error", True),
+], ids=lambda v: v.name if isinstance(v, type) else None)
+def test_each_check_fails_for_the_backend_that_breaks_it(backend_cls, check, detail, only):
+    failed = _failed(backend_cls)
+    assert check in failed and detail in failed[check], failed
+    if only:  # nothing else is wrong with it, so nothing else may fail
+        assert list(failed) == [check]
+
+
+def test_a_wrong_cell_state_fails_the_hidden_state_check_for_lstm():
+    failed = _failed(WrongCellStates, cells=("lstm",))
+    assert list(failed) == ["hidden states"] and ": c relative error" in failed["hidden states"]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba", "torch-cpu"])
+def test_every_builtin_cpu_backend_passes_every_check(backend):
+    cls = get_registry().backends[backend]
+    if not cls.availability():
+        pytest.skip(cls.availability().reason)
+    report = check_backend(cls)
+    assert report.passed, check_report(report)
+    assert {r.check for r in report.results} == set(CHECKS)
+    assert {(r.cell, r.dtype) for r in report.results} == {(c, d) for c in cls.cells for d in cls.dtypes}
+
+
+def test_check_of_an_unavailable_backend_says_why(plugin_dir):
+    add_distribution(plugin_dir, "nowhere", {"nowhere_plugin": UNAVAILABLE_PLUGIN}, {"nowhere": "nowhere_plugin"})
+    result = harness("check", "nowhere")
+    assert result.returncode == 1 and "unavailable here: needs a quantum computer" in result.stdout
