@@ -1,6 +1,6 @@
 """NumPy reference implementation of every cell: forward and backpropagation through time.
 
-The structure is that of fast RNN libraries (REFERENCES.md, "Speed and memory anchors"): the input
+The structure is that of fast RNN libraries (docs/references.md, "Speed and memory"): the input
 projection of all steps is one GEMM, each step does one recurrent GEMM plus pointwise work, and the
 weight and input gradients are GEMMs over all T*B rows after the loop. Hidden states are kept as
 ``hs`` of shape (T+1, B, H) with ``hs[0] = h_0 = 0`` so that ``hs[t]`` is h_{t-1} of step t.

@@ -9,7 +9,7 @@ Runs from a dirty tree (or with ``--label``) are stored under ``results/labels/<
 has no ``machine.json`` and is therefore invisible to ``asv publish``: they never enter the
 history graphs, but ``harness compare`` can read them.
 
-These are asv internals (see REFERENCES.md, "Harness anchors"); tests/test_asvdb.py fails loudly
+These are asv internals (see docs/references.md, "asv"); tests/test_asvdb.py fails loudly
 if a new asv version changes them.
 """
 from __future__ import annotations
