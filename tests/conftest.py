@@ -23,8 +23,8 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     for root, _, files in os.walk(folder):
         for name in files:
             path = os.path.join(root, name)
-            with_stat = os.stat(path)
-            found[path] = (with_stat.st_mtime_ns, with_stat.st_size)
+            stat = os.stat(path)
+            found[path] = (stat.st_mtime_ns, stat.st_size)
     return found
 
 

@@ -79,30 +79,48 @@ def test_wall_clock_synchronises_at_both_ends_of_a_block():
     assert clock.stop() >= 0.0 and calls == ["sync", "sync"]
 
 
-def test_compile_time_is_the_first_call_minus_the_median(tmp_path):
-    """A backend whose first forward costs 0.5 virtual seconds and every later one 0.01 s."""
-    from harness import suites
-    from harness.run import grid, point
-    from harness.tasks import TemporalOrderTask
+def _virtual_backend(clock: FakeClock, first: float, later: float):
+    """A NumPy backend on a fake clock: its first forward costs ``first`` virtual seconds, the rest ``later``."""
     from harness_plugins.numpy_backend import NumpyBackend
-    from tests.support.suites import write_suite
 
-    clock = FakeClock()
-
-    class Compiles(NumpyBackend):
-        name = "compiles"
+    class Virtual(NumpyBackend):
+        name = "virtual"
         calls = 0
 
         def clock(self):
             return clock
 
         def forward(self):
-            Compiles.calls += 1
-            clock.now += 0.5 if Compiles.calls == 1 else 0.01
+            Virtual.calls += 1
+            clock.now += first if Virtual.calls == 1 else later
             super().forward()
 
-    suite = suites.load(write_suite(tmp_path / "s", metrics='["time"]'))
-    result = point.measure(Compiles(), grid.PointJob("compiles", "rnn_tanh", 12, suite), TemporalOrderTask())
+    return Virtual()
+
+
+def _measure(tmp_path, backend, **suite_settings):
+    from harness import suites
+    from harness.run import grid, point
+    from harness.tasks import TemporalOrderTask
+    from tests.support.suites import write_suite
+
+    suite = suites.load(write_suite(tmp_path / "s", metrics='["time"]', **suite_settings))
+    return point.measure(backend, grid.PointJob(backend.name, "rnn_tanh", 12, suite), TemporalOrderTask())
+
+
+def test_the_suites_budget_bounds_the_adaptive_repeats_of_a_point(tmp_path):
+    """No --repeat and a threshold that is never met: the budget (0.5 virtual s) ends the repeats.
+    Calls cost 8 ms, so a block is 3 calls (24 ms) and 21 blocks first pass the budget."""
+    backend = _virtual_backend(FakeClock(), first=0.008, later=0.008)
+    result = _measure(tmp_path, backend, timing={"repeat": None, "threshold": "0.0", "budget": "0.5",
+                                                 "min_blocks": "3"})
+    m = result.time.forward_backward
+    assert m.number == 3 and len(m.samples) == 21
+
+
+def test_compile_time_is_the_first_call_minus_the_median(tmp_path):
+    """A backend whose first forward costs 0.5 virtual seconds and every later one 0.01 s."""
+    result = _measure(tmp_path, _virtual_backend(FakeClock(), first=0.5, later=0.01))
     assert result.time.first_call_s == pytest.approx(0.5)
     assert result.time.forward_backward.median == pytest.approx(0.01)
     assert result.time.compile_s == pytest.approx(0.49)

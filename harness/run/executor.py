@@ -13,7 +13,7 @@ import os
 import signal
 import traceback
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from harness.record.results import FAILED, PointResult
 from harness.run.grid import PointJob
@@ -25,6 +25,7 @@ START_TIMEOUT = 300.0  # seconds for a worker to import its backend
 OnResult = Callable[[PointJob, PointResult], None]
 
 
+@runtime_checkable
 class Executor(Protocol):
     """What the runner needs from whatever runs the points."""
 
