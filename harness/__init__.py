@@ -13,7 +13,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 #: The plugin-API version this core implements. A plugin module declares the version it was
 #: written for as ``HARNESS_PLUGIN_API``; a mismatch is reported instead of loading the plugin.
-PLUGIN_API_VERSION = 1
+PLUGIN_API_VERSION = 2
 
 from harness.errors import HarnessError  # noqa: E402
 from harness.backend import Availability, Backend, Gradients, Outputs, Problem  # noqa: E402

@@ -7,6 +7,7 @@ core calls these in order; only ``forward`` and ``backward`` are ever timed)::
     backend = MyBackend(threads=1)      # in the worker process; may import torch/numba here
     backend.prepare(problem)            # core-only, untimed: checks, teardown, then your setup(problem)
     backend.forward()                   # timed: all hidden states h_1..h_T (and c_t)
+    backend.upstream(grad_h)            # core-only, untimed: checks, then your set_upstream(grad_h)
     backend.backward()                  # timed: parameter gradients and dL/dx only
     backend.backward(per_step=True)     # untimed use: also the total dL/dh_t (and dL/dc_t)
     backend.outputs(); backend.gradients()   # untimed: results as NumPy arrays
@@ -41,32 +42,34 @@ class Availability:
 class Problem:
     """One forward/backward problem, in NumPy arrays of one dtype.
 
-    ``x`` is time-major (T, B, I); ``grad_h`` is the upstream gradient dL/dh_t of the loss with
-    respect to each hidden state as seen by the readout (T, B, H). h_0 = c_0 = 0.
+    ``x`` is time-major (T, B, I); ``grad_h``, when known in advance (benchmarks), is the upstream
+    gradient dL/dh_t of the loss with respect to each hidden state as seen by the readout (T, B, H);
+    training hands it over after forward instead (:meth:`Backend.upstream`). h_0 = c_0 = 0.
     """
 
     cell: str
     params: Params
     x: np.ndarray
-    grad_h: np.ndarray
+    grad_h: np.ndarray | None = None
 
     def __post_init__(self):
         cell_spec(self.cell)  # an unknown cell names the valid ones
         if self.x.ndim != 3:
             raise HarnessError(f"x must be (T, B, I), got shape {self.x.shape}")
         seq_len, batch, input_size = self.x.shape
-        if self.grad_h.ndim != 3 or self.grad_h.shape[:2] != (seq_len, batch):
-            raise HarnessError(f"grad_h must be ({seq_len}, {batch}, H), got shape {self.grad_h.shape}")
-        hidden = self.grad_h.shape[2]
         missing = set(PARAM_NAMES) - set(self.params)
         if missing:
             raise HarnessError(f"missing parameters {sorted(missing)}; a cell has {', '.join(PARAM_NAMES)}")
+        hidden = self.params["weight_hh"].shape[-1]
+        if self.grad_h is not None:
+            check_upstream(self.grad_h, (seq_len, batch, hidden), self.dtype)
         expected = param_shapes(self.cell, input_size, hidden)
         for name in PARAM_NAMES:
             got = self.params[name].shape
             if got != expected[name]:
                 raise HarnessError(f"{name} must have shape {expected[name]} for {self.cell}, got {got}")
-        dtypes = {str(a.dtype) for a in (self.x, self.grad_h, *self.params.values())}
+        arrays = (self.x, *self.params.values()) + (() if self.grad_h is None else (self.grad_h,))
+        dtypes = {str(a.dtype) for a in arrays}
         if len(dtypes) != 1 or next(iter(dtypes)) not in DTYPES:
             raise HarnessError(f"all arrays must share one dtype of {', '.join(DTYPES)}; got {sorted(dtypes)}")
 
@@ -77,7 +80,16 @@ class Problem:
     @property
     def shape(self) -> tuple[int, int, int, int]:
         """(T, B, I, H)."""
-        return (*self.x.shape, self.grad_h.shape[2])
+        return (*self.x.shape, self.params["weight_hh"].shape[1])
+
+
+def check_upstream(grad_h: np.ndarray, shape: tuple[int, int, int], dtype: str) -> None:
+    """An upstream gradient must be (T, B, H) in the problem's dtype."""
+    if grad_h.shape != shape:
+        raise HarnessError(f"grad_h must have shape {shape} (T, B, H), got {grad_h.shape}")
+    if str(grad_h.dtype) != dtype:
+        raise HarnessError(f"all arrays must share one dtype of {', '.join(DTYPES)}; got "
+                           f"{sorted({dtype, str(grad_h.dtype)})}")
 
 
 @dataclass
@@ -101,8 +113,12 @@ class Backend(abc.ABC):
 
     Class attributes: ``name`` (unique, e.g. ``"numpy"``), ``cells`` and ``dtypes`` supported.
     The abstract methods must be implemented (a backend missing one cannot be instantiated);
-    :meth:`prepare` belongs to the core and cannot be overridden: put device work in :meth:`setup`.
+    :meth:`prepare` and :meth:`upstream` belong to the core and cannot be overridden: put device
+    work in :meth:`setup` and :meth:`set_upstream`.
     """
+
+    #: Core-only methods and the hook a backend overrides instead.
+    _CORE_METHODS = {"prepare": "setup(problem)", "upstream": "set_upstream(grad_h)"}
 
     name: ClassVar[str]
     cells: ClassVar[tuple[str, ...]]
@@ -111,9 +127,10 @@ class Backend(abc.ABC):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if "prepare" in vars(cls):
-            raise TypeError(f"{cls.__qualname__} overrides prepare(), which belongs to the core; "
-                            f"override setup(problem) instead")
+        for method, hook in Backend._CORE_METHODS.items():
+            if method in vars(cls):
+                raise TypeError(f"{cls.__qualname__} overrides {method}(), which belongs to the core; "
+                                f"override {hook} instead")
 
     def __init__(self, threads: int | None = None):
         self.threads = threads
@@ -141,17 +158,33 @@ class Backend(abc.ABC):
 
     # -- lifecycle ------------------------------------------------------------------------------
     def prepare(self, problem: Problem) -> None:
-        """Check that the problem is supported, drop the previous one, hand it to :meth:`setup`."""
+        """Check that the problem is supported, drop the previous one, hand it to :meth:`setup`
+        (and its upstream gradient, when it carries one, to :meth:`set_upstream`)."""
         support = self.supports(problem.cell, problem.dtype)
         if not support:
             raise HarnessError(support.reason)
         self.teardown()
         self.problem = problem
         self.setup(problem)
+        if problem.grad_h is not None:
+            self.set_upstream(problem.grad_h)
+
+    def upstream(self, grad_h: np.ndarray) -> None:
+        """Hand the upstream gradient dL/dh_t (T, B, H) of the prepared problem to the backend, for
+        the next :meth:`backward`: training computes it from forward's outputs. Untimed."""
+        p = self.problem
+        check_upstream(grad_h, p.x.shape[:2] + (p.shape[3],), p.dtype)
+        self.set_upstream(grad_h)
 
     @abc.abstractmethod
     def setup(self, problem: Problem) -> None:
-        """Move the problem's arrays to the device and allocate buffers. Untimed."""
+        """Move the problem's arrays (not its upstream gradient) to the device and allocate buffers.
+        Untimed."""
+
+    @abc.abstractmethod
+    def set_upstream(self, grad_h: np.ndarray) -> None:
+        """Move the upstream gradient dL/dh_t (T, B, H) to the device for the backward passes that
+        follow; called after :meth:`setup`, before or after :meth:`forward`. Untimed."""
 
     @abc.abstractmethod
     def forward(self) -> None:
@@ -159,7 +192,7 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def backward(self, per_step: bool = False) -> None:
-        """Backpropagate ``problem.grad_h`` through time after :meth:`forward`.
+        """Backpropagate the upstream gradient (:meth:`set_upstream`) through time after :meth:`forward`.
 
         Always computes the parameter gradients and dL/dx. With ``per_step`` it also keeps the
         total gradient dL/dh_t at every step (the one flowing through the recurrence plus the

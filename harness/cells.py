@@ -25,18 +25,23 @@ class CellSpec:
     """What the core needs to know of a cell; ask it rather than testing the cell's name."""
 
     name: str
-    gates: int  # G: row blocks of weight_ih / weight_hh
+    gate_names: tuple[str, ...]  # the row blocks of weight_ih / weight_hh, in torch's order
     has_cell_state: bool  # LSTM: a second state c_t, with its own per-step gradient dL/dc_t
     stored_per_step: int  # k in the analytic activation size T * B * k * H * itemsize
+
+    @property
+    def gates(self) -> int:
+        """G: the number of gate blocks."""
+        return len(self.gate_names)
 
 
 CELLS: dict[str, CellSpec] = {
     spec.name: spec
     for spec in (
-        CellSpec("rnn_tanh", gates=1, has_cell_state=False, stored_per_step=1),
-        CellSpec("lstm", gates=4, has_cell_state=True, stored_per_step=6),  # gates i, f, g, o
-        CellSpec("gru", gates=3, has_cell_state=False, stored_per_step=5),  # r, z, n; b_hn inside r * (...)
-        CellSpec("gru_cho", gates=3, has_cell_state=False, stored_per_step=5),  # reset before the matmul
+        CellSpec("rnn_tanh", gate_names=("h",), has_cell_state=False, stored_per_step=1),
+        CellSpec("lstm", gate_names=("i", "f", "g", "o"), has_cell_state=True, stored_per_step=6),
+        CellSpec("gru", gate_names=("r", "z", "n"), has_cell_state=False, stored_per_step=5),  # b_hn inside r * (...)
+        CellSpec("gru_cho", gate_names=("r", "z", "n"), has_cell_state=False, stored_per_step=5),  # reset before matmul
     )
 }
 

@@ -78,12 +78,11 @@ def cmd_suites(args) -> int:
     return 0
 
 
-def cmd_run(args) -> int:
+def _grid(args, mode: str):
+    """The suite with the command line's grid overrides, and the backends: checked before running."""
     from harness import suites
     from harness.cells import CELLS
     from harness.errors import check_choice
-    from harness.record import asvdb
-    from harness.report import console
     from harness.run import runner
 
     suite = suites.load(args.suite)
@@ -92,12 +91,25 @@ def cmd_run(args) -> int:
     for seq_len in args.seq_lens or ():
         if seq_len < 1:
             raise HarnessError(f"--seq-lens must be positive, got {seq_len}")
-    suite = suite.with_overrides(cells=args.cells, seq_lens=args.seq_lens, threads=args.threads,
-                                 repeat=args.repeat, budget=args.budget, timeout=args.timeout)
-    backends = runner.select_backends(args.backends)
+    suite = suite.with_overrides(cells=args.cells, threads=args.threads)
+    if mode == "train":
+        suite = suite.with_training(seq_lens=args.seq_lens, iterations=args.iterations, seeds=args.seeds)
+    else:
+        suite = suite.with_overrides(seq_lens=args.seq_lens, repeat=args.repeat, budget=args.budget,
+                                     timeout=args.timeout)
+    return suite, runner.select_backends(args.backends)
+
+
+def _run_and_record(args, mode: str) -> int:
+    """`harness run` and `harness train`: run the grid, print the summary, record into asv."""
+    from harness.record import asvdb
+    from harness.report import console
+    from harness.run import runner
+
+    suite, backends = _grid(args, mode)
     conf = asvdb.load_config(results_dir=args.results_dir)
     run = runner.run_suite(suite, backends, results_dir=conf.results_dir, output=args.output,
-                           progress=not args.quiet)
+                           progress=not args.quiet, mode=mode)
     _print(console.summary(run.results))
     counts = run.results.counts
     print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped -> {run.path}")
@@ -110,6 +122,14 @@ def cmd_run(args) -> int:
         print("interrupted: every finished point was kept", file=sys.stderr)
         return 130
     return 1 if counts["failed"] else 0
+
+
+def cmd_run(args) -> int:
+    return _run_and_record(args, "run")
+
+
+def cmd_train(args) -> int:
+    return _run_and_record(args, "train")
 
 
 def cmd_publish(args) -> int:
@@ -184,6 +204,22 @@ def cmd_new_backend(args) -> int:
     return 0
 
 
+def _add_grid_options(p: argparse.ArgumentParser, seq_lens: str) -> None:
+    """The options `harness run` and `harness train` share: the grid, where results go, output."""
+    p.add_argument("suite", help="a suite folder (suites/long_range) or a suite name (long_range)")
+    p.add_argument("--backends", default="all", help="'all' or a comma-separated list (default: all)")
+    p.add_argument("--cells", type=_csv("--cells"), help="override the suite's cells, e.g. lstm,gru")
+    p.add_argument("--seq-lens", type=_csv("--seq-lens", int), help=f"override {seq_lens}, e.g. 100,200")
+    p.add_argument("--threads", type=_positive("--threads", int),
+                   help="threads for BLAS, numba and torch (default: the suite's)")
+    _add_results_dir(p)
+    p.add_argument("--output", help="results file (default: RESULTS_DIR/runs/SUITE-TIMESTAMP.json)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--label", help="record into asv under this label, outside the history graphs "
+                                   "(default: a label only for a dirty or untracked tree)")
+    p.add_argument("--no-asv", action="store_true", help="write the results file only, not the asv database")
+
+
 def _add_results_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results-dir", help="results database folder (default: asv.conf.json's results_dir, "
                                               "else results)")
@@ -206,24 +242,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a suite on backends",
                        description="Run a suite's grid (cell x sequence length) on each backend and record "
                                    "speed, memory and gradient behaviour.")
-    p.add_argument("suite", help="a suite folder (suites/long_range) or a suite name (long_range)")
-    p.add_argument("--backends", default="all", help="'all' or a comma-separated list (default: all)")
-    p.add_argument("--cells", type=_csv("--cells"), help="override the suite's cells, e.g. lstm,gru")
-    p.add_argument("--seq-lens", type=_csv("--seq-lens", int), help="override the sequence lengths, e.g. 100,200")
-    p.add_argument("--threads", type=_positive("--threads", int),
-                   help="threads for BLAS, numba and torch (default: the suite's)")
+    _add_grid_options(p, "the sequence lengths")
     p.add_argument("--repeat", type=_positive("--repeat", int),
                    help="exactly this many timed blocks (disables the adaptive stop)")
     p.add_argument("--budget", type=_positive("--budget"), help="seconds at most per timed measurement")
     p.add_argument("--timeout", type=_positive("--timeout"),
                    help="seconds per grid point before it is recorded as failed")
-    _add_results_dir(p)
-    p.add_argument("--output", help="results file (default: RESULTS_DIR/runs/SUITE-TIMESTAMP.json)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--label", help="record into asv under this label, outside the history graphs "
-                                   "(default: a label only for a dirty or untracked tree)")
-    p.add_argument("--no-asv", action="store_true", help="write the results file only, not the asv database")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("train", help="train every cell on a suite's task and record learning curves",
+                       description="Train each cell at each sequence length of the suite's [train] table, on "
+                                   "each backend and seed: learning curves, iterations to solve, gradient-profile "
+                                   "snapshots and W_hh spectra while it learns, time per iteration.")
+    _add_grid_options(p, "the [train] sequence lengths")
+    p.add_argument("--iterations", type=_positive("--iterations", int), help="training iterations (default: [train])")
+    p.add_argument("--seeds", type=_csv("--seeds", int), help="seeds, e.g. 0,1,2 (default: [train] seeds)")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("check", help="conformance check of a backend against the NumPy reference",
                        description="Check a backend on seeded shapes (edge cases B=1, T=1, H=1 included) "

@@ -32,6 +32,25 @@ class Timing:
 
 
 @dataclass(frozen=True)
+class Training:
+    """The ``[train]`` table: how ``harness train`` learns the task (docs/training.md)."""
+
+    seq_lens: tuple[int, ...] = (50, 100)
+    optimizer: str = "adam"  # adam, rmsprop or sgd (with momentum)
+    lr: float = 1e-3
+    momentum: float = 0.9  # sgd only
+    alpha: float = 0.99  # rmsprop's smoothing constant
+    iterations: int = 500
+    batch: int = 32
+    clip: float = 1.0  # global L2 norm over every trained parameter, readout included; 0 = off
+    eval_every: int = 50
+    eval_size: int = 256  # a fixed held-out set, drawn once from the seed
+    profile_every: int = 100  # gradient-profile snapshots (and at iteration 0)
+    seeds: tuple[int, ...] = (0,)
+    timeout: float = 3600.0  # seconds for one training point before it is recorded as failed
+
+
+@dataclass(frozen=True)
 class Suite:
     """A validated suite: the grid (cells x seq_lens, on each backend) and how to measure it.
 
@@ -52,6 +71,7 @@ class Suite:
     metrics: tuple[str, ...] = METRIC_FAMILIES
     description: str = ""
     timing: Timing = field(default_factory=Timing)
+    train: Training = field(default_factory=Training)
     path: str = ""
     sha256: str = ""
 
@@ -61,6 +81,11 @@ class Suite:
         timing = {k: changes.pop(k) for k in list(changes) if k in Timing.__dataclass_fields__}
         return replace(self, timing=replace(self.timing, **timing), **changes)
 
+    def with_training(self, **changes) -> Suite:
+        """A copy with the given ``Training`` fields replaced; ``None`` keeps a value."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return replace(self, train=replace(self.train, **changes))
+
 
 _TOP_KEYS = {
     "name": str, "task": str, "cells": list, "seq_lens": list, "batch": int, "hidden": int,
@@ -69,6 +94,10 @@ _TOP_KEYS = {
 }
 _TIMING_KEYS = {"budget": (int, float), "threshold": (int, float), "min_blocks": int, "repeat": int,
                 "timeout": (int, float)}
+_TRAIN_KEYS = {"seq_lens": list, "optimizer": str, "lr": (int, float), "momentum": (int, float),
+               "alpha": (int, float), "iterations": int, "batch": int, "clip": (int, float), "eval_every": int,
+               "eval_size": int, "profile_every": int, "seeds": list, "timeout": (int, float)}
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
 _REQUIRED = ("task", "cells", "seq_lens")
 
 
@@ -132,17 +161,19 @@ def load(spec: str | os.PathLike) -> Suite:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise HarnessError(f"{file}: malformed TOML: {exc}") from None
-    timing = data.pop("timing", {})
-    if not isinstance(timing, dict):
-        raise HarnessError(f"{file}:{_line_of(text, 'timing')}: timing must be a table [timing]")
+    tables = {}
+    for section, schema in (("timing", _TIMING_KEYS), ("train", _TRAIN_KEYS)):
+        tables[section] = data.pop(section, {})
+        if not isinstance(tables[section], dict):
+            raise HarnessError(f"{file}:{_line_of(text, section)}: {section} must be a table [{section}]")
+        _check_table(tables[section], schema, text, str(file), f"{section}.")
     _check_table(data, _TOP_KEYS, text, str(file), "")
-    _check_table(timing, _TIMING_KEYS, text, str(file), "timing.")
     for key in _REQUIRED:
         if key not in data:
             raise HarnessError(f"{file}: missing required key {key!r} (required: {', '.join(_REQUIRED)})")
 
-    def check_list(key: str, kind: type, valid=None) -> tuple:
-        values = data[key]
+    def check_list(key: str, kind: type, valid=None, table: dict = data) -> tuple:
+        values = table[key]
         line = _line_of(text, key)
         if not values:
             raise HarnessError(f"{file}:{line}: {key} must not be empty")
@@ -168,10 +199,29 @@ def load(spec: str | os.PathLike) -> Suite:
         seq_lens=check_list("seq_lens", int),
         seeds=check_list("seeds", int) if "seeds" in data else (0,),
         metrics=check_list("metrics", str, METRIC_FAMILIES) if "metrics" in data else METRIC_FAMILIES,
-        timing=Timing(**timing),
+        timing=Timing(**tables["timing"]),
+        train=_training(tables["train"], check_list, file, text),
         path=str(folder),
         sha256=hashlib.sha256(text.encode()).hexdigest(),
         **{k: data[k] for k in ("batch", "hidden", "dtype", "init", "init_gain", "threads", "description")
            if k in data},
     )
     return suite
+
+
+def _training(table: dict, check_list, file, text: str) -> Training:
+    """The validated ``[train]`` table."""
+    values = dict(table)
+    for key in ("seq_lens", "seeds"):
+        if key in values:
+            values[key] = check_list(key, int, table=table)
+    if "optimizer" in values and values["optimizer"] not in OPTIMIZERS:
+        raise HarnessError(f"{file}:{_line_of(text, 'optimizer')}: "
+                           f"{unknown_choice('optimizer', values['optimizer'], OPTIMIZERS)}")
+    for key in ("lr", "iterations", "batch", "eval_every", "eval_size", "profile_every", "timeout"):
+        if key in values and not values[key] > 0:
+            raise HarnessError(f"{file}:{_line_of(text, key)}: train.{key} must be positive, got {values[key]!r}")
+    for key in ("clip", "momentum", "alpha"):
+        if key in values and values[key] < 0:
+            raise HarnessError(f"{file}:{_line_of(text, key)}: train.{key} must not be negative, got {values[key]!r}")
+    return Training(**values)

@@ -13,7 +13,7 @@ import numpy as np
 
 from harness.hookspecs import hookimpl
 
-HARNESS_PLUGIN_API = 1
+HARNESS_PLUGIN_API = 2
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,9 @@ class Task(abc.ABC):
     reference: str  # the paper (and code) the task follows; shown by `harness suites`
     solved: str  # the solved criterion, in words; shown by `harness suites`
     min_seq_len: int = 1
+    #: The steps whose outputs the loss reads: :meth:`loss` may be given ``y[loss_steps]`` only
+    #: (training computes the readout there and nowhere else).
+    loss_steps: slice = slice(None)
 
     def steps(self, seq_len: int) -> int:
         return seq_len
@@ -67,6 +70,14 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def baseline(self, seq_len: int) -> float:
         """The loss of the best memoryless predictor."""
+
+    def accuracy(self, y: np.ndarray, batch: Batch) -> float | None:
+        """The share of correct predictions, for classification tasks (None for regression)."""
+        return None
+
+    @abc.abstractmethod
+    def is_solved(self, loss: float, accuracy: float | None, seq_len: int) -> bool:
+        """Whether an eval loss (and accuracy) meets the task's solved criterion (:attr:`solved`)."""
 
 
 def _one_hot(ids: np.ndarray, n: int) -> np.ndarray:
@@ -86,7 +97,7 @@ class CopyTask(Task):
     input_size = 10
     output_size = 9
     reference = "Arjovsky, Shah, Bengio 2016, Unitary Evolution RNNs"
-    solved = "loss below 1% of the memoryless baseline (every symbol recalled)"
+    solved = "eval loss at most 0.1 x the memoryless baseline 10 ln 8 / (T + 20)"
     n_symbols = 10
 
     def steps(self, seq_len: int) -> int:
@@ -109,6 +120,14 @@ class CopyTask(Task):
     def baseline(self, seq_len):
         return self.n_symbols * math.log(8) / self.steps(seq_len)
 
+    def accuracy(self, y, batch):
+        """Symbols recalled: the last 10 steps' predictions against the data symbols."""
+        recalled = y[-self.n_symbols :].argmax(axis=-1)
+        return float(np.mean(recalled == batch.targets[-self.n_symbols :]))
+
+    def is_solved(self, loss, accuracy, seq_len):
+        return loss <= 0.1 * self.baseline(seq_len)
+
 
 class AddingTask(Task):
     """Arjovsky et al. (2016) form of Hochreiter & Schmidhuber's adding problem.
@@ -122,7 +141,8 @@ class AddingTask(Task):
     output_size = 1
     reference = "Arjovsky, Shah, Bengio 2016 (after Hochreiter & Schmidhuber 1997)"
     min_seq_len = 2  # one marker in each half
-    solved = "MSE below 0.01 (1/6 is the memoryless baseline)"
+    loss_steps = slice(-1, None)
+    solved = "eval MSE at most 0.1 x the memoryless baseline 1/6"
 
     def generate(self, seq_len, batch, rng):
         x = np.zeros((seq_len, batch, 2))
@@ -144,6 +164,9 @@ class AddingTask(Task):
     def baseline(self, seq_len):
         return 1.0 / 6.0  # predicting 1, the mean of the sum: its variance, 2 x 1/12
 
+    def is_solved(self, loss, accuracy, seq_len):
+        return loss <= 0.1 * self.baseline(seq_len)
+
 
 class TemporalOrderTask(Task):
     """Pascanu, Mikolov & Bengio (2013), as in their ``tempOrder.py``: the long-range task.
@@ -157,8 +180,9 @@ class TemporalOrderTask(Task):
     input_size = 6
     output_size = 4
     reference = "Pascanu, Mikolov, Bengio 2013, On the difficulty of training RNNs"
-    solved = "accuracy at least 99% (chance is 25%)"
+    solved = "eval accuracy at least 99% (chance is 25%)"
     min_seq_len = 10  # p0 in [0.1 T, 0.2 T) must not be empty
+    loss_steps = slice(-1, None)
 
     def generate(self, seq_len, batch, rng):
         ids = rng.integers(2, 6, size=(seq_len, batch))
@@ -176,6 +200,12 @@ class TemporalOrderTask(Task):
 
     def baseline(self, seq_len):
         return math.log(4)
+
+    def accuracy(self, y, batch):
+        return float(np.mean(y[-1].argmax(axis=-1) == batch.targets))
+
+    def is_solved(self, loss, accuracy, seq_len):
+        return accuracy is not None and accuracy >= 0.99
 
 
 BUILTIN_TASKS = (CopyTask(), AddingTask(), TemporalOrderTask())

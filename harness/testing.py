@@ -15,6 +15,7 @@ T=1 and H=1, every output is compared with the NumPy reference run in float64 on
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -74,9 +75,17 @@ def random_problem(cell: str, shape: tuple[int, int, int, int], dtype: str = "fl
 
 def _run(backend: Backend, problem: Problem, per_step: bool) -> tuple[Outputs, Gradients]:
     """One forward and backward; results deep-copied, so that a backend handing out views of its
-    buffers cannot make two runs compare equal by overwriting the first."""
-    backend.prepare(problem)
-    backend.forward()
+    buffers cannot make two runs compare equal by overwriting the first.
+
+    The exact path (``per_step``) gets its upstream gradient after forward, as in training; the
+    timed path gets it with the problem, as in benchmarks."""
+    if per_step:
+        backend.prepare(dataclasses.replace(problem, grad_h=None))
+        backend.forward()
+        backend.upstream(problem.grad_h)
+    else:
+        backend.prepare(problem)
+        backend.forward()
     backend.backward(per_step=per_step)
     backend.synchronize()
     return copy.deepcopy(backend.outputs()), copy.deepcopy(backend.gradients())

@@ -14,7 +14,7 @@ import numpy as np
 from harness import Availability, Backend, Gradients, Outputs, Problem, hookimpl
 from harness.cells import cell_spec
 
-HARNESS_PLUGIN_API = 1
+HARNESS_PLUGIN_API = 2
 
 
 class NumbaBackend(Backend):
@@ -58,7 +58,6 @@ class NumbaBackend(Backend):
         dt = problem.dtype
         e = lambda *shape: np.empty(shape, dtype=dt)  # noqa: E731
         self.x2 = np.ascontiguousarray(problem.x.reshape(T * B, I))
-        self.grad_h = np.ascontiguousarray(problem.grad_h)
         self.w_ih = np.ascontiguousarray(p["weight_ih"])
         self.w_ih_t = np.ascontiguousarray(p["weight_ih"].T)
         self.w_hh = np.asfortranarray(p["weight_hh"])  # dh_t W_hh as a transposed GEMM: ~10% faster
@@ -82,6 +81,9 @@ class NumbaBackend(Backend):
             self.rz, self.ns, self.ghn = e(T, B, 2 * H), e(T, B, H), e(T, B, H)
             self.dgh = e(T, B, G)
         self._per_step = False
+
+    def set_upstream(self, grad_h: np.ndarray) -> None:
+        self.grad_h = np.ascontiguousarray(grad_h)
 
     def teardown(self) -> None:
         super().teardown()

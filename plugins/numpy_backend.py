@@ -6,7 +6,7 @@ import numpy as np
 from harness import Backend, Gradients, Outputs, Problem, hookimpl, reference
 from harness.cells import CELLS
 
-HARNESS_PLUGIN_API = 1
+HARNESS_PLUGIN_API = 2
 
 
 class NumpyBackend(Backend):
@@ -20,9 +20,12 @@ class NumpyBackend(Backend):
     def setup(self, problem: Problem) -> None:
         """Nothing to move: the reference works on the problem's arrays."""
 
+    def set_upstream(self, grad_h: np.ndarray) -> None:
+        self._grad_h = grad_h
+
     def teardown(self) -> None:
         super().teardown()
-        self._acts = self._grads = None
+        self._acts = self._grads = self._grad_h = None
 
     def forward(self) -> None:
         p = self.problem
@@ -31,7 +34,7 @@ class NumpyBackend(Backend):
     def backward(self, per_step: bool = False) -> None:
         p = self.problem
         with np.errstate(over="ignore", invalid="ignore"):  # explosion is a result, not an error
-            self._grads = reference.backward(p.cell, p.params, p.x, self._acts, p.grad_h, per_step)
+            self._grads = reference.backward(p.cell, p.params, p.x, self._acts, self._grad_h, per_step)
 
     def outputs(self) -> Outputs:
         return reference.outputs(self.problem.cell, self._acts)

@@ -13,11 +13,13 @@ import os
 import shutil
 from typing import ClassVar
 
+import numpy as np
+
 from harness import Availability, Backend, Gradients, Outputs, Problem, hookimpl
 from harness.cells import PARAM_NAMES, cell_spec
 from harness.measure import RssMeter
 
-HARNESS_PLUGIN_API = 1
+HARNESS_PLUGIN_API = 2
 
 _MODULES = {"rnn_tanh": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
@@ -115,7 +117,9 @@ class _TorchBackend(Backend):
         self.module = module
         self.weights = [getattr(module, name + "_l0") for name in PARAM_NAMES]
         self.x = torch.from_numpy(problem.x).to(self.device).requires_grad_(True)
-        self.grad_h = torch.from_numpy(problem.grad_h).to(self.device)
+
+    def set_upstream(self, grad_h: np.ndarray) -> None:
+        self.grad_h = self.torch.from_numpy(grad_h).to(self.device)
 
     def teardown(self) -> None:
         super().teardown()

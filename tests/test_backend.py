@@ -56,9 +56,20 @@ def test_mixed_float32_and_float64_arrays_are_refused(which):
 
 def test_wrong_parameter_shape_is_named():
     p = random_problem("gru", (7, 3, 4, 5))
-    params = dict(p.params, weight_hh=np.zeros((15, 4)))  # H is 5, from grad_h
-    with pytest.raises(HarnessError, match=r"weight_hh must have shape \(15, 5\)"):
+    params = dict(p.params, weight_ih=np.zeros((15, 3)))  # I is 4, from x
+    with pytest.raises(HarnessError, match=r"weight_ih must have shape \(15, 4\)"):
         Problem("gru", params, p.x, p.grad_h)
+
+
+def test_wrong_upstream_shape_is_named_at_prepare_and_after_forward():
+    p = random_problem("gru", (7, 3, 4, 5))
+    with pytest.raises(HarnessError, match=r"grad_h must have shape \(7, 3, 5\) \(T, B, H\), got \(7, 3, 4\)"):
+        Problem("gru", p.params, p.x, p.grad_h[..., :4])
+    backend = NumpyBackend()
+    backend.prepare(Problem("gru", p.params, p.x))
+    backend.forward()
+    with pytest.raises(HarnessError, match=r"got \(3, 7, 5\)"):
+        backend.upstream(np.swapaxes(p.grad_h, 0, 1))
 
 
 def test_a_backend_missing_forward_cannot_be_instantiated():
@@ -66,6 +77,7 @@ def test_a_backend_missing_forward_cannot_be_instantiated():
         name, cells = "no-forward", ("rnn_tanh",)
 
         def setup(self, problem): ...
+        def set_upstream(self, grad_h): ...
         def backward(self, per_step=False): ...
         def outputs(self): ...
         def gradients(self): ...
@@ -74,10 +86,14 @@ def test_a_backend_missing_forward_cannot_be_instantiated():
         NoForward()
 
 
-def test_prepare_belongs_to_the_core():
+def test_prepare_and_upstream_belong_to_the_core():
     with pytest.raises(TypeError, match=r"overrides prepare\(\).*override setup\(problem\) instead"):
         class Eager(NumpyBackend):  # noqa: F841
             def prepare(self, problem):
+                pass
+    with pytest.raises(TypeError, match=r"overrides upstream\(\).*override set_upstream\(grad_h\) instead"):
+        class Early(NumpyBackend):  # noqa: F841
+            def upstream(self, grad_h):
                 pass
 
 

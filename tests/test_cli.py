@@ -94,7 +94,7 @@ def test_suites_lists_each_suite_with_its_task_source_and_criterion():
 FAILS_AT_20 = """
 from harness import hookimpl
 from harness_plugins.numpy_backend import NumpyBackend
-HARNESS_PLUGIN_API = 1
+HARNESS_PLUGIN_API = 2
 class FailsAt20(NumpyBackend):
     name = "fails-at-20"
     def forward(self):

@@ -33,7 +33,7 @@ def test_the_examples_own_tests_pass(checkpoint_site):
 def test_checkpoint_plugin_is_found_checked_and_run(checkpoint_site, tmp_path):
     env = env_with(checkpoint_site)
     listing = harness("plugins", env=env, cwd=tmp_path).stdout
-    assert "harness-checkpoint 0.1.0" in listing and "backend checkpoint" in listing
+    assert "harness-checkpoint 0.2.0" in listing and "backend checkpoint" in listing
     check = harness("check", "checkpoint", env=env, cwd=tmp_path)
     assert check.returncode == 0, check.stdout
     run = harness("run", str(suites.resolve("long_range")), "--backends", "checkpoint,numpy", "--seq-lens", "50",

@@ -9,7 +9,7 @@ GOOD = """
 from harness import hookimpl
 from harness_plugins.numpy_backend import NumpyBackend
 
-HARNESS_PLUGIN_API = 1
+HARNESS_PLUGIN_API = 2
 
 class ThirdParty(NumpyBackend):
     name = "third-party"
@@ -54,10 +54,10 @@ def test_disabled_plugin_is_not_loaded(plugin_dir, monkeypatch):
 
 
 def test_plugin_api_mismatch_is_reported(plugin_dir):
-    add_distribution(plugin_dir, "old", {"old_plugin": GOOD.replace("HARNESS_PLUGIN_API = 1", "HARNESS_PLUGIN_API = 0")},
+    add_distribution(plugin_dir, "old", {"old_plugin": GOOD.replace("HARNESS_PLUGIN_API = 2", "HARNESS_PLUGIN_API = 1")},
                      {"old": "old_plugin"})
     record = next(p for p in get_registry().plugins if p.name == "old")
-    assert record.status == "incompatible" and "plugin API 0" in record.error
+    assert record.status == "incompatible" and "written for plugin API 1, this harness implements 2" in record.error
     assert "third-party" not in get_registry().backends
 
 
@@ -91,7 +91,7 @@ def test_duplicate_backend_name_is_kept_once_and_the_second_plugin_says_why(plug
 def test_a_hook_that_raises_fails_its_plugin_only(plugin_dir):
     add_distribution(plugin_dir, "raising", {"raising_plugin": """
         from harness import hookimpl
-        HARNESS_PLUGIN_API = 1
+        HARNESS_PLUGIN_API = 2
         @hookimpl
         def harness_backends():
             raise RuntimeError("no backends today")
@@ -105,13 +105,13 @@ def test_a_hook_that_raises_fails_its_plugin_only(plugin_dir):
 def test_machine_info_is_collected_per_plugin_and_a_raising_one_is_recorded(plugin_dir):
     add_distribution(plugin_dir, "infos", {"info_good": """
         from harness import hookimpl
-        HARNESS_PLUGIN_API = 1
+        HARNESS_PLUGIN_API = 2
         @hookimpl
         def harness_machine_info():
             return {"driver": "42.0"}
         """, "info_bad": """
         from harness import hookimpl
-        HARNESS_PLUGIN_API = 1
+        HARNESS_PLUGIN_API = 2
         @hookimpl
         def harness_machine_info():
             raise OSError("no driver")

@@ -31,7 +31,7 @@ import os, time
 from harness import hookimpl
 from harness_plugins.numpy_backend import NumpyBackend
 
-HARNESS_PLUGIN_API = 1
+HARNESS_PLUGIN_API = 2
 
 class Raises(NumpyBackend):
     name = "raises"
@@ -105,7 +105,7 @@ def test_backend_that_cannot_start_fails_its_points_once(plugin_dir, tmp_path):
     add_distribution(plugin_dir, "broken_init", {"broken_init_plugin": f"""
         from harness import hookimpl
         from harness_plugins.numpy_backend import NumpyBackend
-        HARNESS_PLUGIN_API = 1
+        HARNESS_PLUGIN_API = 2
         class BrokenInit(NumpyBackend):
             name = "broken-init"
             def __init__(self, threads=None):

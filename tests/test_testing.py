@@ -85,7 +85,7 @@ class WrongPerStep(NumpyBackend):
         grads = super().gradients()
         if grads.h is not None:
             grads.h = grads.h.copy()
-            grads.h[0] = self.problem.grad_h[0]
+            grads.h[0] = self._grad_h[0]
         return grads
 
 

@@ -15,6 +15,7 @@ if a new asv version changes them.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import hashlib
 import itertools
@@ -28,7 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.record.results import OK, SKIPPED, PointResult, RunResults, write_json_atomic
+import numpy as np
+
+from harness.record.results import FAILED, OK, PointResult, RunResults, write_json_atomic
 from harness.suites import Suite
 
 CONFIG_FILE = "asv.conf.json"
@@ -37,24 +40,32 @@ PARAM_NAMES = ["backend", "cell", "seq_len"]
 LABELS_DIR = "labels"
 
 
+Points = list[PointResult]  # the ok records of one asv point: one for `harness run`, one per seed for training
+
+
 @dataclass(frozen=True)
 class Metric:
-    """One asv benchmark per suite: how to read its value (and samples) from a point's record."""
+    """One asv benchmark per suite: how to read its value (and samples) from the records of a point."""
 
     name: str
-    family: str  # the suite's measurement family it needs: time, memory or gradient
+    family: str  # what it needs: the suite's measurement family (time, memory, gradient) or "train"
     type: str  # asv benchmark type: "time", "memory" or "track"
     unit: str
-    value: Callable[[PointResult], float | None]
-    samples: Callable[[PointResult], list[float] | None] = lambda point: None
-    number: Callable[[PointResult], int | None] = lambda point: None  # calls per sample; None: tracked value
+    value: Callable[[Points], float | None]
+    samples: Callable[[Points], list[float] | None] = lambda points: None
+    number: Callable[[Points], int | None] = lambda points: None  # calls per sample; None: tracked value
     description: str = ""
 
 
-def _timing(kind: str) -> dict[str, Callable[[PointResult], Any]]:
-    return {"value": lambda p: getattr(p.time, kind).median,
-            "samples": lambda p: list(getattr(p.time, kind).samples),
-            "number": lambda p: getattr(p.time, kind).number}
+def _first(read: Callable[[PointResult], Any]) -> Callable[[Points], Any]:
+    """A benchmark point of `harness run` has exactly one record."""
+    return lambda points: read(points[0])
+
+
+def _timing(kind: str) -> dict[str, Callable[[Points], Any]]:
+    return {"value": _first(lambda p: getattr(p.time, kind).median),
+            "samples": _first(lambda p: list(getattr(p.time, kind).samples)),
+            "number": _first(lambda p: getattr(p.time, kind).number)}
 
 
 def _finite_or_nan(value: float) -> float:
@@ -73,18 +84,39 @@ METRICS = (
            description="median time of the recurrent layer's forward pass"),
     Metric("time_forward_backward", "time", "time", "seconds", **_timing("forward_backward"),
            description="median time of forward plus backpropagation through time"),
-    Metric("peak_memory", "memory", "memory", "bytes", lambda p: p.memory.peak_bytes,
+    Metric("peak_memory", "memory", "memory", "bytes", _first(lambda p: p.memory.peak_bytes),
            description="peak bytes allocated from prepare to the end of backward"),
-    Metric("compile_time", "time", "track", "seconds", lambda p: p.time.compile_s,
+    Metric("compile_time", "time", "track", "seconds", _first(lambda p: p.time.compile_s),
            description="first call minus the median call: JIT compilation or cache loading"),
     Metric("grad_abs_decay_rate", "gradient", "track", "decades/step",
-           lambda p: abs(_finite_or_nan(p.gradient.decay_rate)),
+           _first(lambda p: abs(_finite_or_nan(p.gradient.decay_rate))),
            description="|least-squares slope of log10 g_t against the lag|: 0 is a flat profile"),
     Metric("grad_abs_log10_ratio", "gradient", "track", "decades",
-           lambda p: abs(_finite_or_nan(p.gradient.log10_ratio)),
+           _first(lambda p: abs(_finite_or_nan(p.gradient.log10_ratio))),
            description="|log10(g_T / g_1)|; NaN when the profile overflowed"),
-    Metric("grad_horizon_shortfall", "gradient", "track", "steps", horizon_shortfall,
+    Metric("grad_horizon_shortfall", "gradient", "track", "steps", _first(horizon_shortfall),
            description="steps - horizon: how far short of the sequence start gradients reach"),
+)
+
+
+def iterations_to_solve(point: PointResult) -> int:
+    """The first eval iteration that met the task's criterion; an unsolved run counts as the budget
+    plus one: worse than any solved run, and neither asv's "skipped" (NaN) nor its "failed" (null)."""
+    t = point.training
+    return t.solved_at if t.solved_at is not None else t.budget + 1
+
+
+TRAIN_METRICS = (
+    Metric("train_final_loss_ratio", "train", "track", "ratio",
+           lambda points: float(np.mean([p.training.final_ratio for p in points])),
+           description="last eval loss / the task's memoryless baseline, mean over the seeds (below 1 learns)"),
+    Metric("train_iterations_to_solve", "train", "track", "iterations",
+           lambda points: float(np.median([iterations_to_solve(p) for p in points])),
+           description="first eval iteration meeting the task's solved criterion, median over the seeds; "
+                       "an unsolved run counts as the iteration budget + 1"),
+    Metric("train_time_per_iteration", "train", "track", "seconds",
+           lambda points: float(np.median([p.training.times.iteration_s for p in points])),
+           description="median seconds per training iteration (backend forward + backward and the core's share)"),
 )
 
 
@@ -107,7 +139,10 @@ def benchmark_version(suite: Suite, metric: Metric) -> str:
     """Derived from what defines the measured quantity, never from backend code (asv drops results
     whose version differs from benchmarks.json's)."""
     keys = ("task", "batch", "hidden", "dtype", "init", "init_gain", "seeds")
-    blob = json.dumps({"suite": {k: getattr(suite, k) for k in keys}, "metric": metric.name,
+    defines: dict[str, Any] = {k: getattr(suite, k) for k in keys}
+    if metric.family == "train":  # the training settings, less the grid axis and the time limit
+        defines["train"] = {k: v for k, v in dataclasses.asdict(suite.train).items() if k not in ("seq_lens", "timeout")}
+    blob = json.dumps({"suite": defines, "metric": metric.name,
                        "definitions": METRIC_DEFINITIONS_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -173,16 +208,25 @@ def label_for(prov: dict, label: str | None) -> str | None:
     return None
 
 
-def _point_value(metric: Metric, point: PointResult) -> tuple[float | None, list | None, int | None]:
-    """asv's encoding: NaN skipped, None failed, else value, samples, number.
+def _point_value(metric: Metric, records: Points) -> tuple[float | None, list | None, int | None]:
+    """asv's encoding of one point: None if a record failed, NaN if none was measured (skipped or
+    interrupted), else value, samples, number.
 
-    A point that is ok has every family its suite measured; a missing one is a bug (schema drift)
+    A record that is ok has every family its suite measured; a missing one is a bug (schema drift)
     and raises, rather than becoming a silent NaN in the history."""
-    if point.status == SKIPPED:
-        return math.nan, None, None
-    if point.status != OK:
+    if any(p.status == FAILED for p in records):
         return None, None, None
-    return metric.value(point), metric.samples(point), metric.number(point)
+    ok = [p for p in records if p.status == OK]
+    if not ok:
+        return math.nan, None, None
+    return metric.value(ok), metric.samples(ok), metric.number(ok)
+
+
+def metrics_for(run: RunResults) -> list[Metric]:
+    """The asv benchmarks a run records: training metrics, or the run metrics of its suite's families."""
+    if run.mode == "train":
+        return list(TRAIN_METRICS)
+    return [m for m in METRICS if m.family in run.suite.metrics]
 
 
 def record_run(run: RunResults, conf, label: str | None = None) -> Path:
@@ -200,13 +244,15 @@ def record_run(run: RunResults, conf, label: str | None = None) -> Path:
     label = label_for(prov, label)
     results_dir = Path(conf.results_dir)
     target_dir = results_dir / LABELS_DIR / label if label else results_dir
-    points = {(repr(p.backend), repr(p.cell), repr(p.seq_len)): p for p in run.points}
+    points: dict[tuple[str, str, str], Points] = {}
+    for p in run.points:
+        points.setdefault((repr(p.backend), repr(p.cell), repr(p.seq_len)), []).append(p)
     run_params = [_union([], [key[axis] for key in points]) for axis in range(len(PARAM_NAMES))]
 
     # benchmarks.json: the union of every run's params, so that older points stay addressable.
     bench_file = results_dir / "benchmarks.json"
     existing = json.loads(bench_file.read_text()) if bench_file.is_file() else {"version": 2}
-    metrics = [m for m in METRICS if m.family in suite.metrics]
+    metrics = metrics_for(run)
     benchmarks = {k: v for k, v in existing.items() if k != "version"}
     for metric in metrics:
         name = f"{suite.name}.{metric.name}"

@@ -25,9 +25,11 @@ from harness.measure.timing import Measurement
 from harness.suites import Suite
 
 SCHEMA = 2
-#: The status of a grid point.
-OK, FAILED, SKIPPED = "ok", "failed", "skipped"
-STATUSES = (OK, FAILED, SKIPPED)
+#: The status of a grid point; "interrupted" keeps the partial curves of a training point stopped by Ctrl-C.
+OK, FAILED, SKIPPED, INTERRUPTED = "ok", "failed", "skipped", "interrupted"
+STATUSES = (OK, FAILED, SKIPPED, INTERRUPTED)
+#: What a results file holds: benchmark points (harness run) or training points (harness train).
+MODES = ("run", "train")
 
 
 class ResultsFormatError(ValueError):
@@ -64,6 +66,58 @@ class Gradient(DecayMetrics):
 
 
 @dataclass(frozen=True)
+class Spectrum:
+    """One gate block of W_hh (H x H): its spectral radius and largest singular value."""
+
+    gate: str
+    spectral_radius: float
+    sigma_max: float
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The gradient profile (last-step loss on the held-out set) and W_hh's spectra at one iteration."""
+
+    iteration: int
+    gradient: Gradient
+    spectra: tuple[Spectrum, ...]
+
+
+@dataclass(frozen=True)
+class IterationTimes:
+    """Medians over the training iterations, and the same forward + backward timed as `harness run` does."""
+
+    iteration_s: float  # one whole training iteration (batch, backend, readout, loss, clipping, optimizer)
+    backend_s: float  # its backend forward + backward
+    core_s: float  # iteration_s - backend_s: the core's share
+    fwd_bwd_s: float  # forward + backward of the same problem, measured like `harness run` (Timer)
+
+
+@dataclass(frozen=True)
+class Training:
+    """What one training run (backend, cell, T, seed) recorded."""
+
+    iterations: int  # completed
+    budget: int  # planned: the suite's [train] iterations
+    baseline: float  # the task's memoryless baseline loss
+    train_loss: tuple[float, ...]  # every iteration
+    grad_norm: tuple[float, ...]  # global L2 norm before clipping, every iteration
+    clipped: tuple[bool, ...]
+    eval_iterations: tuple[int, ...]  # 0 (at init) and every eval_every
+    eval_loss: tuple[float, ...]
+    eval_accuracy: tuple[float, ...] | None  # classification tasks
+    snapshots: tuple[Snapshot, ...]
+    solved_at: int | None = None  # first eval iteration meeting the task's criterion
+    diverged_at: int | None = None  # iteration whose loss was NaN or inf; training stopped there
+    times: IterationTimes | None = None
+
+    @property
+    def final_ratio(self) -> float:
+        """The last eval loss over the baseline."""
+        return self.eval_loss[-1] / self.baseline
+
+
+@dataclass(frozen=True)
 class PointResult:
     """The outcome of one grid point (backend, cell, seq_len).
 
@@ -83,17 +137,27 @@ class PointResult:
     memory: Memory | None = None
     gradient: Gradient | None = None
     duration_s: float | None = None  # wall time of the whole point in its worker
+    seed: int | None = None  # training points: the seed of data, weights and batches
+    training: Training | None = None  # training points: curves, snapshots, iteration times
 
     @property
     def key(self) -> tuple[str, str, int]:
+        """The asv point: training points of several seeds share it."""
         return (self.backend, self.cell, self.seq_len)
 
     @property
     def note(self) -> str:
         """One line for a table: the first line of the reason, or what the gradient did."""
-        if self.status != OK:
+        if self.status not in (OK, INTERRUPTED):
             lines = self.reason.strip().splitlines()
             return lines[0] if lines else self.status
+        if self.training is not None:
+            t = self.training
+            if t.diverged_at is not None:
+                return f"diverged at iteration {t.diverged_at}"
+            if t.solved_at is not None:
+                return f"solved at iteration {t.solved_at}"
+            return f"not solved in {t.iterations} iterations"
         return "exploded" if self.gradient is not None and self.gradient.exploded else ""
 
 
@@ -112,6 +176,7 @@ class RunResults:
     suite: Suite
     started_at: str
     provenance: dict[str, Any]
+    mode: str = "run"  # run or train
     status: str = "running"  # running, complete or interrupted
     finished_at: str | None = None
     backends: dict[str, BackendStatus] = field(default_factory=dict)

@@ -60,6 +60,32 @@ def _num(value: float | int | None, scale: float = 1.0, fmt: str = "{:.3g}") -> 
 
 
 def summary(run: RunResults) -> Table:
+    """The table `harness run` or `harness train` prints at the end."""
+    return training_summary(run) if run.mode == "train" else run_summary(run)
+
+
+def training_summary(run: RunResults) -> Table:
+    """One row per training point: final eval loss / baseline, when it was solved, iteration times."""
+    headers = ["backend", "cell", "T", "seed", "status", "iterations", "eval/baseline", "solved at", "it ms",
+               "backend %", "it / fwd+bwd", "note"]
+    rows = []
+    for p in run.points:
+        t = p.training
+        times = t.times if t else None
+        rows.append([
+            p.backend, p.cell, str(p.seq_len), _num(p.seed, 1, "{:d}"), p.status,
+            _num(t.iterations if t else None, 1, "{:d}"),
+            _num(t.final_ratio if t and t.eval_loss else None, 1, "{:.3f}"),
+            _num(t.solved_at if t else None, 1, "{:d}"),
+            _num(times.iteration_s if times else None, 1e3),
+            _num(times.backend_s / times.iteration_s if times else None, 100, "{:.0f}"),
+            _num(times.iteration_s / times.fwd_bwd_s if times else None, 1, "{:.2f}"),
+            p.note[:60],
+        ])
+    return table(headers, rows, right=range(2, 11))
+
+
+def run_summary(run: RunResults) -> Table:
     """One row per grid point: status, median times, peak memory, gradient metrics, loss vs baseline."""
     headers = ["backend", "cell", "T", "status", "fwd ms", "fwd+bwd ms", "IQR %", "peak MiB",
                "decay/step", "horizon", "loss/baseline", "note"]
@@ -109,10 +135,19 @@ class GridProgress:
         if self._progress is not None and job is not None:
             self._progress.update(self._task, description=f"running {job.label()}")
 
+    def progress(self, job: PointJob, partial: PointResult) -> None:
+        """Show how far the running training point is: iteration and eval loss / baseline."""
+        training = partial.training
+        if self._progress is not None and training is not None:
+            self._progress.update(self._task, description=(
+                f"training {job.label()}: iteration {training.eval_iterations[-1]}/{job.suite.train.iterations}, "
+                f"eval loss / baseline {training.final_ratio:.3f}"))
+
     def advance(self, point: PointResult) -> None:
         """Count a finished point; without a terminal, print one line for it."""
         self.done += 1
-        line = f"{point.backend} {point.cell} T={point.seq_len}: {point.status}"
+        seed = f" seed {point.seed}" if point.seed is not None else ""
+        line = f"{point.backend} {point.cell} T={point.seq_len}{seed}: {point.status}"
         if point.note:
             line += f" ({point.note[:80]})"
         if self._progress is not None:

@@ -11,6 +11,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import signal
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, runtime_checkable
@@ -23,6 +24,8 @@ THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUM
 START_TIMEOUT = 300.0  # seconds for a worker to import its backend
 
 OnResult = Callable[[PointJob, PointResult], None]
+#: Called with the partial record of a point still running (training: after every evaluation).
+OnProgress = Callable[[PointJob, PointResult], None]
 
 
 @runtime_checkable
@@ -32,9 +35,11 @@ class Executor(Protocol):
     #: Per backend, what its worker reported: ``Backend.info()`` plus the BLAS thread pools it saw.
     backend_info: dict[str, dict[str, Any]]
 
-    def run(self, backend: str, jobs: list[PointJob], on_result: OnResult, threads: int, timeout: float) -> None:
+    def run(self, backend: str, jobs: list[PointJob], on_result: OnResult, threads: int, timeout: float,
+            on_progress: OnProgress | None = None) -> None:
         """Run ``jobs`` of one backend in order; call ``on_result(job, result)`` for each, where
-        ``result.status`` is ``"ok"`` or ``"failed"`` (with ``result.reason``)."""
+        ``result.status`` is ``"ok"`` or ``"failed"`` (with ``result.reason``), and
+        ``on_progress(job, partial)`` whenever a running point reports."""
 
 
 def failed(job: PointJob, reason: str) -> PointResult:
@@ -55,6 +60,7 @@ def _worker_main(conn, backend_name: str, threads: int) -> None:
     try:
         from harness.plugins import get_registry
         from harness.run.point import measure
+        from harness.run.train import train
 
         registry = get_registry()
         backend = registry.backend_class(backend_name)(threads=threads)
@@ -67,7 +73,12 @@ def _worker_main(conn, backend_name: str, threads: int) -> None:
         if job is None:
             return
         try:
-            conn.send(("ok", measure(backend, job, registry.task(job.suite.task))))
+            task = registry.task(job.suite.task)
+            if job.mode == "train":
+                result = train(backend, job, task, on_progress=lambda partial: conn.send(("progress", partial)))
+            else:
+                result = measure(backend, job, task)
+            conn.send(("ok", result))
         except BaseException as exc:
             conn.send(("failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
 
@@ -113,10 +124,11 @@ class _Worker:
             return None
         return payload
 
-    def receive(self, timeout: float) -> tuple[str, object]:
+    def receive(self, wait: float, timeout: float | None = None) -> tuple[str, object]:
+        """The next message, or ("timeout", why) after ``wait`` seconds (of a ``timeout`` in all)."""
         try:
-            if not self.conn.poll(timeout):
-                return "timeout", f"timed out after {timeout:g} s"
+            if not self.conn.poll(wait):
+                return "timeout", f"timed out after {timeout if timeout is not None else wait:g} s"
             return self.conn.recv()
         except (EOFError, ConnectionError, OSError):
             self.proc.join(5)
@@ -139,7 +151,8 @@ class LocalExecutor:
     def __init__(self):
         self.backend_info: dict[str, dict[str, Any]] = {}
 
-    def run(self, backend: str, jobs: list[PointJob], on_result: OnResult, threads: int, timeout: float) -> None:
+    def run(self, backend: str, jobs: list[PointJob], on_result: OnResult, threads: int, timeout: float,
+            on_progress: OnProgress | None = None) -> None:
         worker = None
         start_error = None
         try:
@@ -158,7 +171,13 @@ class LocalExecutor:
                         continue
                     self.backend_info[backend] = worker.info
                 worker.conn.send(job)
-                status, payload = worker.receive(timeout)
+                deadline = time.monotonic() + timeout
+                while True:
+                    status, payload = worker.receive(max(0.0, deadline - time.monotonic()), timeout)
+                    if status != "progress":
+                        break
+                    if on_progress is not None:
+                        on_progress(job, payload)
                 if status == "ok":
                     on_result(job, payload)
                     continue

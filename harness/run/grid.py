@@ -25,14 +25,13 @@ class PointJob:
     cell: str
     seq_len: int  # the task's T
     suite: Suite
-
-    @property
-    def key(self) -> tuple[str, str, int]:
-        return (self.backend, self.cell, self.seq_len)
+    mode: str = "run"  # run: measure (harness run); train: learn the task (harness train)
+    seed: int | None = None  # training points: one per seed of [train] seeds
 
     def label(self) -> str:
         """How progress and logs name the point."""
-        return f"{self.backend} {self.cell} T={self.seq_len}"
+        seed = f" seed {self.seed}" if self.seed is not None else ""
+        return f"{self.backend} {self.cell} T={self.seq_len}{seed}"
 
 
 @dataclass(frozen=True)
@@ -50,8 +49,9 @@ class SeededProblem:
         return self.timed.x.shape[0]
 
 
-def _readout(hidden: int, outputs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    bound = 1.0 / np.sqrt(hidden)  # torch.nn.Linear's default
+def readout_params(hidden: int, outputs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The readout's W_y (outputs, H) and b_y, drawn as torch.nn.Linear's default does."""
+    bound = 1.0 / np.sqrt(hidden)
     return rng.uniform(-bound, bound, (outputs, hidden)), rng.uniform(-bound, bound, outputs)
 
 
@@ -60,7 +60,7 @@ def build(task: Task, cell: str, seq_len: int, suite: Suite, seed: int) -> Seede
     rng = np.random.default_rng([seed, seq_len])
     batch = task.generate(seq_len, suite.batch, rng)
     params = init_params(cell, task.input_size, suite.hidden, rng, suite.init, suite.init_gain)
-    w_y, b_y = _readout(suite.hidden, task.output_size, rng)
+    w_y, b_y = readout_params(suite.hidden, task.output_size, rng)
     h = reference.outputs(cell, reference.forward(cell, params, batch.x)).h
     y = h @ w_y.T + b_y
     loss, dy = task.loss(y, batch)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from harness.backend import Backend
+from harness.backend import Backend, Problem
 from harness.cells import activation_bytes
 from harness.measure import gradients
 from harness.measure.timing import Measurement, Timer
@@ -25,6 +25,21 @@ def _time(backend: Backend, stmt: Callable[[], object], timing: Timing) -> Measu
     if timing.repeat:
         return timer.timeit(timing.repeat)
     return timer.adaptive_autorange(threshold=timing.threshold, min_blocks=timing.min_blocks, budget=timing.budget)
+
+
+def _forward_backward(backend: Backend) -> Callable[[], None]:
+    """The statement `harness run` times: forward, then the timed backward."""
+    def forward_backward() -> None:
+        backend.forward()
+        backend.backward()
+
+    return forward_backward
+
+
+def time_forward_backward(backend: Backend, problem: Problem, timing: Timing) -> Measurement:
+    """Forward + backward of ``problem`` (with its upstream gradient), timed as `harness run` times it."""
+    backend.prepare(problem)
+    return _time(backend, _forward_backward(backend), timing)
 
 
 def gradient_profile(backend: Backend, problems: list[SeededProblem]) -> Gradient:
@@ -52,10 +67,7 @@ def measure(backend: Backend, job: PointJob, task: Task) -> PointResult:
     problems = [build(task, job.cell, job.seq_len, suite, seed) for seed in suite.seeds]
     first = problems[0]
     steps, batch, _, hidden = first.timed.shape
-
-    def forward_backward():
-        backend.forward()
-        backend.backward()
+    forward_backward = _forward_backward(backend)
 
     # First call: includes JIT compilation or cache loading; compile time = first call - median.
     backend.prepare(first.timed)

@@ -5,6 +5,7 @@ everything that finished. Unavailable backends and unsupported cells are recorde
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 from harness.errors import HarnessError, check_choice
 from harness.plugins import get_registry, machine_info
 from harness.record import provenance, results
-from harness.record.results import SKIPPED, BackendStatus, PointResult, RunResults
+from harness.record.results import INTERRUPTED, SKIPPED, BackendStatus, PointResult, RunResults
 from harness.report.console import GridProgress
 from harness.run.executor import Executor, LocalExecutor
 from harness.run.grid import PointJob
@@ -52,6 +53,13 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat()
 
 
+def _jobs(suite: Suite, mode: str, backend: str, cell: str) -> list[PointJob]:
+    """The points of one backend and cell: every T (and, for training, every seed)."""
+    if mode == "train":
+        return [PointJob(backend, cell, T, suite, mode, seed) for T in suite.train.seq_lens for seed in suite.train.seeds]
+    return [PointJob(backend, cell, T, suite) for T in suite.seq_lens]
+
+
 def run_suite(
     suite: Suite,
     backends: list[str],
@@ -59,26 +67,37 @@ def run_suite(
     output: str | Path | None = None,
     executor: Executor | None = None,
     progress: bool = True,
+    mode: str = "run",
 ) -> Run:
-    """Run every point of ``suite`` on ``backends``; the results file is up to date after each point."""
+    """Run every point of ``suite`` on ``backends`` (``mode`` run: measure; train: learn the task);
+    the results file is up to date after each point."""
     registry = get_registry()
     task = registry.task(suite.task)  # unknown task: a clear error before anything runs
-    too_short = [t for t in suite.seq_lens if t < task.min_seq_len]
+    too_short = [t for t in (suite.train.seq_lens if mode == "train" else suite.seq_lens) if t < task.min_seq_len]
     if too_short:
         raise HarnessError(f"sequence length {too_short[0]} is too short for task {task.name!r} "
                            f"(minimum {task.min_seq_len})")
     executor = executor or LocalExecutor()
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = Path(output) if output else _fresh_path(Path(results_dir) / "runs", f"{suite.name}-{stamp}")
-    run = Run(path, RunResults(suite=suite, started_at=_now(),
+    stem = f"{suite.name}-{'train-' if mode == 'train' else ''}{stamp}"
+    path = Path(output) if output else _fresh_path(Path(results_dir) / "runs", stem)
+    run = Run(path, RunResults(suite=suite, started_at=_now(), mode=mode,
                                provenance={**provenance.collect(suite.threads), "plugins": machine_info()}))
     data = run.results
-    bar = GridProgress(len(backends) * len(suite.cells) * len(suite.seq_lens), enabled=progress)
+    per_cell = len(_jobs(suite, mode, "", ""))
+    bar = GridProgress(len(backends) * len(suite.cells) * per_cell, enabled=progress)
+    timeout = suite.train.timeout if mode == "train" else suite.timing.timeout
+    running: dict[PointJob, PointResult] = {}  # the partial record of the point now running
 
     def record(point: PointResult) -> None:
         data.points.append(point)
         results.write(path, data)
         bar.advance(point)
+
+    def on_progress(job: PointJob, partial: PointResult) -> None:
+        running.clear()
+        running[job] = partial
+        bar.progress(job, partial)
 
     try:
         with bar:
@@ -89,24 +108,28 @@ def run_suite(
                 jobs = []
                 for cell in suite.cells:
                     support = cls.supports(cell, suite.dtype) if availability else availability
-                    for seq_len in suite.seq_lens:
+                    for job in _jobs(suite, mode, name, cell):
                         if support:
-                            jobs.append(PointJob(name, cell, seq_len, suite))
+                            jobs.append(job)
                         else:
-                            record(PointResult(name, cell, seq_len, suite.dtype, SKIPPED, reason=support.reason))
+                            record(PointResult(name, cell, job.seq_len, suite.dtype, SKIPPED, reason=support.reason,
+                                               seed=job.seed))
                 if not jobs:
                     continue
                 bar.start(jobs[0])
 
                 def on_result(job: PointJob, point: PointResult, jobs: list[PointJob] = jobs) -> None:
+                    running.clear()
                     record(point)
                     bar.start(_next(jobs, job))
 
-                executor.run(name, jobs, on_result, threads=suite.threads, timeout=suite.timing.timeout)
+                executor.run(name, jobs, on_result, threads=suite.threads, timeout=timeout, on_progress=on_progress)
                 data.backends[name] = BackendStatus(availability.available, availability.reason, cls.description,
                                                     info=executor.backend_info.get(name, {}))
         data.status = "complete"
     except KeyboardInterrupt:
+        for partial in running.values():  # a training point keeps the curve it had when stopped
+            data.points.append(dataclasses.replace(partial, status=INTERRUPTED, reason="interrupted (Ctrl-C)"))
         data.status = "interrupted"
         run.interrupted = True
     finally:

@@ -20,7 +20,7 @@ UNAVAILABLE_PLUGIN = """
 from harness import Availability, hookimpl
 from harness_plugins.numpy_backend import NumpyBackend
 
-HARNESS_PLUGIN_API = 1
+HARNESS_PLUGIN_API = 2
 
 class Nowhere(NumpyBackend):
     name = "nowhere"

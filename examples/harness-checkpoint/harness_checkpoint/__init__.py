@@ -17,7 +17,7 @@ import numpy as np
 from harness import Backend, Gradients, Outputs, Problem, hookimpl, reference
 from harness.cells import cell_spec
 
-HARNESS_PLUGIN_API = 1
+HARNESS_PLUGIN_API = 2
 
 
 def segment_length(seq_len: int) -> int:
@@ -35,9 +35,12 @@ class CheckpointBackend(Backend):
         k = segment_length(T)
         self.segments = [(start, min(start + k, T)) for start in range(0, T, k)]
 
+    def set_upstream(self, grad_h: np.ndarray) -> None:
+        self.grad_h = grad_h
+
     def teardown(self) -> None:
         super().teardown()
-        self.checkpoints = self.last = self._grads = None
+        self.checkpoints = self.last = self._grads = self.grad_h = None
 
     def _segment(self, index: int, h0, c0):
         start, stop = self.segments[index]
@@ -67,7 +70,7 @@ class CheckpointBackend(Backend):
             start, stop = self.segments[index]
             acts = self.last if index == len(self.segments) - 1 else self._segment(index, *self.checkpoints[index])
             with np.errstate(over="ignore", invalid="ignore"):
-                g = reference.backward(p.cell, p.params, p.x[start:stop], acts, p.grad_h[start:stop], per_step,
+                g = reference.backward(p.cell, p.params, p.x[start:stop], acts, self.grad_h[start:stop], per_step,
                                        dh_after=dh_after, dc_after=dc_after)
             for name in grads:
                 grads[name] += g.params[name]

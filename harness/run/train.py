@@ -1,0 +1,202 @@
+"""Train one grid point (backend, cell, T, seed): the core trains, the backend computes forward and BPTT.
+
+Each iteration draws a batch from the task's seeded stream (the same for every backend), runs the
+backend's forward, the core's readout and loss, hands dL/dh_t to the backend's backward, clips the
+global gradient norm (readout included) and takes one optimizer step. The master parameters are
+float64 and are cast to the suite's dtype for the backend, so every backend trains under exactly the
+same rules. Formulas: docs/training.md.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from harness.backend import Backend, Problem
+from harness.cells import cell_spec, init_params
+from harness.measure import gradients
+from harness.record.results import (OK, Gradient, IterationTimes, PointResult, Snapshot, Spectrum, Training)
+from harness.run.grid import PointJob, readout_params
+from harness.run.optim import clip_grad_norm, make_optimizer
+from harness.run.point import time_forward_backward
+from harness.tasks import Batch, Task
+
+READOUT = ("readout_weight", "readout_bias")
+
+#: Called with the training so far (a PointResult) after every evaluation.
+OnProgress = Callable[[PointResult], None]
+
+
+def readout(params: dict[str, np.ndarray], h: np.ndarray) -> np.ndarray:
+    """y_t = W_y h_t + b_y, in float64."""
+    return h @ params[READOUT[0]].T + params[READOUT[1]]
+
+
+def readout_backward(params: dict[str, np.ndarray], h: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, dict]:
+    """From dL/dy_t: dL/dh_t through the readout, and dL/dW_y, dL/db_y (summed over steps and batch)."""
+    return dy @ params[READOUT[0]], {READOUT[0]: np.einsum("tbo,tbh->oh", dy, h), READOUT[1]: dy.sum(axis=(0, 1))}
+
+
+def spectra(cell: str, weight_hh: np.ndarray) -> tuple[Spectrum, ...]:
+    """Per gate block of W_hh (float64): spectral radius and largest singular value."""
+    names = cell_spec(cell).gate_names
+    blocks = np.split(np.asarray(weight_hh, dtype=np.float64), len(names))
+    return tuple(Spectrum(name, float(np.max(np.abs(np.linalg.eigvals(b)))), float(np.linalg.norm(b, 2)))
+                 for name, b in zip(names, blocks))
+
+
+@dataclass
+class _Curves:
+    """What the loop accumulates; frozen into a :class:`Training` whenever it reports."""
+
+    baseline: float
+    budget: int
+    train_loss: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)
+    clipped: list[bool] = field(default_factory=list)
+    eval_iterations: list[int] = field(default_factory=list)
+    eval_loss: list[float] = field(default_factory=list)
+    eval_accuracy: list[float] = field(default_factory=list)
+    snapshots: list[Snapshot] = field(default_factory=list)
+    solved_at: int | None = None
+    diverged_at: int | None = None
+    iteration_s: list[float] = field(default_factory=list)
+    backend_s: list[float] = field(default_factory=list)
+
+    def freeze(self, times: IterationTimes | None = None) -> Training:
+        return Training(
+            iterations=len(self.train_loss), budget=self.budget, baseline=self.baseline, train_loss=tuple(self.train_loss),
+            grad_norm=tuple(self.grad_norm), clipped=tuple(self.clipped), eval_iterations=tuple(self.eval_iterations),
+            eval_loss=tuple(self.eval_loss), eval_accuracy=tuple(self.eval_accuracy) if self.eval_accuracy else None,
+            snapshots=tuple(self.snapshots), solved_at=self.solved_at, diverged_at=self.diverged_at, times=times)
+
+
+class Trainer:
+    """The core's side of training: parameters, readout, loss, clipping, optimizer, evaluation."""
+
+    def __init__(self, backend: Backend, job: PointJob, task: Task):
+        suite, seed, T = job.suite, job.seed, job.seq_len
+        self.backend, self.job, self.task, self.train = backend, job, task, suite.train
+        rng = np.random.default_rng([seed, T])  # weights and readout, as `harness run` draws them
+        self.params = init_params(job.cell, task.input_size, suite.hidden, rng, suite.init, suite.init_gain)
+        self.params[READOUT[0]], self.params[READOUT[1]] = readout_params(suite.hidden, task.output_size, rng)
+        self.batches = np.random.default_rng([seed, T, 1])  # the training stream
+        self.held_out = task.generate(T, self.train.eval_size, np.random.default_rng([seed, T, 2]))
+        self.optimizer = make_optimizer(self.train.optimizer, self.train.lr, self.train.momentum, self.train.alpha)
+        self.dtype = suite.dtype
+
+    def problem(self, batch: Batch) -> Problem:
+        """The backend's problem for ``batch``: the current weights cast to the suite's dtype."""
+        cast = {name: v.astype(self.dtype) for name, v in self.params.items() if name not in READOUT}
+        return Problem(self.job.cell, cast, batch.x.astype(self.dtype))
+
+    def _forward(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        """The backend's h_t (float64) and the core's readout y_t = W_y h_t + b_y."""
+        self.backend.prepare(self.problem(batch))
+        self.backend.forward()
+        h = self.backend.outputs().h.astype(np.float64)
+        return h, readout(self.params, h)
+
+    def evaluate(self) -> tuple[float, float | None]:
+        """Loss (and accuracy) on the held-out set."""
+        _, y = self._forward(self.held_out)
+        loss, _ = self.task.loss(y, self.held_out)
+        return loss, self.task.accuracy(y, self.held_out)
+
+    def snapshot(self, iteration: int) -> Snapshot:
+        """The gradient profile of the last-step loss on the held-out set, and W_hh's spectra."""
+        h, y = self._forward(self.held_out)
+        _, dy = self.task.loss(y, self.held_out, last_only=True)
+        self.backend.upstream(readout_backward(self.params, h, dy)[0].astype(self.dtype))
+        self.backend.backward(per_step=True)
+        grads = self.backend.gradients()
+        g = gradients.profile(grads.h)
+        decay = gradients.gradient_metrics(g, floor=gradients.underflow_floor(self.dtype))
+        gc = tuple(gradients.profile(grads.c).tolist()) if grads.c is not None else None
+        return Snapshot(iteration, Gradient(**vars(decay), g=tuple(g.tolist()), gc=gc),
+                        spectra(self.job.cell, self.params["weight_hh"]))
+
+    def step(self, clock) -> tuple[float, float, bool, float]:
+        """One training iteration: (loss, gradient norm before clipping, clipped, backend seconds).
+
+        The readout runs only on the steps the task's loss reads (``Task.loss_steps``); dL/dh_t is
+        zero elsewhere."""
+        batch = self.task.generate(self.job.seq_len, self.train.batch, self.batches)
+        self.backend.prepare(self.problem(batch))
+        clock.start()
+        self.backend.forward()
+        backend_s = clock.stop()
+        out = self.backend.outputs().h
+        loss_steps = self.task.loss_steps
+        h = out[loss_steps].astype(np.float64)
+        loss, dy = self.task.loss(readout(self.params, h), batch)
+        if not math.isfinite(loss):
+            return loss, math.nan, False, backend_s
+        dh, readout_grads = readout_backward(self.params, h, dy)
+        grad_h = np.zeros(out.shape, dtype=self.dtype)
+        grad_h[loss_steps] = dh
+        self.backend.upstream(grad_h)
+        clock.start()
+        self.backend.backward()
+        backend_s += clock.stop()
+        grads = {name: g.astype(np.float64) for name, g in self.backend.gradients().params.items()}
+        grads.update(readout_grads)
+        norm, clipped = clip_grad_norm(grads, self.train.clip)
+        self.optimizer.step(self.params, grads)
+        return loss, norm, clipped, backend_s
+
+
+def train(backend: Backend, job: PointJob, task: Task, on_progress: OnProgress | None = None) -> PointResult:
+    """Train one point; ``on_progress`` sees the partial record after every evaluation."""
+    started = time.perf_counter()
+    trainer = Trainer(backend, job, task)
+    settings = job.suite.train
+    curves = _Curves(baseline=task.baseline(job.seq_len), budget=settings.iterations)
+    clock = backend.clock()
+
+    def result(status: str = OK, times: IterationTimes | None = None) -> PointResult:
+        return PointResult(backend=job.backend, cell=job.cell, seq_len=job.seq_len, dtype=job.suite.dtype,
+                           status=status, steps=task.steps(job.seq_len), seed=job.seed,
+                           training=curves.freeze(times), duration_s=time.perf_counter() - started)
+
+    def evaluate(iteration: int) -> None:
+        loss, accuracy = trainer.evaluate()
+        curves.eval_iterations.append(iteration)
+        curves.eval_loss.append(loss)
+        if accuracy is not None:
+            curves.eval_accuracy.append(accuracy)
+        if curves.solved_at is None and task.is_solved(loss, accuracy, job.seq_len):
+            curves.solved_at = iteration
+        if on_progress is not None:
+            on_progress(result())
+
+    curves.snapshots.append(trainer.snapshot(0))
+    evaluate(0)
+    for iteration in range(1, settings.iterations + 1):
+        t0 = time.perf_counter()
+        loss, norm, clipped, backend_s = trainer.step(clock)
+        curves.iteration_s.append(time.perf_counter() - t0)
+        curves.backend_s.append(backend_s)
+        curves.train_loss.append(loss)
+        curves.grad_norm.append(norm)
+        curves.clipped.append(clipped)
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            curves.diverged_at = iteration
+            break
+        if iteration % settings.profile_every == 0:
+            curves.snapshots.append(trainer.snapshot(iteration))
+        if iteration % settings.eval_every == 0 or iteration == settings.iterations:
+            evaluate(iteration)
+    times = None
+    if curves.iteration_s:
+        iteration_s, backend_s = float(np.median(curves.iteration_s)), float(np.median(curves.backend_s))
+        batch = task.generate(job.seq_len, settings.batch, np.random.default_rng([job.seed, job.seq_len, 3]))
+        upstream = np.random.default_rng(0).standard_normal((task.steps(job.seq_len), settings.batch,
+                                                              job.suite.hidden)).astype(job.suite.dtype)
+        problem = Problem(job.cell, trainer.problem(batch).params, batch.x.astype(job.suite.dtype), upstream)
+        fwd_bwd = time_forward_backward(backend, problem, job.suite.timing).median
+        times = IterationTimes(iteration_s, backend_s, iteration_s - backend_s, fwd_bwd)
+    return result(times=times)

@@ -1,0 +1,56 @@
+"""The core's optimizers and clipping against torch.optim and clip_grad_norm_ (float64, 1e-12)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.run.optim import clip_grad_norm, make_optimizer
+
+torch = pytest.importorskip("torch", reason="torch is not installed (pip install '.[torch]')")
+
+TOL = 1e-12
+
+
+def _arrays(seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"w": rng.standard_normal((4, 3)), "b": rng.standard_normal(4)}
+
+
+@pytest.mark.parametrize("name, torch_optimizer", [
+    ("adam", lambda ps: torch.optim.Adam(ps, lr=1e-2)),
+    ("rmsprop", lambda ps: torch.optim.RMSprop(ps, lr=1e-2, alpha=0.9)),
+    ("sgd", lambda ps: torch.optim.SGD(ps, lr=1e-2, momentum=0.9)),
+])
+def test_updates_match_torch_optim(name, torch_optimizer):
+    params = _arrays(0)
+    ours = make_optimizer(name, 1e-2, momentum=0.9, alpha=0.9)
+    theirs = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    opt = torch_optimizer(list(theirs.values()))
+    for step in range(6):
+        grads = _arrays(step + 1)
+        ours.step(params, grads)
+        for k, t in theirs.items():
+            t.grad = torch.tensor(grads[k])
+        opt.step()
+    for k in params:
+        np.testing.assert_allclose(params[k], theirs[k].detach().numpy(), rtol=TOL, atol=TOL)
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 100.0])
+def test_clipping_matches_clip_grad_norm(max_norm):
+    grads = _arrays(3)
+    tensors = [torch.tensor(v, requires_grad=True) for v in grads.values()]
+    for t, g in zip(tensors, grads.values()):
+        t.grad = torch.tensor(g)
+    expected_norm = float(torch.nn.utils.clip_grad_norm_(tensors, max_norm))
+    norm, clipped = clip_grad_norm(grads, max_norm)
+    assert norm == pytest.approx(expected_norm, rel=TOL) and clipped == (max_norm < expected_norm)
+    for t, g in zip(tensors, grads.values()):
+        np.testing.assert_allclose(g, t.grad.numpy(), rtol=TOL, atol=TOL)
+
+
+def test_clip_zero_is_off():
+    grads = _arrays(4)
+    before = {k: v.copy() for k, v in grads.items()}
+    norm, clipped = clip_grad_norm(grads, 0.0)
+    assert not clipped and norm > 0 and all(np.array_equal(grads[k], before[k]) for k in grads)

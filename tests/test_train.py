@@ -1,0 +1,179 @@
+"""Training: the core's readout gradient, identical curves on every backend, divergence, Ctrl-C,
+and one grid point trained to solved end to end."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from harness import suites
+from harness.plugins import get_registry
+from harness.record import results
+from harness.run.grid import PointJob
+from harness.run.train import READOUT, readout, readout_backward, spectra, train
+from harness.tasks import AddingTask, CopyTask, TemporalOrderTask
+from harness_plugins.numpy_backend import NumpyBackend
+from tests.support.cli import TIMEOUT, harness
+from tests.support.plugins import add_distribution
+from tests.support.suites import write_suite
+
+ADDING = {"task": '"adding"', "hidden": "8", "dtype": '"float64"'}
+TRAIN = {"seq_lens": "[12]", "iterations": "50", "batch": "8", "eval_every": "10", "eval_size": "32",
+         "profile_every": "25", "lr": "0.01"}
+
+
+def _suite(tmp_path, cells: str = '["gru"]', **train):
+    folder = write_suite(tmp_path / "s", cells=cells, **ADDING)
+    text = (folder / "suite.toml").read_text() + "\n[train]\n" + "\n".join(
+        f"{k} = {v}" for k, v in {**TRAIN, **train}.items()) + "\n"
+    (folder / "suite.toml").write_text(text)
+    return suites.load(folder)
+
+
+@pytest.mark.parametrize("task", [CopyTask(), AddingTask(), TemporalOrderTask()], ids=lambda t: t.name)
+def test_readout_gradients_by_finite_differences(task):
+    rng = np.random.default_rng(0)
+    T, B, H = 12, 3, 5
+    batch = task.generate(T, B, rng)
+    h = rng.standard_normal((task.steps(T), B, H))
+    params = {READOUT[0]: rng.standard_normal((task.output_size, H)), READOUT[1]: rng.standard_normal(task.output_size)}
+    _, dy = task.loss(readout(params, h), batch)
+    dh, grads = readout_backward(params, h, dy)
+    eps = 1e-6
+
+    def fd(array: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(array)
+        for idx in np.ndindex(array.shape):
+            old = array[idx]
+            array[idx] = old + eps
+            up = task.loss(readout(params, h), batch)[0]
+            array[idx] = old - eps
+            down = task.loss(readout(params, h), batch)[0]
+            array[idx] = old
+            out[idx] = (up - down) / (2 * eps)
+        return out
+
+    for name in READOUT:
+        assert np.max(np.abs(grads[name] - fd(params[name]))) <= 1e-8, name
+    assert np.max(np.abs(dh - fd(h))) <= 1e-8
+
+
+def test_spectra_of_known_blocks():
+    q = np.linalg.qr(np.random.default_rng(1).standard_normal((4, 4)))[0]
+    weight_hh = np.concatenate([0.5 * q, np.diag([3.0, -2.0, 1.0, 0.5]), np.zeros((4, 4))])
+    r, z, n = spectra("gru", weight_hh)
+    assert (r.gate, z.gate, n.gate) == ("r", "z", "n")
+    assert r.spectral_radius == pytest.approx(0.5) and r.sigma_max == pytest.approx(0.5)
+    assert z.spectral_radius == pytest.approx(3.0) and n.sigma_max == 0.0
+
+
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
+def test_every_backend_trains_identically_in_float64(tmp_path, cell):
+    """Same seed, same stream, same core: the eval-loss curves of numpy, numba and torch-cpu agree
+    to a relative 1e-8 over 50 iterations (rounding only)."""
+    suite = _suite(tmp_path, cells=f'["{cell}"]')
+    registry = get_registry()
+    curves = {}
+    for name in ("numpy", "numba", "torch-cpu"):
+        cls = registry.backends[name]
+        if not cls.availability():
+            pytest.skip(f"{name}: {cls.availability().reason}")
+        point = train(cls(threads=1), PointJob(name, cell, 12, suite, "train", 0), AddingTask())
+        assert point.training.eval_iterations == (0, 10, 20, 30, 40, 50)
+        curves[name] = np.array(point.training.eval_loss)
+    assert not np.allclose(curves["numpy"][0], curves["numpy"][-1])  # it did train
+    for name in ("numba", "torch-cpu"):
+        np.testing.assert_allclose(curves[name], curves["numpy"], rtol=1e-8, atol=0)
+
+
+class Diverges(NumpyBackend):
+    """Its hidden states turn to NaN from the 20th forward on (a blown-up kernel)."""
+
+    name = "diverges"
+    forwards = 0
+
+    def forward(self):
+        super().forward()
+        Diverges.forwards += 1
+
+    def outputs(self):
+        out = super().outputs()
+        return type(out)(h=out.h * np.nan, c=out.c) if Diverges.forwards >= 20 else out
+
+
+def test_divergence_stops_the_point_and_is_recorded(tmp_path):
+    suite = _suite(tmp_path)
+    point = train(Diverges(), PointJob("diverges", "gru", 12, suite, "train", 0), AddingTask())
+    t = point.training
+    assert point.status == "ok" and t.diverged_at is not None and t.iterations == t.diverged_at < 50
+    assert np.isnan(t.train_loss[-1]) and all(np.isfinite(t.train_loss[:-1]))
+    assert point.note == f"diverged at iteration {t.diverged_at}"
+
+
+HANGS_WHILE_TRAINING = """
+import os, time
+from harness import hookimpl
+from harness_plugins.numpy_backend import NumpyBackend
+HARNESS_PLUGIN_API = 2
+class HangsLate(NumpyBackend):
+    name = "hangs-late"
+    forwards = 0
+    def forward(self):
+        HangsLate.forwards += 1
+        if HangsLate.forwards == 40:
+            open(os.environ["HANG_MARKER"], "w").close()
+            time.sleep(3600)
+        super().forward()
+@hookimpl
+def harness_backends():
+    return [HangsLate]
+"""
+
+
+def test_ctrl_c_keeps_the_partial_curve_of_the_running_point(plugin_dir, tmp_path, monkeypatch):
+    add_distribution(plugin_dir, "hangs_late", {"hangs_late_plugin": HANGS_WHILE_TRAINING},
+                     {"hangs_late": "hangs_late_plugin"})
+    suite = _suite(tmp_path)
+    marker, out = tmp_path / "hanging", tmp_path / "train.json"
+    monkeypatch.setenv("HANG_MARKER", str(marker))
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "train", suite.path, "--backends", "hangs-late",
+                             "--no-asv", "--output", str(out), "-q"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    run = results.read(out)
+    (point,) = run.points
+    assert run.status == "interrupted" and point.status == "interrupted"
+    # Forward 40 is iteration 34 (forwards: snapshot and eval at 0, one per iteration, evals at 10, 20,
+    # 30, a snapshot at 25): the evaluations up to 30 had reported, with the curve up to there.
+    assert point.training.eval_iterations == (0, 10, 20, 30) and len(point.training.train_loss) == 30
+
+
+@pytest.mark.slow
+def test_harness_train_learns_the_adding_problem_end_to_end(tmp_path):
+    """One GRU learns the adding problem at T = 12 (H = 16): eval MSE below 0.1 x 1/6."""
+    folder = write_suite(tmp_path / "s", cells='["gru"]', task='"adding"', hidden="16", dtype='"float32"')
+    (folder / "suite.toml").write_text((folder / "suite.toml").read_text() + "\n[train]\nseq_lens = [12]\n"
+                                       "lr = 0.01\niterations = 400\neval_every = 50\nprofile_every = 200\n")
+    out = tmp_path / "train.json"
+    result = harness("train", str(folder), "--backends", "numba", "--no-asv", "--output", str(out), cwd=tmp_path,
+                     env={**os.environ})
+    assert result.returncode == 0, result.stderr
+    point = results.read(out).points[0]
+    assert point.training.solved_at is not None and point.training.final_ratio <= 0.1
+    assert f"solved at iteration {point.training.solved_at}" in result.stdout
+    data = json.loads(out.read_text())
+    assert data["mode"] == "train" and data["points"][0]["seed"] == 0
