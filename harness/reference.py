@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.backend import Gradients, Outputs
-from harness.cells import Params, cell_spec
+from harness.backend import Backend, Gradients, Outputs, Problem
+from harness.cells import CELLS, Params, cell_spec
 
 
 @dataclass
@@ -323,3 +323,36 @@ def backward(
     db_hh = db_ih.copy() if dgh is dgi else _flat(dgh).sum(axis=0)
     grads = {"weight_ih": dw_ih, "weight_hh": dw_hh, "bias_ih": db_ih, "bias_hh": db_hh}
     return Gradients(params=grads, x=dx, h=state.dh_all, c=state.dc_all, h0=state.dh_next, c0=state.dc_next)
+
+
+class ReferenceBackend(Backend):
+    """This module as a backend: the engine of the ``numpy`` plugin and the conformance check's
+    reference for training."""
+
+    name = "reference"
+    cells = tuple(CELLS)  # rnn_tanh, lstm, gru and gru_cho
+
+    def setup(self, problem: Problem) -> None:
+        """Nothing to move: the reference works on the problem's arrays."""
+
+    def set_upstream(self, grad_h: np.ndarray) -> None:
+        self._grad_h = grad_h
+
+    def teardown(self) -> None:
+        super().teardown()
+        self._acts = self._grads = self._grad_h = None
+
+    def forward(self) -> None:
+        p = self.problem
+        self._acts = forward(p.cell, p.params, p.x)
+
+    def backward(self, per_step: bool = False) -> None:
+        p = self.problem
+        with np.errstate(over="ignore", invalid="ignore"):  # explosion is a result, not an error
+            self._grads = backward(p.cell, p.params, p.x, self._acts, self._grad_h, per_step)
+
+    def outputs(self) -> Outputs:
+        return outputs(self.problem.cell, self._acts)
+
+    def gradients(self) -> Gradients:
+        return self._grads

@@ -136,8 +136,14 @@ def resolve(spec: str) -> Path:
 
 
 def _line_of(text: str, key: str) -> int:
+    """The line of ``key`` (``train.lr`` for a key of the [train] table); 1 when it is not found."""
+    section, _, name = key.rpartition(".")
+    current = ""
     for number, line in enumerate(text.splitlines(), 1):
-        if re.match(rf"\s*{re.escape(key)}\s*=", line):
+        header = re.match(r"\s*\[([^\]]+)\]", line)
+        if header:
+            current = header.group(1).strip()
+        elif current == section and re.match(rf"\s*{re.escape(name)}\s*=", line):
             return number
     return 1
 
@@ -145,11 +151,11 @@ def _line_of(text: str, key: str) -> int:
 def _check_table(table: dict, schema: dict, text: str, where: str, section: str) -> None:
     for key, value in table.items():
         if key not in schema:
-            raise HarnessError(f"{where}:{_line_of(text, key)}: {unknown_choice('key', section + key, schema)}")
+            raise HarnessError(f"{where}:{_line_of(text, section + key)}: {unknown_choice('key', section + key, schema)}")
         expected = schema[key]
         if not isinstance(value, expected) or isinstance(value, bool):
             names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
-            raise HarnessError(f"{where}:{_line_of(text, key)}: {section}{key} must be {names}, got {value!r}")
+            raise HarnessError(f"{where}:{_line_of(text, section + key)}: {section}{key} must be {names}, got {value!r}")
 
 
 def load(spec: str | os.PathLike) -> Suite:
@@ -172,18 +178,18 @@ def load(spec: str | os.PathLike) -> Suite:
         if key not in data:
             raise HarnessError(f"{file}: missing required key {key!r} (required: {', '.join(_REQUIRED)})")
 
-    def check_list(key: str, kind: type, valid=None, table: dict = data) -> tuple:
+    def check_list(key: str, kind: type, valid=None, table: dict = data, section: str = "") -> tuple:
         values = table[key]
-        line = _line_of(text, key)
+        line = _line_of(text, section + key)
         if not values:
-            raise HarnessError(f"{file}:{line}: {key} must not be empty")
+            raise HarnessError(f"{file}:{line}: {section}{key} must not be empty")
         for v in values:
             if not isinstance(v, kind) or isinstance(v, bool):
-                raise HarnessError(f"{file}:{line}: {key} must hold {kind.__name__} values, got {v!r}")
+                raise HarnessError(f"{file}:{line}: {section}{key} must hold {kind.__name__} values, got {v!r}")
             if valid is not None and v not in valid:
-                raise HarnessError(f"{file}:{line}: {key}: {unknown_choice(key[:-1], v, valid)}")
+                raise HarnessError(f"{file}:{line}: {section}{key}: {unknown_choice(key[:-1], v, valid)}")
             if kind is int and v < 1 and key != "seeds":
-                raise HarnessError(f"{file}:{line}: {key} must be positive, got {v!r}")
+                raise HarnessError(f"{file}:{line}: {section}{key} must be positive, got {v!r}")
         return tuple(values)
 
     for key, valid in (("dtype", DTYPES), ("init", INITS)):
@@ -214,14 +220,16 @@ def _training(table: dict, check_list, file, text: str) -> Training:
     values = dict(table)
     for key in ("seq_lens", "seeds"):
         if key in values:
-            values[key] = check_list(key, int, table=table)
+            values[key] = check_list(key, int, table=table, section="train.")
     if "optimizer" in values and values["optimizer"] not in OPTIMIZERS:
-        raise HarnessError(f"{file}:{_line_of(text, 'optimizer')}: "
+        raise HarnessError(f"{file}:{_line_of(text, 'train.optimizer')}: "
                            f"{unknown_choice('optimizer', values['optimizer'], OPTIMIZERS)}")
     for key in ("lr", "iterations", "batch", "eval_every", "eval_size", "profile_every", "timeout"):
         if key in values and not values[key] > 0:
-            raise HarnessError(f"{file}:{_line_of(text, key)}: train.{key} must be positive, got {values[key]!r}")
+            raise HarnessError(f"{file}:{_line_of(text, 'train.' + key)}: train.{key} must be positive, "
+                               f"got {values[key]!r}")
     for key in ("clip", "momentum", "alpha"):
         if key in values and values[key] < 0:
-            raise HarnessError(f"{file}:{_line_of(text, key)}: train.{key} must not be negative, got {values[key]!r}")
+            raise HarnessError(f"{file}:{_line_of(text, 'train.' + key)}: train.{key} must not be negative, "
+                               f"got {values[key]!r}")
     return Training(**values)

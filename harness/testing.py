@@ -30,7 +30,10 @@ TOLERANCES = {"float64": 1e-10, "float32": 1e-4}
 #: (T, B, I, H): edge cases first, then ordinary shapes.
 SHAPES = ((1, 1, 1, 1), (1, 3, 2, 4), (6, 1, 3, 5), (5, 2, 1, 1), (17, 4, 3, 8), (40, 3, 6, 16))
 CHECKS = ("shapes", "hidden states", "parameter gradients", "dL/dx", "per-step dL/dh_t",
-          "inputs not mutated", "deterministic")
+          "inputs not mutated", "deterministic", "trains like the reference")
+#: Eval-loss curves of 50 training iterations must agree with the reference's to this relative error
+#: (float64: rounding only). The training check runs in float64; a float32 result points there.
+TRAINING_TOLERANCE = 1e-8
 
 
 @dataclass
@@ -167,7 +170,40 @@ def check_cell(backend_cls: type[Backend], cell: str, dtype: str, shapes=SHAPES)
                 cmp.results["deterministic"].fail(f"{where}: dL/d{name} differs between two identical calls")
         if not np.array_equal(np.asarray(timed.x), np.asarray(again.x)):
             cmp.results["deterministic"].fail(f"{where}: dL/dx differs between two identical calls")
+    _check_training(backend_cls, cell, dtype, cmp.results["trains like the reference"])
     return list(cmp.results.values())
+
+
+def _training_curve(backend: Backend, cell: str) -> np.ndarray:
+    """Eval losses of 50 iterations of the core's training loop (adding problem, T = 12, H = 8, float64)."""
+    from harness.run.grid import PointJob
+    from harness.run.train import train
+    from harness.suites import Suite, Training
+    from harness.tasks import AddingTask
+
+    suite = Suite(name="check", task="adding", cells=(cell,), seq_lens=(12,), batch=8, hidden=8, dtype="float64",
+                  train=Training(seq_lens=(12,), iterations=50, batch=8, eval_every=10, eval_size=32,
+                                 profile_every=50, lr=0.01))
+    point = train(backend, PointJob(backend.name, cell, 12, suite, "train", seed=0), AddingTask())
+    return np.array(point.training.eval_loss)
+
+
+def _check_training(backend_cls: type[Backend], cell: str, dtype: str, result: CheckResult) -> None:
+    """Every backend trains identically: the same eval-loss curve as the reference, to rounding."""
+    if dtype != "float64":
+        result.detail = "compared in float64 (see that row)"
+        return
+    try:
+        curve = _training_curve(backend_cls(threads=1), cell)
+    except Exception as exc:
+        result.fail(f"{cell} float64 training: raised {type(exc).__name__}: {exc}")
+        return
+    err = relative_error(curve, _training_curve(reference.ReferenceBackend(), cell))
+    if not err <= TRAINING_TOLERANCE:
+        result.fail(f"{cell} float64: eval-loss curve of 50 training iterations, relative error {err:.3g} > "
+                    f"{TRAINING_TOLERANCE:g}", err)
+    else:
+        result.error = err
 
 
 @dataclass

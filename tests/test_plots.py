@@ -33,7 +33,7 @@ def test_copy_profiles_cover_every_step_the_layer_ran(tmp_path, monkeypatch):
     def capture(grid, out_dir, stem):
         limits[stem] = {T: ax.get_xlim() for T, ax in grid.axes_dict.items()}
 
-    monkeypatch.setattr(plots, "_save", capture)
+    monkeypatch.setattr(plots, "save_figure", capture)
     plots.draw(run, tmp_path / "out")
     assert limits["gradient_gru"] == {30: (1.0, 50.0)}
 

@@ -37,7 +37,7 @@ def test_round_trip_is_exact_and_standard_json(run, tmp_path):
     g = back.points[0].gradient
     assert math.isinf(g.g[0]) and math.isnan(g.g[1]) and math.isnan(g.log10_ratio) and g.gc == (0.5, 0.25, 1.0)
     assert back.points[0].time == run.points[0].time and back.points[0].time.forward.median == 0.003
-    assert back.provenance["x"] == math.inf and back.counts == {"ok": 1, "failed": 1, "skipped": 1}
+    assert back.provenance["x"] == math.inf and back.counts == {"ok": 1, "failed": 1, "skipped": 1, "interrupted": 0}
 
 
 @pytest.mark.parametrize("drift, message", [

@@ -97,7 +97,7 @@ def test_raising_hanging_and_dying_backends_are_failed_and_the_grid_goes_on(misb
     assert by_key[("numpy", 20)].status == "ok"
     on_disk = results.read(run.path)
     assert on_disk.status == "complete" and len(on_disk.points) == 8
-    assert on_disk.counts == {"ok": 5, "failed": 3, "skipped": 0}
+    assert on_disk.counts == {"ok": 5, "failed": 3, "skipped": 0, "interrupted": 0}
 
 
 def test_backend_that_cannot_start_fails_its_points_once(plugin_dir, tmp_path):
@@ -135,7 +135,7 @@ def test_unavailable_backend_and_unsupported_cell_are_skipped_with_reason(plugin
     assert by_key[("rnn-only", "gru")].status == "skipped"
     assert "supported cells: rnn_tanh" in by_key[("rnn-only", "gru")].reason
     assert by_key[("rnn-only", "rnn_tanh")].status == "ok"
-    assert run.results.counts == {"ok": 1, "failed": 0, "skipped": 3}
+    assert run.results.counts == {"ok": 1, "failed": 0, "skipped": 3, "interrupted": 0}
     assert not run.results.backends["nowhere"].available
 
 

@@ -52,3 +52,28 @@ def test_invalid_values_name_file_line_and_choices(tmp_path, overrides, message)
     folder = write_suite(tmp_path / "bad", **overrides)
     with pytest.raises(HarnessError, match=message):
         suites.load(folder)
+
+
+def test_the_train_table_has_defaults_and_its_own_values(tmp_path):
+    assert suites.load(write_suite(tmp_path / "plain")).train == suites.Training()
+    folder = write_suite(tmp_path / "t")
+    (folder / "suite.toml").write_text((folder / "suite.toml").read_text() +
+                                       '\n[train]\nseq_lens = [20, 40]\noptimizer = "sgd"\nlr = 0.01\nseeds = [0, 1]\n')
+    train = suites.load(folder).train
+    assert (train.seq_lens, train.optimizer, train.lr, train.seeds) == ((20, 40), "sgd", 0.01, (0, 1))
+
+
+@pytest.mark.parametrize("line, message", [
+    ('optimizer = "adagrad"', r"suite.toml:14: unknown optimizer 'adagrad'; valid optimizers: adam, rmsprop, sgd"),
+    ("seq_lens = [0]", r"suite.toml:14: train.seq_lens must be positive, got 0"),
+    ("lr = -1.0", r"suite.toml:14: train.lr must be positive, got -1.0"),
+    ("clip = -0.5", r"suite.toml:14: train.clip must not be negative"),
+    ("iterationz = 3", r"suite.toml:14: unknown key 'train.iterationz'; valid keys: seq_lens"),
+])
+def test_invalid_train_values_name_the_line_in_the_train_table(tmp_path, line, message):
+    """The [train] table repeats top-level key names (seq_lens, seeds): the line must be its own."""
+    folder = write_suite(tmp_path / "bad")
+    (folder / "suite.toml").write_text((folder / "suite.toml").read_text() + f"\n[train]\n{line}\n")
+    assert (folder / "suite.toml").read_text().splitlines()[13] == line
+    with pytest.raises(HarnessError, match=message):
+        suites.load(folder)

@@ -177,3 +177,32 @@ def test_harness_train_learns_the_adding_problem_end_to_end(tmp_path):
     assert f"solved at iteration {point.training.solved_at}" in result.stdout
     data = json.loads(out.read_text())
     assert data["mode"] == "train" and data["points"][0]["seed"] == 0
+
+
+def test_training_is_recorded_into_asv_and_published(tmp_path):
+    """asv gets the three training benchmarks (an unsolved point is budget + 1, not NaN or null), and
+    `harness publish` draws the training pages next to the benchmark ones."""
+    from tests.support.asv_project import make_repo
+
+    repo = make_repo(tmp_path / "proj")
+    suite_file = repo / "suites" / "tiny" / "suite.toml"
+    suite_file.write_text(suite_file.read_text() + "\n[train]\nseq_lens = [12]\niterations = 20\nbatch = 4\n"
+                                                   "eval_every = 10\neval_size = 16\nprofile_every = 10\n")
+    from tests.support.asv_project import git
+
+    git(repo, "commit", "-qam", "train table")
+    harness("train", "tiny", "--backends", "numpy", "-q", cwd=repo, check=True)
+    bench = json.loads((repo / "results/benchmarks.json").read_text())
+    assert {"tiny.train_final_loss_ratio", "tiny.train_iterations_to_solve", "tiny.train_time_per_iteration"} <= set(bench)
+    result_file = next(p for p in (repo / "results").glob("*/*.json") if p.name != "machine.json")
+    data = json.loads(result_file.read_text())
+    columns = data["result_columns"]
+    solve = dict(zip(columns, data["results"]["tiny.train_iterations_to_solve"]))
+    assert solve["params"] == [["'numpy'"], ["'rnn_tanh'", "'gru'"], ["12"]]
+    assert solve["result"] == [21, 21]  # temporal order is not learned in 20 iterations: the budget + 1
+    harness("publish", cwd=repo, check=True)
+    page = (repo / "results/html/harness/tiny-train/index.html").read_text()
+    for stem in ("learning_curves", "decay_while_learning", "profile_heatmap_gru"):
+        assert (repo / "results/html/harness/tiny-train" / f"{stem}.png").stat().st_size > 0
+        assert f"src='{stem}.png'" in page
+    assert "Iterations to solve" in page and "not solved in 20" in page

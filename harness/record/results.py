@@ -312,9 +312,9 @@ def read(path: str | os.PathLike) -> RunResults:
 
 # -- the one DataFrame ---------------------------------------------------------------------------------
 def point_row(point: PointResult) -> dict[str, Any]:
-    """One flat row of a point: status, times, memory, gradient metrics; curves as tuples."""
+    """One flat row of a point: status, times, memory, gradient metrics, training outcome; curves as tuples."""
     nan = math.nan
-    t, mem, grad, loss = point.time, point.memory, point.gradient, point.loss
+    t, mem, grad, loss, train = point.time, point.memory, point.gradient, point.loss, point.training
     return {
         "backend": point.backend, "cell": point.cell, "seq_len": point.seq_len, "steps": point.steps,
         "dtype": point.dtype, "status": point.status, "reason": point.reason,
@@ -334,6 +334,13 @@ def point_row(point: PointResult) -> dict[str, Any]:
         "gc": grad.gc if grad else None,
         "loss_init": loss.init if loss else nan,
         "loss_baseline": loss.baseline if loss else nan,
+        "seed": point.seed,
+        "final_ratio": train.final_ratio if train and train.eval_loss else nan,
+        "solved_at": train.solved_at if train else None,
+        "diverged_at": train.diverged_at if train else None,
+        "iteration_s": train.times.iteration_s if train and train.times else nan,
+        "core_s": train.times.core_s if train and train.times else nan,
+        "train_fwd_bwd_s": train.times.fwd_bwd_s if train and train.times else nan,
     }
 
 

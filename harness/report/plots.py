@@ -60,12 +60,12 @@ def profile_frames(run: RunResults):
     return curves, pd.DataFrame(underflow, columns=columns)
 
 
-def _save(grid, out_dir: Path, stem: str) -> None:
+def save_figure(grid, out_dir: Path, stem: str) -> None:
     for ext in ("png", "svg"):
         grid.savefig(out_dir / f"{stem}.{ext}", dpi=110 if ext == "png" else None, bbox_inches="tight")
 
 
-def _setting(run: RunResults) -> str:
+def setting_caption(run: RunResults) -> str:
     s, prov = run.suite, run.provenance
     commit = (prov["git"]["commit"] or "no git")[:10]
     return (f"suite {s.name} (task {s.task}), batch {s.batch}, hidden {s.hidden}, {s.dtype}, "
@@ -87,7 +87,7 @@ def draw(run: RunResults, out_dir: str | Path) -> list[Figure]:
     profile, underflow = profile_frames(run)
     sns.set_theme(style="whitegrid", context="notebook")
     figures: list[Figure] = []
-    setting = _setting(run)
+    setting = setting_caption(run)
 
     for cell in sorted(profile["cell"].unique()):
         sub = profile[profile["cell"] == cell]
@@ -102,7 +102,7 @@ def draw(run: RunResults, out_dir: str | Path) -> list[Figure]:
                 ax.axvline(row.t, color="0.3", linestyle=":", linewidth=1)
         grid.set_axis_labels("step t", "g_t = mean_b ||dL/dh_t||")
         grid.figure.suptitle(f"Gradient-norm profile, {cell}", y=1.02)
-        _save(grid, out_dir, f"gradient_{cell}")
+        save_figure(grid, out_dir, f"gradient_{cell}")
         plt.close(grid.figure)
         figures.append(Figure(f"gradient_{cell}", f"Gradient-norm profiles: {cell}",
                               f"g_t, the batch mean of ||dL/dh_t||_2, against the step t, with the loss on the "
@@ -132,14 +132,16 @@ def draw(run: RunResults, out_dir: str | Path) -> list[Figure]:
         grid.set(xscale="log", yscale=yscale)
         grid.set_axis_labels("sequence length T", label)
         grid.figure.suptitle(title, y=1.03)
-        _save(grid, out_dir, stem)
+        save_figure(grid, out_dir, stem)
         plt.close(grid.figure)
         figures.append(Figure(stem, title, f"{caption} {setting}."))
     return figures
 
 
-def write_page(figures: list[Figure], out_dir: str | Path, title: str, back_link: str | None = None) -> Path:
-    """An HTML page showing each figure (PNG, with an SVG link) under its caption."""
+def write_page(figures: list[Figure], out_dir: str | Path, title: str, back_link: str | None = None,
+               tables: str = "") -> Path:
+    """An HTML page showing each figure (PNG, with an SVG link) under its caption; ``tables`` is HTML
+    built with escaped text (training's iterations-to-solve table)."""
     out_dir = Path(out_dir)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><link rel='icon' href='data:,'><title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
@@ -149,6 +151,8 @@ def write_page(figures: list[Figure], out_dir: str | Path, title: str, back_link
         parts.append(f"<p><a href='{back_link}'>back</a></p>")
     if not figures:
         parts.append("<p>This run has no successful points to plot.</p>")
+    if tables:
+        parts.append(f"<h2>Iterations to solve</h2>{tables}")
     for fig in figures:
         parts.append(f"<figure id='{fig.stem}'><h2>{html.escape(fig.title)}</h2>"
                      f"<img src='{fig.stem}.png' alt='{html.escape(fig.title)}'>"
@@ -160,6 +164,10 @@ def write_page(figures: list[Figure], out_dir: str | Path, title: str, back_link
 
 
 def report(run: RunResults, out_dir: str | Path, title: str | None = None, back_link: str | None = None) -> Path:
-    """Draw every figure of ``run`` into ``out_dir`` with an ``index.html``; returns the page."""
-    figures = draw(run, out_dir)
-    return write_page(figures, out_dir, title or f"harness: {run.suite.name}", back_link)
+    """Draw every figure of ``run`` (benchmark or training) into ``out_dir`` with an ``index.html``."""
+    title = title or f"harness: {run.suite.name}{' (training)' if run.mode == 'train' else ''}"
+    if run.mode == "train":
+        from harness.report.training_plots import draw_training, solve_table
+
+        return write_page(draw_training(run, out_dir), out_dir, title, back_link, tables=solve_table(run))
+    return write_page(draw(run, out_dir), out_dir, title, back_link)

@@ -37,7 +37,8 @@ _TAG = re.compile(r'(<(?:script|link)\b[^>]*?(?:src|href)=")(https://[^"]+)("[^>
 
 
 def latest_runs(results_dir: str | Path) -> dict[str, tuple[Path, results.RunResults]]:
-    """The newest run of each suite under ``results_dir/runs`` (by start time), with its file.
+    """The newest run of each suite and mode under ``results_dir/runs`` (by start time), with its file,
+    keyed ``SUITE`` (harness run) or ``SUITE-train`` (harness train).
 
     Files this harness cannot read (another schema, not JSON) and runs without points are passed over.
     """
@@ -47,7 +48,7 @@ def latest_runs(results_dir: str | Path) -> dict[str, tuple[Path, results.RunRes
             run = results.read(path)
         except (OSError, ValueError):
             continue
-        name = run.suite.name
+        name = run.suite.name + ("-train" if run.mode == "train" else "")
         if run.points and (name not in newest or run.started_at > newest[name][1].started_at):
             newest[name] = (path, run)
     return dict(sorted(newest.items()))
@@ -106,7 +107,8 @@ def publish(conf) -> Path:
     pages.mkdir(parents=True, exist_ok=True)
     items = []
     for suite, (path, run) in latest_runs(results_dir).items():
-        plots.report(run, pages / suite, title=f"harness: suite {suite}", back_link="../index.html")
+        kind = "training" if run.mode == "train" else "benchmarks"
+        plots.report(run, pages / suite, title=f"harness: suite {run.suite.name} ({kind})", back_link="../index.html")
         items.append(f"<li><a href='{suite}/index.html'>{html.escape(suite)}</a> "
                      f"(latest run {html.escape(run.started_at[:19])}, {html.escape(path.name)})</li>")
     (pages / "index.html").write_text(
