@@ -124,6 +124,9 @@ class Backend(abc.ABC):
     cells: ClassVar[tuple[str, ...]]
     dtypes: ClassVar[tuple[str, ...]] = DTYPES
     description: ClassVar[str] = ""
+    #: Whether the first call compiles (JIT): then `harness run` measures its compile time apart,
+    #: cold and warm, in fresh workers (docs/metrics.md, "Compile time").
+    compiles: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -151,6 +154,12 @@ class Backend(abc.ABC):
             return Availability(False, f"backend {cls.name!r} does not support dtype {dtype!r}; "
                                        f"supported dtypes: {', '.join(cls.dtypes)}")
         return Availability(True)
+
+    @classmethod
+    def compile_cache_env(cls, directory: str) -> dict[str, str]:
+        """Environment variables that point this backend's compilation cache at ``directory``, so
+        that the harness can measure a cold cache (an empty directory) and a warm one."""
+        return {}
 
     def info(self) -> dict[str, object]:
         """Provenance of this backend: library versions, device, thread counts."""

@@ -113,6 +113,12 @@ def _run_and_record(args, mode: str) -> int:
     _print(console.summary(run.results))
     counts = run.results.counts
     print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped -> {run.path}")
+    if run.results.busy:
+        print(f"{run.results.busy} point(s) measured while the machine was busy (load average above the CPU "
+              f"count): their timings shared the CPUs")
+    for c in run.results.compile:
+        where = f"cold {c.cold_s:.3g} s, warm {c.warm_s:.3g} s" if c.status == "ok" else f"failed: {c.reason}"
+        print(f"compile time {c.backend} {c.cell} {c.dtype}: {where}")
     if not args.no_asv:
         written = asvdb.record_run(run.results, conf, label=args.label)
         label = asvdb.label_for(run.results.provenance, args.label)
@@ -155,11 +161,11 @@ def cmd_compare(args) -> int:
 
     results_dir = asvdb.load_config(results_dir=args.results_dir).results_dir
     changes = compare.compare(results_dir, args.before, args.after, factor=args.factor)
-    if not changes:
-        print(f"{args.before} and {args.after} have no benchmark points in common")
-        return 0
-    _print(compare.compare_table(changes))
-    return 0
+    _print(compare.compare_report(changes, only_changed=args.only_changed))
+    regressions = sum(c.regression for c in changes)
+    if regressions:
+        print(f"{regressions} significant regression(s) from {args.before} to {args.after}", file=sys.stderr)
+    return 1 if regressions else 0
 
 
 def cmd_report(args) -> int:
@@ -288,12 +294,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
     p.set_defaults(func=cmd_preview)
 
-    p = sub.add_parser("compare", help="ratio table between two commits or labels",
-                       description="Compare every benchmark point between two commits (prefixes) or labels, "
-                                   "as asv compare does: + marks a regression, - an improvement.")
+    p = sub.add_parser("compare", help="significant changes between two commits or labels",
+                       description="Compare every benchmark point between two commits (prefixes) or labels with "
+                                   "asv's statistics on the stored samples: + a significant regression, - an "
+                                   "improvement, ! newly failed, ~ a ratio beyond the factor within the noise. "
+                                   "Exits 1 when a significant regression is found (for CI).")
     p.add_argument("before", help="commit prefix or label")
     p.add_argument("after", help="commit prefix or label")
-    p.add_argument("--factor", type=float, default=1.1, help="ratio that counts as a change (default: 1.1)")
+    p.add_argument("--factor", type=_positive("--factor"), default=1.1,
+                   help="ratio that counts as a change (default: 1.1)")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--only-changed", dest="only_changed", action="store_true", default=True,
+                       help="show only significant changes (the default)")
+    shown.add_argument("--all", dest="only_changed", action="store_false", help="show every benchmark point")
     _add_results_dir(p)
     p.set_defaults(func=cmd_compare)
 

@@ -21,6 +21,11 @@ class NumbaBackend(Backend):
     name = "numba"
     cells = ("rnn_tanh", "lstm", "gru")
     description = "Numba-JIT time loops: one recurrent GEMM + one fused pointwise loop per step"
+    compiles = True
+
+    @classmethod
+    def compile_cache_env(cls, directory: str) -> dict[str, str]:
+        return {"NUMBA_CACHE_DIR": directory}
 
     @classmethod
     def availability(cls) -> Availability:

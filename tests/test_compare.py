@@ -1,4 +1,4 @@
-"""harness compare: ratios, marks and the factor, on synthetic runs with exact values."""
+"""harness compare: asv's significance decision on the stored samples, marks, factor, and the exit code."""
 from __future__ import annotations
 
 import math
@@ -7,34 +7,56 @@ from pathlib import Path
 import pytest
 
 from harness.record.results import FAILED, SKIPPED
-from harness.report.compare import change, compare
+from harness.report.compare import compare, compare_report
+from harness.report.console import render
 from tests.support.runs import record_synthetic, synthetic_point
+
+TIMING = "tiny.time_forward_backward"
 
 
 def _changes(results_dir: Path, before: str, after: str, factor: float = 1.1) -> dict:
-    return {(c.key[0].split(".")[1], c.key[1], c.key[3]): c for c in compare(results_dir, before, after, factor)}
+    return {(c.key[0], c.key[1][0]): c for c in compare(results_dir, before, after, factor)}
 
 
-def test_compare_ratio_is_after_over_before_with_marks_and_factor(tmp_path):
-    record_synthetic(tmp_path, "before", [synthetic_point(name, 10, 1.0) for name in "abcde"])
+@pytest.mark.parametrize("after, spread, mark, noise", [
+    (1.0, 0.01, " ", False),   # identical distributions: no mark
+    (1.2, 0.01, "+", False),   # a 20% shift with tight samples: a regression
+    (1.2, 0.5, " ", True),     # a 20% shift within wide samples: "~", within the noise
+    (0.8, 0.01, "-", False),   # a 20% improvement with tight samples
+])
+def test_significance_comes_from_the_samples(tmp_path, after, spread, mark, noise):
+    record_synthetic(tmp_path, "before", [synthetic_point("a", 10, 1.0, spread=spread)])
+    record_synthetic(tmp_path, "after", [synthetic_point("a", 10, after, spread=spread)])
+    c = _changes(tmp_path / "results", "before", "after")[(TIMING, "a")]
+    assert (c.mark, c.within_noise) == (mark, noise)
+    assert c.ratio == pytest.approx(after, rel=1e-12)
+
+
+def test_marks_ratio_factor_and_failed_versus_skipped(tmp_path):
+    record_synthetic(tmp_path, "before", [synthetic_point(name, 10, 1.0) for name in "abcd"])
     record_synthetic(tmp_path, "after", [
-        synthetic_point("a", 10, 2.0), synthetic_point("b", 10, 0.5), synthetic_point("c", 10, 1.05),
-        synthetic_point("d", 10, 1.0, status=FAILED), synthetic_point("e", 10, 1.0, status=SKIPPED)])
+        synthetic_point("a", 10, 2.0), synthetic_point("b", 10, 0.5),
+        synthetic_point("c", 10, 1.0, status=FAILED), synthetic_point("d", 10, 1.0, status=SKIPPED)])
     changes = _changes(tmp_path / "results", "before", "after")
-    a, b, c, d, e = (changes[("time_forward_backward", name, 10)] for name in "abcde")
-    assert (a.mark, a.ratio) == ("+", pytest.approx(2.0, rel=1e-12))
-    assert (b.mark, b.ratio) == ("-", pytest.approx(0.5, rel=1e-12))
-    assert (c.mark, c.ratio) == (" ", pytest.approx(1.05, rel=1e-12))
-    assert d.mark == "!" and d.after is None  # failed: asv's null
-    assert e.mark == " " and math.isnan(e.after)  # skipped: asv's NaN, not a failure
+    a, b, c, d = (changes[(TIMING, name)] for name in "abcd")
+    assert (a.mark, a.ratio, a.regression) == ("+", pytest.approx(2.0, rel=1e-12), True)
+    assert (b.mark, b.ratio, b.regression) == ("-", pytest.approx(0.5, rel=1e-12), False)
+    assert c.mark == "!" and c.after is None and c.regression  # failed: asv's null
+    assert d.mark == " " and math.isnan(d.after) and not d.regression  # skipped: asv's NaN, not a failure
     swapped = _changes(tmp_path / "results", "after", "before")
-    assert swapped[("time_forward_backward", "a", 10)].ratio == pytest.approx(0.5, rel=1e-12)
-    assert swapped[("time_forward_backward", "b", 10)].mark == "+"
-    assert swapped[("time_forward_backward", "d", 10)].mark == " "  # failed before, fine after: no "!"
+    assert swapped[(TIMING, "a")].ratio == pytest.approx(0.5, rel=1e-12) and swapped[(TIMING, "b")].mark == "+"
+    assert swapped[(TIMING, "c")].mark == "*"  # fixed a failure
     loose = _changes(tmp_path / "results", "before", "after", factor=2.5)
-    assert {loose[("time_forward_backward", n, 10)].mark for n in "abc"} == {" "}
+    assert loose[(TIMING, "a")].mark == " " and loose[(TIMING, "b")].mark == " "
 
 
-def test_both_zero_is_a_ratio_of_one_and_a_zero_before_has_none():
-    assert change(("m", "b", "c", 1), 0.0, 0.0, 1.1).ratio == 1.0
-    assert change(("m", "b", "c", 1), 0.0, 1.0, 1.1).ratio is None
+def test_report_shows_only_significant_changes_by_ratio_in_sections(tmp_path):
+    record_synthetic(tmp_path, "before", [synthetic_point(name, 10, 1.0) for name in "abc"])
+    record_synthetic(tmp_path, "after", [synthetic_point("a", 10, 1.5), synthetic_point("b", 10, 3.0),
+                                         synthetic_point("c", 10, 1.0)])
+    changes = compare(tmp_path / "results", "before", "after")
+    text = render(compare_report(changes))
+    lines = [line.split() for line in text.splitlines() if line.strip().startswith("+")]
+    assert [row[-3] for row in lines[:2]] == ["b", "a"]  # worst first (point: backend cell T)
+    assert "tiny.time_forward_backward" in text and " c " not in text  # unchanged points hidden
+    assert " c " in render(compare_report(changes, only_changed=False))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -194,6 +195,7 @@ def test_the_worker_runs_with_the_requested_thread_count(misbehaving, tmp_path, 
     run = run_suite(suite, ["threads"], results_dir=tmp_path, progress=False)
     info = run.results.backends["threads"].info
     assert info["threads"] == threads and info["env_threads"] == str(threads)
+    assert info["cpus"] == sorted(os.sched_getaffinity(0))[:threads]  # pinned, as asv's --cpu-affinity
     blas = [pool for pool in info["thread_pools"] if pool["user_api"] == "blas"]
     assert blas and all(pool["num_threads"] == threads for pool in blas)
 
@@ -225,3 +227,11 @@ def test_memory_grows_linearly_in_T_and_covers_the_stored_activations(tmp_path):
         assert result.memory.peak_bytes >= result.memory.activation_bytes
         assert result.time is None and result.gradient is None  # only what the suite asked for
     assert 1.8 <= peaks[2000].peak_bytes / peaks[1000].peak_bytes <= 2.2
+
+
+def test_every_point_records_the_machine_load_around_it(tmp_path):
+    suite = suites.load(write_suite(tmp_path / "tiny"))
+    point = run_suite(suite, ["numpy"], results_dir=tmp_path, progress=False).results.points[0]
+    assert point.load_before is not None and point.load_after is not None
+    assert point.load_before.load1 >= 0 and point.busy == (max(point.load_before.load1, point.load_after.load1)
+                                                            > os.cpu_count())

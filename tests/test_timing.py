@@ -118,9 +118,15 @@ def test_the_suites_budget_bounds_the_adaptive_repeats_of_a_point(tmp_path):
     assert m.number == 3 and len(m.samples) == 21
 
 
-def test_compile_time_is_the_first_call_minus_the_median(tmp_path):
+def test_compile_time_is_the_first_call_minus_the_median_of_the_next(tmp_path):
     """A backend whose first forward costs 0.5 virtual seconds and every later one 0.01 s."""
-    result = _measure(tmp_path, _virtual_backend(FakeClock(), first=0.5, later=0.01))
-    assert result.time.first_call_s == pytest.approx(0.5)
-    assert result.time.forward_backward.median == pytest.approx(0.01)
-    assert result.time.compile_s == pytest.approx(0.49)
+    from harness import suites
+    from harness.run import grid, point
+    from harness.tasks import TemporalOrderTask
+    from tests.support.suites import write_suite
+
+    suite = suites.load(write_suite(tmp_path / "s"))
+    backend = _virtual_backend(FakeClock(), first=0.5, later=0.01)
+    seconds = point.compile_time(backend, grid.PointJob("virtual", "rnn_tanh", 12, suite, "compile"),
+                                 TemporalOrderTask())
+    assert seconds == pytest.approx(0.49)

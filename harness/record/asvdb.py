@@ -40,7 +40,8 @@ PARAM_NAMES = ["backend", "cell", "seq_len"]
 LABELS_DIR = "labels"
 
 
-Points = list[PointResult]  # the ok records of one asv point: one for `harness run`, one per seed for training
+Points = list  # the records of one asv point: one PointResult for `harness run`, one per seed for training,
+              # one CompileResult for a compile time
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,18 @@ class Metric:
     samples: Callable[[Points], list[float] | None] = lambda points: None
     number: Callable[[Points], int | None] = lambda points: None  # calls per sample; None: tracked value
     description: str = ""
+    param_names: tuple[str, ...] = tuple(PARAM_NAMES)
+
+    def groups(self, run: RunResults) -> dict[tuple[str, ...], Points]:
+        """The run's records per asv point, keyed by the repr()-encoded params."""
+        found: dict[tuple[str, ...], Points] = {}
+        if self.family == "compile":
+            for c in run.compile:
+                found.setdefault((repr(c.backend), repr(c.cell), repr(c.dtype)), []).append(c)
+        else:
+            for p in run.points:
+                found.setdefault((repr(p.backend), repr(p.cell), repr(p.seq_len)), []).append(p)
+        return found
 
 
 def _first(read: Callable[[PointResult], Any]) -> Callable[[Points], Any]:
@@ -86,8 +99,12 @@ METRICS = (
            description="median time of forward plus backpropagation through time"),
     Metric("peak_memory", "memory", "memory", "bytes", _first(lambda p: p.memory.peak_bytes),
            description="peak bytes allocated from prepare to the end of backward"),
-    Metric("compile_time", "time", "track", "seconds", _first(lambda p: p.time.compile_s),
-           description="first call minus the median call: JIT compilation or cache loading"),
+    Metric("compile_time_cold", "compile", "track", "seconds", _first(lambda c: c.cold_s),
+           description="a fresh process's first call minus the median call, with an empty compilation cache",
+           param_names=("backend", "cell", "dtype")),
+    Metric("compile_time_warm", "compile", "track", "seconds", _first(lambda c: c.warm_s),
+           description="a fresh process's first call minus the median call, with the cache a first process left",
+           param_names=("backend", "cell", "dtype")),
     Metric("grad_abs_decay_rate", "gradient", "track", "decades/step",
            _first(lambda p: abs(_finite_or_nan(p.gradient.decay_rate))),
            description="|least-squares slope of log10 g_t against the lag|: 0 is a flat profile"),
@@ -162,7 +179,7 @@ def _benchmark(suite: Suite, metric: Metric, params: list[list[str]]) -> dict:
         "type": metric.type,
         "unit": metric.unit,
         "params": params,
-        "param_names": PARAM_NAMES,
+        "param_names": list(metric.param_names),
         "version": benchmark_version(suite, metric),
         "code": f"# recorded by harness; suite {suite.name} ({suite.task}), metric {metric.name}\n"
                 f"# {metric.description}",
@@ -226,7 +243,7 @@ def metrics_for(run: RunResults) -> list[Metric]:
     """The asv benchmarks a run records: training metrics, or the run metrics of its suite's families."""
     if run.mode == "train":
         return list(TRAIN_METRICS)
-    return [m for m in METRICS if m.family in run.suite.metrics]
+    return [m for m in METRICS if m.family in run.suite.metrics or (m.family == "compile" and run.compile)]
 
 
 def record_run(run: RunResults, conf, label: str | None = None) -> Path:
@@ -244,19 +261,17 @@ def record_run(run: RunResults, conf, label: str | None = None) -> Path:
     label = label_for(prov, label)
     results_dir = Path(conf.results_dir)
     target_dir = results_dir / LABELS_DIR / label if label else results_dir
-    points: dict[tuple[str, str, str], Points] = {}
-    for p in run.points:
-        points.setdefault((repr(p.backend), repr(p.cell), repr(p.seq_len)), []).append(p)
-    run_params = [_union([], [key[axis] for key in points]) for axis in range(len(PARAM_NAMES))]
+    metrics = metrics_for(run)
+    groups = {metric.name: metric.groups(run) for metric in metrics}
 
     # benchmarks.json: the union of every run's params, so that older points stay addressable.
     bench_file = results_dir / "benchmarks.json"
     existing = json.loads(bench_file.read_text()) if bench_file.is_file() else {"version": 2}
-    metrics = metrics_for(run)
     benchmarks = {k: v for k, v in existing.items() if k != "version"}
     for metric in metrics:
         name = f"{suite.name}.{metric.name}"
-        old = benchmarks.get(name, {}).get("params", [[] for _ in PARAM_NAMES])
+        run_params = [_union([], [key[axis] for key in groups[metric.name]]) for axis in range(len(metric.param_names))]
+        old = benchmarks.get(name, {}).get("params", [[] for _ in metric.param_names])
         benchmarks[name] = _benchmark(suite, metric, [_union(o, n) for o, n in zip(old, run_params)])
 
     git = prov["git"]
@@ -270,7 +285,7 @@ def record_run(run: RunResults, conf, label: str | None = None) -> Path:
     results.load_data(str(target_dir))
     started = dt.datetime.fromisoformat(run.started_at)
     for metric in metrics:
-        bench = benchmarks[f"{suite.name}.{metric.name}"]
+        bench, points = benchmarks[f"{suite.name}.{metric.name}"], groups[metric.name]
         combos = list(itertools.product(*bench["params"]))
         values, samples, numbers = [], [], []
         for combo in combos:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.measure.gradients import DecayMetrics
+from harness.measure.load import LoadSample
 from harness.measure.timing import Measurement
 from harness.suites import Suite
 
@@ -46,8 +47,22 @@ class LossAtInit:
 class Times:
     forward: Measurement
     forward_backward: Measurement
-    first_call_s: float  # the first forward+backward: JIT compilation or cache loading included
-    compile_s: float  # first call minus the median forward+backward
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    """What a compiling backend's first call costs per (backend, cell, dtype), each in a fresh worker:
+    ``cold_s`` with an empty compilation cache (what a new user pays once), ``warm_s`` with the cache
+    the cold worker left (what every later process pays). Each is the first forward + backward minus
+    the median of the calls after it."""
+
+    backend: str
+    cell: str
+    dtype: str
+    status: str
+    reason: str = ""
+    cold_s: float | None = None
+    warm_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +154,9 @@ class PointResult:
     duration_s: float | None = None  # wall time of the whole point in its worker
     seed: int | None = None  # training points: the seed of data, weights and batches
     training: Training | None = None  # training points: curves, snapshots, iteration times
+    load_before: LoadSample | None = None  # the machine's load average and CPU clock around the point
+    load_after: LoadSample | None = None
+    busy: bool = False  # more runnable processes than CPUs before or after: timings shared the CPUs
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -158,7 +176,10 @@ class PointResult:
             if t.solved_at is not None:
                 return f"solved at iteration {t.solved_at}"
             return f"not solved in {t.iterations} iterations"
-        return "exploded" if self.gradient is not None and self.gradient.exploded else ""
+        notes = ["exploded"] if self.gradient is not None and self.gradient.exploded else []
+        if self.busy and self.load_before is not None and self.load_after is not None:
+            notes.append(f"busy machine (load {max(self.load_before.load1, self.load_after.load1):.1f})")
+        return "; ".join(notes)
 
 
 @dataclass(frozen=True)
@@ -181,7 +202,13 @@ class RunResults:
     finished_at: str | None = None
     backends: dict[str, BackendStatus] = field(default_factory=dict)
     points: list[PointResult] = field(default_factory=list)
+    compile: list[CompileResult] = field(default_factory=list)  # backends that compile (harness run)
     schema: int = SCHEMA
+
+    @property
+    def busy(self) -> int:
+        """How many points were measured while the machine was busy."""
+        return sum(p.busy for p in self.points)
 
     def count(self, status: str) -> int:
         return sum(p.status == status for p in self.points)
@@ -322,7 +349,6 @@ def point_row(point: PointResult) -> dict[str, Any]:
         "forward_iqr_s": t.forward.iqr if t else nan,
         "forward_backward_median_s": t.forward_backward.median if t else nan,
         "forward_backward_iqr_s": t.forward_backward.iqr if t else nan,
-        "compile_s": t.compile_s if t else nan,
         "peak_bytes": mem.peak_bytes if mem else nan,
         "activation_bytes": mem.activation_bytes if mem else nan,
         "decay_rate": grad.decay_rate if grad else nan,

@@ -1,9 +1,11 @@
-"""``harness compare A B``: the ratio table between two commits or labels, as ``asv compare`` has it.
+"""``harness compare A B``: what changed between two commits or labels, decided as ``asv compare`` does.
 
-A and B are commit prefixes (history points) or labels (dirty-tree and ``--label`` runs). Columns:
-before, after, ratio = after / before; the mark is ``+`` when the ratio exceeds the factor (worse:
-every metric is oriented so that larger is worse), ``-`` when it is below 1/factor (better), ``!``
-when the point failed after but not before.
+A and B are commit prefixes (history points) or labels (dirty-tree and ``--label`` runs). ratio =
+after / before; every metric is oriented so that larger is worse. The marks are asv's, from asv's own
+decision (``asv.commands.compare._is_result_better``, which uses the stored samples' confidence
+intervals where the benchmark has them): ``+`` a significant regression beyond the factor, ``-`` a
+significant improvement, ``!`` newly failed, ``*`` newly fixed, ``x`` not comparable (the benchmark's
+definition changed), and a ratio shown as ``~1.25`` is beyond the factor but within the noise.
 """
 from __future__ import annotations
 
@@ -13,14 +15,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.table import Table
+from rich.console import Group
+from rich.text import Text
 
 from harness.errors import HarnessError
 from harness.record.asvdb import LABELS_DIR, unrepr
 from harness.report.console import table
 
-#: A benchmark point in asv's database: (benchmark name, backend, cell, seq_len).
-PointKey = tuple[str, str, str, int]
+#: A benchmark point in asv's database: (benchmark name, its parameter values as text).
+PointKey = tuple[str, tuple[str, ...]]
+REGRESSIONS = ("+", "!")
+CHANGED = ("+", "-", "!")
 
 
 @dataclass(frozen=True)
@@ -30,8 +35,21 @@ class Change:
     key: PointKey
     before: float | None
     after: float | None
-    ratio: float | None  # after / before, where both are positive numbers (or both 0: 1)
-    mark: str  # "+" worse, "-" better, "!" newly failed, " " unchanged
+    ratio: float | None  # after / before, where both are numbers and before is not 0
+    mark: str  # "+", "-", "!", "*", "x" or " " (see the module docstring)
+    within_noise: bool = False  # the ratio passes the factor but the samples do not differ: "~"
+
+    @property
+    def regression(self) -> bool:
+        return self.mark in REGRESSIONS
+
+
+@dataclass(frozen=True)
+class _Point:
+    value: float | None
+    stats: dict | None  # asv's statistics of the samples (confidence interval, quartiles, repeat)
+    samples: list[float] | None
+    version: str | None
 
 
 def _result_files(results_dir: Path) -> Iterator[tuple[str, Path]]:
@@ -68,36 +86,51 @@ def resolve(results_dir: Path, spec: str):
     return Results.load(str(newest))
 
 
-def _values(res) -> dict[PointKey, float | None]:
-    """Every benchmark point's value in one asv Results."""
+def _points(res) -> dict[PointKey, _Point]:
+    """Every benchmark point of one asv Results, with its statistics and samples where stored."""
     out = {}
     for name in res.get_all_result_keys():
         params = res.get_result_params(name)
-        for combo, value in zip(itertools.product(*params), res.get_result_value(name, params)):
-            out[(name, unrepr(combo[0]), unrepr(combo[1]), int(combo[2]))] = value
+        values = res.get_result_value(name, params)
+        stats = res.get_result_stats(name, params) or [None] * len(values)
+        samples = res.get_result_samples(name, params) or [None] * len(values)
+        version = res.benchmark_version.get(name)
+        for combo, value, stat, sample in zip(itertools.product(*params), values, stats, samples):
+            out[(name, tuple(unrepr(p) for p in combo))] = _Point(value, stat, sample, version)
     return out
 
 
-def _is_number(value: float | None) -> bool:
-    return value is not None and not math.isnan(value)
+def _isna(value: float | None) -> bool:
+    return value is None or math.isnan(value)
 
 
-def change(key: PointKey, before: float | None, after: float | None, factor: float) -> Change:
-    """The ratio and mark of one point."""
-    if after is None and before is not None:
-        return Change(key, before, after, None, "!")
-    if _is_number(before) and _is_number(after) and before > 0:
-        ratio = after / before
-        return Change(key, before, after, ratio, "+" if ratio > factor else "-" if ratio < 1 / factor else " ")
-    if before == 0 and after == 0:
-        return Change(key, before, after, 1.0, " ")
-    return Change(key, before, after, None, " ")
+def change(key: PointKey, a: _Point, b: _Point, factor: float) -> Change:
+    """asv compare's decision for one point (``asv.commands.compare.Compare.print_table``)."""
+    from asv.commands.compare import _is_result_better
+
+    ratio = None if _isna(a.value) or _isna(b.value) or a.value == 0 else b.value / a.value
+    if a.version is not None and b.version is not None and a.version != b.version:
+        return Change(key, a.value, b.value, ratio, "x")
+    if a.value is not None and b.value is None:
+        return Change(key, a.value, b.value, ratio, "!")
+    if a.value is None and b.value is not None:
+        return Change(key, a.value, b.value, ratio, "*")
+    if _isna(a.value) or _isna(b.value):
+        return Change(key, a.value, b.value, ratio, " ")
+    ss_a, ss_b = (a.stats, a.samples), (b.stats, b.samples)
+    if _is_result_better(b.value, a.value, ss_b, ss_a, factor):
+        return Change(key, a.value, b.value, ratio, "-")
+    if _is_result_better(a.value, b.value, ss_a, ss_b, factor):
+        return Change(key, a.value, b.value, ratio, "+")
+    beyond = _is_result_better(a.value, b.value, None, None, factor) or _is_result_better(
+        b.value, a.value, None, None, factor)
+    return Change(key, a.value, b.value, ratio, " ", within_noise=beyond)
 
 
 def compare(results_dir: str | Path, before: str, after: str, factor: float = 1.1) -> list[Change]:
-    """Every benchmark point present in both ``before`` and ``after``, sorted by benchmark and point."""
+    """Every benchmark point present in both ``before`` and ``after``."""
     results_dir = Path(results_dir)
-    a, b = _values(resolve(results_dir, before)), _values(resolve(results_dir, after))
+    a, b = _points(resolve(results_dir, before)), _points(resolve(results_dir, after))
     return [change(key, a[key], b[key], factor) for key in sorted(set(a) & set(b))]
 
 
@@ -109,8 +142,24 @@ def _fmt(value: float | None) -> str:
     return f"{value:.4g}"
 
 
-def compare_table(changes: list[Change]) -> Table:
-    """The changes as ``asv compare`` prints them."""
-    rows = [[c.mark, _fmt(c.before), _fmt(c.after), "" if c.ratio is None else f"{c.ratio:.2f}",
-             c.key[0], c.key[1], c.key[2], str(c.key[3])] for c in changes]
-    return table(["", "before", "after", "ratio", "benchmark", "backend", "cell", "T"], rows, right=(1, 2, 3))
+def _ratio(c: Change) -> str:
+    if c.ratio is None:
+        return "n/a"
+    return f"~{c.ratio:.2f}" if c.within_noise else f"{c.ratio:.2f}"
+
+
+def compare_report(changes: list[Change], only_changed: bool = True) -> Group | Text:
+    """One section per benchmark, rows sorted by ratio (worst first); with ``only_changed``, only
+    the significant changes (+, -, !)."""
+    shown = [c for c in changes if c.mark in CHANGED] if only_changed else changes
+    if not shown:
+        return Text(f"no significant change in {len(changes)} benchmark points" if only_changed else
+                    "no benchmark points in common")
+    sections = []
+    for name, group in itertools.groupby(sorted(shown, key=lambda c: c.key[0]), key=lambda c: c.key[0]):
+        rows = sorted(group, key=lambda c: -(c.ratio if c.ratio is not None else math.inf))
+        sections.append(table(["", "before", "after", "ratio", "point"],
+                              [[c.mark, _fmt(c.before), _fmt(c.after), _ratio(c), " ".join(c.key[1])] for c in rows],
+                              right=(1, 2, 3), title=name))
+        sections.append(Text(""))
+    return Group(*sections[:-1])

@@ -8,6 +8,7 @@ can replace it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing as mp
 import os
 import signal
@@ -23,7 +24,8 @@ THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUM
               "VECLIB_MAXIMUM_THREADS")
 START_TIMEOUT = 300.0  # seconds for a worker to import its backend
 
-OnResult = Callable[[PointJob, PointResult], None]
+#: A point's record; a compile job's result is its compile time in seconds (or a failed record).
+OnResult = Callable[[PointJob, "PointResult | float"], None]
 #: Called with the partial record of a point still running (training: after every evaluation).
 OnProgress = Callable[[PointJob, PointResult], None]
 
@@ -36,10 +38,11 @@ class Executor(Protocol):
     backend_info: dict[str, dict[str, Any]]
 
     def run(self, backend: str, jobs: list[PointJob], on_result: OnResult, threads: int, timeout: float,
-            on_progress: OnProgress | None = None) -> None:
-        """Run ``jobs`` of one backend in order; call ``on_result(job, result)`` for each, where
-        ``result.status`` is ``"ok"`` or ``"failed"`` (with ``result.reason``), and
-        ``on_progress(job, partial)`` whenever a running point reports."""
+            on_progress: OnProgress | None = None, env: dict[str, str] | None = None) -> None:
+        """Run ``jobs`` of one backend in order, in workers started with ``env`` added to the
+        environment; call ``on_result(job, result)`` for each, where ``result.status`` is ``"ok"`` or
+        ``"failed"`` (with ``result.reason``), and ``on_progress(job, partial)`` whenever a running
+        point reports."""
 
 
 def failed(job: PointJob, reason: str) -> PointResult:
@@ -54,17 +57,44 @@ def blas_threads() -> list[dict[str, Any]]:
     return [{k: pool.get(k) for k in ("user_api", "internal_api", "num_threads")} for pool in threadpool_info()]
 
 
+def pin_to_cpus(threads: int) -> list[int]:
+    """Pin this process to the first ``threads`` CPUs it may use (as asv's --cpu-affinity does), so
+    that a timing does not migrate between cores; returns the CPUs (all of them where Linux's
+    affinity call is missing)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return list(range(os.cpu_count() or 1))
+    cpus = sorted(os.sched_getaffinity(0))[: max(1, threads)]
+    os.sched_setaffinity(0, cpus)
+    return cpus
+
+
+def _run_job(backend, job: PointJob, task, conn) -> PointResult | float:
+    """Measure or train one point, with the machine's load read before and after it."""
+    from harness.measure import load
+    from harness.run.point import compile_time, measure
+    from harness.run.train import train
+
+    if job.mode == "compile":
+        return compile_time(backend, job, task)
+    before = load.sample()
+    if job.mode == "train":
+        result = train(backend, job, task, on_progress=lambda partial: conn.send(("progress", partial)))
+    else:
+        result = measure(backend, job, task)
+    after = load.sample()
+    return dataclasses.replace(result, load_before=before, load_after=after, busy=load.busy(before, after))
+
+
 def _worker_main(conn, backend_name: str, threads: int) -> None:
-    """Entry point of a worker process: import the backend once, then measure jobs as they come."""
+    """Entry point of a worker process: import the backend once, then run jobs as they come."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop
     try:
         from harness.plugins import get_registry
-        from harness.run.point import measure
-        from harness.run.train import train
 
+        cpus = pin_to_cpus(threads)
         registry = get_registry()
         backend = registry.backend_class(backend_name)(threads=threads)
-        conn.send(("ready", {**backend.info(), "thread_pools": blas_threads()}))
+        conn.send(("ready", {**backend.info(), "thread_pools": blas_threads(), "cpus": cpus}))
     except BaseException:
         conn.send(("error", traceback.format_exc()))
         return
@@ -73,21 +103,17 @@ def _worker_main(conn, backend_name: str, threads: int) -> None:
         if job is None:
             return
         try:
-            task = registry.task(job.suite.task)
-            if job.mode == "train":
-                result = train(backend, job, task, on_progress=lambda partial: conn.send(("progress", partial)))
-            else:
-                result = measure(backend, job, task)
-            conn.send(("ok", result))
+            conn.send(("ok", _run_job(backend, job, registry.task(job.suite.task), conn)))
         except BaseException as exc:
             conn.send(("failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
 
 
 @contextlib.contextmanager
-def _thread_env(threads: int) -> Iterator[None]:
-    """Thread counts must be in the environment before the worker imports NumPy's BLAS."""
-    saved = {k: os.environ.get(k) for k in THREAD_ENV}
-    os.environ.update({k: str(threads) for k in THREAD_ENV})
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in the environment while a worker starts (thread counts must be there before it
+    imports NumPy's BLAS; a compilation cache directory before it imports numba)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
         yield
     finally:
@@ -106,12 +132,12 @@ def _exit_reason(proc) -> str:
 
 
 class _Worker:
-    def __init__(self, backend: str, threads: int):
+    def __init__(self, backend: str, threads: int, env: dict[str, str] | None = None):
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker_main, args=(child, backend, threads), daemon=True,
                                 name=f"harness-{backend}")
-        with _thread_env(threads):
+        with _environment({**{k: str(threads) for k in THREAD_ENV}, **(env or {})}):
             self.proc.start()
         child.close()
         self.info: dict = {}
@@ -152,7 +178,7 @@ class LocalExecutor:
         self.backend_info: dict[str, dict[str, Any]] = {}
 
     def run(self, backend: str, jobs: list[PointJob], on_result: OnResult, threads: int, timeout: float,
-            on_progress: OnProgress | None = None) -> None:
+            on_progress: OnProgress | None = None, env: dict[str, str] | None = None) -> None:
         worker = None
         start_error = None
         try:
@@ -161,7 +187,7 @@ class LocalExecutor:
                     on_result(job, failed(job, start_error))
                     continue
                 if worker is None:
-                    worker = _Worker(backend, threads)
+                    worker = _Worker(backend, threads, env)
                     error = worker.wait_ready()
                     if error is not None:
                         worker.stop(kill=True)

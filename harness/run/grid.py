@@ -25,11 +25,13 @@ class PointJob:
     cell: str
     seq_len: int  # the task's T
     suite: Suite
-    mode: str = "run"  # run: measure (harness run); train: learn the task (harness train)
+    mode: str = "run"  # run: measure; train: learn the task; compile: the first call's compile time
     seed: int | None = None  # training points: one per seed of [train] seeds
 
     def label(self) -> str:
         """How progress and logs name the point."""
+        if self.mode == "compile":
+            return f"{self.backend} {self.cell} {self.suite.dtype} compile time"
         seed = f" seed {self.seed}" if self.seed is not None else ""
         return f"{self.backend} {self.cell} T={self.seq_len}{seed}"
 

@@ -69,12 +69,9 @@ def measure(backend: Backend, job: PointJob, task: Task) -> PointResult:
     steps, batch, _, hidden = first.timed.shape
     forward_backward = _forward_backward(backend)
 
-    # First call: includes JIT compilation or cache loading; compile time = first call - median.
     backend.prepare(first.timed)
-    clock = backend.clock()
-    clock.start()
-    forward_backward()
-    first_call = clock.stop()
+    forward_backward()  # warm-up: JIT compilation or cache loading (measured apart: compile_time)
+    backend.synchronize()
 
     gradient = gradient_profile(backend, problems) if "gradient" in suite.metrics else None
     times = None
@@ -82,7 +79,7 @@ def measure(backend: Backend, job: PointJob, task: Task) -> PointResult:
         backend.prepare(first.timed)
         forward = _time(backend, backend.forward, suite.timing)
         both = _time(backend, forward_backward, suite.timing)
-        times = Times(forward, both, first_call_s=first_call, compile_s=max(0.0, first_call - both.median))
+        times = Times(forward, both)
     memory = None
     if "memory" in suite.metrics:
         backend.teardown()  # counted from prepare on: a backend's preallocated buffers are its memory
@@ -98,3 +95,17 @@ def measure(backend: Backend, job: PointJob, task: Task) -> PointResult:
         loss=LossAtInit(first.loss_init, first.baseline), time=times, memory=memory, gradient=gradient,
         duration_s=time.perf_counter() - started,
     )
+
+
+def compile_time(backend: Backend, job: PointJob, task: Task) -> float:
+    """The first forward + backward minus the median of the five after it, on the point's problem:
+    what compiling (or loading compiled code) costs. Run in a fresh worker."""
+    problem = build(task, job.cell, job.seq_len, job.suite, job.suite.seeds[0]).timed
+    backend.prepare(problem)
+    clock, step = backend.clock(), _forward_backward(backend)
+    samples = []
+    for _ in range(6):
+        clock.start()
+        step()
+        samples.append(clock.stop())
+    return max(0.0, samples[0] - float(np.median(samples[1:])))

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError, check_choice
 from harness.plugins import get_registry, machine_info
 from harness.record import provenance, results
-from harness.record.results import INTERRUPTED, SKIPPED, BackendStatus, PointResult, RunResults
+from harness.record.results import (FAILED, INTERRUPTED, OK, SKIPPED, BackendStatus, CompileResult, PointResult,
+                                    RunResults)
 from harness.report.console import GridProgress
 from harness.run.executor import Executor, LocalExecutor
 from harness.run.grid import PointJob
@@ -126,6 +128,11 @@ def run_suite(
                 executor.run(name, jobs, on_result, threads=suite.threads, timeout=timeout, on_progress=on_progress)
                 data.backends[name] = BackendStatus(availability.available, availability.reason, cls.description,
                                                     info=executor.backend_info.get(name, {}))
+                if mode == "run" and cls.compiles and "time" in suite.metrics:
+                    for cell in sorted({job.cell for job in jobs}, key=suite.cells.index):
+                        bar.start(PointJob(name, cell, min(suite.seq_lens), suite, "compile"))
+                        data.compile.append(measure_compile(executor, cls, cell, suite))
+                        results.write(path, data)
         data.status = "complete"
     except KeyboardInterrupt:
         for partial in running.values():  # a training point keeps the curve it had when stopped
@@ -142,3 +149,20 @@ def _next(jobs: list[PointJob], done: PointJob) -> PointJob | None:
     """The job after ``done`` in ``jobs``: what the worker runs next, for the progress bar."""
     index = jobs.index(done) + 1
     return jobs[index] if index < len(jobs) else None
+
+
+def measure_compile(executor: Executor, backend_cls, cell: str, suite: Suite) -> CompileResult:
+    """The compile time of one cell, in two fresh workers sharing one new cache directory: cold (the
+    directory empty), then warm (what the cold worker left in it)."""
+    job = PointJob(backend_cls.name, cell, min(suite.seq_lens), suite, "compile")
+    seconds: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="harness-compile-cache-") as cache:
+        for _ in ("cold", "warm"):
+            outcome: list = []
+            executor.run(backend_cls.name, [job], lambda _job, result: outcome.append(result), threads=suite.threads,
+                         timeout=suite.timing.timeout, env=backend_cls.compile_cache_env(cache))
+            if not outcome or isinstance(outcome[0], PointResult):  # a failed record: the worker did not finish
+                reason = outcome[0].reason if outcome else "no result"
+                return CompileResult(backend_cls.name, cell, suite.dtype, FAILED, reason=reason)
+            seconds.append(outcome[0])
+    return CompileResult(backend_cls.name, cell, suite.dtype, OK, cold_s=seconds[0], warm_s=seconds[1])

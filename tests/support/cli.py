@@ -27,3 +27,15 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     return lines[0]
+
+
+def section_rows(text: str, title: str) -> list[list[str]]:
+    """The rows (split on whitespace) of the table titled ``title`` in printed output."""
+    lines = [line.rstrip() for line in text.splitlines()]
+    start = next(i for i, line in enumerate(lines) if line.strip() == title)
+    rows = []
+    for line in lines[start + 3:]:  # title, header, rule
+        if not line.strip():
+            break
+        rows.append(line.split())
+    return rows
