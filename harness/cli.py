@@ -102,10 +102,13 @@ def _grid(args, mode: str):
 
 def _run_and_record(args, mode: str) -> int:
     """`harness run` and `harness train`: run the grid, print the summary, record into asv."""
+    from harness.errors import check_name
     from harness.record import asvdb
     from harness.report import console
     from harness.run import runner
 
+    if args.label is not None:
+        check_name("label", args.label)  # before measuring anything: it becomes a folder name
     suite, backends = _grid(args, mode)
     conf = asvdb.load_config(results_dir=args.results_dir)
     run = runner.run_suite(suite, backends, results_dir=conf.results_dir, output=args.output,

@@ -1,7 +1,12 @@
 """The one error type the CLI shows as a single line, and the one check that produces most of them."""
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+
+#: Names that become file or folder names (suites, labels): letters, digits, '.', '_' and '-', starting
+#: with a letter or digit, so that none can climb out of the results directory or be absolute.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 class HarnessError(Exception):
@@ -22,4 +27,12 @@ def check_choice(kind: str, value: str, valid: Iterable[str], valid_label: str |
     choices = list(valid)
     if value not in choices:
         raise unknown_choice(kind, value, choices, valid_label)
+    return value
+
+
+def check_name(kind: str, value: str) -> str:
+    """Return ``value`` if it is a safe file name (:data:`SAFE_NAME`), else a one-line error."""
+    if not isinstance(value, str) or not SAFE_NAME.fullmatch(value):
+        raise HarnessError(f"invalid {kind} {value!r}: use letters, digits, '.', '_' and '-', starting with a letter "
+                           f"or digit (it becomes a file name)")
     return value

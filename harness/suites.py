@@ -14,7 +14,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from harness.cells import CELLS, DTYPES, INITS
-from harness.errors import HarnessError, unknown_choice
+from harness.errors import HarnessError, check_name, unknown_choice
 
 SUITE_FILE = "suite.toml"
 SUITES_PATH_ENV = "HARNESS_SUITES_PATH"
@@ -74,6 +74,9 @@ class Suite:
     train: Training = field(default_factory=Training)
     path: str = ""
     sha256: str = ""
+
+    def __post_init__(self):
+        check_name("suite name", self.name)  # it names results files and pages
 
     def with_overrides(self, **changes) -> Suite:
         """A copy with the given fields (and ``Timing`` fields) replaced; ``None`` keeps a value."""

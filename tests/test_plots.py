@@ -51,7 +51,7 @@ def test_report_page_lists_every_figure_with_its_caption(tmp_path):
     run = _run(tmp_path, "temporal_order", "float64", {12: np.geomspace(1e-4, 1.0, 12), 16: np.geomspace(1e-5, 1, 16)})
     page = plots.report(run, tmp_path / "out").read_text()
     for stem in ("gradient_gru", "decay_rate"):
-        assert (tmp_path / "out" / f"{stem}.png").stat().st_size > 0 and f"src='{stem}.png'" in page
+        assert (tmp_path / "out" / f"{stem}.png").stat().st_size > 0 and f'src="{stem}.png"' in page
     assert "every step the layer ran" in page
 
 

@@ -204,5 +204,5 @@ def test_training_is_recorded_into_asv_and_published(tmp_path):
     page = (repo / "results/html/harness/tiny-train/index.html").read_text()
     for stem in ("learning_curves", "decay_while_learning", "profile_heatmap_gru"):
         assert (repo / "results/html/harness/tiny-train" / f"{stem}.png").stat().st_size > 0
-        assert f"src='{stem}.png'" in page
+        assert f'src="{stem}.png"' in page
     assert "Iterations to solve" in page and "not solved in 20" in page

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.errors import check_name
 from harness.record.results import FAILED, OK, PointResult, RunResults, write_json_atomic
 from harness.suites import Suite
 
@@ -217,7 +218,7 @@ def label_for(prov: dict, label: str | None) -> str | None:
     """The label a run is stored under, or None for a history point (a clean, committed tree)."""
     git = prov["git"]
     if label:
-        return label
+        return check_name("label", label)
     if git["commit"] is None:
         return "no-git"
     if git["dirty"]:
@@ -246,13 +247,27 @@ def metrics_for(run: RunResults) -> list[Metric]:
     return [m for m in METRICS if m.family in run.suite.metrics or (m.family == "compile" and run.compile)]
 
 
+def database_lock(results_dir: str | os.PathLike):
+    """The inter-process lock every reader-modifier-writer of the asv database holds (recording,
+    publishing): concurrent runs and a concurrent publish lose nothing."""
+    from filelock import FileLock
+
+    Path(results_dir).mkdir(parents=True, exist_ok=True)
+    return FileLock(str(Path(results_dir) / ".harness-asv.lock"))
+
+
 def record_run(run: RunResults, conf, label: str | None = None) -> Path:
-    """Add one finished run to the asv database; returns the file written.
+    """Add one finished run to the asv database, under :func:`database_lock`; returns the file written.
 
     Re-recording at the same commit, machine and environment merges: the points of this run
     replace their old values, every other point keeps its value, samples and statistics (asv's
     own ``selected_idx`` merge). Each file is replaced atomically.
     """
+    with database_lock(conf.results_dir):
+        return _record(run, conf, label)
+
+
+def _record(run: RunResults, conf, label: str | None) -> Path:
     from asv.benchmarks import Benchmarks
     from asv.results import Results, get_filename
     from asv.runner import BenchmarkResult

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.cells import cell_spec
+from harness.errors import HarnessError
 from harness.measure.gradients import DecayMetrics
 from harness.measure.load import LoadSample
 from harness.measure.timing import Measurement
@@ -158,6 +160,9 @@ class PointResult:
     load_after: LoadSample | None = None
     busy: bool = False  # more runnable processes than CPUs before or after: timings shared the CPUs
 
+    def __post_init__(self):
+        cell_spec(self.cell)  # a known cell (its name becomes part of page and figure file names)
+
     @property
     def key(self) -> tuple[str, str, int]:
         """The asv point: training points of several seeds share it."""
@@ -288,7 +293,10 @@ def _dataclass(cls: type, data: Any, where: str) -> Any:
                 raise ResultsFormatError(f"{where}: missing key {name!r} of {cls.__name__}")
             continue
         kwargs[name] = _decode(hints[name], data[name], f"{where}.{name}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except HarnessError as exc:  # a value its dataclass refuses (an unsafe suite name)
+        raise ResultsFormatError(f"{where}: {exc}") from None
 
 
 def to_json(run: RunResults) -> dict:
@@ -380,7 +388,7 @@ def frame(run: RunResults):
     return table
 
 
-_EMPTY_POINT = PointResult("", "", 0, "", SKIPPED)
+_EMPTY_POINT = PointResult("", "rnn_tanh", 0, "", SKIPPED)  # only its keys are used
 
 
 def load(path: str | os.PathLike):

@@ -5,7 +5,6 @@ latest run of each suite, written next to asv's site).
 """
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,35 +138,20 @@ def draw(run: RunResults, out_dir: str | Path) -> list[Figure]:
 
 
 def write_page(figures: list[Figure], out_dir: str | Path, title: str, back_link: str | None = None,
-               tables: str = "") -> Path:
-    """An HTML page showing each figure (PNG, with an SVG link) under its caption; ``tables`` is HTML
-    built with escaped text (training's iterations-to-solve table)."""
-    out_dir = Path(out_dir)
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><link rel='icon' href='data:,'><title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-             "figure{margin:2em 0}img{max-width:100%}figcaption{color:#333;max-width:60em}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>"]
-    if back_link:
-        parts.append(f"<p><a href='{back_link}'>back</a></p>")
-    if not figures:
-        parts.append("<p>This run has no successful points to plot.</p>")
-    if tables:
-        parts.append(f"<h2>Iterations to solve</h2>{tables}")
-    for fig in figures:
-        parts.append(f"<figure id='{fig.stem}'><h2>{html.escape(fig.title)}</h2>"
-                     f"<img src='{fig.stem}.png' alt='{html.escape(fig.title)}'>"
-                     f"<figcaption>{html.escape(fig.caption)} <a href='{fig.stem}.svg'>SVG</a></figcaption></figure>")
-    parts.append("</body></html>")
-    page = out_dir / "index.html"
-    page.write_text("\n".join(parts))
-    return page
+               solve_tables: list[dict] | None = None) -> Path:
+    """An HTML page showing each figure (PNG, with an SVG link) under its caption, and training's
+    iterations-to-solve tables; every text is escaped (harness/templates/pages/report.html.j2)."""
+    from harness.report.html import render_page
+
+    return render_page("report.html.j2", Path(out_dir) / "index.html", title=title, back_link=back_link,
+                       figures=figures, solve_tables=solve_tables or [])
 
 
 def report(run: RunResults, out_dir: str | Path, title: str | None = None, back_link: str | None = None) -> Path:
     """Draw every figure of ``run`` (benchmark or training) into ``out_dir`` with an ``index.html``."""
     title = title or f"harness: {run.suite.name}{' (training)' if run.mode == 'train' else ''}"
     if run.mode == "train":
-        from harness.report.training_plots import draw_training, solve_table
+        from harness.report.training_plots import draw_training, solve_tables
 
-        return write_page(draw_training(run, out_dir), out_dir, title, back_link, tables=solve_table(run))
+        return write_page(draw_training(run, out_dir), out_dir, title, back_link, solve_tables=solve_tables(run))
     return write_page(draw(run, out_dir), out_dir, title, back_link)

@@ -5,17 +5,20 @@ asv publish deletes its HTML directory first, so the harness pages are written a
 """
 from __future__ import annotations
 
+import copy
 import functools
-import html
 import http.server
 import logging
+import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.record import results
 from harness.report import plots
+from harness.report.html import render_page
 
 HARNESS_PAGES = "harness"
 LINK_MARK = "<!-- harness-pages -->"
@@ -54,12 +57,13 @@ def latest_runs(results_dir: str | Path) -> dict[str, tuple[Path, results.RunRes
     return dict(sorted(newest.items()))
 
 
-def _asv_publish(conf) -> None:
-    """asv publish in-process, showing only its errors: it warns about every folder under the
-    results directory without a machine.json (runs/, labels/, html/), which is by design here."""
+def _asv_publish(conf, html_dir: Path) -> None:
+    """asv publish in-process into ``html_dir``, showing only its errors: it warns about every folder
+    under the results directory without a machine.json (runs/, labels/, html/), by design here."""
     from asv.commands.publish import Publish
     from asv.console import log
 
+    conf.html_dir = str(html_dir)
     with log.set_level(logging.ERROR):
         Publish.run(conf, pull=False)
 
@@ -96,28 +100,47 @@ def _link_from_asv_index(html_dir: Path) -> None:
 
 
 def publish(conf) -> Path:
-    """Build asv's site, then the harness pages; returns the harness index page."""
-    results_dir = Path(conf.results_dir)
+    """Build asv's site, then the harness pages, into a new folder that replaces ``html_dir`` only
+    when complete (a failure leaves the old site as it was); under the database lock, so that a
+    concurrent run cannot change the database half-way. Returns the harness index page."""
+    from harness.record.asvdb import database_lock
+
+    results_dir, html_dir = Path(conf.results_dir), Path(conf.html_dir)
     if not (results_dir / "benchmarks.json").is_file():
         raise HarnessError(f"no results to publish in {results_dir}: run `harness run SUITE` first")
-    _asv_publish(conf)
-    html_dir = Path(conf.html_dir)
-    _use_vendored_dependencies(html_dir)
-    pages = html_dir / HARNESS_PAGES
+    html_dir.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{html_dir.name}-building-", dir=html_dir.parent))
+    try:
+        with database_lock(results_dir):
+            _asv_publish(copy.copy(conf), building)
+        _use_vendored_dependencies(building)
+        _write_harness_pages(results_dir, building / HARNESS_PAGES)
+        _link_from_asv_index(building)
+        _swap_in(building, html_dir)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return html_dir / HARNESS_PAGES / "index.html"
+
+
+def _write_harness_pages(results_dir: Path, pages: Path) -> None:
     pages.mkdir(parents=True, exist_ok=True)
     items = []
-    for suite, (path, run) in latest_runs(results_dir).items():
+    for name, (path, run) in latest_runs(results_dir).items():
         kind = "training" if run.mode == "train" else "benchmarks"
-        plots.report(run, pages / suite, title=f"harness: suite {run.suite.name} ({kind})", back_link="../index.html")
-        items.append(f"<li><a href='{suite}/index.html'>{html.escape(suite)}</a> "
-                     f"(latest run {html.escape(run.started_at[:19])}, {html.escape(path.name)})</li>")
-    (pages / "index.html").write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><link rel='icon' href='data:,'><title>harness pages</title></head>"
-        "<body style='font-family:sans-serif;max-width:60em;margin:2em auto'>"
-        "<h1>Gradient curves, speed and memory</h1><p><a href='../index.html'>asv history</a></p>"
-        f"<ul>{''.join(items) or '<li>no harness results files found</li>'}</ul></body></html>")
-    _link_from_asv_index(html_dir)
-    return pages / "index.html"
+        plots.report(run, pages / name, title=f"harness: suite {run.suite.name} ({kind})", back_link="../index.html")
+        items.append({"folder": name, "name": name, "started": run.started_at[:19], "file": path.name})
+    render_page("index.html.j2", pages / "index.html", items=items)
+
+
+def _swap_in(built: Path, target: Path) -> None:
+    """Replace ``target`` by ``built``: two renames, so the old site stays whole until the new one is."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}-old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(built, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def serve(directory: str | Path, port: int = 8080, host: str = "127.0.0.1") -> None:

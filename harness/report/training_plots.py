@@ -2,7 +2,6 @@
 profile changes while the network learns. Drawn with seaborn, written next to the run plots' page."""
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import numpy as np
@@ -44,26 +43,23 @@ def snapshots_frame(run: RunResults):
                                        "sigma_max", "spectral_radius"])
 
 
-def solve_table(run: RunResults) -> str:
-    """An HTML table per backend: cell x T, the median iteration at which the seeds solved the task."""
-    parts = []
+def solve_tables(run: RunResults) -> list[dict]:
+    """Per backend, a cell x T table of the median iteration at which the seeds solved the task."""
+    tables = []
     for backend in sorted({p.backend for p in run.points if p.training is not None}):
         points = [p for p in run.points if p.backend == backend and p.training is not None and p.status == OK]
-        cells, lengths = sorted({p.cell for p in points}), sorted({p.seq_len for p in points})
-        header = "".join(f"<th>T = {T}</th>" for T in lengths)
-        body = []
-        for cell in cells:
+        lengths = sorted({p.seq_len for p in points})
+        rows = []
+        for cell in sorted({p.cell for p in points}):
             entries = []
             for T in lengths:
                 runs = [p.training for p in points if p.cell == cell and p.seq_len == T]
                 solved = [t.solved_at for t in runs if t.solved_at is not None]
-                text = "-" if not runs else (f"{np.median(solved):.0f} ({len(solved)}/{len(runs)} seeds)" if solved
-                                             else f"not solved in {runs[0].budget}")
-                entries.append(f"<td>{html.escape(text)}</td>")
-            body.append(f"<tr><th>{html.escape(cell)}</th>{''.join(entries)}</tr>")
-        parts.append(f"<h3>{html.escape(backend)}</h3><table border='1' cellpadding='4'><tr><th>cell</th>{header}</tr>"
-                     f"{''.join(body)}</table>")
-    return "".join(parts)
+                entries.append("-" if not runs else (f"{np.median(solved):.0f} ({len(solved)}/{len(runs)} seeds)"
+                                                     if solved else f"not solved in {runs[0].budget}"))
+            rows.append({"cell": cell, "entries": entries})
+        tables.append({"backend": backend, "lengths": lengths, "rows": rows})
+    return tables
 
 
 def draw_training(run: RunResults, out_dir: str | Path) -> list[Figure]:

@@ -42,13 +42,18 @@ def select_backends(spec: str) -> list[str]:
     return names
 
 
-def _fresh_path(folder: Path, stem: str) -> Path:
-    """``stem.json`` in ``folder``, or ``stem-2.json``, ... when an earlier run took that name."""
-    path, n = folder / f"{stem}.json", 1
-    while path.exists():
-        n += 1
-        path = folder / f"{stem}-{n}.json"
-    return path
+def claim_path(folder: Path, stem: str) -> Path:
+    """Create ``stem.json`` in ``folder`` exclusively, or ``stem-2.json``, ... when another run (even
+    one started in the same second, in another process) has it: no read-then-write race."""
+    folder.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while True:
+        path = folder / (f"{stem}.json" if n == 1 else f"{stem}-{n}.json")
+        try:
+            with open(path, "x"):
+                return path
+        except FileExistsError:
+            n += 1
 
 
 def _now() -> str:
@@ -82,7 +87,7 @@ def run_suite(
     executor = executor or LocalExecutor()
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     stem = f"{suite.name}-{'train-' if mode == 'train' else ''}{stamp}"
-    path = Path(output) if output else _fresh_path(Path(results_dir) / "runs", stem)
+    path = Path(output) if output else claim_path(Path(results_dir) / "runs", stem)
     run = Run(path, RunResults(suite=suite, started_at=_now(), mode=mode,
                                provenance={**provenance.collect(suite.threads), "plugins": machine_info()}))
     data = run.results

@@ -29,9 +29,11 @@ def synthetic_point(backend: str, seq_len: int, median: float, status: str = OK,
                        time=times, memory=Memory(1000, "tracemalloc", 500), gradient=gradient)
 
 
-def record_synthetic(tmp_path: Path, label: str, points: list[PointResult], suite_name: str = "tiny"):
-    """Record ``points`` as one run of suite ``suite_name`` under ``label`` in tmp_path/results."""
+def record_synthetic(tmp_path: Path, label: str, points: list[PointResult], suite_name: str = "tiny",
+                     results_dir: Path | None = None):
+    """Record ``points`` as one run of suite ``suite_name`` under ``label`` in ``results_dir``
+    (tmp_path/results by default)."""
     suite = dataclasses.replace(suites.load(write_suite(tmp_path / "suite")), name=suite_name)
     run = RunResults(suite=suite, started_at="2026-11-26T07:00:00+00:00", provenance=PROVENANCE, points=points)
-    conf = asvdb.load_config(path=tmp_path / "none.json", results_dir=tmp_path / "results")
+    conf = asvdb.load_config(path=tmp_path / "none.json", results_dir=results_dir or tmp_path / "results")
     return asvdb.record_run(run, conf, label=label), conf

@@ -1,0 +1,48 @@
+"""Concurrent runs into one results directory lose nothing: exclusive run files, a locked asv database."""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+from pathlib import Path
+
+from harness.run.runner import claim_path
+
+
+def _claim(folder: str, queue) -> None:
+    queue.put(str(claim_path(Path(folder), "suite-20261126T080000Z")))
+
+
+def _record(tmp: str, backend: str) -> None:
+    from tests.support.runs import record_synthetic, synthetic_point
+
+    record_synthetic(Path(tmp) / backend, "shared", [synthetic_point(backend, 10, 1.0)], results_dir=Path(tmp) / "results")
+
+
+def test_runs_started_in_the_same_second_get_distinct_files(tmp_path):
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_claim, args=(str(tmp_path), queue)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    paths = {queue.get(timeout=10) for _ in procs}
+    assert len(paths) == 6 and all(Path(p).exists() for p in paths)
+
+
+def test_parallel_recorders_into_one_asv_database_lose_no_result(tmp_path):
+    backends = [f"backend{i}" for i in range(10)]
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_record, args=(str(tmp_path), b)) for b in backends]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    assert all(p.exitcode == 0 for p in procs)
+    bench = json.loads((tmp_path / "results" / "benchmarks.json").read_text())
+    assert set(bench["tiny.time_forward_backward"]["params"][0]) == {repr(b) for b in backends}
+    (result_file,) = (tmp_path / "results" / "labels" / "shared").rglob("*.json")
+    data = json.loads(result_file.read_text())
+    entry = dict(zip(data["result_columns"], data["results"]["tiny.time_forward_backward"]))
+    assert set(entry["params"][0]) == {repr(b) for b in backends}
+    assert all(v is not None and v > 0 for v in entry["result"])  # every backend's value is there
