@@ -22,7 +22,7 @@ from typing import ClassVar
 import numpy as np
 
 from harness.cells import DTYPES, PARAM_NAMES, Params, cell_spec, param_shapes
-from harness.errors import HarnessError
+from harness.errors import BackendError, HarnessError
 from harness.measure.memory import MemoryMeter, TracemallocMeter
 from harness.measure.timing import Clock, WallClock
 
@@ -90,6 +90,34 @@ def check_upstream(grad_h: np.ndarray, shape: tuple[int, int, int], dtype: str) 
     if str(grad_h.dtype) != dtype:
         raise HarnessError(f"all arrays must share one dtype of {', '.join(DTYPES)}; got "
                            f"{sorted({dtype, str(grad_h.dtype)})}")
+
+
+def check_gradients(problem: Problem, grads: Gradients, per_step: bool) -> tuple[str, ...]:
+    """Validate what a backend's backward returned against the problem: every array present, of
+    the right shape and dtype (else :class:`BackendError`, naming it). Returns the names of the
+    tensors that hold NaN or inf (a result to report, not an error)."""
+    T, B, I, H = problem.shape
+    expected = {f"dL/d{name}": shape for name, shape in param_shapes(problem.cell, I, H).items()}
+    got = {f"dL/d{name}": grads.params.get(name) for name in PARAM_NAMES}
+    expected["dL/dx"], got["dL/dx"] = (T, B, I), grads.x
+    if per_step:
+        expected["dL/dh_t"], got["dL/dh_t"] = (T, B, H), grads.h
+        if cell_spec(problem.cell).has_cell_state:
+            expected["dL/dc_t"], got["dL/dc_t"] = (T, B, H), grads.c
+    nonfinite = []
+    for name, shape in expected.items():
+        value = got[name]
+        if value is None:
+            raise BackendError(f"the backend returned no {name} (expected shape {shape})")
+        value = np.asarray(value)
+        if value.shape != shape:
+            raise BackendError(f"the backend returned {name} of shape {value.shape}, expected {shape} for "
+                               f"T, B, I, H = {problem.shape}")
+        if str(value.dtype) != problem.dtype:
+            raise BackendError(f"the backend returned {name} in {value.dtype}, expected {problem.dtype}")
+        if not np.isfinite(value).all():
+            nonfinite.append(name)
+    return tuple(nonfinite)
 
 
 @dataclass

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import math
+import re
+import signal
 import sys
 
 from harness import __version__
@@ -21,8 +24,8 @@ def _positive(kind: str, cast=float):
             value = cast(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{kind} must be a positive number, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{kind} must be positive, got {text!r}")
+        if not value > 0 or not math.isfinite(value):  # NaN compares False
+            raise argparse.ArgumentTypeError(f"{kind} must be a positive finite number, got {text!r}")
         return value
 
     return parse
@@ -31,11 +34,24 @@ def _positive(kind: str, cast=float):
 def _csv(kind: str, cast=str):
     def parse(text: str):
         try:
-            return tuple(cast(v.strip()) for v in text.split(",") if v.strip())
+            values = tuple(cast(v.strip()) for v in text.split(",") if v.strip())
         except ValueError:
             raise argparse.ArgumentTypeError(f"{kind} must be a comma-separated list, got {text!r}") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"{kind} must list at least one value, got {text!r}")
+        return values
 
     return parse
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"--port must be an integer from 0 to 65535, got {text!r}")
+    return value
 
 
 def _print(renderable) -> None:
@@ -45,7 +61,7 @@ def _print(renderable) -> None:
 
 
 def cmd_plugins(args) -> int:
-    from harness.plugins import get_registry
+    from harness.plugins import availability, get_registry
     from harness.report.console import table
 
     registry = get_registry()
@@ -54,7 +70,7 @@ def cmd_plugins(args) -> int:
         rows.append([p.name, f"{p.distribution} {p.version}", p.status, ", ".join(p.tasks) or "-", p.error])
         for name in p.backends:
             cls = registry.backends[name]
-            avail = cls.availability()
+            avail = availability(cls)
             state = "available" if avail else f"unavailable: {avail.reason}"
             rows.append([f"  backend {name}", "", state, f"cells: {', '.join(cls.cells)}",
                          f"dtypes: {', '.join(cls.dtypes)}"])
@@ -111,11 +127,17 @@ def _run_and_record(args, mode: str) -> int:
         check_name("label", args.label)  # before measuring anything: it becomes a folder name
     suite, backends = _grid(args, mode)
     conf = asvdb.load_config(results_dir=args.results_dir)
+    from harness.run.executor import LocalExecutor
+
     run = runner.run_suite(suite, backends, results_dir=conf.results_dir, output=args.output,
-                           progress=not args.quiet, mode=mode)
+                           progress=not args.quiet, mode=mode, executor=LocalExecutor(args.memory_limit))
     _print(console.summary(run.results))
     counts = run.results.counts
     print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped -> {run.path}")
+    failed_plugins = [p for p in run.results.provenance["plugin_status"] if p["status"] in ("failed", "incompatible")]
+    for p in failed_plugins:
+        print(f"note: plugin {p['name']} ({p['distribution']} {p['version']}) did not load, so its backends are "
+              f"missing from this run: {p['status']}: {p['error']}", file=sys.stderr)
     if run.results.busy:
         print(f"{run.results.busy} point(s) measured while the machine was busy (load average above the CPU "
               f"count): their timings shared the CPUs")
@@ -123,10 +145,7 @@ def _run_and_record(args, mode: str) -> int:
         where = f"cold {c.cold_s:.3g} s, warm {c.warm_s:.3g} s" if c.status == "ok" else f"failed: {c.reason}"
         print(f"compile time {c.backend} {c.cell} {c.dtype}: {where}")
     if not args.no_asv:
-        written = asvdb.record_run(run.results, conf, label=args.label)
-        label = asvdb.label_for(run.results.provenance, args.label)
-        where = f"under label {label!r} (kept out of the history graphs)" if label else "as a history point"
-        print(f"recorded into asv {where}: {written}")
+        _record_into_asv(run.results, conf, args.label)
     if run.interrupted:
         print("interrupted: every finished point was kept", file=sys.stderr)
         return 130
@@ -139,6 +158,34 @@ def cmd_run(args) -> int:
 
 def cmd_train(args) -> int:
     return _run_and_record(args, "train")
+
+
+def cmd_record(args) -> int:
+    from pathlib import Path
+
+    from harness.errors import check_name
+    from harness.record import asvdb, results
+
+    if args.label is not None:
+        check_name("label", args.label)
+    path = Path(args.results_file)
+    if not path.is_file():
+        raise HarnessError(f"no such results file: {path}")
+    try:
+        run = results.read(path)
+    except ValueError as exc:
+        raise HarnessError(f"not a harness results file: {exc}") from None
+    _record_into_asv(run, asvdb.load_config(results_dir=args.results_dir), args.label)
+    return 0
+
+
+def _record_into_asv(run, conf, label: str | None) -> None:
+    from harness.record import asvdb
+
+    written = asvdb.record_run(run, conf, label=label)
+    label = asvdb.label_for(run.provenance, label)
+    where = f"under label {label!r} (kept out of the history graphs)" if label else "as a history point"
+    print(f"recorded into asv {where}: {written}")
 
 
 def cmd_publish(args) -> int:
@@ -227,6 +274,17 @@ def _add_grid_options(p: argparse.ArgumentParser, seq_lens: str) -> None:
     p.add_argument("--label", help="record into asv under this label, outside the history graphs "
                                    "(default: a label only for a dirty or untracked tree)")
     p.add_argument("--no-asv", action="store_true", help="write the results file only, not the asv database")
+    p.add_argument("--memory-limit", type=_bytes, help="cap each worker's memory (address space), e.g. 8G; a "
+                                                       "point that needs more fails with that reason")
+
+
+def _bytes(text: str) -> int:
+    """A size such as 512M or 8G (binary units), in bytes."""
+    match = re.fullmatch(r"([0-9]*\.?[0-9]+)([KMGT]?)", text.strip().upper())
+    value = float(match[1]) * 1024 ** " KMGT".index(match[2] or " ") if match else 0.0
+    if not value >= 1:
+        raise argparse.ArgumentTypeError(f"--memory-limit must be a size like 512M or 8G, got {text!r}")
+    return int(value)
 
 
 def _add_results_dir(parser: argparse.ArgumentParser) -> None:
@@ -268,6 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_csv("--seeds", int), help="seeds, e.g. 0,1,2 (default: [train] seeds)")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("record", help="record a finished results file into the asv database",
+                       description="Add a results file (harness run or harness train) to the asv database, as "
+                                   "the run itself would have: for a run recorded with --no-asv, or whose "
+                                   "recording failed.")
+    p.add_argument("results_file", help="a results file written by harness run or harness train")
+    p.add_argument("--label", help="record under this label, outside the history graphs")
+    _add_results_dir(p)
+    p.set_defaults(func=cmd_record)
+
     p = sub.add_parser("check", help="conformance check of a backend against the NumPy reference",
                        description="Check a backend on seeded shapes (edge cases B=1, T=1, H=1 included) "
                                    "for each cell and dtype it declares: output shapes and dtypes, hidden "
@@ -294,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("preview", help="serve the published site on localhost",
                        description="Serve the published HTML directory on http://127.0.0.1:PORT/.")
     _add_results_dir(p)
-    p.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
+    p.add_argument("--port", type=_port, default=8080, help="port (default: 8080; 0 picks a free one)")
     p.set_defaults(func=cmd_preview)
 
     p = sub.add_parser("compare", help="significant changes between two commits or labels",
@@ -322,9 +389,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum, frame):
+    """SIGTERM stops a run as Ctrl-C does: finished points kept, the file marked interrupted."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         return args.func(args)
     except HarnessError as exc:

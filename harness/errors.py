@@ -13,6 +13,10 @@ class HarnessError(Exception):
     """An error caused by the user's input; the CLI prints it as one line, without a traceback."""
 
 
+class BackendError(RuntimeError):
+    """A backend broke its contract (results of the wrong shape or dtype): its point fails with this."""
+
+
 def unknown_choice(kind: str, value: object, valid: Iterable[object], valid_label: str | None = None) -> HarnessError:
     """The one-line error ``unknown <kind> <value>; <valid_label>: a, b, c``.
 

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from harness import PLUGIN_API_VERSION, hookspecs
-from harness.errors import check_choice
+from harness.errors import HarnessError, check_choice, unknown_choice
 
 if TYPE_CHECKING:
-    from harness.backend import Backend
+    from harness.backend import Availability, Backend
     from harness.tasks import Task
 
 ENTRY_POINT_GROUP = "harness"
@@ -49,7 +49,12 @@ class PluginRegistry:
     tasks: dict[str, Task]
 
     def backend_class(self, name: str) -> type[Backend]:
-        return self.backends[check_choice("backend", name, sorted(self.backends), "installed backends")]
+        """The class of backend ``name``; an unknown name lists the backends and the plugins that
+        did not load (the backend may be one of theirs)."""
+        if name not in self.backends:
+            raise HarnessError(f"{unknown_choice('backend', name, sorted(self.backends), 'installed backends')}"
+                               f"{not_loaded()}")
+        return self.backends[name]
 
     def task(self, name: str) -> Task:
         return self.tasks[check_choice("task", name, sorted(self.tasks), "available tasks")]
@@ -113,7 +118,14 @@ def _collect(pm: pluggy.PluginManager, hook_name: str, records: dict[str, Plugin
             record.status, record.error = "failed", f"{hook_name}: {type(exc).__name__}: {exc}"
             continue
         for item in items:
-            name = key(item)
+            try:
+                name = key(item)
+            except Exception as exc:  # e.g. a class without `name`
+                record.error = f"{hook_name}: {item!r} has no usable name ({type(exc).__name__}: {exc}); ignored"
+                continue
+            if not isinstance(name, str) or not name:
+                record.error = f"{hook_name}: {item!r} has the name {name!r}, not a non-empty string; ignored"
+                continue
             if name in found:
                 record.error = f"{hook_name}: {name!r} is already offered by another plugin; ignored"
                 continue
@@ -146,11 +158,39 @@ def get_registry() -> PluginRegistry:
 
 
 def machine_info() -> dict[str, Any]:
-    """Provenance contributed by plugins through ``harness_machine_info``, keyed by plugin."""
+    """Provenance contributed by plugins through ``harness_machine_info``, keyed by plugin; a hook
+    that raises is recorded with its error, and what a hook returns is made plain JSON."""
+    from harness.record.results import jsonable
+
     info = {}
     for impl in get_registry().manager.hook.harness_machine_info.get_hookimpls():
         try:
-            info[impl.plugin_name] = call_hook(impl)
+            info[impl.plugin_name] = jsonable(call_hook(impl))
         except Exception as exc:
             info[impl.plugin_name] = {"error": f"{type(exc).__name__}: {exc}"}
     return info
+
+
+def availability(backend_cls: type[Backend]) -> Availability:
+    """``backend_cls.availability()``, guarded: a plugin whose check raises is unavailable, with why."""
+    from harness.backend import Availability
+
+    try:
+        result = backend_cls.availability()
+        return result if isinstance(result, Availability) else Availability(
+            False, f"availability() returned {result!r}, not an Availability")
+    except Exception as exc:
+        return Availability(False, f"availability() raised {type(exc).__name__}: {exc}")
+
+
+def plugin_statuses() -> list[dict[str, Any]]:
+    """Every plugin with its distribution, version and status (loaded, failed, incompatible,
+    disabled) and error: recorded with every run."""
+    return [{"name": p.name, "distribution": p.distribution, "version": p.version, "status": p.status,
+             "error": p.error} for p in get_registry().plugins]
+
+
+def not_loaded() -> str:
+    """The plugins that did not load, with why, for error messages; empty when all loaded."""
+    broken = [f"{p.name} ({p.status}: {p.error})" for p in get_registry().plugins if p.status in ("failed", "incompatible")]
+    return "; plugins that did not load: " + ", ".join(broken) if broken else ""

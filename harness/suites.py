@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import sys
@@ -165,7 +166,10 @@ def load(spec: str | os.PathLike) -> Suite:
     """Load and validate a suite; every error names the file, the line and what is wrong."""
     folder = resolve(str(spec))
     file = folder / SUITE_FILE
-    text = file.read_text()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise HarnessError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -191,8 +195,9 @@ def load(spec: str | os.PathLike) -> Suite:
                 raise HarnessError(f"{file}:{line}: {section}{key} must hold {kind.__name__} values, got {v!r}")
             if valid is not None and v not in valid:
                 raise HarnessError(f"{file}:{line}: {section}{key}: {unknown_choice(key[:-1], v, valid)}")
-            if kind is int and v < 1 and key != "seeds":
-                raise HarnessError(f"{file}:{line}: {section}{key} must be positive, got {v!r}")
+            if kind is int and v < (0 if key == "seeds" else 1):
+                raise HarnessError(f"{file}:{line}: {section}{key} must be "
+                                   f"{'non-negative' if key == 'seeds' else 'positive'}, got {v!r}")
         return tuple(values)
 
     for key, valid in (("dtype", DTYPES), ("init", INITS)):
@@ -208,7 +213,7 @@ def load(spec: str | os.PathLike) -> Suite:
         seq_lens=check_list("seq_lens", int),
         seeds=check_list("seeds", int) if "seeds" in data else (0,),
         metrics=check_list("metrics", str, METRIC_FAMILIES) if "metrics" in data else METRIC_FAMILIES,
-        timing=Timing(**tables["timing"]),
+        timing=_timing(tables["timing"], file, text),
         train=_training(tables["train"], check_list, file, text),
         path=str(folder),
         sha256=hashlib.sha256(text.encode()).hexdigest(),
@@ -228,11 +233,23 @@ def _training(table: dict, check_list, file, text: str) -> Training:
         raise HarnessError(f"{file}:{_line_of(text, 'train.optimizer')}: "
                            f"{unknown_choice('optimizer', values['optimizer'], OPTIMIZERS)}")
     for key in ("lr", "iterations", "batch", "eval_every", "eval_size", "profile_every", "timeout"):
-        if key in values and not values[key] > 0:
-            raise HarnessError(f"{file}:{_line_of(text, 'train.' + key)}: train.{key} must be positive, "
+        if key in values and not 0 < values[key] < math.inf:
+            raise HarnessError(f"{file}:{_line_of(text, 'train.' + key)}: train.{key} must be positive and finite, "
                                f"got {values[key]!r}")
     for key in ("clip", "momentum", "alpha"):
-        if key in values and values[key] < 0:
+        if key in values and not 0 <= values[key] < math.inf:
             raise HarnessError(f"{file}:{_line_of(text, 'train.' + key)}: train.{key} must not be negative, "
                                f"got {values[key]!r}")
     return Training(**values)
+
+
+def _timing(table: dict, file, text: str) -> Timing:
+    """The validated ``[timing]`` table."""
+    for key in ("budget", "timeout", "repeat", "min_blocks"):
+        if key in table and not 0 < table[key] < math.inf:  # NaN compares False
+            raise HarnessError(f"{file}:{_line_of(text, 'timing.' + key)}: timing.{key} must be positive and finite, "
+                               f"got {table[key]!r}")
+    if "threshold" in table and table["threshold"] < 0:
+        raise HarnessError(f"{file}:{_line_of(text, 'timing.threshold')}: timing.threshold must not be negative, "
+                           f"got {table['threshold']!r}")
+    return Timing(**table)

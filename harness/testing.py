@@ -24,6 +24,7 @@ import numpy as np
 from harness import reference
 from harness.backend import Backend, Gradients, Outputs, Problem
 from harness.cells import CELLS, PARAM_NAMES, cell_spec, init_params
+from harness.plugins import availability as availability_of
 
 #: Largest relative error allowed against the float64 reference, per dtype of the backend.
 TOLERANCES = {"float64": 1e-10, "float32": 1e-4}
@@ -219,7 +220,7 @@ class Report:
 
 def check_backend(backend_cls: type[Backend], cells=None, dtypes=None) -> Report:
     """Run every check for every cell and dtype the backend declares (or the subsets given)."""
-    availability = backend_cls.availability()
+    availability = availability_of(backend_cls)
     if not availability:
         reason = availability.reason or "unavailable, and availability() gave no reason (it must)"
         return Report(backend_cls.name, reason)
@@ -243,7 +244,7 @@ def parametrize_with_checks(backend_cls: type[Backend]) -> Callable:
 
         return check
 
-    availability = backend_cls.availability()
+    availability = availability_of(backend_cls)
     params = [pytest.param(make(c, d), id=f"{c}-{d}",
                            marks=pytest.mark.skipif(not availability, reason=availability.reason or "unavailable"))
               for c in backend_cls.cells if c in CELLS for d in backend_cls.dtypes]

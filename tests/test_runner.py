@@ -235,3 +235,53 @@ def test_every_point_records_the_machine_load_around_it(tmp_path):
     assert point.load_before is not None and point.load_after is not None
     assert point.load_before.load1 >= 0 and point.busy == (max(point.load_before.load1, point.load_after.load1)
                                                             > os.cpu_count())
+
+
+WRONG_RESULTS = """
+import numpy as np
+from harness import hookimpl
+from harness_plugins.numpy_backend import NumpyBackend
+HARNESS_PLUGIN_API = 2
+
+class LongProfile(NumpyBackend):
+    name = "long-profile"
+    def gradients(self):
+        grads = super().gradients()
+        if grads.h is not None:  # (2T + 3, B, H): longer than the sequence
+            grads.h = np.concatenate([grads.h, grads.h, grads.h[:3]])
+        return grads
+
+class NanWeights(NumpyBackend):
+    name = "nan-weights"
+    def gradients(self):
+        grads = super().gradients()
+        grads.params["weight_ih"] = grads.params["weight_ih"] * np.nan
+        return grads
+
+class NanAtTheEnd(NumpyBackend):
+    name = "nan-at-the-end"
+    def gradients(self):
+        grads = super().gradients()
+        if grads.h is not None:
+            grads.h = grads.h.copy()
+            grads.h[-1] = np.nan  # where the loss enters: not an explosion
+        return grads
+
+@hookimpl
+def harness_backends():
+    return [LongProfile, NanWeights, NanAtTheEnd]
+"""
+
+
+def test_results_of_the_wrong_shape_fail_the_point_and_non_finite_ones_are_classified(plugin_dir, tmp_path):
+    add_distribution(plugin_dir, "wrong", {"wrong_results": WRONG_RESULTS}, {"wrong": "wrong_results"})
+    suite = suites.load(write_suite(tmp_path / "tiny", seq_lens="[12]"))
+    run = run_suite(suite, ["long-profile", "nan-weights", "nan-at-the-end"], results_dir=tmp_path, progress=False)
+    by_backend = {p.backend: p for p in run.results.points}
+    long = by_backend["long-profile"]
+    assert long.status == "failed" and "dL/dh_t of shape (27, 2, 4), expected (12, 2, 4)" in long.reason
+    nan = by_backend["nan-weights"]
+    assert nan.status == "ok" and nan.gradient.nonfinite == ("dL/dweight_ih",) and not nan.gradient.exploded
+    end = by_backend["nan-at-the-end"]
+    assert end.gradient.nonfinite_from_start and not end.gradient.exploded
+    assert "not an explosion" in end.note

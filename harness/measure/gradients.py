@@ -19,9 +19,10 @@ class DecayMetrics:
     decay_rate: float
     log10_ratio: float
     horizon: int | None
-    exploded: bool
+    exploded: bool  # grew until it overflowed: finite where the loss enters, non-finite further back
     first_nonfinite_lag: int | None
     vanished: bool
+    nonfinite_from_start: bool = False  # non-finite where the loss enters (g_n): no explosion, a broken input
 
 
 def profile(per_step_grad: np.ndarray) -> np.ndarray:
@@ -47,7 +48,10 @@ def gradient_metrics(g: np.ndarray, floor: float = 0.0) -> DecayMetrics:
       negative when gradients grow).
     - ``log10_ratio``: log10(g_T / g_1); positive when gradients vanish towards the start.
     - ``horizon``: the largest lag whose g is at least 1e-6 g_T (T when none falls below).
-    - ``exploded``: some g_t is inf or NaN; ``first_nonfinite_lag`` is the smallest such lag.
+    - ``exploded``: some g_t is inf or NaN while g_n (where the loss enters) is finite: the gradient
+      grew until it overflowed; ``first_nonfinite_lag`` is the smallest non-finite lag.
+    - ``nonfinite_from_start``: g_n itself is not finite: the loss or the backend injected NaN/inf,
+      which is not an explosion.
     """
     g = np.asarray(g, dtype=np.float64)
     T = g.size
@@ -67,7 +71,8 @@ def gradient_metrics(g: np.ndarray, floor: float = 0.0) -> DecayMetrics:
         decay_rate=decay_rate,
         log10_ratio=log10_ratio,
         horizon=horizon,
-        exploded=bool(not finite.all()),
+        exploded=bool(not finite.all() and finite[-1]),
+        nonfinite_from_start=bool(not finite[-1]),
         first_nonfinite_lag=int(lags[~finite].min()) if not finite.all() else None,
         vanished=bool(np.any(finite & (g <= floor))),
     )

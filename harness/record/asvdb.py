@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import check_name
+from harness.errors import HarnessError, check_name
 from harness.record.results import FAILED, OK, PointResult, RunResults, write_json_atomic
 from harness.suites import Suite
 
@@ -264,7 +264,11 @@ def record_run(run: RunResults, conf, label: str | None = None) -> Path:
     own ``selected_idx`` merge). Each file is replaced atomically.
     """
     with database_lock(conf.results_dir):
-        return _record(run, conf, label)
+        try:
+            return _record(run, conf, label)
+        except (ValueError, KeyError, TypeError) as exc:  # a truncated or hand-edited database file
+            raise HarnessError(f"the asv database in {conf.results_dir} is damaged ({type(exc).__name__}: {exc}); "
+                               f"repair or remove the file, then `harness record RUN.json`") from None
 
 
 def _record(run: RunResults, conf, label: str | None) -> Path:

@@ -78,8 +78,9 @@ class Memory:
 class Gradient(DecayMetrics):
     """The gradient profile g_t (t = 1..steps), g^c_t for cells with a cell state, and its metrics."""
 
-    g: tuple[float, ...]
-    gc: tuple[float, ...] | None
+    g: tuple[float, ...] = ()
+    gc: tuple[float, ...] | None = None
+    nonfinite: tuple[str, ...] = ()  # the gradients (dL/dweight_ih, dL/dx, ...) that held NaN or inf
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ class Training:
     eval_loss: tuple[float, ...]
     eval_accuracy: tuple[float, ...] | None  # classification tasks
     snapshots: tuple[Snapshot, ...]
+    denormals: str = ""  # whether subnormal floats were flushed to zero while training (measure/denormals.py)
     solved_at: int | None = None  # first eval iteration meeting the task's criterion
     diverged_at: int | None = None  # iteration whose loss was NaN or inf; training stopped there
     times: IterationTimes | None = None
@@ -181,7 +183,14 @@ class PointResult:
             if t.solved_at is not None:
                 return f"solved at iteration {t.solved_at}"
             return f"not solved in {t.iterations} iterations"
-        notes = ["exploded"] if self.gradient is not None and self.gradient.exploded else []
+        notes = []
+        if self.gradient is not None:
+            if self.gradient.exploded:
+                notes.append("exploded")
+            if self.gradient.nonfinite_from_start:
+                notes.append("non-finite gradient where the loss enters (not an explosion)")
+            if self.gradient.nonfinite:
+                notes.append(f"non-finite {', '.join(self.gradient.nonfinite)}")
         if self.busy and self.load_before is not None and self.load_after is not None:
             notes.append(f"busy machine (load {max(self.load_before.load1, self.load_after.load1):.1f})")
         return "; ".join(notes)
@@ -318,6 +327,7 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a results file gets the user's usual mode
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(_encode(data), f, indent=1, allow_nan=False)
@@ -328,6 +338,26 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data: what plugins report (info, machine info) may hold sets, bytes or
+    objects; they are recorded as sorted lists and ``repr`` text instead of breaking the results file."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((jsonable(v) for v in value), key=repr)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
 
 
 def write(path: str | os.PathLike, run: RunResults) -> None:

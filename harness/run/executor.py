@@ -12,12 +12,13 @@ import dataclasses
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
-from harness.record.results import FAILED, PointResult
+from harness.record.results import FAILED, PointResult, jsonable
 from harness.run.grid import PointJob
 
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
@@ -85,16 +86,32 @@ def _run_job(backend, job: PointJob, task, conn) -> PointResult | float:
     return dataclasses.replace(result, load_before=before, load_after=after, busy=load.busy(before, after))
 
 
-def _worker_main(conn, backend_name: str, threads: int) -> None:
+def _watch_parent(parent: int) -> None:
+    """End this worker when its parent is gone (killed, even with SIGKILL): no orphan keeps running."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _worker_main(conn, backend_name: str, threads: int, memory_limit: int | None, parent: int) -> None:
     """Entry point of a worker process: import the backend once, then run jobs as they come."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if memory_limit:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     try:
         from harness.plugins import get_registry
 
         cpus = pin_to_cpus(threads)
         registry = get_registry()
         backend = registry.backend_class(backend_name)(threads=threads)
-        conn.send(("ready", {**backend.info(), "thread_pools": blas_threads(), "cpus": cpus}))
+        try:
+            info = backend.info()
+        except Exception as exc:  # provenance is not worth losing the backend over
+            info = {"error": f"info() raised {type(exc).__name__}: {exc}"}
+        conn.send(("ready", jsonable({**info, "thread_pools": blas_threads(), "cpus": cpus})))
     except BaseException:
         conn.send(("error", traceback.format_exc()))
         return
@@ -126,25 +143,28 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 def _exit_reason(proc) -> str:
     code = proc.exitcode
+    if code == -signal.SIGKILL:
+        return "worker process died (signal SIGKILL: most likely the system's out-of-memory killer)"
     if code is not None and code < 0:
         return f"worker process died (signal {signal.Signals(-code).name})"
     return f"worker process died (exit code {code})"
 
 
 class _Worker:
-    def __init__(self, backend: str, threads: int, env: dict[str, str] | None = None):
+    def __init__(self, backend: str, threads: int, env: dict[str, str] | None = None,
+                 memory_limit: int | None = None):
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, backend, threads), daemon=True,
-                                name=f"harness-{backend}")
+        self.proc = ctx.Process(target=_worker_main, args=(child, backend, threads, memory_limit, os.getpid()),
+                                daemon=True, name=f"harness-{backend}")
         with _environment({**{k: str(threads) for k in THREAD_ENV}, **(env or {})}):
             self.proc.start()
         child.close()
         self.info: dict = {}
 
-    def wait_ready(self) -> str | None:
-        """None when ready, else why the worker could not start."""
-        status, payload = self.receive(START_TIMEOUT)
+    def wait_ready(self, timeout: float) -> str | None:
+        """None when ready, else why the worker could not start (within ``timeout`` seconds)."""
+        status, payload = self.receive(timeout)
         if status == "ready":
             self.info = payload
             return None
@@ -172,10 +192,12 @@ class _Worker:
 
 
 class LocalExecutor:
-    """Backends one after another (timings must not share the CPU), each in its own process."""
+    """Backends one after another (timings must not share the CPU), each in its own process;
+    ``memory_limit`` (bytes) caps each worker's address space (Linux resource limits)."""
 
-    def __init__(self):
+    def __init__(self, memory_limit: int | None = None):
         self.backend_info: dict[str, dict[str, Any]] = {}
+        self.memory_limit = memory_limit
 
     def run(self, backend: str, jobs: list[PointJob], on_result: OnResult, threads: int, timeout: float,
             on_progress: OnProgress | None = None, env: dict[str, str] | None = None) -> None:
@@ -187,8 +209,8 @@ class LocalExecutor:
                     on_result(job, failed(job, start_error))
                     continue
                 if worker is None:
-                    worker = _Worker(backend, threads, env)
-                    error = worker.wait_ready()
+                    worker = _Worker(backend, threads, env, self.memory_limit)
+                    error = worker.wait_ready(min(START_TIMEOUT, timeout))
                     if error is not None:
                         worker.stop(kill=True)
                         worker = None
@@ -207,6 +229,8 @@ class LocalExecutor:
                 if status == "ok":
                     on_result(job, payload)
                     continue
+                if self.memory_limit and "MemoryError" in str(payload):
+                    payload = f"{payload}\n(the worker's memory limit, {self.memory_limit / 2**30:.3g} GiB, was reached)"
                 on_result(job, failed(job, payload))
                 if status in ("timeout", "died"):
                     worker.stop(kill=True)

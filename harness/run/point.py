@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from harness.backend import Backend, Problem
+from harness.backend import Backend, Problem, check_gradients
 from harness.cells import activation_bytes
 from harness.measure import gradients
 from harness.measure.timing import Measurement, Timer
@@ -44,12 +44,13 @@ def time_forward_backward(backend: Backend, problem: Problem, timing: Timing) ->
 
 def gradient_profile(backend: Backend, problems: list[SeededProblem]) -> Gradient:
     """g_t (and g^c_t for a cell with a cell state) averaged over the seeds' draws, with its metrics."""
-    curves, cell_curves = [], []
+    curves, cell_curves, nonfinite = [], [], set()
     for p in problems:
         backend.prepare(p.last_step)
         backend.forward()
         backend.backward(per_step=True)
         grads = backend.gradients()
+        nonfinite.update(check_gradients(p.last_step, grads, per_step=True))
         curves.append(gradients.profile(grads.h))
         if grads.c is not None:
             cell_curves.append(gradients.profile(grads.c))
@@ -57,7 +58,7 @@ def gradient_profile(backend: Backend, problems: list[SeededProblem]) -> Gradien
         g = np.mean(curves, axis=0)
         gc = tuple(np.mean(cell_curves, axis=0).tolist()) if cell_curves else None
     decay = gradients.gradient_metrics(g, floor=gradients.underflow_floor(problems[0].last_step.dtype))
-    return Gradient(**vars(decay), g=tuple(g.tolist()), gc=gc)
+    return Gradient(**vars(decay), g=tuple(g.tolist()), gc=gc, nonfinite=tuple(sorted(nonfinite)))
 
 
 def measure(backend: Backend, job: PointJob, task: Task) -> PointResult:
@@ -72,6 +73,7 @@ def measure(backend: Backend, job: PointJob, task: Task) -> PointResult:
     backend.prepare(first.timed)
     forward_backward()  # warm-up: JIT compilation or cache loading (measured apart: compile_time)
     backend.synchronize()
+    check_gradients(first.timed, backend.gradients(), per_step=False)  # a wrong shape fails the point
 
     gradient = gradient_profile(backend, problems) if "gradient" in suite.metrics else None
     times = None

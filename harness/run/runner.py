@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import HarnessError, check_choice
-from harness.plugins import get_registry, machine_info
+from harness.cells import activation_bytes
+from harness.errors import HarnessError
+from harness.plugins import availability as availability_of
+from harness.plugins import get_registry, machine_info, plugin_statuses
 from harness.record import provenance, results
 from harness.record.results import (FAILED, INTERRUPTED, OK, SKIPPED, BackendStatus, CompileResult, PointResult,
                                     RunResults)
@@ -33,12 +36,12 @@ class Run:
 
 def select_backends(spec: str) -> list[str]:
     """``all`` or a comma-separated list of installed backend names."""
-    installed = sorted(get_registry().backends)
+    registry = get_registry()
     if spec == "all":
-        return installed
+        return sorted(registry.backends)
     names = [n.strip() for n in spec.split(",") if n.strip()]
     for name in names:
-        check_choice("backend", name, installed, "installed backends")
+        registry.backend_class(name)  # an unknown name says which plugins did not load, and why
     return names
 
 
@@ -54,6 +57,28 @@ def claim_path(folder: Path, stem: str) -> Path:
                 return path
         except FileExistsError:
             n += 1
+
+
+def claim_output(path: Path) -> Path:
+    """Check, before measuring anything, that ``path`` can be written as a results file."""
+    if path.is_dir():
+        raise IsADirectoryError(21, "is a folder, not a file", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a"):
+        return path
+
+
+def check_fits_in_memory(suite: Suite, task, mode: str) -> None:
+    """Refuse, before anything runs, a point whose stored activations cannot fit in this machine's
+    memory: about 4 x the analytic activations (forward's, their gradients, per-step gradients, inputs)."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    batch = max(suite.train.batch, suite.train.eval_size) if mode == "train" else suite.batch
+    for T in suite.train.seq_lens if mode == "train" else suite.seq_lens:
+        for cell in suite.cells:
+            need = 4 * activation_bytes(cell, task.steps(T), batch, suite.hidden, suite.dtype)
+            if need > total:
+                raise HarnessError(f"sequence length {T} needs about {need / 2**30:.3g} GiB for {cell} (B={batch}, "
+                                   f"H={suite.hidden}, {suite.dtype}); this machine has {total / 2**30:.3g} GiB")
 
 
 def _now() -> str:
@@ -84,12 +109,18 @@ def run_suite(
     if too_short:
         raise HarnessError(f"sequence length {too_short[0]} is too short for task {task.name!r} "
                            f"(minimum {task.min_seq_len})")
+    check_fits_in_memory(suite, task, mode)
     executor = executor or LocalExecutor()
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     stem = f"{suite.name}-{'train-' if mode == 'train' else ''}{stamp}"
-    path = Path(output) if output else claim_path(Path(results_dir) / "runs", stem)
+    try:
+        path = claim_output(Path(output)) if output else claim_path(Path(results_dir) / "runs", stem)
+    except OSError as exc:  # a read-only results directory, one under a file, an output that is a folder
+        raise HarnessError(f"cannot write the results file: {exc.strerror or exc}: "
+                           f"{exc.filename or output or results_dir}") from None
     run = Run(path, RunResults(suite=suite, started_at=_now(), mode=mode,
-                               provenance={**provenance.collect(suite.threads), "plugins": machine_info()}))
+                               provenance={**provenance.collect(suite.threads), "plugins": machine_info(),
+                                           "plugin_status": plugin_statuses()}))
     data = run.results
     per_cell = len(_jobs(suite, mode, "", ""))
     bar = GridProgress(len(backends) * len(suite.cells) * per_cell, enabled=progress)
@@ -110,7 +141,7 @@ def run_suite(
         with bar:
             for name in backends:
                 cls = registry.backend_class(name)
-                availability = cls.availability()
+                availability = availability_of(cls)
                 data.backends[name] = BackendStatus(availability.available, availability.reason, cls.description)
                 jobs = []
                 for cell in suite.cells:

@@ -18,6 +18,7 @@ import numpy as np
 from harness.backend import Backend, Problem
 from harness.cells import cell_spec, init_params
 from harness.measure import gradients
+from harness.measure.denormals import flush_denormals
 from harness.record.results import (OK, Gradient, IterationTimes, PointResult, Snapshot, Spectrum, Training)
 from harness.run.grid import PointJob, readout_params
 from harness.run.optim import clip_grad_norm, make_optimizer
@@ -63,6 +64,7 @@ class _Curves:
     snapshots: list[Snapshot] = field(default_factory=list)
     solved_at: int | None = None
     diverged_at: int | None = None
+    denormals: str = ""
     iteration_s: list[float] = field(default_factory=list)
     backend_s: list[float] = field(default_factory=list)
 
@@ -71,7 +73,8 @@ class _Curves:
             iterations=len(self.train_loss), budget=self.budget, baseline=self.baseline, train_loss=tuple(self.train_loss),
             grad_norm=tuple(self.grad_norm), clipped=tuple(self.clipped), eval_iterations=tuple(self.eval_iterations),
             eval_loss=tuple(self.eval_loss), eval_accuracy=tuple(self.eval_accuracy) if self.eval_accuracy else None,
-            snapshots=tuple(self.snapshots), solved_at=self.solved_at, diverged_at=self.diverged_at, times=times)
+            snapshots=tuple(self.snapshots), denormals=self.denormals, solved_at=self.solved_at,
+            diverged_at=self.diverged_at, times=times)
 
 
 class Trainer:
@@ -154,7 +157,7 @@ def train(backend: Backend, job: PointJob, task: Task, on_progress: OnProgress |
     started = time.perf_counter()
     trainer = Trainer(backend, job, task)
     settings = job.suite.train
-    curves = _Curves(baseline=task.baseline(job.seq_len), budget=settings.iterations)
+    curves = _Curves(baseline=task.baseline(job.seq_len), budget=settings.iterations, denormals=flush_denormals())
     clock = backend.clock()
 
     def result(status: str = OK, times: IterationTimes | None = None) -> PointResult:
