@@ -146,3 +146,66 @@ def test_hooks_are_called_with_the_keyword_arguments_an_implementation_declares(
     pm.register(Old())
     (impl,) = pm.hook.demo_hook.get_hookimpls()
     assert call_hook(impl, threads=3, device="cuda") == 30
+
+
+MISBEHAVING_PLUGIN = """
+from harness import hookimpl
+from harness_plugins.numpy_backend import NumpyBackend
+HARNESS_PLUGIN_API = 2
+
+class RaisingAvailability(NumpyBackend):
+    name = "raising-availability"
+    @classmethod
+    def availability(cls):
+        raise OSError("driver probe crashed")
+
+class OddInfo(NumpyBackend):
+    name = "odd-info"
+    def info(self):
+        return {"flags": {"b", "a"}, "blob": b"\\x00\\x01", "obj": object}
+
+class Nameless:  # offered as a backend, but no Backend and no name
+    pass
+
+@hookimpl
+def harness_backends():
+    return [RaisingAvailability, OddInfo, Nameless]
+
+@hookimpl
+def harness_machine_info():
+    return {"gpus": {"gpu1"}, "raw": b"x"}
+"""
+
+
+def test_a_misbehaving_plugin_stops_nothing(plugin_dir, tmp_path):
+    from harness.record import results
+    from tests.support.suites import write_suite
+
+    add_distribution(plugin_dir, "misbehaving", {"misbehaving_plugin": MISBEHAVING_PLUGIN},
+                     {"misbehaving": "misbehaving_plugin"})
+    add_distribution(plugin_dir, "broken", {"broken_plugin": "raise ImportError('kaput on purpose')"},
+                     {"broken": "broken_plugin"})
+    listing = harness("plugins")
+    assert listing.returncode == 0 and "availability() raised OSError: driver probe crashed" in listing.stdout
+    assert "has no usable name" in listing.stdout
+    out = tmp_path / "run.json"
+    run = harness("run", str(write_suite(tmp_path / "s")), "--backends", "numpy,raising-availability,odd-info",
+                  "--no-asv", "-q", "--output", str(out))
+    assert run.returncode == 0, run.stderr
+    data = results.read(out)
+    assert {p.backend: p.status for p in data.points} == {"numpy": "ok", "raising-availability": "skipped",
+                                                         "odd-info": "ok"}
+    assert data.backends["odd-info"].info["flags"] == ["a", "b"] and data.backends["odd-info"].info["blob"] == "b'\\x00\\x01'"
+    assert data.provenance["plugins"]["misbehaving"] == {"gpus": ["gpu1"], "raw": "b'x'"}
+    statuses = {p["name"]: p["status"] for p in data.provenance["plugin_status"]}
+    assert statuses["broken"] == "failed" and statuses["numpy"] == "loaded"
+    assert "plugin broken" in run.stderr and "kaput on purpose" in run.stderr  # not dropped silently
+
+
+def test_naming_a_backend_of_a_broken_plugin_says_why_it_cannot_run(plugin_dir):
+    from tests.support.cli import one_line_error
+
+    add_distribution(plugin_dir, "broken", {"broken_plugin": "raise ImportError('kaput on purpose')"},
+                     {"broken": "broken_plugin"})
+    line = one_line_error(harness("run", "long_range", "--backends", "broken-one"))
+    assert "unknown backend 'broken-one'" in line and "plugins that did not load: broken (failed: ImportError: kaput" in line

@@ -66,7 +66,7 @@ def test_the_train_table_has_defaults_and_its_own_values(tmp_path):
 @pytest.mark.parametrize("line, message", [
     ('optimizer = "adagrad"', r"suite.toml:14: unknown optimizer 'adagrad'; valid optimizers: adam, rmsprop, sgd"),
     ("seq_lens = [0]", r"suite.toml:14: train.seq_lens must be positive, got 0"),
-    ("lr = -1.0", r"suite.toml:14: train.lr must be positive, got -1.0"),
+    ("lr = -1.0", r"suite.toml:14: train.lr must be positive and finite, got -1.0"),
     ("clip = -0.5", r"suite.toml:14: train.clip must not be negative"),
     ("iterationz = 3", r"suite.toml:14: unknown key 'train.iterationz'; valid keys: seq_lens"),
 ])

@@ -1,0 +1,90 @@
+"""Bad input gets one line and exit status 2 before anything is measured; what was written is kept."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from tests.support.cli import harness, one_line_error
+from tests.support.suites import write_suite
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--timeout", "nan"], "--timeout must be a positive finite number, got 'nan'"),
+    (["--timeout", "inf"], "--timeout must be a positive finite number, got 'inf'"),
+    (["--seq-lens", ","], "--seq-lens must list at least one value"),
+    (["--memory-limit", "lots"], "--memory-limit must be a size like 512M or 8G"),
+])
+def test_bad_numbers_are_usage_errors(tmp_path, args, expected):
+    assert expected in one_line_error(harness("run", str(write_suite(tmp_path / "s")), *args))
+
+
+def test_a_port_out_of_range_is_a_usage_error():
+    assert "--port must be an integer from 0 to 65535, got '99999'" in one_line_error(
+        harness("preview", "--port", "99999"))
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b'task = "copy"\ncells = ["lstm"]\nseq_lens = [10]\nname = "\xff\xfe"\n', "not UTF-8 text"),
+    (b'task = "copy"\ncells = ["lstm"]\nseq_lens = [10]\n[timing]\ntimeout = -1\n',
+     "suite.toml:5: timing.timeout must be positive and finite, got -1"),
+    (b'task = "copy"\ncells = ["lstm"]\nseq_lens = [10]\n[timing]\nrepeat = 0\n',
+     "suite.toml:5: timing.repeat must be positive and finite, got 0"),
+    (b'task = "copy"\ncells = ["lstm"]\nseq_lens = [10]\nseeds = [-1]\n', "suite.toml:4: seeds must be non-negative"),
+])
+def test_bad_suite_files_are_one_line_errors(tmp_path, content, expected):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "suite.toml").write_bytes(content)
+    assert expected in one_line_error(harness("run", str(tmp_path / "bad"), "--backends", "numpy"))
+
+
+def test_a_problem_that_cannot_fit_in_memory_is_refused_with_the_estimate(tmp_path):
+    line = one_line_error(harness("run", str(write_suite(tmp_path / "s")), "--backends", "numpy",
+                                  "--seq-lens", str(10**9), "--no-asv", "--results-dir", str(tmp_path / "r")))
+    assert "sequence length 1000000000 needs about" in line and "GiB" in line
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("content", ["[1, 2, 3]", '{"schema": 1}', "{not json"])
+def test_report_on_a_file_that_is_not_a_results_file(tmp_path, content):
+    (tmp_path / "x.json").write_text(content)
+    assert "not a harness results file" in one_line_error(harness("report", str(tmp_path / "x.json")))
+
+
+def test_unwritable_outputs_are_refused_before_measuring(tmp_path):
+    suite = str(write_suite(tmp_path / "s"))
+    (tmp_path / "file").write_text("")
+    line = one_line_error(harness("run", suite, "--backends", "numpy", "--results-dir", str(tmp_path / "file" / "r")))
+    assert "cannot write the results file" in line
+    line = one_line_error(harness("run", suite, "--backends", "numpy", "--output", str(tmp_path)))
+    assert "cannot write the results file" in line and "is a folder" in line
+    if os.geteuid() != 0:  # root writes anywhere
+        (tmp_path / "ro").mkdir(mode=0o555)
+        assert "cannot write" in one_line_error(harness("run", suite, "--results-dir", str(tmp_path / "ro")))
+
+
+def test_a_damaged_asv_database_keeps_the_run_and_harness_record_adds_it_later(tmp_path):
+    suite = str(write_suite(tmp_path / "s"))
+    results_dir = tmp_path / "results"
+    results_dir.mkdir()
+    (results_dir / "benchmarks.json").write_text('{"version": 2, "tiny.time_fo')  # truncated
+    result = harness("run", suite, "--backends", "numpy", "-q", "--results-dir", str(results_dir), "--label", "x")
+    line = one_line_error(result)
+    assert "the asv database" in line and "is damaged" in line and "harness record RUN.json" in line
+    (run_file,) = (results_dir / "runs").glob("*.json")
+    assert json.loads(run_file.read_text())["status"] == "complete"  # the measurements are kept
+    (results_dir / "benchmarks.json").unlink()
+    recorded = harness("record", str(run_file), "--label", "x", "--results-dir", str(results_dir))
+    assert recorded.returncode == 0 and "recorded into asv under label 'x'" in recorded.stdout
+    assert "s.time_forward" in json.loads((results_dir / "benchmarks.json").read_text())
+
+
+def test_results_files_follow_the_users_umask(tmp_path):
+    out = tmp_path / "run.json"
+    harness("run", str(write_suite(tmp_path / "s")), "--backends", "numpy", "--no-asv", "-q", "--output", str(out),
+            check=True)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask

@@ -1,0 +1,122 @@
+"""Worker processes: none outlives its parent, SIGTERM stops a run as Ctrl-C does, a backend that
+hangs while starting is bounded by the user's timeout, and a memory limit is reported as such."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness import suites
+from harness.record import results
+from harness.run.executor import LocalExecutor
+from harness.run.runner import run_suite
+from tests.support.cli import TIMEOUT
+from tests.support.plugins import add_distribution
+from tests.support.suites import write_suite
+
+PLUGIN = """
+import os, time
+import numpy as np
+from harness import hookimpl
+from harness_plugins.numpy_backend import NumpyBackend
+HARNESS_PLUGIN_API = 2
+
+class HangsAt20(NumpyBackend):
+    name = "hangs-at-20"
+    def forward(self):
+        if self.problem.x.shape[0] == 20:
+            with open(os.environ["WORKER_PID_FILE"], "w") as f:
+                f.write(str(os.getpid()))
+            time.sleep(3600)
+        super().forward()
+
+class SlowStart(NumpyBackend):
+    name = "slow-start"
+    def __init__(self, threads=None):
+        time.sleep(3600)
+
+class Hungry(NumpyBackend):
+    name = "hungry"
+    def forward(self):
+        self.hoard = np.ones(2**31 // 8)  # 2 GiB
+        super().forward()
+
+@hookimpl
+def harness_backends():
+    return [HangsAt20, SlowStart, Hungry]
+"""
+
+
+@pytest.fixture
+def plugin(plugin_dir):
+    add_distribution(plugin_dir, "procs", {"procs_plugin": PLUGIN}, {"procs": "procs_plugin"})
+    return plugin_dir
+
+
+def _wait_for(path, deadline: float = TIMEOUT) -> None:
+    end = time.monotonic() + deadline
+    while not path.exists() and time.monotonic() < end:
+        time.sleep(0.2)
+    assert path.exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie waiting for its reaper counts as gone
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+def _start(tmp_path, monkeypatch, *extra):
+    pid_file = tmp_path / "worker.pid"
+    monkeypatch.setenv("WORKER_PID_FILE", str(pid_file))
+    folder = write_suite(tmp_path / "s", seq_lens="[12, 20]", timing={"timeout": "600"})
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(folder), "--backends", "hangs-at-20", "-q",
+                             "--results-dir", str(tmp_path / "results"), "--output", str(tmp_path / "run.json"),
+                             *extra], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(pid_file)
+    return proc, int(pid_file.read_text())
+
+
+def test_a_worker_exits_when_its_parent_is_killed(plugin, tmp_path, monkeypatch):
+    proc, worker = _start(tmp_path, monkeypatch)
+    proc.kill()
+    proc.communicate(timeout=60)
+    end = time.monotonic() + 60
+    while _alive(worker) and time.monotonic() < end:
+        time.sleep(0.2)
+    assert not _alive(worker)
+
+
+def test_sigterm_keeps_finished_points_and_records_them(plugin, tmp_path, monkeypatch):
+    proc, _ = _start(tmp_path, monkeypatch, "--label", "stopped")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    data = results.read(tmp_path / "run.json")
+    assert data.status == "interrupted" and [(p.seq_len, p.status) for p in data.points] == [(12, "ok")]
+    assert "s.time_forward" in json.loads((tmp_path / "results" / "benchmarks.json").read_text())
+
+
+def test_a_backend_that_hangs_while_starting_is_bounded_by_the_timeout(plugin, tmp_path):
+    suite = suites.load(write_suite(tmp_path / "s", timing={"timeout": "5"}))
+    run = run_suite(suite, ["slow-start"], results_dir=tmp_path, progress=False)
+    (point,) = run.results.points
+    assert point.status == "failed" and point.reason == "backend failed to start: timed out after 5 s"
+
+
+def test_a_worker_over_its_memory_limit_fails_the_point_saying_so(plugin, tmp_path):
+    suite = suites.load(write_suite(tmp_path / "s"))
+    run = run_suite(suite, ["hungry", "numpy"], results_dir=tmp_path, progress=False,
+                    executor=LocalExecutor(memory_limit=1536 * 2**20))
+    by_backend = {p.backend: p for p in run.results.points}
+    assert by_backend["hungry"].status == "failed" and "MemoryError" in by_backend["hungry"].reason
+    assert "memory limit, 1.5 GiB, was reached" in by_backend["hungry"].reason
+    assert by_backend["numpy"].status == "ok"
