@@ -75,7 +75,7 @@ def test_too_short_sequence_for_the_task_is_named():
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["--threads", "0"], "--threads must be positive, got '0'"),
+    (["--threads", "0"], "--threads must be a positive finite number, got '0'"),
     (["--budget", "soon"], "--budget must be a positive number, got 'soon'"),
     (["--seq-lens", "10,x"], "--seq-lens must be a comma-separated list"),
 ])
