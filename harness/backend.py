@@ -243,7 +243,8 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def outputs(self) -> Outputs:
-        """The hidden states of the last forward, as NumPy arrays. Untimed."""
+        """The hidden states of the last forward, as NumPy arrays (they may be read-only views that
+        the next forward overwrites: the core reads them at once). Untimed."""
 
     @abc.abstractmethod
     def gradients(self) -> Gradients:

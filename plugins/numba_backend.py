@@ -133,8 +133,10 @@ class NumbaBackend(Backend):
         self._per_step = per_step
 
     def outputs(self) -> Outputs:
+        """Read-only views of the state buffers (valid until the next forward): training reads h_t
+        every iteration, and a copy of every step would cost more than the readout itself."""
         has_c = cell_spec(self.problem.cell).has_cell_state
-        return Outputs(h=self.hs[1:].copy(), c=self.cs[1:].copy() if has_c else None)
+        return Outputs(h=_read_only(self.hs[1:]), c=_read_only(self.cs[1:]) if has_c else None)
 
     def gradients(self) -> Gradients:
         per_step, has_c = self._per_step, cell_spec(self.problem.cell).has_cell_state
@@ -144,6 +146,11 @@ class NumbaBackend(Backend):
             h=self.dh_all.copy() if per_step else None,
             c=self.dc_all.copy() if per_step and has_c else None,
         )
+
+
+def _read_only(view: np.ndarray) -> np.ndarray:
+    view.flags.writeable = False
+    return view
 
 
 @hookimpl

@@ -16,24 +16,29 @@ def _arrays(seed: int) -> dict[str, np.ndarray]:
     return {"w": rng.standard_normal((4, 3)), "b": rng.standard_normal(4)}
 
 
+def _flat(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    return np.concatenate([v.ravel() for v in arrays.values()])
+
+
 @pytest.mark.parametrize("name, torch_optimizer", [
     ("adam", lambda ps: torch.optim.Adam(ps, lr=1e-2)),
     ("rmsprop", lambda ps: torch.optim.RMSprop(ps, lr=1e-2, alpha=0.9)),
     ("sgd", lambda ps: torch.optim.SGD(ps, lr=1e-2, momentum=0.9)),
 ])
 def test_updates_match_torch_optim(name, torch_optimizer):
+    """Our flat vector against torch's per-parameter tensors: the rules are element-wise."""
     params = _arrays(0)
+    theta = _flat(params)
     ours = make_optimizer(name, 1e-2, momentum=0.9, alpha=0.9)
     theirs = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
     opt = torch_optimizer(list(theirs.values()))
     for step in range(6):
         grads = _arrays(step + 1)
-        ours.step(params, grads)
+        ours.step(theta, _flat(grads))
         for k, t in theirs.items():
             t.grad = torch.tensor(grads[k])
         opt.step()
-    for k in params:
-        np.testing.assert_allclose(params[k], theirs[k].detach().numpy(), rtol=TOL, atol=TOL)
+    np.testing.assert_allclose(theta, _flat({k: t.detach().numpy() for k, t in theirs.items()}), rtol=TOL, atol=TOL)
 
 
 @pytest.mark.parametrize("max_norm", [0.5, 100.0])
@@ -43,14 +48,14 @@ def test_clipping_matches_clip_grad_norm(max_norm):
     for t, g in zip(tensors, grads.values()):
         t.grad = torch.tensor(g)
     expected_norm = float(torch.nn.utils.clip_grad_norm_(tensors, max_norm))
-    norm, clipped = clip_grad_norm(grads, max_norm)
+    g = _flat(grads)
+    norm, clipped = clip_grad_norm(g, max_norm)
     assert norm == pytest.approx(expected_norm, rel=TOL) and clipped == (max_norm < expected_norm)
-    for t, g in zip(tensors, grads.values()):
-        np.testing.assert_allclose(g, t.grad.numpy(), rtol=TOL, atol=TOL)
+    np.testing.assert_allclose(g, np.concatenate([t.grad.numpy().ravel() for t in tensors]), rtol=TOL, atol=TOL)
 
 
 def test_clip_zero_is_off():
-    grads = _arrays(4)
-    before = {k: v.copy() for k, v in grads.items()}
-    norm, clipped = clip_grad_norm(grads, 0.0)
-    assert not clipped and norm > 0 and all(np.array_equal(grads[k], before[k]) for k in grads)
+    g = _flat(_arrays(4))
+    before = g.copy()
+    norm, clipped = clip_grad_norm(g, 0.0)
+    assert not clipped and norm > 0 and np.array_equal(g, before)

@@ -14,24 +14,22 @@ import numpy as np
 
 from harness.errors import check_choice
 
-Arrays = dict[str, np.ndarray]
-
-
 class Optimizer(abc.ABC):
-    """Updates a dict of float64 parameters in place from a dict of gradients of the same keys."""
+    """Updates a flat float64 parameter vector in place from the gradient vector of the same layout
+    (every trained array, raveled one after another: one vectorised update instead of one per array).
+    The rules are element-wise, so they are exactly PyTorch's per-parameter ones."""
 
     def __init__(self, lr: float):
         self.lr = lr
         self.steps = 0
 
-    def step(self, params: Arrays, grads: Arrays) -> None:
+    def step(self, p: np.ndarray, g: np.ndarray) -> None:
         self.steps += 1
-        for name, p in params.items():
-            self._update(name, p, grads[name])
+        self._update(p, g)
 
     @abc.abstractmethod
-    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
-        """One parameter's update (``self.steps`` is already the 1-based step number)."""
+    def _update(self, p: np.ndarray, g: np.ndarray) -> None:
+        """The update of step ``self.steps`` (1-based)."""
 
 
 class Adam(Optimizer):
@@ -41,13 +39,14 @@ class Adam(Optimizer):
     def __init__(self, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
         super().__init__(lr)
         self.betas, self.eps = betas, eps
-        self.m: Arrays = {}
-        self.v: Arrays = {}
+        self.m: np.ndarray | None = None
+        self.v: np.ndarray | None = None
 
-    def _update(self, name, p, g):
+    def _update(self, p, g):
         b1, b2 = self.betas
-        m = self.m.setdefault(name, np.zeros_like(p))
-        v = self.v.setdefault(name, np.zeros_like(p))
+        if self.m is None:
+            self.m, self.v = np.zeros_like(p), np.zeros_like(p)
+        m, v = self.m, self.v
         m *= b1
         m += (1 - b1) * g
         v *= b2
@@ -62,10 +61,12 @@ class RMSprop(Optimizer):
     def __init__(self, lr: float, alpha: float = 0.99, eps: float = 1e-8):
         super().__init__(lr)
         self.alpha, self.eps = alpha, eps
-        self.v: Arrays = {}
+        self.v: np.ndarray | None = None
 
-    def _update(self, name, p, g):
-        v = self.v.setdefault(name, np.zeros_like(p))
+    def _update(self, p, g):
+        if self.v is None:
+            self.v = np.zeros_like(p)
+        v = self.v
         v *= self.alpha
         v += (1 - self.alpha) * g * g
         p -= self.lr * g / (np.sqrt(v) + self.eps)
@@ -77,15 +78,15 @@ class SGD(Optimizer):
     def __init__(self, lr: float, momentum: float = 0.9):
         super().__init__(lr)
         self.momentum = momentum
-        self.buffers: Arrays = {}
+        self.buffer: np.ndarray | None = None
 
-    def _update(self, name, p, g):
-        if name not in self.buffers:
-            self.buffers[name] = g.copy()
+    def _update(self, p, g):
+        if self.buffer is None:
+            self.buffer = g.copy()
         else:
-            self.buffers[name] *= self.momentum
-            self.buffers[name] += g
-        p -= self.lr * self.buffers[name]
+            self.buffer *= self.momentum
+            self.buffer += g
+        p -= self.lr * self.buffer
 
 
 OPTIMIZERS = {"adam": Adam, "rmsprop": RMSprop, "sgd": SGD}
@@ -101,22 +102,17 @@ def make_optimizer(name: str, lr: float, momentum: float = 0.9, alpha: float = 0
     return Adam(lr)
 
 
-def global_norm(grads: Arrays) -> float:
-    """The L2 norm over every array together."""
-    return math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
+def clip_grad_norm(g: np.ndarray, max_norm: float) -> tuple[float, bool]:
+    """Scale the gradient vector (every trained parameter's, together) in place by
+    min(1, max_norm / (norm + 1e-6)), as clip_grad_norm_ does.
 
-
-def clip_grad_norm(grads: Arrays, max_norm: float) -> tuple[float, bool]:
-    """Scale every gradient in place by min(1, max_norm / (norm + 1e-6)), as clip_grad_norm_ does.
-
-    Returns the norm before clipping and whether it clipped; ``max_norm = 0`` turns clipping off.
+    Returns the L2 norm before clipping and whether it clipped; ``max_norm = 0`` turns clipping off.
     """
-    norm = global_norm(grads)
+    norm = math.sqrt(float(np.dot(g, g)))
     if max_norm <= 0 or not math.isfinite(norm):
         return norm, False
     coef = max_norm / (norm + 1e-6)
     if coef >= 1.0:
         return norm, False
-    for g in grads.values():
-        g *= coef
+    g *= coef
     return norm, True

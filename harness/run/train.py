@@ -84,8 +84,14 @@ class Trainer:
         suite, seed, T = job.suite, job.seed, job.seq_len
         self.backend, self.job, self.task, self.train = backend, job, task, suite.train
         rng = np.random.default_rng([seed, T])  # weights and readout, as `harness run` draws them
-        self.params = init_params(job.cell, task.input_size, suite.hidden, rng, suite.init, suite.init_gain)
-        self.params[READOUT[0]], self.params[READOUT[1]] = readout_params(suite.hidden, task.output_size, rng)
+        drawn = init_params(job.cell, task.input_size, suite.hidden, rng, suite.init, suite.init_gain)
+        drawn[READOUT[0]], drawn[READOUT[1]] = readout_params(suite.hidden, task.output_size, rng)
+        # One flat float64 vector holds every trained parameter; ``params`` are views into it.
+        self.theta = np.concatenate([v.ravel() for v in drawn.values()])
+        self.params, start = {}, 0
+        for name, value in drawn.items():
+            self.params[name] = self.theta[start : start + value.size].reshape(value.shape)
+            start += value.size
         self.batches = np.random.default_rng([seed, T, 1])  # the training stream
         self.held_out = task.generate(T, self.train.eval_size, np.random.default_rng([seed, T, 2]))
         self.optimizer = make_optimizer(self.train.optimizer, self.train.lr, self.train.momentum, self.train.alpha)
@@ -145,10 +151,10 @@ class Trainer:
         clock.start()
         self.backend.backward()
         backend_s += clock.stop()
-        grads = {name: g.astype(np.float64) for name, g in self.backend.gradients().params.items()}
-        grads.update(readout_grads)
-        norm, clipped = clip_grad_norm(grads, self.train.clip)
-        self.optimizer.step(self.params, grads)
+        grads = {**self.backend.gradients().params, **readout_grads}
+        g = np.concatenate([grads[name].ravel() for name in self.params]).astype(np.float64, copy=False)
+        norm, clipped = clip_grad_norm(g, self.train.clip)
+        self.optimizer.step(self.theta, g)
         return loss, norm, clipped, backend_s
 
 
