@@ -16,6 +16,7 @@ core calls these in order; only ``forward`` and ``backward`` are ever timed)::
 from __future__ import annotations
 
 import abc
+import functools
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -73,7 +74,7 @@ class Problem:
         if len(dtypes) != 1 or next(iter(dtypes)) not in DTYPES:
             raise HarnessError(f"all arrays must share one dtype of {', '.join(DTYPES)}; got {sorted(dtypes)}")
 
-    @property
+    @functools.cached_property
     def dtype(self) -> str:
         return str(self.x.dtype)
 
@@ -81,6 +82,11 @@ class Problem:
     def shape(self) -> tuple[int, int, int, int]:
         """(T, B, I, H)."""
         return (*self.x.shape, self.params["weight_hh"].shape[1])
+
+
+def _layout(problem: Problem) -> tuple:
+    """What decides a problem's buffers: cell, shapes, dtype."""
+    return (problem.cell, problem.x.shape, problem.params["weight_hh"].shape, problem.dtype)
 
 
 def check_upstream(grad_h: np.ndarray, shape: tuple[int, int, int], dtype: str) -> None:
@@ -196,11 +202,16 @@ class Backend(abc.ABC):
     # -- lifecycle ------------------------------------------------------------------------------
     def prepare(self, problem: Problem) -> None:
         """Check that the problem is supported, drop the previous one, hand it to :meth:`setup`
-        (and its upstream gradient, when it carries one, to :meth:`set_upstream`)."""
+        (and its upstream gradient, when it carries one, to :meth:`set_upstream`).
+
+        The previous problem's buffers are dropped (:meth:`teardown`) unless the new problem has the
+        same cell, shapes and dtype: then :meth:`setup` may reuse them, as every training iteration
+        does. A memory measurement calls :meth:`teardown` itself first."""
         support = self.supports(problem.cell, problem.dtype)
         if not support:
             raise HarnessError(support.reason)
-        self.teardown()
+        if self.problem is None or _layout(self.problem) != _layout(problem):
+            self.teardown()
         self.problem = problem
         self.setup(problem)
         if problem.grad_h is not None:

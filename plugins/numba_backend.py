@@ -60,8 +60,7 @@ class NumbaBackend(Backend):
         p = problem.params
         T, B, I, H = problem.shape
         G = p["weight_hh"].shape[0]
-        dt = problem.dtype
-        e = lambda *shape: np.empty(shape, dtype=dt)  # noqa: E731
+        e = self._buffer
         self.x2 = np.ascontiguousarray(problem.x.reshape(T * B, I))
         self.w_ih = np.ascontiguousarray(p["weight_ih"])
         self.w_ih_t = np.ascontiguousarray(p["weight_ih"].T)
@@ -70,22 +69,30 @@ class NumbaBackend(Backend):
         self.bias = p["bias_ih"] + p["bias_hh"]
         self.b_ih = np.ascontiguousarray(p["bias_ih"])
         self.b_hh = np.ascontiguousarray(p["bias_hh"])
-        self.xp = e(T, B, G)  # x W_ih^T (biases join in the kernels); LSTM overwrites it with its gates
-        self.hs = np.zeros((T + 1, B, H), dtype=dt)
+        self.xp = e("xp", T, B, G)  # x W_ih^T (biases join in the kernels); LSTM overwrites it with its gates
+        self.hs = e("hs", T + 1, B, H, zero=True)  # hs[0] = h_0 = 0: the kernels never write it
         # backward of rnn_tanh and gru no longer needs x W_ih^T: its gradient reuses that buffer
-        self.dgi = e(T, B, G) if cell_spec(problem.cell).has_cell_state else self.xp
-        self.dh_next, self.tmp = e(B, H), e(B, H)
-        self.rec = e(B, G)
-        self.dh_all = self.dc_all = None  # per-step gradients: allocated on the first untimed request
-        self.grads = {"weight_ih": e(G, I), "weight_hh": e(G, H), "bias_ih": e(G), "bias_hh": e(G)}
-        self.dx = e(T, B, I)
+        self.dgi = e("dgi", T, B, G) if cell_spec(problem.cell).has_cell_state else self.xp
+        self.dh_next, self.tmp, self.rec = e("dh_next", B, H), e("tmp", B, H), e("rec", B, G)
+        self.grads = {"weight_ih": e("dw_ih", G, I), "weight_hh": e("dw_hh", G, H), "bias_ih": e("db_ih", G),
+                      "bias_hh": e("db_hh", G)}
+        self.dx = e("dx", T, B, I)
+        self.dh_all, self.dc_all = self._buffers.get("dh_all"), self._buffers.get("dc_all")  # per-step: on request
         if cell_spec(problem.cell).has_cell_state:
-            self.cs = np.zeros((T + 1, B, H), dtype=dt)
-            self.tcs, self.dc_next = e(T, B, H), e(B, H)
+            self.cs = e("cs", T + 1, B, H, zero=True)
+            self.tcs, self.dc_next = e("tcs", T, B, H), e("dc_next", B, H)
         if problem.cell == "gru":
-            self.rz, self.ns, self.ghn = e(T, B, 2 * H), e(T, B, H), e(T, B, H)
-            self.dgh = e(T, B, G)
+            self.rz, self.ns, self.ghn = e("rz", T, B, 2 * H), e("ns", T, B, H), e("ghn", T, B, H)
+            self.dgh = e("dgh", T, B, G)
         self._per_step = False
+
+    def _buffer(self, name: str, *shape: int, zero: bool = False) -> np.ndarray:
+        """Work buffer ``name``: the previous problem's where ``prepare`` kept it (a problem of the
+        same cell, shapes and dtype: every training iteration), else a new one."""
+        old = self._buffers.get(name)
+        if old is None or old.shape != shape or old.dtype != self.problem.dtype:
+            old = self._buffers[name] = (np.zeros if zero else np.empty)(shape, dtype=self.problem.dtype)
+        return old
 
     def set_upstream(self, grad_h: np.ndarray) -> None:
         self.grad_h = np.ascontiguousarray(grad_h)
@@ -95,6 +102,7 @@ class NumbaBackend(Backend):
         for name, value in list(vars(self).items()):
             if isinstance(value, np.ndarray) or name == "grads":
                 setattr(self, name, None)
+        self._buffers: dict[str, np.ndarray] = {}
 
     def forward(self) -> None:
         cell, k = self.problem.cell, self.k
@@ -108,8 +116,9 @@ class NumbaBackend(Backend):
 
     def backward(self, per_step: bool = False) -> None:
         cell, k = self.problem.cell, self.k
-        if per_step and self.dh_all is None:
-            self.dh_all, self.dc_all = np.empty_like(self.hs[1:]), np.empty_like(self.hs[1:])
+        if per_step and self.dh_all is None:  # per-step gradients: allocated on the first untimed request
+            T, B, H = self.grad_h.shape
+            self.dh_all, self.dc_all = self._buffer("dh_all", T, B, H), self._buffer("dc_all", T, B, H)
         dh_all = self.dh_all if per_step else self.tmp[None]  # kernels write it only with per_step
         dc_all = self.dc_all if per_step else self.tmp[None]
         if cell == "rnn_tanh":

@@ -31,8 +31,6 @@ SCHEMA = 2
 #: The status of a grid point; "interrupted" keeps the partial curves of a training point stopped by Ctrl-C.
 OK, FAILED, SKIPPED, INTERRUPTED = "ok", "failed", "skipped", "interrupted"
 STATUSES = (OK, FAILED, SKIPPED, INTERRUPTED)
-#: What a results file holds: benchmark points (harness run) or training points (harness train).
-MODES = ("run", "train")
 
 
 class ResultsFormatError(ValueError):
@@ -108,7 +106,7 @@ class IterationTimes:
     iteration_s: float  # one whole training iteration (batch, backend, readout, loss, clipping, optimizer)
     backend_s: float  # its backend forward + backward
     core_s: float  # iteration_s - backend_s: the core's share
-    fwd_bwd_s: float  # forward + backward of the same problem, measured like `harness run` (Timer)
+    fwd_bwd_s: float  # forward + backward alone, as `harness run` times it: 3 calls at every evaluation
 
 
 @dataclass(frozen=True)

@@ -45,11 +45,6 @@ class SeededProblem:
     loss_init: float  # task loss at initialisation
     baseline: float  # the task's memoryless baseline
 
-    @property
-    def steps(self) -> int:
-        """The number of steps the layer runs (the task's T, or more: copy runs T + 20)."""
-        return self.timed.x.shape[0]
-
 
 def readout_params(hidden: int, outputs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """The readout's W_y (outputs, H) and b_y, drawn as torch.nn.Linear's default does."""

@@ -45,14 +45,20 @@ class Adam(Optimizer):
     def _update(self, p, g):
         b1, b2 = self.betas
         if self.m is None:
-            self.m, self.v = np.zeros_like(p), np.zeros_like(p)
-        m, v = self.m, self.v
+            self.m, self.v, self._work = np.zeros_like(p), np.zeros_like(p), np.empty_like(p)
+        m, v, work = self.m, self.v, self._work  # in place: no temporary the size of the parameters
         m *= b1
-        m += (1 - b1) * g
+        m += np.multiply(g, 1 - b1, out=work)
         v *= b2
-        v += (1 - b2) * g * g
-        denom = np.sqrt(v) / math.sqrt(1 - b2**self.steps) + self.eps
-        p -= (self.lr / (1 - b1**self.steps)) * m / denom
+        np.multiply(g, g, out=work)
+        work *= 1 - b2
+        v += work
+        np.sqrt(v, out=work)
+        work /= math.sqrt(1 - b2**self.steps)
+        work += self.eps
+        np.divide(m, work, out=work)
+        work *= self.lr / (1 - b1**self.steps)
+        p -= work
 
 
 class RMSprop(Optimizer):

@@ -8,6 +8,7 @@ same rules. Formulas: docs/training.md.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -22,7 +23,6 @@ from harness.measure.denormals import flush_denormals
 from harness.record.results import (OK, Gradient, IterationTimes, PointResult, Snapshot, Spectrum, Training)
 from harness.run.grid import PointJob, readout_params
 from harness.run.optim import clip_grad_norm, make_optimizer
-from harness.run.point import time_forward_backward
 from harness.tasks import Batch, Task
 
 READOUT = ("readout_weight", "readout_bias")
@@ -67,6 +67,7 @@ class _Curves:
     denormals: str = ""
     iteration_s: list[float] = field(default_factory=list)
     backend_s: list[float] = field(default_factory=list)
+    fwd_bwd_s: list[float] = field(default_factory=list)
 
     def freeze(self, times: IterationTimes | None = None) -> Training:
         return Training(
@@ -96,6 +97,8 @@ class Trainer:
         self.held_out = task.generate(T, self.train.eval_size, np.random.default_rng([seed, T, 2]))
         self.optimizer = make_optimizer(self.train.optimizer, self.train.lr, self.train.momentum, self.train.alpha)
         self.dtype = suite.dtype
+        self._upstream: np.ndarray | None = None  # dL/dh_t, reused: its zero pages are touched once, not per step
+        self._reference: tuple[Batch, np.ndarray] | None = None  # the problem time_forward_backward times
 
     def problem(self, batch: Batch) -> Problem:
         """The backend's problem for ``batch``: the current weights cast to the suite's dtype."""
@@ -128,6 +131,24 @@ class Trainer:
         return Snapshot(iteration, Gradient(**vars(decay), g=tuple(g.tolist()), gc=gc),
                         spectra(self.job.cell, self.params["weight_hh"]))
 
+    def time_forward_backward(self, clock, calls: int = 3) -> list[float]:
+        """Seconds of ``calls`` forward + backward passes of a training-shaped problem with a dense
+        upstream gradient, on warm buffers: the work `harness run` times, for the iteration's ratio."""
+        if self._reference is None:
+            batch = self.task.generate(self.job.seq_len, self.train.batch, np.random.default_rng([self.job.seed, 3]))
+            upstream = np.random.default_rng(0).standard_normal((self.task.steps(self.job.seq_len), self.train.batch,
+                                                                 self.job.suite.hidden))
+            self._reference = (batch, upstream.astype(self.dtype))
+        batch, upstream = self._reference
+        self.backend.prepare(dataclasses.replace(self.problem(batch), grad_h=upstream))
+        samples = []
+        for _ in range(calls + 1):  # the first call warms the buffers
+            clock.start()
+            self.backend.forward()
+            self.backend.backward()
+            samples.append(clock.stop())
+        return samples[1:]
+
     def step(self, clock) -> tuple[float, float, bool, float]:
         """One training iteration: (loss, gradient norm before clipping, clipped, backend seconds).
 
@@ -145,9 +166,10 @@ class Trainer:
         if not math.isfinite(loss):
             return loss, math.nan, False, backend_s
         dh, readout_grads = readout_backward(self.params, h, dy)
-        grad_h = np.zeros(out.shape, dtype=self.dtype)
-        grad_h[loss_steps] = dh
-        self.backend.upstream(grad_h)
+        if self._upstream is None or self._upstream.shape != out.shape:
+            self._upstream = np.zeros(out.shape, dtype=self.dtype)  # zero where the loss reads nothing
+        self._upstream[loss_steps] = dh
+        self.backend.upstream(self._upstream)
         clock.start()
         self.backend.backward()
         backend_s += clock.stop()
@@ -172,6 +194,8 @@ def train(backend: Backend, job: PointJob, task: Task, on_progress: OnProgress |
                            training=curves.freeze(times), duration_s=time.perf_counter() - started)
 
     def evaluate(iteration: int) -> None:
+        if iteration:  # beside the iterations, so that both medians see the same machine
+            curves.fwd_bwd_s.extend(trainer.time_forward_backward(clock))
         loss, accuracy = trainer.evaluate()
         curves.eval_iterations.append(iteration)
         curves.eval_loss.append(loss)
@@ -202,10 +226,5 @@ def train(backend: Backend, job: PointJob, task: Task, on_progress: OnProgress |
     times = None
     if curves.iteration_s:
         iteration_s, backend_s = float(np.median(curves.iteration_s)), float(np.median(curves.backend_s))
-        batch = task.generate(job.seq_len, settings.batch, np.random.default_rng([job.seed, job.seq_len, 3]))
-        upstream = np.random.default_rng(0).standard_normal((task.steps(job.seq_len), settings.batch,
-                                                              job.suite.hidden)).astype(job.suite.dtype)
-        problem = Problem(job.cell, trainer.problem(batch).params, batch.x.astype(job.suite.dtype), upstream)
-        fwd_bwd = time_forward_backward(backend, problem, job.suite.timing).median
-        times = IterationTimes(iteration_s, backend_s, iteration_s - backend_s, fwd_bwd)
+        times = IterationTimes(iteration_s, backend_s, iteration_s - backend_s, float(np.median(curves.fwd_bwd_s)))
     return result(times=times)
