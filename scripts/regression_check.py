@@ -1,8 +1,8 @@
 """The end-to-end check of `harness compare` on real timings (docs/user-guide.md, "Catching regressions").
 
 1. Two back-to-back runs of the same code (numpy and numba, a small grid) must show no "+".
-2. A backend made 30% slower in forward (a plugin that busy-waits) must be flagged "+" on its timing
-   rows and nowhere else.
+2. A backend made 30% slower (a plugin that busy-waits 30% longer after forward and backward) must be
+   flagged "+" on its timing rows and nowhere else.
 
 Real timings depend on how quiet the machine is, so this is a script to run (three times, quoting
 each) rather than a test:  python scripts/regression_check.py
@@ -22,16 +22,25 @@ from harness import hookimpl
 from harness_plugins.numpy_backend import NumpyBackend
 HARNESS_PLUGIN_API = 2
 
+def _slow(seconds):
+    if os.environ.get("SLOW_DOWN"):  # 30% more time: a regression to catch
+        end = time.perf_counter() + 0.3 * seconds
+        while time.perf_counter() < end:
+            pass
+
+
 class Slowed(NumpyBackend):
     name = "slowed"
 
     def forward(self):
         t0 = time.perf_counter()
         super().forward()
-        if os.environ.get("SLOW_DOWN"):  # 30% more time in forward: a regression to catch
-            end = time.perf_counter() + 0.3 * (time.perf_counter() - t0)
-            while time.perf_counter() < end:
-                pass
+        _slow(time.perf_counter() - t0)
+
+    def backward(self, per_step=False):
+        t0 = time.perf_counter()
+        super().backward(per_step)
+        _slow(time.perf_counter() - t0)
 
 @hookimpl
 def harness_backends():
@@ -88,7 +97,7 @@ def main() -> int:
         verdicts.append((f"back-to-back runs: no + in {len(same)} points", not any(c.mark == "+" for c in same)))
         slowed = compare(results_dir, "before", "after")
         flagged = {c.key for c in slowed if c.mark == "+"}
-        timing = {c.key for c in slowed if c.key[0].split(".")[1].startswith("time_")}
+        timing = {c.key for c in slowed if c.key[0].split(".")[1] in ("time_forward", "time_forward_backward")}
         verdicts.append((f"slowed backend: + on its {len(timing)} timing rows and nowhere else",
                          flagged == timing))
         print("\n".join(f"{'PASS' if ok else 'FAIL'}  {what}" for what, ok in verdicts))
