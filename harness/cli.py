@@ -161,22 +161,30 @@ def cmd_train(args) -> int:
 
 
 def cmd_record(args) -> int:
-    from pathlib import Path
 
     from harness.errors import check_name
-    from harness.record import asvdb, results
+    from harness.record import asvdb
 
     if args.label is not None:
         check_name("label", args.label)
-    path = Path(args.results_file)
+    _record_into_asv(_read_results_file(args.results_file), asvdb.load_config(results_dir=args.results_dir),
+                     args.label)
+    return 0
+
+
+def _read_results_file(text: str):
+    """A results file named on the command line, or a one-line error saying why it is not one."""
+    from pathlib import Path
+
+    from harness.record import results
+
+    path = Path(text)
     if not path.is_file():
         raise HarnessError(f"no such results file: {path}")
     try:
-        run = results.read(path)
+        return results.read(path)
     except ValueError as exc:
         raise HarnessError(f"not a harness results file: {exc}") from None
-    _record_into_asv(run, asvdb.load_config(results_dir=args.results_dir), args.label)
-    return 0
 
 
 def _record_into_asv(run, conf, label: str | None) -> None:
@@ -221,16 +229,10 @@ def cmd_compare(args) -> int:
 def cmd_report(args) -> int:
     from pathlib import Path
 
-    from harness.record import results
     from harness.report import plots
 
+    run = _read_results_file(args.results_file)
     path = Path(args.results_file)
-    if not path.is_file():
-        raise HarnessError(f"no such results file: {path}")
-    try:
-        run = results.read(path)
-    except ValueError as exc:
-        raise HarnessError(f"not a harness results file: {exc}") from None
     out = Path(args.out) if args.out else path.with_name(path.stem + "-report")
     print(f"wrote {plots.report(run, out)}")
     return 0

@@ -15,7 +15,7 @@ from harness import suites
 from harness.record import results
 from harness.run.executor import LocalExecutor
 from harness.run.runner import run_suite
-from tests.support.cli import TIMEOUT
+from tests.support.cli import TIMEOUT, stop_when
 from tests.support.plugins import add_distribution
 from tests.support.suites import write_suite
 
@@ -97,8 +97,7 @@ def test_a_worker_exits_when_its_parent_is_killed(plugin, tmp_path, monkeypatch)
 
 def test_sigterm_keeps_finished_points_and_records_them(plugin, tmp_path, monkeypatch):
     proc, _ = _start(tmp_path, monkeypatch, "--label", "stopped")
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    err = stop_when(proc, lambda: True, signal.SIGTERM)
     assert proc.returncode == 130, err
     data = results.read(tmp_path / "run.json")
     assert data.status == "interrupted" and [(p.seq_len, p.status) for p in data.points] == [(12, "ok")]

@@ -4,10 +4,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -19,7 +17,7 @@ from harness.run.runner import run_suite
 from harness.tasks import TemporalOrderTask
 from harness.testing import relative_error
 from harness_plugins.numpy_backend import NumpyBackend
-from tests.support.cli import TIMEOUT, harness
+from tests.support.cli import stop_when
 from tests.support.plugins import UNAVAILABLE_PLUGIN, add_distribution
 from tests.support.suites import write_suite
 
@@ -154,16 +152,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_points(misbehaving, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(folder), "--backends", "hangs",
                              "--output", str(out), "--results-dir", str(tmp_path / "results"), "-q"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:  # wait until the T=12 point is recorded and T=20 hangs
-            if _points_written(out) == 1:
-                break
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
+    err = stop_when(proc, lambda: _points_written(out) == 1)  # the T=12 point is recorded and T=20 hangs
     assert proc.returncode == 130, err
     data = results.read(out)
     assert data.status == "interrupted"

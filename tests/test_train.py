@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -19,7 +17,7 @@ from harness.run.grid import PointJob
 from harness.run.train import READOUT, readout, readout_backward, spectra, train
 from harness.tasks import AddingTask, CopyTask, TemporalOrderTask
 from harness_plugins.numpy_backend import NumpyBackend
-from tests.support.cli import TIMEOUT, harness
+from tests.support.cli import harness, stop_when
 from tests.support.plugins import add_distribution
 from tests.support.suites import write_suite
 
@@ -145,14 +143,7 @@ def test_ctrl_c_keeps_the_partial_curve_of_the_running_point(plugin_dir, tmp_pat
     proc = subprocess.Popen([sys.executable, "-m", "harness", "train", suite.path, "--backends", "hangs-late",
                              "--no-asv", "--output", str(out), "-q"], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
+    err = stop_when(proc, marker.exists)
     assert proc.returncode == 130, err
     run = results.read(out)
     (point,) = run.points

@@ -1,8 +1,11 @@
 """Running the ``harness`` command in a subprocess, always with a time limit."""
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 #: Seconds any harness subprocess may take in a test: generous for a loaded 2-core machine, but a
@@ -39,3 +42,15 @@ def section_rows(text: str, title: str) -> list[list[str]]:
             break
         rows.append(line.split())
     return rows
+
+
+def stop_when(proc: subprocess.Popen, ready: Callable[[], bool], sig: int = signal.SIGINT) -> str:
+    """Wait (at most TIMEOUT) until ``ready()``, send ``sig`` to ``proc``, and return its stderr once it ended."""
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(sig)
+        return proc.communicate(timeout=120)[1]
+    finally:
+        proc.kill()
