@@ -46,3 +46,28 @@ def test_parallel_recorders_into_one_asv_database_lose_no_result(tmp_path):
     entry = dict(zip(data["result_columns"], data["results"]["tiny.time_forward_backward"]))
     assert set(entry["params"][0]) == {repr(b) for b in backends}
     assert all(v is not None and v > 0 for v in entry["result"])  # every backend's value is there
+
+
+def _publish(tmp: str) -> None:
+    from harness.record import asvdb
+    from harness.report import site
+
+    conf = asvdb.load_config(path=Path(tmp) / "none.json", results_dir=Path(tmp) / "results")
+    site.publish(conf)
+
+
+def test_recording_while_publishing_loses_nothing(tmp_path):
+    """Recorders and a publish at the same time: every result is in the database, the site is whole."""
+    _record(str(tmp_path), "first")  # something to publish
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_record, args=(str(tmp_path), f"backend{i}")) for i in range(4)]
+    procs.insert(2, ctx.Process(target=_publish, args=(str(tmp_path),)))
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    assert all(p.exitcode == 0 for p in procs)
+    bench = json.loads((tmp_path / "results" / "benchmarks.json").read_text())
+    assert set(bench["tiny.time_forward_backward"]["params"][0]) == {repr(b) for b in
+                                                                     ["first", *(f"backend{i}" for i in range(4))]}
+    assert (tmp_path / "results" / "html" / "index.html").is_file()
