@@ -192,5 +192,6 @@ def plugin_statuses() -> list[dict[str, Any]]:
 
 def not_loaded() -> str:
     """The plugins that did not load, with why, for error messages; empty when all loaded."""
-    broken = [f"{p.name} ({p.status}: {p.error})" for p in get_registry().plugins if p.status in ("failed", "incompatible")]
+    broken = [f"{p.name} ({p.status}: {p.error})" for p in get_registry().plugins
+              if p.status in ("failed", "incompatible")]
     return "; plugins that did not load: " + ", ".join(broken) if broken else ""

@@ -155,11 +155,13 @@ def _line_of(text: str, key: str) -> int:
 def _check_table(table: dict, schema: dict, text: str, where: str, section: str) -> None:
     for key, value in table.items():
         if key not in schema:
-            raise HarnessError(f"{where}:{_line_of(text, section + key)}: {unknown_choice('key', section + key, schema)}")
+            line = _line_of(text, section + key)
+            raise HarnessError(f"{where}:{line}: {unknown_choice('key', section + key, schema)}")
         expected = schema[key]
         if not isinstance(value, expected) or isinstance(value, bool):
             names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
-            raise HarnessError(f"{where}:{_line_of(text, section + key)}: {section}{key} must be {names}, got {value!r}")
+            line = _line_of(text, section + key)
+            raise HarnessError(f"{where}:{line}: {section}{key} must be {names}, got {value!r}")
 
 
 def load(spec: str | os.PathLike) -> Suite:

@@ -112,7 +112,8 @@ class NumbaBackend(Backend):
         elif cell == "lstm":
             k.lstm_forward(k.BLAS, self.xp, self.bias, self.w_hh_t, self.hs, self.cs, self.tcs, self.rec)
         else:
-            k.gru_forward(k.BLAS, self.xp, self.b_ih, self.w_hh_t, self.b_hh, self.hs, self.rz, self.ns, self.ghn, self.rec)
+            k.gru_forward(k.BLAS, self.xp, self.b_ih, self.w_hh_t, self.b_hh, self.hs, self.rz, self.ns, self.ghn,
+                          self.rec)
 
     def backward(self, per_step: bool = False) -> None:
         cell, k = self.problem.cell, self.k

@@ -159,7 +159,8 @@ def benchmark_version(suite: Suite, metric: Metric) -> str:
     keys = ("task", "batch", "hidden", "dtype", "init", "init_gain", "seeds")
     defines: dict[str, Any] = {k: getattr(suite, k) for k in keys}
     if metric.family == "train":  # the training settings, less the grid axis and the time limit
-        defines["train"] = {k: v for k, v in dataclasses.asdict(suite.train).items() if k not in ("seq_lens", "timeout")}
+        defines["train"] = {k: v for k, v in dataclasses.asdict(suite.train).items()
+                            if k not in ("seq_lens", "timeout")}
     blob = json.dumps({"suite": defines, "metric": metric.name,
                        "definitions": METRIC_DEFINITIONS_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -230,7 +230,8 @@ class LocalExecutor:
                     on_result(job, payload)
                     continue
                 if self.memory_limit and "MemoryError" in str(payload):
-                    payload = f"{payload}\n(the worker's memory limit, {self.memory_limit / 2**30:.3g} GiB, was reached)"
+                    limit = self.memory_limit / 2**30
+                    payload = f"{payload}\n(the worker's memory limit, {limit:.3g} GiB, was reached)"
                 on_result(job, failed(job, payload))
                 if status in ("timeout", "died"):
                     worker.stop(kill=True)

@@ -88,7 +88,8 @@ def _now() -> str:
 def _jobs(suite: Suite, mode: str, backend: str, cell: str) -> list[PointJob]:
     """The points of one backend and cell: every T (and, for training, every seed)."""
     if mode == "train":
-        return [PointJob(backend, cell, T, suite, mode, seed) for T in suite.train.seq_lens for seed in suite.train.seeds]
+        return [PointJob(backend, cell, T, suite, mode, seed)
+                for T in suite.train.seq_lens for seed in suite.train.seeds]
     return [PointJob(backend, cell, T, suite) for T in suite.seq_lens]
 
 

@@ -71,7 +71,8 @@ class _Curves:
 
     def freeze(self, times: IterationTimes | None = None) -> Training:
         return Training(
-            iterations=len(self.train_loss), budget=self.budget, baseline=self.baseline, train_loss=tuple(self.train_loss),
+            iterations=len(self.train_loss), budget=self.budget, baseline=self.baseline,
+            train_loss=tuple(self.train_loss),
             grad_norm=tuple(self.grad_norm), clipped=tuple(self.clipped), eval_iterations=tuple(self.eval_iterations),
             eval_loss=tuple(self.eval_loss), eval_accuracy=tuple(self.eval_accuracy) if self.eval_accuracy else None,
             snapshots=tuple(self.snapshots), denormals=self.denormals, solved_at=self.solved_at,
