@@ -30,15 +30,20 @@ def test_runs_started_in_the_same_second_get_distinct_files(tmp_path):
     assert len(paths) == 6 and all(Path(p).exists() for p in paths)
 
 
-def test_parallel_recorders_into_one_asv_database_lose_no_result(tmp_path):
-    backends = [f"backend{i}" for i in range(10)]
+def _run_together(*calls: tuple) -> None:
+    """Start every (function, *args) in its own spawned process at once; all must succeed."""
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_record, args=(str(tmp_path), b)) for b in backends]
+    procs = [ctx.Process(target=target, args=args) for target, *args in calls]
     for p in procs:
         p.start()
     for p in procs:
         p.join(300)
-    assert all(p.exitcode == 0 for p in procs)
+    assert [p.exitcode for p in procs] == [0] * len(procs)
+
+
+def test_parallel_recorders_into_one_asv_database_lose_no_result(tmp_path):
+    backends = [f"backend{i}" for i in range(10)]
+    _run_together(*((_record, str(tmp_path), b) for b in backends))
     bench = json.loads((tmp_path / "results" / "benchmarks.json").read_text())
     assert set(bench["tiny.time_forward_backward"]["params"][0]) == {repr(b) for b in backends}
     (result_file,) = (tmp_path / "results" / "labels" / "shared").rglob("*.json")
@@ -59,14 +64,8 @@ def _publish(tmp: str) -> None:
 def test_recording_while_publishing_loses_nothing(tmp_path):
     """Recorders and a publish at the same time: every result is in the database, the site is whole."""
     _record(str(tmp_path), "first")  # something to publish
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_record, args=(str(tmp_path), f"backend{i}")) for i in range(4)]
-    procs.insert(2, ctx.Process(target=_publish, args=(str(tmp_path),)))
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(300)
-    assert all(p.exitcode == 0 for p in procs)
+    calls = [(_record, str(tmp_path), f"backend{i}") for i in range(4)]
+    _run_together(*calls[:2], (_publish, str(tmp_path)), *calls[2:])
     bench = json.loads((tmp_path / "results" / "benchmarks.json").read_text())
     assert set(bench["tiny.time_forward_backward"]["params"][0]) == {repr(b) for b in
                                                                      ["first", *(f"backend{i}" for i in range(4))]}

@@ -30,7 +30,7 @@ def test_copy_profiles_cover_every_step_the_layer_ran(tmp_path, monkeypatch):
     assert curves["t"].min() == 1 and curves["t"].max() == 50 and underflow.empty
     limits = {}
 
-    def capture(grid, out_dir, stem):
+    def capture(grid, out_dir, stem, title, title_y=1.02):
         limits[stem] = {T: ax.get_xlim() for T, ax in grid.axes_dict.items()}
 
     monkeypatch.setattr(plots, "save_figure", capture)

@@ -59,9 +59,15 @@ def profile_frames(run: RunResults):
     return curves, pd.DataFrame(underflow, columns=columns)
 
 
-def save_figure(grid, out_dir: Path, stem: str) -> None:
+def save_figure(grid, out_dir: Path, stem: str, title: str, title_y: float = 1.02) -> None:
+    """Title a figure (or a seaborn grid), write it as PNG and SVG, and close it."""
+    import matplotlib.pyplot as plt
+
+    figure = getattr(grid, "figure", grid)
+    figure.suptitle(title, y=title_y)
     for ext in ("png", "svg"):
-        grid.savefig(out_dir / f"{stem}.{ext}", dpi=110 if ext == "png" else None, bbox_inches="tight")
+        figure.savefig(out_dir / f"{stem}.{ext}", dpi=110 if ext == "png" else None, bbox_inches="tight")
+    plt.close(figure)
 
 
 def setting_caption(run: RunResults) -> str:
@@ -77,7 +83,6 @@ def draw(run: RunResults, out_dir: str | Path) -> list[Figure]:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import seaborn as sns
 
     out_dir = Path(out_dir)
@@ -100,9 +105,7 @@ def draw(run: RunResults, out_dir: str | Path) -> list[Figure]:
             for row in underflow[(underflow["cell"] == cell) & (underflow["T"] == T)].itertuples():
                 ax.axvline(row.t, color="0.3", linestyle=":", linewidth=1)
         grid.set_axis_labels("step t", "g_t = mean_b ||dL/dh_t||")
-        grid.figure.suptitle(f"Gradient-norm profile, {cell}", y=1.02)
-        save_figure(grid, out_dir, f"gradient_{cell}")
-        plt.close(grid.figure)
+        save_figure(grid, out_dir, f"gradient_{cell}", f"Gradient-norm profile, {cell}")
         figures.append(Figure(f"gradient_{cell}", f"Gradient-norm profiles: {cell}",
                               f"g_t, the batch mean of ||dL/dh_t||_2, against the step t, with the loss on the "
                               f"last step only, averaged over the seeds' initialisations; one panel per sequence "
@@ -130,9 +133,7 @@ def draw(run: RunResults, out_dir: str | Path) -> list[Figure]:
                            markers=True, dashes=False, height=3, aspect=1.2, facet_kws={"sharey": False})
         grid.set(xscale="log", yscale=yscale)
         grid.set_axis_labels("sequence length T", label)
-        grid.figure.suptitle(title, y=1.03)
-        save_figure(grid, out_dir, stem)
-        plt.close(grid.figure)
+        save_figure(grid, out_dir, stem, title, title_y=1.03)
         figures.append(Figure(stem, title, f"{caption} {setting}."))
     return figures
 

@@ -85,9 +85,7 @@ def draw_training(run: RunResults, out_dir: str | Path) -> list[Figure]:
         for ax in grid.axes.flat:
             ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1)
         grid.set_axis_labels("training iteration", "eval loss / memoryless baseline")
-        grid.figure.suptitle("Learning curves", y=1.02)
-        save_figure(grid, out_dir, "learning_curves")
-        plt.close(grid.figure)
+        save_figure(grid, out_dir, "learning_curves", "Learning curves")
         figures.append(Figure("learning_curves", "Learning curves",
                               f"Eval loss on a fixed held-out set of {settings.eval_size} sequences, divided by the "
                               f"task's memoryless baseline (dashed line at 1: no better than ignoring the input), "
@@ -100,9 +98,7 @@ def draw_training(run: RunResults, out_dir: str | Path) -> list[Figure]:
         grid = sns.relplot(data=snapshots, x="iteration", y="decay_rate", hue="cell", style="backend", col="T",
                            col_wrap=min(3, snapshots["T"].nunique()), kind="line", markers=True, height=3, aspect=1.3)
         grid.set_axis_labels("training iteration", "decay rate (decades per step)")
-        grid.figure.suptitle("Gradient decay rate while learning", y=1.02)
-        save_figure(grid, out_dir, "decay_while_learning")
-        plt.close(grid.figure)
+        save_figure(grid, out_dir, "decay_while_learning", "Gradient decay rate while learning")
         figures.append(Figure("decay_while_learning", "Gradient decay rate while learning",
                               f"Decay rate of g_t (last-step loss on the held-out set) at iteration 0 and every "
                               f"{settings.profile_every} iterations: how fast the gradient vanishes going back in "
@@ -135,10 +131,8 @@ def _heatmaps(run: RunResults, out_dir: Path, setting: str, plt) -> list[Figure]
             ax.set_xlabel("step t")
             ax.set_ylabel("training iteration")
             fig.colorbar(mesh, ax=ax, label="log10 g_t")
-        fig.suptitle(f"Gradient profile while learning, {cell} ({backend}, seed {p.seed})", y=1.02)
         stem = f"profile_heatmap_{cell}"
-        save_figure(fig, out_dir, stem)
-        plt.close(fig)
+        save_figure(fig, out_dir, stem, f"Gradient profile while learning, {cell} ({backend}, seed {p.seed})")
         figures.append(Figure(stem, f"Gradient profile while learning: {cell}",
                               f"log10 of g_t = mean_b ||dL/dh_t|| (loss on the last step of the held-out set) over "
                               f"the step t (x) and the training iteration of each snapshot (y), for backend "
