@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.record.results import OK, RunResults
+from harness.record.results import INTERRUPTED, OK, RunResults
 from harness.report.plots import Figure, save_figure, setting_caption
 
 
@@ -17,7 +17,7 @@ def curves_frame(run: RunResults):
     rows = []
     for p in run.points:
         t = p.training
-        if t is None or p.status not in (OK, "interrupted"):
+        if t is None or p.status not in (OK, INTERRUPTED):
             continue
         for i, (iteration, loss) in enumerate(zip(t.eval_iterations, t.eval_loss)):
             rows.append({"backend": p.backend, "cell": p.cell, "T": p.seq_len, "seed": p.seed, "iteration": iteration,
