@@ -112,7 +112,7 @@ def _grid(args, mode: str):
         suite = suite.with_training(seq_lens=args.seq_lens, iterations=args.iterations, seeds=args.seeds)
     else:
         suite = suite.with_overrides(seq_lens=args.seq_lens, repeat=args.repeat, budget=args.budget,
-                                     timeout=args.timeout)
+                                     timeout=args.timeout, rounds=args.rounds)
     return suite, runner.select_backends(args.backends)
 
 
@@ -313,8 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "speed, memory and gradient behaviour.")
     _add_grid_options(p, "the sequence lengths")
     p.add_argument("--repeat", type=_positive("--repeat", int),
-                   help="exactly this many timed blocks (disables the adaptive stop)")
-    p.add_argument("--budget", type=_positive("--budget"), help="seconds at most per timed measurement")
+                   help="exactly this many timed blocks, over all rounds (disables the adaptive stop)")
+    p.add_argument("--budget", type=_positive("--budget"),
+                   help="seconds at most per timed measurement, over all rounds")
+    p.add_argument("--rounds", type=_positive("--rounds", int),
+                   help="passes over the grid that each take a share of every timing, in fresh workers "
+                        "(default: the suite's, 2)")
     p.add_argument("--timeout", type=_positive("--timeout"),
                    help="seconds per grid point before it is recorded as failed")
     p.set_defaults(func=cmd_run)

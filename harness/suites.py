@@ -30,6 +30,20 @@ class Timing:
     min_blocks: int = 5
     repeat: int | None = None  # exact number of blocks: disables the adaptive stop
     timeout: float = 600.0  # seconds allowed for one grid point before it is recorded as failed
+    rounds: int = 2  # timings taken in this many passes over the grid, each in fresh workers, pooled (as asv)
+
+    @property
+    def passes(self) -> int:
+        """The rounds that take part: no more than ``repeat`` blocks, one at least in each."""
+        return min(self.rounds, self.repeat) if self.repeat else self.rounds
+
+    def share(self, round_: int) -> tuple[int | None, float, int]:
+        """Round ``round_``'s share (of ``passes``): exactly its blocks of ``repeat`` (None: adaptive),
+        its seconds of ``budget`` and its ``min_blocks``; the shares add up to the suite's values
+        (``min_blocks``: at least)."""
+        n = self.passes
+        blocks = self.repeat * round_ // n - self.repeat * (round_ - 1) // n if self.repeat else None
+        return blocks, self.budget / n, -(-self.min_blocks // n)
 
 
 @dataclass(frozen=True)
@@ -97,7 +111,7 @@ _TOP_KEYS = {
     "metrics": list, "description": str,
 }
 _TIMING_KEYS = {"budget": (int, float), "threshold": (int, float), "min_blocks": int, "repeat": int,
-                "timeout": (int, float)}
+                "timeout": (int, float), "rounds": int}
 _TRAIN_KEYS = {"seq_lens": list, "optimizer": str, "lr": (int, float), "momentum": (int, float),
                "alpha": (int, float), "iterations": int, "batch": int, "clip": (int, float), "eval_every": int,
                "eval_size": int, "profile_every": int, "seeds": list, "timeout": (int, float)}
@@ -247,7 +261,7 @@ def _training(table: dict, check_list, file, text: str) -> Training:
 
 def _timing(table: dict, file, text: str) -> Timing:
     """The validated ``[timing]`` table."""
-    for key in ("budget", "timeout", "repeat", "min_blocks"):
+    for key in ("budget", "timeout", "repeat", "min_blocks", "rounds"):
         if key in table and not 0 < table[key] < math.inf:  # NaN compares False
             raise HarnessError(f"{file}:{_line_of(text, 'timing.' + key)}: timing.{key} must be positive and finite, "
                                f"got {table[key]!r}")

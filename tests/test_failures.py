@@ -32,6 +32,8 @@ def test_a_port_out_of_range_is_a_usage_error():
      "suite.toml:5: timing.timeout must be positive and finite, got -1"),
     (b'task = "copy"\ncells = ["lstm"]\nseq_lens = [10]\n[timing]\nrepeat = 0\n',
      "suite.toml:5: timing.repeat must be positive and finite, got 0"),
+    (b'task = "copy"\ncells = ["lstm"]\nseq_lens = [10]\n[timing]\nrounds = 0\n',
+     "suite.toml:5: timing.rounds must be positive and finite, got 0"),
     (b'task = "copy"\ncells = ["lstm"]\nseq_lens = [10]\nseeds = [-1]\n', "suite.toml:4: seeds must be non-negative"),
 ])
 def test_bad_suite_files_are_one_line_errors(tmp_path, content, expected):

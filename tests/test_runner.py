@@ -60,6 +60,18 @@ class Explodes(NumpyBackend):
         if per_step:
             self._grads.h[: self._grads.h.shape[0] // 2] = float("inf")  # the first half overflowed
 
+class LaterRoundFails(NumpyBackend):
+    # Fails in every process but the first one that ran it (the marker file names that process).
+    name = "later-round-fails"
+    def forward(self):
+        marker = os.environ["HARNESS_TEST_MARKER"]
+        if not os.path.exists(marker):
+            with open(marker, "w") as f:
+                f.write(str(os.getpid()))
+        elif open(marker).read() != str(os.getpid()):
+            raise RuntimeError("a later round")
+        super().forward()
+
 class Threads(NumpyBackend):
     name = "threads"
     def info(self):
@@ -67,7 +79,7 @@ class Threads(NumpyBackend):
 
 @hookimpl
 def harness_backends():
-    return [Raises, Hangs, Dies, Explodes, Threads]
+    return [Raises, Hangs, Dies, Explodes, LaterRoundFails, Threads]
 """
 
 
@@ -97,6 +109,20 @@ def test_raising_hanging_and_dying_backends_are_failed_and_the_grid_goes_on(misb
     on_disk = results.read(run.path)
     assert on_disk.status == "complete" and len(on_disk.points) == 8
     assert on_disk.counts == {"ok": 5, "failed": 3, "skipped": 0, "interrupted": 0}
+
+
+def test_timings_are_pooled_over_rounds_taken_in_fresh_workers(misbehaving, tmp_path, monkeypatch):
+    """Three rounds of a 7-block --repeat: 2 + 2 + 3 blocks, pooled. A round in a new process that
+    fails keeps the point's earlier samples and its status."""
+    monkeypatch.setenv("HARNESS_TEST_MARKER", str(tmp_path / "marker"))
+    suite = suites.load(write_suite(tmp_path / "tiny", timing={"repeat": "7", "rounds": "3"}))
+    run = run_suite(suite, ["numpy", "later-round-fails"], results_dir=tmp_path / "results", progress=False)
+    on_disk = {(p.backend, p.seq_len): p for p in results.read(run.path).points}
+    for T in suite.seq_lens:
+        assert len(on_disk[("numpy", T)].time.forward_backward.samples) == 7
+        assert len(on_disk[("numpy", T)].time.forward.samples) == 7
+        fails = on_disk[("later-round-fails", T)]
+        assert fails.status == "ok" and len(fails.time.forward_backward.samples) == 2  # round 1's share
 
 
 def test_backend_that_cannot_start_fails_its_points_once(plugin_dir, tmp_path):

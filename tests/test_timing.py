@@ -71,6 +71,27 @@ def test_measurement_statistics():
     assert m.median == 3.0 and m.iqr == 2.0 and m.relative_iqr == pytest.approx(2 / 3)
 
 
+def test_pooled_rounds_keep_every_sample():
+    pooled = Measurement.pooled([Measurement([1.0, 2.0], number=3), Measurement([3.0, 4.0, 5.0], number=3)])
+    assert pooled.samples == [1.0, 2.0, 3.0, 4.0, 5.0] and pooled.median == 3.0 and pooled.number == 3
+
+
+@pytest.mark.parametrize("repeat", [None, 1, 2, 3, 7, 15])
+@pytest.mark.parametrize("rounds", [1, 2, 3, 4])
+def test_rounds_share_repeat_and_budget_exactly(repeat, rounds):
+    from harness.suites import Timing
+
+    timing = Timing(repeat=repeat, rounds=rounds, budget=1.2, min_blocks=5)
+    shares = [timing.share(r) for r in range(1, timing.passes + 1)]
+    assert sum(budget for _, budget, _ in shares) == pytest.approx(1.2)
+    assert 5 <= sum(min_blocks for _, _, min_blocks in shares) < 5 + timing.passes
+    if repeat is None:
+        assert timing.passes == rounds and all(blocks is None for blocks, _, _ in shares)
+    else:  # never a round with no block, and the blocks add up to --repeat
+        assert timing.passes == min(rounds, repeat)
+        assert all(blocks >= 1 for blocks, _, _ in shares) and sum(blocks for blocks, _, _ in shares) == repeat
+
+
 def test_wall_clock_synchronises_at_both_ends_of_a_block():
     calls = []
     clock = WallClock(lambda: calls.append("sync"))
@@ -113,7 +134,7 @@ def test_the_suites_budget_bounds_the_adaptive_repeats_of_a_point(tmp_path):
     Calls cost 8 ms, so a block is 3 calls (24 ms) and 21 blocks first pass the budget."""
     backend = _virtual_backend(FakeClock(), first=0.008, later=0.008)
     result = _measure(tmp_path, backend, timing={"repeat": None, "threshold": "0.0", "budget": "0.5",
-                                                 "min_blocks": "3"})
+                                                 "min_blocks": "3", "rounds": "1"})
     m = result.time.forward_backward
     assert m.number == 3 and len(m.samples) == 21
 

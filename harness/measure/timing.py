@@ -50,6 +50,12 @@ class Measurement:
         q1, q2, q3 = np.percentile(self.samples, [25, 50, 75])
         self.median, self.iqr = float(q2), float(q3 - q1)
 
+    @classmethod
+    def pooled(cls, measurements: list[Measurement]) -> Measurement:
+        """One measurement of the samples of several rounds (taken in different processes and at
+        different times, so that their spread includes what varies between runs)."""
+        return cls([s for m in measurements for s in m.samples], measurements[0].number)
+
     @property
     def relative_iqr(self) -> float:
         return self.iqr / self.median if self.median > 0 else float("inf")

@@ -163,6 +163,13 @@ class PointResult:
     def __post_init__(self):
         cell_spec(self.cell)  # a known cell (its name becomes part of page and figure file names)
 
+    def pooled_with(self, later: PointResult) -> PointResult:
+        """This point with a later timing round's samples added (``harness run``'s rounds)."""
+        times = Times(*(Measurement.pooled([getattr(self.time, k), getattr(later.time, k)])
+                        for k in ("forward", "forward_backward")))
+        return dataclasses.replace(self, time=times, load_after=later.load_after, busy=self.busy or later.busy,
+                                   duration_s=(self.duration_s or 0.0) + (later.duration_s or 0.0))
+
     @property
     def key(self) -> tuple[str, str, int]:
         """The asv point: training points of several seeds share it."""

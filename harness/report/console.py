@@ -143,11 +143,19 @@ class GridProgress:
                 f"training {job.label()}: iteration {training.eval_iterations[-1]}/{job.suite.train.iterations}, "
                 f"eval loss / baseline {training.final_ratio:.3f}"))
 
-    def advance(self, point: PointResult) -> None:
-        """Count a finished point; without a terminal, print one line for it."""
+    def add(self, count: int) -> None:
+        """``count`` more steps than planned (a later timing round)."""
+        self.total += count
+        if self._progress is not None:
+            self._progress.update(self._task, total=self.total)
+
+    def advance(self, point: PointResult, what: str = "") -> None:
+        """Count a finished point (``what`` it was, when not the point's first measurement); without a
+        terminal, print one line for it."""
         self.done += 1
         seed = f" seed {point.seed}" if point.seed is not None else ""
-        line = f"{point.backend} {point.cell} T={point.seq_len}{seed}: {point.status}"
+        what = f" {what}" if what else ""
+        line = f"{point.backend} {point.cell} T={point.seq_len}{seed}{what}: {point.status}"
         if point.note:
             line += f" ({point.note[:80]})"
         if self._progress is not None:

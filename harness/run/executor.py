@@ -80,7 +80,7 @@ def _run_job(backend, job: PointJob, task, conn) -> PointResult | float:
     before = load.sample()
     if job.mode == "train":
         result = train(backend, job, task, on_progress=lambda partial: conn.send(("progress", partial)))
-    else:
+    else:  # run, time
         result = measure(backend, job, task)
     after = load.sample()
     return dataclasses.replace(result, load_before=before, load_after=after, busy=load.busy(before, after))

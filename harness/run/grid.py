@@ -25,7 +25,8 @@ class PointJob:
     cell: str
     seq_len: int  # the task's T
     suite: Suite
-    mode: str = "run"  # run: measure; train: learn the task; compile: the first call's compile time
+    mode: str = "run"  # run: measure; time: a later timing round; train: learn the task; compile: compile time
+    round: int = 1  # time jobs: which of the suite's timing rounds
     seed: int | None = None  # training points: one per seed of [train] seeds
 
     def label(self) -> str:
@@ -33,7 +34,8 @@ class PointJob:
         if self.mode == "compile":
             return f"{self.backend} {self.cell} {self.suite.dtype} compile time"
         seed = f" seed {self.seed}" if self.seed is not None else ""
-        return f"{self.backend} {self.cell} T={self.seq_len}{seed}"
+        rounds = f" (timing round {self.round}/{self.suite.timing.passes})" if self.mode == "time" else ""
+        return f"{self.backend} {self.cell} T={self.seq_len}{seed}{rounds}"
 
 
 @dataclass(frozen=True)

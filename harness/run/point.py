@@ -20,11 +20,13 @@ from harness.suites import Timing
 from harness.tasks import Task
 
 
-def _time(backend: Backend, stmt: Callable[[], object], timing: Timing) -> Measurement:
+def _time(backend: Backend, stmt: Callable[[], object], timing: Timing, round_: int = 1) -> Measurement:
+    """Round ``round_``'s share of a timing (``Timing.share``)."""
     timer = Timer(stmt, backend.clock())
-    if timing.repeat:
-        return timer.timeit(timing.repeat)
-    return timer.adaptive_autorange(threshold=timing.threshold, min_blocks=timing.min_blocks, budget=timing.budget)
+    blocks, budget, min_blocks = timing.share(round_)
+    if blocks:
+        return timer.timeit(blocks)
+    return timer.adaptive_autorange(threshold=timing.threshold, min_blocks=min_blocks, budget=budget)
 
 
 def _forward_backward(backend: Backend) -> Callable[[], None]:
@@ -62,10 +64,13 @@ def gradient_profile(backend: Backend, problems: list[SeededProblem]) -> Gradien
 
 
 def measure(backend: Backend, job: PointJob, task: Task) -> PointResult:
-    """Every measurement family the suite asks for, for one grid point."""
+    """Every measurement family the suite asks for, for one grid point (a ``time`` job: a later
+    round's timings only)."""
     suite = job.suite
+    families = ("time",) if job.mode == "time" else suite.metrics
     started = time.perf_counter()
-    problems = [build(task, job.cell, job.seq_len, suite, seed) for seed in suite.seeds]
+    seeds = suite.seeds if "gradient" in families else suite.seeds[:1]
+    problems = [build(task, job.cell, job.seq_len, suite, seed) for seed in seeds]
     first = problems[0]
     steps, batch, _, hidden = first.timed.shape
     forward_backward = _forward_backward(backend)
@@ -75,15 +80,15 @@ def measure(backend: Backend, job: PointJob, task: Task) -> PointResult:
     backend.synchronize()
     check_gradients(first.timed, backend.gradients(), per_step=False)  # a wrong shape fails the point
 
-    gradient = gradient_profile(backend, problems) if "gradient" in suite.metrics else None
+    gradient = gradient_profile(backend, problems) if "gradient" in families else None
     times = None
-    if "time" in suite.metrics:
+    if "time" in families:
         backend.prepare(first.timed)
-        forward = _time(backend, backend.forward, suite.timing)
-        both = _time(backend, forward_backward, suite.timing)
+        forward = _time(backend, backend.forward, suite.timing, job.round)
+        both = _time(backend, forward_backward, suite.timing, job.round)
         times = Times(forward, both)
     memory = None
-    if "memory" in suite.metrics:
+    if "memory" in families:
         backend.teardown()  # counted from prepare on: a backend's preallocated buffers are its memory
         meter = backend.memory_meter()
         with meter:

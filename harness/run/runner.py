@@ -9,6 +9,7 @@ import dataclasses
 import datetime as dt
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,6 +171,9 @@ def run_suite(
                         bar.start(PointJob(name, cell, min(suite.seq_lens), suite, "compile"))
                         data.compile.append(measure_compile(executor, cls, cell, suite))
                         results.write(path, data)
+        if mode == "run" and "time" in suite.metrics:
+            for round_ in range(2, suite.timing.passes + 1):
+                _timing_round(executor, data, backends, round_, bar, lambda: results.write(path, data))
         data.status = "complete"
     except KeyboardInterrupt:
         for partial in running.values():  # a training point keeps the curve it had when stopped
@@ -180,6 +184,33 @@ def run_suite(
         data.finished_at = _now()
         results.write(path, data)
     return run
+
+
+def _timing_round(executor: Executor, data: RunResults, backends: list[str], round_: int, bar: GridProgress,
+                  save: Callable[[], None]) -> None:
+    """Time every measured point once more, backend by backend in fresh workers, and pool the samples
+    with the earlier rounds' (asv's rounds: the spread then includes what varies between processes
+    and over the run, so that ``harness compare`` does not take a drifting machine for a regression).
+    A point whose later round fails keeps its earlier samples."""
+    suite = data.suite
+    where = {p.key: i for i, p in enumerate(data.points) if p.status == OK and p.time is not None}
+    bar.add(len(where))
+    for backend in backends:
+        jobs = [PointJob(name, cell, seq_len, suite, "time", round=round_)
+                for name, cell, seq_len in where if name == backend]
+        if not jobs:
+            continue
+        bar.start(jobs[0])
+
+        def on_result(job: PointJob, later: PointResult, jobs: list[PointJob] = jobs) -> None:
+            i = where[(job.backend, job.cell, job.seq_len)]
+            if later.status == OK:
+                data.points[i] = data.points[i].pooled_with(later)
+                save()
+            bar.advance(later, f"timing round {round_}/{suite.timing.passes}")
+            bar.start(_next(jobs, job))
+
+        executor.run(backend, jobs, on_result, threads=suite.threads, timeout=suite.timing.timeout)
 
 
 def _next(jobs: list[PointJob], done: PointJob) -> PointJob | None:
