@@ -161,6 +161,9 @@ class Backend(abc.ABC):
     #: Whether the first call compiles (JIT): then `harness run` measures its compile time apart,
     #: cold and warm, in fresh workers (docs/metrics.md, "Compile time").
     compiles: ClassVar[bool] = False
+    #: Dask worker resources a point of this backend needs (``{"GPU": 1}``): on a cluster its points
+    #: go only to workers started with them (docs/cluster.md).
+    resources: ClassVar[dict[str, float]] = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

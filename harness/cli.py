@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import re
 import signal
@@ -116,6 +117,31 @@ def _grid(args, mode: str):
     return suite, runner.select_backends(args.backends)
 
 
+EXECUTORS = ("local", "dask")
+
+
+@contextlib.contextmanager
+def _executor(args):
+    """The executor ``--executor`` names, closed (a local Dask cluster shut down) afterwards."""
+    if args.executor == "local":
+        if args.scheduler or args.workers:
+            raise HarnessError(f"--{'scheduler' if args.scheduler else 'workers'} needs --executor dask")
+        from harness.run.executor import LocalExecutor
+
+        yield LocalExecutor(args.memory_limit)
+        return
+    if args.scheduler and args.workers:
+        raise HarnessError("--workers sizes a local cluster; with --scheduler the cluster has its own workers")
+    try:
+        from harness.run.dask_executor import DaskExecutor
+    except ImportError as exc:
+        raise HarnessError(f"--executor dask needs dask and distributed ({exc}); "
+                           "install them with: pip install 'harness[dask]'") from None
+    with DaskExecutor(args.scheduler, args.workers, args.memory_limit,
+                      share_cpus=getattr(args, "share_cpus", False)) as executor:
+        yield executor
+
+
 def _run_and_record(args, mode: str) -> int:
     """`harness run` and `harness train`: run the grid, print the summary, record into asv."""
     from harness.errors import check_name
@@ -127,10 +153,9 @@ def _run_and_record(args, mode: str) -> int:
         check_name("label", args.label)  # before measuring anything: it becomes a folder name
     suite, backends = _grid(args, mode)
     conf = asvdb.load_config(results_dir=args.results_dir)
-    from harness.run.executor import LocalExecutor
-
-    run = runner.run_suite(suite, backends, results_dir=conf.results_dir, output=args.output,
-                           progress=not args.quiet, mode=mode, executor=LocalExecutor(args.memory_limit))
+    with _executor(args) as executor:
+        run = runner.run_suite(suite, backends, results_dir=conf.results_dir, output=args.output,
+                               progress=not args.quiet, mode=mode, executor=executor)
     _print(console.summary(run.results))
     counts = run.results.counts
     print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped -> {run.path}")
@@ -193,7 +218,7 @@ def _record_into_asv(run, conf, label: str | None) -> None:
     written = asvdb.record_run(run, conf, label=label)
     label = asvdb.label_for(run.provenance, label)
     where = f"under label {label!r} (kept out of the history graphs)" if label else "as a history point"
-    print(f"recorded into asv {where}: {written}")
+    print(f"recorded into asv {where}: {', '.join(map(str, written))}")
 
 
 def cmd_publish(args) -> int:
@@ -278,6 +303,12 @@ def _add_grid_options(p: argparse.ArgumentParser, seq_lens: str) -> None:
     p.add_argument("--no-asv", action="store_true", help="write the results file only, not the asv database")
     p.add_argument("--memory-limit", type=_bytes, help="cap each worker's memory (address space), e.g. 8G; a "
                                                        "point that needs more fails with that reason")
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local: this machine, one point at a time; dask: a Dask cluster (docs/cluster.md)")
+    p.add_argument("--scheduler", help="with --executor dask: an existing cluster's scheduler, tcp://HOST:PORT "
+                                       "(default: start a local cluster)")
+    p.add_argument("--workers", type=_positive("--workers", int),
+                   help="with --executor dask and no --scheduler: the local cluster's worker processes (default 2)")
 
 
 def _bytes(text: str) -> int:
@@ -330,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_grid_options(p, "the [train] sequence lengths")
     p.add_argument("--iterations", type=_positive("--iterations", int), help="training iterations (default: [train])")
     p.add_argument("--seeds", type=_csv("--seeds", int), help="seeds, e.g. 0,1,2 (default: [train] seeds)")
+    p.add_argument("--share-cpus", action="store_true",
+                   help="with --executor dask: let training points run side by side on a machine (more "
+                        "throughput; their iteration times then share the CPUs)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("record", help="record a finished results file into the asv database",

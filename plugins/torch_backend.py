@@ -205,6 +205,7 @@ class TorchCPUBackend(_TorchBackend):
 class TorchCUDABackend(_TorchBackend):
     name = "torch-cuda"
     device = "cuda"
+    resources = {"GPU": 1}
     description = "torch.nn.RNN/LSTM/GRU on CUDA (cuDNN); CUDA-event timing; exact stepped path for dL/dh_t"
 
     @classmethod

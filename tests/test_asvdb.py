@@ -33,7 +33,7 @@ def project(tmp_path_factory):
 
 
 def test_rerecording_a_commit_keeps_the_other_points_samples_and_statistics(tmp_path):
-    written, _ = record_synthetic(tmp_path, "same", [synthetic_point("a", 10, 1.0), synthetic_point("a", 20, 2.0)])
+    (written,), _ = record_synthetic(tmp_path, "same", [synthetic_point("a", 10, 1.0), synthetic_point("a", 20, 2.0)])
     record_synthetic(tmp_path, "same", [synthetic_point("a", 20, 3.0)])  # only T=20 again
     data = json.loads(written.read_text())
     names = data["result_columns"]

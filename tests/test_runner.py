@@ -18,76 +18,16 @@ from harness.tasks import TemporalOrderTask
 from harness.testing import relative_error
 from harness_plugins.numpy_backend import NumpyBackend
 from tests.support.cli import stop_when
-from tests.support.plugins import UNAVAILABLE_PLUGIN, add_distribution
+from tests.support.plugins import UNAVAILABLE_PLUGIN, add_distribution, add_misbehaving
 from tests.support.suites import write_suite
 
 #: Timeout of a point in the failure tests: a tiny point takes well under a second, so 20 s leaves
 #: room for a loaded machine while the hanging point does not hold the suite up for long.
 HANG_TIMEOUT = "20"
 
-MISBEHAVING = """
-import os, time
-from harness import hookimpl
-from harness_plugins.numpy_backend import NumpyBackend
-
-HARNESS_PLUGIN_API = 2
-
-class Raises(NumpyBackend):
-    name = "raises"
-    def forward(self):
-        if self.problem.x.shape[0] == 20:
-            raise RuntimeError("deliberate failure at T=20")
-        super().forward()
-
-class Hangs(NumpyBackend):
-    name = "hangs"
-    def forward(self):
-        if self.problem.x.shape[0] == 20:
-            time.sleep(3600)
-        super().forward()
-
-class Dies(NumpyBackend):
-    name = "dies"
-    def forward(self):
-        if self.problem.x.shape[0] == 20:
-            os.kill(os.getpid(), 9)
-        super().forward()
-
-class Explodes(NumpyBackend):
-    name = "explodes"
-    def backward(self, per_step=False):
-        super().backward(per_step)
-        if per_step:
-            self._grads.h[: self._grads.h.shape[0] // 2] = float("inf")  # the first half overflowed
-
-class LaterRoundFails(NumpyBackend):
-    # Fails in every process but the first one that ran it (the marker file names that process).
-    name = "later-round-fails"
-    def forward(self):
-        marker = os.environ["HARNESS_TEST_MARKER"]
-        if not os.path.exists(marker):
-            with open(marker, "w") as f:
-                f.write(str(os.getpid()))
-        elif open(marker).read() != str(os.getpid()):
-            raise RuntimeError("a later round")
-        super().forward()
-
-class Threads(NumpyBackend):
-    name = "threads"
-    def info(self):
-        return {**super().info(), "env_threads": os.environ.get("OPENBLAS_NUM_THREADS")}
-
-@hookimpl
-def harness_backends():
-    return [Raises, Hangs, Dies, Explodes, LaterRoundFails, Threads]
-"""
-
-
 @pytest.fixture
 def misbehaving(plugin_dir):
-    add_distribution(plugin_dir, "misbehaving", {"misbehaving_plugin": MISBEHAVING},
-                     {"misbehaving": "misbehaving_plugin"})
-    return plugin_dir
+    return add_misbehaving(plugin_dir)
 
 
 def _by_key(run) -> dict:

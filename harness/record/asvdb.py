@@ -257,8 +257,9 @@ def database_lock(results_dir: str | os.PathLike):
     return FileLock(str(Path(results_dir) / ".harness-asv.lock"))
 
 
-def record_run(run: RunResults, conf, label: str | None = None) -> Path:
-    """Add one finished run to the asv database, under :func:`database_lock`; returns the file written.
+def record_run(run: RunResults, conf, label: str | None = None) -> list[Path]:
+    """Add one finished run to the asv database, under :func:`database_lock`, one asv machine per
+    machine that measured it (a Dask cluster's records come from several); returns the files written.
 
     Re-recording at the same commit, machine and environment merges: the points of this run
     replace their old values, every other point keeps its value, samples and statistics (asv's
@@ -266,7 +267,7 @@ def record_run(run: RunResults, conf, label: str | None = None) -> Path:
     """
     with database_lock(conf.results_dir):
         try:
-            return _record(run, conf, label)
+            return [_record(part, conf, label) for part in run.by_machine().values()]
         except (ValueError, KeyError, TypeError) as exc:  # a truncated or hand-edited database file
             raise HarnessError(f"the asv database in {conf.results_dir} is damaged ({type(exc).__name__}: {exc}); "
                                f"repair or remove the file, then `harness record RUN.json`") from None

@@ -68,12 +68,20 @@ def git_state(path: str | os.PathLike = ".") -> dict:
     }
 
 
+#: Names the machine in the records and in asv (as asv's ``--machine``); the host name otherwise.
+MACHINE_ENV = "HARNESS_MACHINE"
+
+
+def machine_name() -> str:
+    return os.environ.get(MACHINE_ENV) or platform.node()
+
+
 def collect(threads: int) -> dict:
     from harness import __version__
 
     return {
         "harness": __version__,
-        "machine": platform.node(),
+        "machine": machine_name(),
         "os": f"{platform.system()} {platform.release()}",
         "arch": platform.machine(),
         "cpu": cpu_model(),

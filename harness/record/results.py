@@ -63,6 +63,7 @@ class CompileResult:
     reason: str = ""
     cold_s: float | None = None
     warm_s: float | None = None
+    machine: str = ""  # the machine that measured it, where not the run's own (a Dask cluster)
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ class PointResult:
     load_before: LoadSample | None = None  # the machine's load average and CPU clock around the point
     load_after: LoadSample | None = None
     busy: bool = False  # more runnable processes than CPUs before or after: timings shared the CPUs
+    machine: str = ""  # the machine that measured it, where not the run's own (a Dask cluster)
 
     def __post_init__(self):
         cell_spec(self.cell)  # a known cell (its name becomes part of page and figure file names)
@@ -222,7 +224,22 @@ class RunResults:
     backends: dict[str, BackendStatus] = field(default_factory=dict)
     points: list[PointResult] = field(default_factory=list)
     compile: list[CompileResult] = field(default_factory=list)  # backends that compile (harness run)
+    machines: dict[str, dict[str, Any]] = field(default_factory=dict)  # provenance of each other machine
     schema: int = SCHEMA
+
+    def machine_of(self, record: PointResult | CompileResult) -> str:
+        """The name of the machine that measured ``record``."""
+        return record.machine or self.provenance["machine"]
+
+    def by_machine(self) -> dict[str, RunResults]:
+        """This run split per measuring machine, each part with that machine's provenance (the run's
+        own settings, such as the thread count, kept): what asv records as one machine each."""
+        names = dict.fromkeys([self.machine_of(r) for r in [*self.points, *self.compile]] or
+                              [self.provenance["machine"]])
+        return {name: dataclasses.replace(
+            self, provenance={**self.provenance, **self.machines.get(name, {})},
+            points=[p for p in self.points if self.machine_of(p) == name],
+            compile=[c for c in self.compile if self.machine_of(c) == name]) for name in names}
 
     @property
     def busy(self) -> int:

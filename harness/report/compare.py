@@ -62,8 +62,9 @@ def _result_files(results_dir: Path) -> Iterator[tuple[str, Path]]:
         yield "label", path
 
 
-def resolve(results_dir: Path, spec: str):
-    """The asv Results of a label or a commit prefix (the newest file when there are several)."""
+def resolve(results_dir: Path, spec: str) -> dict:
+    """The asv Results of a label or a commit prefix, one per machine that recorded it (the newest
+    file of each machine when there are several)."""
     from asv.results import Results
 
     candidates, known_commits, known_labels = [], set(), set()
@@ -82,21 +83,26 @@ def resolve(results_dir: Path, spec: str):
         raise HarnessError(
             f"unknown commit or label {spec!r}; known commits: {', '.join(sorted(known_commits)) or 'none'}; "
             f"known labels: {', '.join(sorted(known_labels)) or 'none'}")
-    newest = max(candidates, key=lambda p: p.stat().st_mtime)
-    return Results.load(str(newest))
+    newest: dict[str, Path] = {}
+    for path in sorted(candidates, key=lambda p: p.stat().st_mtime):
+        newest[path.parent.name] = path  # the machine's folder
+    return {machine: Results.load(str(path)) for machine, path in newest.items()}
 
 
-def _points(res) -> dict[PointKey, _Point]:
-    """Every benchmark point of one asv Results, with its statistics and samples where stored."""
+def _points(per_machine: dict, name_machines: bool) -> dict[PointKey, _Point]:
+    """Every benchmark point of each machine's asv Results, with its statistics and samples where
+    stored; with ``name_machines`` (several machines measured), the machine follows the parameters."""
     out = {}
-    for name in res.get_all_result_keys():
-        params = res.get_result_params(name)
-        values = res.get_result_value(name, params)
-        stats = res.get_result_stats(name, params) or [None] * len(values)
-        samples = res.get_result_samples(name, params) or [None] * len(values)
-        version = res.benchmark_version.get(name)
-        for combo, value, stat, sample in zip(itertools.product(*params), values, stats, samples):
-            out[(name, tuple(unrepr(p) for p in combo))] = _Point(value, stat, sample, version)
+    for machine, res in per_machine.items():
+        suffix = (f"@ {machine}",) if name_machines else ()
+        for name in res.get_all_result_keys():
+            params = res.get_result_params(name)
+            values = res.get_result_value(name, params)
+            stats = res.get_result_stats(name, params) or [None] * len(values)
+            samples = res.get_result_samples(name, params) or [None] * len(values)
+            version = res.benchmark_version.get(name)
+            for combo, value, stat, sample in zip(itertools.product(*params), values, stats, samples):
+                out[(name, tuple(unrepr(p) for p in combo) + suffix)] = _Point(value, stat, sample, version)
     return out
 
 
@@ -130,7 +136,9 @@ def change(key: PointKey, a: _Point, b: _Point, factor: float) -> Change:
 def compare(results_dir: str | Path, before: str, after: str, factor: float = 1.1) -> list[Change]:
     """Every benchmark point present in both ``before`` and ``after``."""
     results_dir = Path(results_dir)
-    a, b = _points(resolve(results_dir, before)), _points(resolve(results_dir, after))
+    res_a, res_b = resolve(results_dir, before), resolve(results_dir, after)
+    several = len(set(res_a) | set(res_b)) > 1
+    a, b = _points(res_a, several), _points(res_b, several)
     return [change(key, a[key], b[key], factor) for key in sorted(set(a) & set(b))]
 
 

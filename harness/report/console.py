@@ -155,7 +155,8 @@ class GridProgress:
         self.done += 1
         seed = f" seed {point.seed}" if point.seed is not None else ""
         what = f" {what}" if what else ""
-        line = f"{point.backend} {point.cell} T={point.seq_len}{seed}{what}: {point.status}"
+        where = f" on {point.machine}" if point.machine else ""
+        line = f"{point.backend} {point.cell} T={point.seq_len}{seed}{what}{where}: {point.status}"
         if point.note:
             line += f" ({point.note[:80]})"
         if self._progress is not None:

@@ -12,14 +12,17 @@ import dataclasses
 import multiprocessing as mp
 import os
 import signal
+import tempfile
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
-from harness.record.results import FAILED, PointResult, jsonable
+from harness.backend import Availability
+from harness.record.results import FAILED, OK, CompileResult, PointResult, jsonable
 from harness.run.grid import PointJob
+from harness.suites import Suite
 
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
               "VECLIB_MAXIMUM_THREADS")
@@ -33,17 +36,25 @@ OnProgress = Callable[[PointJob, PointResult], None]
 
 @runtime_checkable
 class Executor(Protocol):
-    """What the runner needs from whatever runs the points."""
+    """What the runner needs from whatever runs the points (this machine, or a Dask cluster)."""
 
     #: Per backend, what its worker reported: ``Backend.info()`` plus the BLAS thread pools it saw.
     backend_info: dict[str, dict[str, Any]]
+    #: The provenance of each other machine that measured a point, by machine name (records name it).
+    machines: dict[str, dict[str, Any]]
 
-    def run(self, backend: str, jobs: list[PointJob], on_result: OnResult, threads: int, timeout: float,
+    def availability(self, backend: str) -> Availability:
+        """Whether ``backend`` can run where this executor runs its points."""
+
+    def run(self, jobs: list[PointJob], on_result: OnResult, threads: int, timeout: float,
             on_progress: OnProgress | None = None, env: dict[str, str] | None = None) -> None:
-        """Run ``jobs`` of one backend in order, in workers started with ``env`` added to the
-        environment; call ``on_result(job, result)`` for each, where ``result.status`` is ``"ok"`` or
-        ``"failed"`` (with ``result.reason``), and ``on_progress(job, partial)`` whenever a running
-        point reports."""
+        """Run ``jobs`` (of any backends), each in a worker process started with ``env`` added to
+        the environment, never two timed points on one machine at once; call ``on_result(job,
+        result)`` for each, where ``result.status`` is ``"ok"`` or ``"failed"`` (with
+        ``result.reason``), and ``on_progress(job, partial)`` whenever a running point reports."""
+
+    def measure_compile(self, backend: str, cell: str, suite: Suite) -> CompileResult:
+        """The compile time of ``backend``'s ``cell``, cold and warm, on one machine."""
 
 
 def failed(job: PointJob, reason: str) -> PointResult:
@@ -58,14 +69,19 @@ def blas_threads() -> list[dict[str, Any]]:
     return [{k: pool.get(k) for k in ("user_api", "internal_api", "num_threads")} for pool in threadpool_info()]
 
 
+def allowed_cpus() -> list[int]:
+    """The CPUs this process may run on (all of them where Linux's affinity call is missing)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return list(range(os.cpu_count() or 1))
+    return sorted(os.sched_getaffinity(0))
+
+
 def pin_to_cpus(threads: int) -> list[int]:
     """Pin this process to the first ``threads`` CPUs it may use (as asv's --cpu-affinity does), so
-    that a timing does not migrate between cores; returns the CPUs (all of them where Linux's
-    affinity call is missing)."""
-    if not hasattr(os, "sched_setaffinity"):
-        return list(range(os.cpu_count() or 1))
-    cpus = sorted(os.sched_getaffinity(0))[: max(1, threads)]
-    os.sched_setaffinity(0, cpus)
+    that a timing does not migrate between cores; returns the CPUs."""
+    cpus = allowed_cpus()[: max(1, threads)]
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cpus)
     return cpus
 
 
@@ -93,7 +109,7 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _worker_main(conn, backend_name: str, threads: int, memory_limit: int | None, parent: int) -> None:
+def _worker_main(conn, backend_name: str, threads: int, memory_limit: int | None, parent: int, pin: bool) -> None:
     """Entry point of a worker process: import the backend once, then run jobs as they come."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
@@ -104,7 +120,7 @@ def _worker_main(conn, backend_name: str, threads: int, memory_limit: int | None
     try:
         from harness.plugins import get_registry
 
-        cpus = pin_to_cpus(threads)
+        cpus = pin_to_cpus(threads) if pin else allowed_cpus()
         registry = get_registry()
         backend = registry.backend_class(backend_name)(threads=threads)
         try:
@@ -152,10 +168,10 @@ def _exit_reason(proc) -> str:
 
 class _Worker:
     def __init__(self, backend: str, threads: int, env: dict[str, str] | None = None,
-                 memory_limit: int | None = None):
+                 memory_limit: int | None = None, pin: bool = True):
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, backend, threads, memory_limit, os.getpid()),
+        self.proc = ctx.Process(target=_worker_main, args=(child, backend, threads, memory_limit, os.getpid(), pin),
                                 daemon=True, name=f"harness-{backend}")
         with _environment({**{k: str(threads) for k in THREAD_ENV}, **(env or {})}):
             self.proc.start()
@@ -192,40 +208,66 @@ class _Worker:
 
 
 class LocalExecutor:
-    """Backends one after another (timings must not share the CPU), each in its own process;
-    ``memory_limit`` (bytes) caps each worker's address space (Linux resource limits)."""
+    """Points one after another on this machine (timings must not share the CPU), in one worker
+    process per backend; ``memory_limit`` (bytes) caps each worker's address space (Linux resource
+    limits). With ``keep_workers`` a backend's worker outlives ``run`` until :meth:`close` (a Dask
+    worker reuses it for point after point); ``pin=False`` leaves workers unpinned (points that
+    record no timing, run side by side)."""
 
-    def __init__(self, memory_limit: int | None = None):
+    def __init__(self, memory_limit: int | None = None, keep_workers: bool = False, pin: bool = True):
         self.backend_info: dict[str, dict[str, Any]] = {}
+        self.machines: dict[str, dict[str, Any]] = {}  # every point is measured here
         self.memory_limit = memory_limit
+        self.keep_workers = keep_workers
+        self.pin = pin
+        self._workers: dict[tuple, _Worker] = {}
 
-    def run(self, backend: str, jobs: list[PointJob], on_result: OnResult, threads: int, timeout: float,
+    def availability(self, backend: str) -> Availability:
+        from harness.plugins import availability, get_registry
+
+        return availability(get_registry().backend_class(backend))
+
+    def close(self) -> None:
+        """Stop the workers kept between runs."""
+        for worker in self._workers.values():
+            worker.stop()
+        self._workers.clear()
+
+    def _worker(self, backend: str, threads: int, env: dict[str, str] | None, timeout: float) -> _Worker:
+        """The running worker for ``backend`` (started, and waited for, when there is none)."""
+        key = (backend, threads, tuple(sorted((env or {}).items())))
+        if key not in self._workers:
+            worker = _Worker(backend, threads, env, self.memory_limit, self.pin)
+            error = worker.wait_ready(min(START_TIMEOUT, timeout))
+            if error is not None:
+                worker.stop(kill=True)
+                raise _StartError(f"backend failed to start: {error}")
+            self.backend_info[backend] = worker.info
+            self._workers[key] = worker
+        return self._workers[key]
+
+    def _drop(self, keep: tuple | None = None, kill: bool = False) -> None:
+        for key in [k for k in self._workers if k != keep]:
+            self._workers.pop(key).stop(kill=kill)
+
+    def run(self, jobs: list[PointJob], on_result: OnResult, threads: int, timeout: float,
             on_progress: OnProgress | None = None, env: dict[str, str] | None = None) -> None:
-        worker = None
-        start_error = None
+        start_errors: dict[str, str] = {}  # a backend that cannot start is not retried per point
         try:
             for job in jobs:
-                if start_error is not None:  # a backend that cannot start is not retried per point
-                    on_result(job, failed(job, start_error))
+                if job.backend in start_errors:
+                    on_result(job, failed(job, start_errors[job.backend]))
                     continue
-                if worker is None:
-                    worker = _Worker(backend, threads, env, self.memory_limit)
-                    error = worker.wait_ready(min(START_TIMEOUT, timeout))
-                    if error is not None:
-                        worker.stop(kill=True)
-                        worker = None
-                        start_error = f"backend failed to start: {error}"
-                        on_result(job, failed(job, start_error))
-                        continue
-                    self.backend_info[backend] = worker.info
-                worker.conn.send(job)
-                deadline = time.monotonic() + timeout
-                while True:
-                    status, payload = worker.receive(max(0.0, deadline - time.monotonic()), timeout)
-                    if status != "progress":
-                        break
-                    if on_progress is not None:
-                        on_progress(job, payload)
+                key = (job.backend, threads, tuple(sorted((env or {}).items())))
+                if not self.keep_workers:
+                    self._drop(keep=key)  # one backend's worker at a time
+                try:
+                    worker = self._worker(job.backend, threads, env, timeout)
+                except _StartError as exc:
+                    start_errors[job.backend] = str(exc)
+                    on_result(job, failed(job, str(exc)))
+                    continue
+                status, payload = self._send(worker, job, timeout, on_progress)
                 if status == "ok":
                     on_result(job, payload)
                     continue
@@ -234,8 +276,43 @@ class LocalExecutor:
                     payload = f"{payload}\n(the worker's memory limit, {limit:.3g} GiB, was reached)"
                 on_result(job, failed(job, payload))
                 if status in ("timeout", "died"):
-                    worker.stop(kill=True)
-                    worker = None  # a fresh worker for the next point
+                    self._workers.pop(key).stop(kill=True)  # a fresh worker for the next point
         finally:
-            if worker is not None:
-                worker.stop(kill=True)
+            if not self.keep_workers:
+                self._drop(kill=True)
+
+    @staticmethod
+    def _send(worker: _Worker, job: PointJob, timeout: float, on_progress: OnProgress | None) -> tuple[str, Any]:
+        """Run ``job`` on ``worker``: its final message, with every progress report passed on."""
+        worker.conn.send(job)
+        deadline = time.monotonic() + timeout
+        while True:
+            status, payload = worker.receive(max(0.0, deadline - time.monotonic()), timeout)
+            if status != "progress":
+                return status, payload
+            if on_progress is not None:
+                on_progress(job, payload)
+
+    def measure_compile(self, backend: str, cell: str, suite: Suite) -> CompileResult:
+        """Two fresh workers sharing one new cache directory: cold (the directory empty), then warm
+        (what the cold worker left in it)."""
+        from harness.plugins import get_registry
+
+        cls = get_registry().backend_class(backend)
+        job = PointJob(backend, cell, min(suite.seq_lens), suite, "compile")
+        seconds: list[float] = []
+        with tempfile.TemporaryDirectory(prefix="harness-compile-cache-") as cache:
+            for _ in ("cold", "warm"):
+                fresh = LocalExecutor(self.memory_limit)
+                outcome: list = []
+                fresh.run([job], lambda _job, result: outcome.append(result), threads=suite.threads,
+                          timeout=suite.timing.timeout, env=cls.compile_cache_env(cache))
+                if not outcome or isinstance(outcome[0], PointResult):  # a failed record: it did not finish
+                    reason = outcome[0].reason if outcome else "no result"
+                    return CompileResult(backend, cell, suite.dtype, FAILED, reason=reason)
+                seconds.append(outcome[0])
+        return CompileResult(backend, cell, suite.dtype, OK, cold_s=seconds[0], warm_s=seconds[1])
+
+
+class _StartError(Exception):
+    """A backend's worker could not start (its import failed or timed out)."""

@@ -26,8 +26,8 @@ class PointJob:
     seq_len: int  # the task's T
     suite: Suite
     mode: str = "run"  # run: measure; time: a later timing round; train: learn the task; compile: compile time
-    round: int = 1  # time jobs: which of the suite's timing rounds
     seed: int | None = None  # training points: one per seed of [train] seeds
+    round: int = 1  # time jobs: which of the suite's timing rounds
 
     def label(self) -> str:
         """How progress and logs name the point."""

@@ -8,17 +8,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.cells import activation_bytes
 from harness.errors import HarnessError
-from harness.plugins import availability as availability_of
 from harness.plugins import get_registry, machine_info, plugin_statuses
 from harness.record import provenance, results
-from harness.record.results import (FAILED, INTERRUPTED, OK, SKIPPED, BackendStatus, CompileResult, PointResult,
+from harness.record.results import (INTERRUPTED, OK, SKIPPED, BackendStatus, PointResult,
                                     RunResults)
 from harness.report.console import GridProgress
 from harness.run.executor import Executor, LocalExecutor
@@ -124,10 +122,11 @@ def run_suite(
                                provenance={**provenance.collect(suite.threads), "plugins": machine_info(),
                                            "plugin_status": plugin_statuses()}))
     data = run.results
+    data.machines = executor.machines  # filled in as points come back from other machines
     per_cell = len(_jobs(suite, mode, "", ""))
     bar = GridProgress(len(backends) * len(suite.cells) * per_cell, enabled=progress)
     timeout = suite.train.timeout if mode == "train" else suite.timing.timeout
-    running: dict[PointJob, PointResult] = {}  # the partial record of the point now running
+    running: dict[PointJob, PointResult] = {}  # the partial records of the points now running
 
     def record(point: PointResult) -> None:
         data.points.append(point)
@@ -135,17 +134,16 @@ def run_suite(
         bar.advance(point)
 
     def on_progress(job: PointJob, partial: PointResult) -> None:
-        running.clear()
         running[job] = partial
         bar.progress(job, partial)
 
     try:
         with bar:
+            jobs = []
             for name in backends:
                 cls = registry.backend_class(name)
-                availability = availability_of(cls)
+                availability = executor.availability(name)
                 data.backends[name] = BackendStatus(availability.available, availability.reason, cls.description)
-                jobs = []
                 for cell in suite.cells:
                     support = cls.supports(cell, suite.dtype) if availability else availability
                     for job in _jobs(suite, mode, name, cell):
@@ -154,27 +152,30 @@ def run_suite(
                         else:
                             record(PointResult(name, cell, job.seq_len, suite.dtype, SKIPPED, reason=support.reason,
                                                seed=job.seed))
-                if not jobs:
-                    continue
+            if jobs:
                 bar.start(jobs[0])
 
-                def on_result(job: PointJob, point: PointResult, jobs: list[PointJob] = jobs) -> None:
-                    running.clear()
+                def on_result(job: PointJob, point: PointResult) -> None:
+                    running.pop(job, None)
                     record(point)
                     bar.start(_next(jobs, job))
 
-                executor.run(name, jobs, on_result, threads=suite.threads, timeout=timeout, on_progress=on_progress)
-                data.backends[name] = BackendStatus(availability.available, availability.reason, cls.description,
-                                                    info=executor.backend_info.get(name, {}))
-                if mode == "run" and cls.compiles and "time" in suite.metrics:
-                    for cell in sorted({job.cell for job in jobs}, key=suite.cells.index):
+                executor.run(jobs, on_result, threads=suite.threads, timeout=timeout, on_progress=on_progress)
+            for name in {job.backend for job in jobs}:
+                data.backends[name] = dataclasses.replace(data.backends[name],
+                                                          info=executor.backend_info.get(name, {}))
+            if mode == "run" and "time" in suite.metrics:
+                for name, cell in dict.fromkeys((job.backend, job.cell) for job in jobs):
+                    if registry.backend_class(name).compiles:
                         bar.start(PointJob(name, cell, min(suite.seq_lens), suite, "compile"))
-                        data.compile.append(measure_compile(executor, cls, cell, suite))
+                        data.compile.append(executor.measure_compile(name, cell, suite))
                         results.write(path, data)
-        if mode == "run" and "time" in suite.metrics:
-            for round_ in range(2, suite.timing.passes + 1):
-                _timing_round(executor, data, backends, round_, bar, lambda: results.write(path, data))
+                for round_ in range(2, suite.timing.passes + 1):
+                    _timing_round(executor, data, round_, bar, lambda: results.write(path, data))
         data.status = "complete"
+    except HarnessError as exc:  # the executor lost its cluster: what finished is kept
+        data.status = "interrupted"
+        raise HarnessError(f"{exc}; the {len(data.points)} finished points are kept in {path}") from None
     except KeyboardInterrupt:
         for partial in running.values():  # a training point keeps the curve it had when stopped
             data.points.append(dataclasses.replace(partial, status=INTERRUPTED, reason="interrupted (Ctrl-C)"))
@@ -186,51 +187,32 @@ def run_suite(
     return run
 
 
-def _timing_round(executor: Executor, data: RunResults, backends: list[str], round_: int, bar: GridProgress,
+def _timing_round(executor: Executor, data: RunResults, round_: int, bar: GridProgress,
                   save: Callable[[], None]) -> None:
-    """Time every measured point once more, backend by backend in fresh workers, and pool the samples
-    with the earlier rounds' (asv's rounds: the spread then includes what varies between processes
-    and over the run, so that ``harness compare`` does not take a drifting machine for a regression).
-    A point whose later round fails keeps its earlier samples."""
+    """Time every measured point once more, in fresh workers, and pool the samples with the earlier
+    rounds' (asv's rounds: the spread then includes what varies between processes and over the run,
+    so that ``harness compare`` does not take a drifting machine for a regression). A point whose
+    later round fails keeps its earlier samples."""
     suite = data.suite
     where = {p.key: i for i, p in enumerate(data.points) if p.status == OK and p.time is not None}
-    bar.add(len(where))
-    for backend in backends:
-        jobs = [PointJob(name, cell, seq_len, suite, "time", round=round_)
-                for name, cell, seq_len in where if name == backend]
-        if not jobs:
-            continue
-        bar.start(jobs[0])
+    jobs = [PointJob(name, cell, seq_len, suite, "time", round=round_) for name, cell, seq_len in where]
+    if not jobs:
+        return
+    bar.add(len(jobs))
+    bar.start(jobs[0])
 
-        def on_result(job: PointJob, later: PointResult, jobs: list[PointJob] = jobs) -> None:
-            i = where[(job.backend, job.cell, job.seq_len)]
-            if later.status == OK:
-                data.points[i] = data.points[i].pooled_with(later)
-                save()
-            bar.advance(later, f"timing round {round_}/{suite.timing.passes}")
-            bar.start(_next(jobs, job))
+    def on_result(job: PointJob, later: PointResult) -> None:
+        i = where[(job.backend, job.cell, job.seq_len)]
+        if later.status == OK:
+            data.points[i] = data.points[i].pooled_with(later)
+            save()
+        bar.advance(later, f"timing round {round_}/{suite.timing.passes}")
+        bar.start(_next(jobs, job))
 
-        executor.run(backend, jobs, on_result, threads=suite.threads, timeout=suite.timing.timeout)
+    executor.run(jobs, on_result, threads=suite.threads, timeout=suite.timing.timeout)
 
 
 def _next(jobs: list[PointJob], done: PointJob) -> PointJob | None:
     """The job after ``done`` in ``jobs``: what the worker runs next, for the progress bar."""
     index = jobs.index(done) + 1
     return jobs[index] if index < len(jobs) else None
-
-
-def measure_compile(executor: Executor, backend_cls, cell: str, suite: Suite) -> CompileResult:
-    """The compile time of one cell, in two fresh workers sharing one new cache directory: cold (the
-    directory empty), then warm (what the cold worker left in it)."""
-    job = PointJob(backend_cls.name, cell, min(suite.seq_lens), suite, "compile")
-    seconds: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="harness-compile-cache-") as cache:
-        for _ in ("cold", "warm"):
-            outcome: list = []
-            executor.run(backend_cls.name, [job], lambda _job, result: outcome.append(result), threads=suite.threads,
-                         timeout=suite.timing.timeout, env=backend_cls.compile_cache_env(cache))
-            if not outcome or isinstance(outcome[0], PointResult):  # a failed record: the worker did not finish
-                reason = outcome[0].reason if outcome else "no result"
-                return CompileResult(backend_cls.name, cell, suite.dtype, FAILED, reason=reason)
-            seconds.append(outcome[0])
-    return CompileResult(backend_cls.name, cell, suite.dtype, OK, cold_s=seconds[0], warm_s=seconds[1])

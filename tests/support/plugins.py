@@ -37,3 +37,76 @@ class RnnOnly(NumpyBackend):
 def harness_backends():
     return [Nowhere, RnnOnly]
 """
+
+
+#: Backends that raise, hang or kill their process at T=20 (and more ways to fail): tests/test_runner.py.
+MISBEHAVING = """
+import os, time
+from harness import hookimpl
+from harness_plugins.numpy_backend import NumpyBackend
+
+HARNESS_PLUGIN_API = 2
+
+class Raises(NumpyBackend):
+    name = "raises"
+    def forward(self):
+        if self.problem.x.shape[0] == 20:
+            raise RuntimeError("deliberate failure at T=20")
+        super().forward()
+
+class Hangs(NumpyBackend):
+    name = "hangs"
+    def forward(self):
+        if self.problem.x.shape[0] == 20:
+            time.sleep(3600)
+        super().forward()
+
+class Dies(NumpyBackend):
+    name = "dies"
+    def forward(self):
+        if self.problem.x.shape[0] == 20:
+            os.kill(os.getpid(), 9)
+        super().forward()
+
+class Explodes(NumpyBackend):
+    name = "explodes"
+    def backward(self, per_step=False):
+        super().backward(per_step)
+        if per_step:
+            self._grads.h[: self._grads.h.shape[0] // 2] = float("inf")  # the first half overflowed
+
+class LaterRoundFails(NumpyBackend):
+    # Fails in every process but the first one that ran it (the marker file names that process).
+    name = "later-round-fails"
+    def forward(self):
+        marker = os.environ["HARNESS_TEST_MARKER"]
+        if not os.path.exists(marker):
+            with open(marker, "w") as f:
+                f.write(str(os.getpid()))
+        elif open(marker).read() != str(os.getpid()):
+            raise RuntimeError("a later round")
+        super().forward()
+
+class KillsDaskWorker(NumpyBackend):
+    # Kills the process that started its worker (on a Dask cluster: the Dask worker) at T=20.
+    name = "kills-dask-worker"
+    def forward(self):
+        if self.problem.x.shape[0] == 20:
+            os.kill(os.getppid(), 9)
+            time.sleep(3600)
+        super().forward()
+
+class Threads(NumpyBackend):
+    name = "threads"
+    def info(self):
+        return {**super().info(), "env_threads": os.environ.get("OPENBLAS_NUM_THREADS")}
+
+@hookimpl
+def harness_backends():
+    return [Raises, Hangs, Dies, Explodes, LaterRoundFails, KillsDaskWorker, Threads]
+"""
+
+
+def add_misbehaving(root: Path) -> Path:
+    add_distribution(root, "misbehaving", {"misbehaving_plugin": MISBEHAVING}, {"misbehaving": "misbehaving_plugin"})
+    return root

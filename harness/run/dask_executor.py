@@ -1,0 +1,263 @@
+"""Run a grid on a Dask cluster: an existing one (``--scheduler``) or an embedded ``LocalCluster``.
+
+Each point is one Dask task. On the Dask worker the point still runs in a child process through
+:class:`~harness.run.executor.LocalExecutor` (same timeout, crash and hang handling as a local run;
+the child is kept for the backend's next point). Two timed points never run on one machine at once:
+a timed task holds the machine's ``distributed.Lock`` (one per machine name) while it runs, however
+many workers that machine has. A backend's ``resources`` (torch-cuda: ``GPU``) route its points to
+workers started with them. Dask never retries a point: a worker that dies fails the point it ran.
+Only this process (the client) writes files; workers return records.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from typing import Any
+
+from harness.backend import Availability
+from harness.errors import HarnessError
+from harness.record import provenance
+from harness.record.results import CompileResult, PointResult
+from harness.run.executor import LocalExecutor, OnProgress, OnResult, failed
+from harness.run.grid import PointJob
+from harness.suites import Suite
+
+#: Dask configuration for the clusters this module starts: no task is run twice, and worker
+#: processes may start children (a point runs in one). Workers started by hand need the second too:
+#: DASK_DISTRIBUTED__WORKER__DAEMON=False (docs/cluster.md).
+CLUSTER_CONFIG = {"distributed.scheduler.allowed-failures": 0, "distributed.worker.daemon": False,
+                  "distributed.scheduler.worker-saturation": 1.0}
+STARTED = "harness-point-started"  # the event topic a task logs when it begins (see DaskExecutor.run)
+CONNECT_TIMEOUT = "30s"
+
+
+def timed(job: PointJob, share_cpus: bool = False) -> bool:
+    """Whether ``job`` records a timing or a memory peak (and so must have its machine to itself)."""
+    if job.mode in ("time", "compile"):
+        return True
+    if job.mode == "train":
+        return not share_cpus
+    return bool({"time", "memory"} & set(job.suite.metrics))
+
+
+# -- on the Dask worker --------------------------------------------------------------------------------
+_local: dict[tuple, LocalExecutor] = {}
+_local_guard = threading.Lock()  # one point at a time per Dask worker process, whatever its nthreads
+
+
+def _machine() -> tuple[str, dict[str, Any]]:
+    """This machine's name and what its records carry of it (the client's git state is the run's)."""
+    prov = provenance.collect(threads=0)
+    return prov["machine"], {k: v for k, v in prov.items() if k not in ("git", "threads")}
+
+
+def _bench_lock(machine: str):
+    from distributed import Lock
+
+    return Lock(f"harness-bench/{machine}")
+
+
+def _point_on_worker(job: PointJob, threads: int, timeout: float, env: dict[str, str] | None,
+                     memory_limit: int | None, exclusive: bool) -> tuple[PointResult, dict, str, dict]:
+    """One point, in a child process of this Dask worker: (record, backend info, machine, its provenance)."""
+    import multiprocessing
+
+    if multiprocessing.current_process().daemon:
+        raise HarnessError("this Dask worker is a daemonic process, which cannot start the child process a point "
+                           "runs in: start workers with DASK_DISTRIBUTED__WORKER__DAEMON=False")
+    machine, prov = _machine()
+    outcome: list = []
+    with _bench_lock(machine) if exclusive else contextlib.nullcontext(), _local_guard:
+        from distributed import get_worker
+
+        get_worker().log_event(STARTED, {"key": get_worker().get_current_task()})
+        key = (memory_limit, exclusive, job.round)  # a later timing round: fresh child processes
+        if key not in _local:
+            for stale in _local.values():
+                stale.close()
+            _local.clear()
+            _local[key] = LocalExecutor(memory_limit, keep_workers=True, pin=exclusive)
+        local = _local[key]
+        local.run([job], lambda _job, result: outcome.append(result), threads, timeout, env=env)
+        info = local.backend_info.get(job.backend, {})
+    return outcome[0], info, machine, prov
+
+
+def _compile_on_worker(backend: str, cell: str, suite: Suite,
+                       memory_limit: int | None) -> tuple[CompileResult, str, dict]:
+    machine, prov = _machine()
+    with _bench_lock(machine), _local_guard:
+        return LocalExecutor(memory_limit).measure_compile(backend, cell, suite), machine, prov
+
+
+def _availability_on_worker(backend: str) -> Availability:
+    return LocalExecutor().availability(backend)
+
+
+# -- on the client ---------------------------------------------------------------------------------------
+def _one_line_when_disconnected(method):
+    """A client call that failed because the scheduler is gone (Dask gives up reconnecting after its
+    ``distributed.comm.timeouts.connect``) becomes one HarnessError line."""
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except HarnessError:
+            raise
+        except Exception as exc:
+            if self.client.status == "running":
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise HarnessError(f"lost the connection to the Dask scheduler {self.where} "
+                               f"({type(exc).__name__}: {first})") from None
+    return call
+
+
+class DaskExecutor:
+    """Points as Dask tasks. ``scheduler``: the address of an existing cluster (``tcp://HOST:PORT``);
+    without it a ``LocalCluster`` of ``workers`` process workers (one thread each) is started and
+    closed with the executor. ``share_cpus``: training points may run side by side."""
+
+    def __init__(self, scheduler: str | None = None, workers: int | None = None, memory_limit: int | None = None,
+                 share_cpus: bool = False):
+        import dask
+        from distributed import Client, LocalCluster
+
+        self.backend_info: dict[str, dict[str, Any]] = {}
+        self.machines: dict[str, dict[str, Any]] = {}  # provenance of each machine that measured a point
+        self.memory_limit, self.share_cpus, self.scheduler = memory_limit, share_cpus, scheduler
+        self._cluster = None
+        self._calls: dict[str, tuple] = {}  # task key -> (function, arguments), to run a never-started task again
+        with dask.config.set(CLUSTER_CONFIG):
+            try:
+                if scheduler:
+                    self.client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+                else:
+                    self._cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True,
+                                                 dashboard_address=None)
+                    self.client = Client(self._cluster)
+            except (OSError, TimeoutError) as exc:
+                raise HarnessError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
+
+    def close(self) -> None:
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+    def __enter__(self) -> DaskExecutor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def where(self) -> str:
+        """What messages call this cluster."""
+        return self.scheduler or "of the local Dask cluster"
+
+    def _missing_resources(self, backend: str) -> str | None:
+        """Why no worker can run ``backend``'s points (None when one can)."""
+        from harness.plugins import get_registry
+
+        needs = get_registry().backend_class(backend).resources
+        if not needs:
+            return None
+        for worker in self.client.scheduler_info()["workers"].values():
+            offered = worker.get("resources", {})
+            if all(offered.get(name, 0) >= amount for name, amount in needs.items()):
+                return None
+        wanted = " ".join(f"{k}={v:g}" for k, v in needs.items())
+        return f"no Dask worker offers the resources {wanted} (start one with `dask worker ... --resources \"{wanted}\"`)"
+
+    @_one_line_when_disconnected
+    def availability(self, backend: str) -> Availability:
+        """Asked on a worker that could run the backend's points, not on this machine."""
+
+        missing = self._missing_resources(backend)
+        if missing:
+            return Availability(False, missing)
+        return self._gather_one(self._submit(_availability_on_worker, backend, backend=backend))
+
+    def _submit(self, fn, *args, backend: str):
+        """``fn(*args)`` as a task on a worker with ``backend``'s resources, never retried by Dask."""
+        from harness.plugins import get_registry
+
+        resources = get_registry().backend_class(backend).resources or None
+        future = self.client.submit(fn, *args, resources=resources, pure=False, retries=0)
+        self._calls[future.key] = (fn, *args)
+        return future
+
+    def _started(self, future) -> bool:
+        """Whether the task of ``future`` began running on a worker."""
+        return any(event.get("key") == future.key for _, event in self.client.get_events(STARTED))
+
+    @_one_line_when_disconnected
+    def run(self, jobs: list[PointJob], on_result: OnResult, threads: int, timeout: float,
+            on_progress: OnProgress | None = None, env: dict[str, str] | None = None) -> None:
+        from distributed import as_completed
+
+        futures = {}
+        for job in jobs:
+            missing = self._missing_resources(job.backend)
+            if missing:
+                on_result(job, failed(job, missing))
+                continue
+            futures[self._submit(_point_on_worker, job, threads, timeout, env, self.memory_limit,
+                                 timed(job, self.share_cpus), backend=job.backend)] = job
+        try:
+            pending = as_completed(futures)
+            for future in pending:
+                job = futures[future]
+                outcome = self._outcome(future)
+                if isinstance(outcome, str) and not self._started(future):
+                    # Its worker died before the point began (another point killed it): run it once,
+                    # elsewhere; a point that began is never run twice.
+                    futures[retry := self._submit(*self._calls[future.key], backend=job.backend)] = job
+                    pending.add(retry)
+                    continue
+                if isinstance(outcome, str):
+                    on_result(job, failed(job, outcome))
+                    continue
+                point, info, machine, prov = outcome
+                self.backend_info.setdefault(job.backend, info)
+                self.machines[machine] = prov
+                on_result(job, _with_machine(point, machine))
+        except BaseException:
+            with contextlib.suppress(Exception):  # Ctrl-C, a lost scheduler: nothing keeps running
+                self.client.cancel(list(futures))
+            raise
+
+    @_one_line_when_disconnected
+    def measure_compile(self, backend: str, cell: str, suite: Suite) -> CompileResult:
+        future = self._submit(_compile_on_worker, backend, cell, suite, self.memory_limit, backend=backend)
+        outcome = self._outcome(future)
+        if isinstance(outcome, str):
+            return CompileResult(backend, cell, suite.dtype, "failed", reason=outcome)
+        result, machine, prov = outcome
+        self.machines[machine] = prov
+        return _with_machine(result, machine)
+
+    def _outcome(self, future) -> Any:
+        """The task's value, or why it has none (its worker died); a lost scheduler is a HarnessError."""
+        from distributed import KilledWorker
+        from distributed.comm.core import CommClosedError
+
+        try:
+            return future.result()
+        except KilledWorker as exc:
+            return f"the Dask worker running it died ({exc})"
+        except (CommClosedError, OSError, TimeoutError) as exc:
+            raise HarnessError(f"lost the connection to the Dask scheduler {self.where} ({exc})") from None
+        except Exception as exc:  # raised in the task, outside the point's own process
+            return f"{type(exc).__name__} on the Dask worker: {exc}"
+
+    def _gather_one(self, future) -> Any:
+        outcome = self._outcome(future)
+        return Availability(False, outcome) if isinstance(outcome, str) else outcome
+
+
+def _with_machine(record, machine: str):
+    import dataclasses
+
+    return dataclasses.replace(record, machine=machine)
