@@ -1,9 +1,16 @@
 """The ``torch-cpu`` and ``torch-cuda`` backends.
 
 Timed path: the fused library layers (nn.RNN / nn.LSTM / nn.GRU: oneDNN on the CPU for float32
-LSTM, cuDNN on CUDA). Exact path, for the per-step gradients the fused kernels cannot expose: the
-same equations stepped in torch with a zero tensor added to each h_t (and c_t), whose gradient is
-then the total dL/dh_t (dL/dc_t). torch is imported when a backend is first used, never at plugin
+LSTM, cuDNN on CUDA). Per-step gradients, which a fused kernel does not expose:
+
+- rnn_tanh and LSTM, through the fused layer itself: the recurrent part of dL/dh_{t-1} is
+  W_hh^T dL/da_t, which the layer's dL/dx already computes for an input extended by H zero features
+  whose input weights are W_hh (the forward is unchanged). So g_t comes from one fused forward +
+  backward; LSTM's dL/dc_t then follows pointwise from the gates, recomputed for all steps with one
+  GEMM from the layer's h.
+- GRU, stepped: its recurrent term r * (W_hn h + b_hn) is not a linear function of an input, so the
+  same equations are stepped in torch with a zero tensor added to each h_t, whose gradient is the
+  total dL/dh_t (``_stepped_backward``, also the reference the fused path is tested against). torch is imported when a backend is first used, never at plugin
 import, so that listing plugins stays fast and a missing torch only makes these unavailable.
 """
 from __future__ import annotations
@@ -50,6 +57,8 @@ def _gru_step(torch, xp, gh, h, c):
 
 
 _STEPS = {"rnn_tanh": _rnn_tanh_step, "lstm": _lstm_step, "gru": _gru_step}
+#: Cells whose per-step gradients come from the fused layer (the rest are stepped; module docstring).
+FUSED_PROFILE_CELLS = ("rnn_tanh", "lstm")
 
 
 class CudaEventClock:
@@ -131,12 +140,13 @@ class _TorchBackend(Backend):
 
     def backward(self, per_step: bool = False) -> None:
         if per_step:
-            self._grads = self._exact_backward()
+            fused = self.problem.cell in FUSED_PROFILE_CELLS
+            self._grads = self._fused_backward() if fused else self._stepped_backward()
             return
         grads = self.torch.autograd.grad(self.out, [*self.weights, self.x], grad_outputs=self.grad_h)
         self._grads = (grads[:4], grads[4], None, None)
 
-    # -- exact path: stepped, with a zero added to each state -------------------------------------
+    # -- per-step gradients: through the fused layer, or stepped with a zero added to each state --
     def _stepped(self, zeros_h=None, zeros_c=None):
         torch = self.torch
         w_ih, w_hh, b_ih, b_hh = self.weights
@@ -160,7 +170,50 @@ class _TorchBackend(Backend):
             hs.append(h)
         return torch.stack(hs), (torch.stack(cs) if cs else None)
 
-    def _exact_backward(self):
+    def _fused_backward(self):
+        """Every gradient, and the total dL/dh_t (dL/dc_t), from one fused forward + backward over
+        the input extended by H zero features with input weights W_hh (see the module docstring)."""
+        torch = self.torch
+        w_ih, w_hh, b_ih, b_hh = self.weights
+        seq_len, batch, inputs = self.x.shape
+        hidden = w_hh.shape[1]
+        kwargs = {"nonlinearity": "tanh"} if self.problem.cell == "rnn_tanh" else {}
+        wide = getattr(torch.nn, _MODULES[self.problem.cell])(inputs + hidden, hidden, **kwargs)
+        wide = wide.to(device=self.device, dtype=self.x.dtype)
+        with torch.no_grad():
+            wide.weight_ih_l0.copy_(torch.cat([w_ih, w_hh], dim=1))
+            for name, w in zip(("weight_hh_l0", "bias_ih_l0", "bias_hh_l0"), (w_hh, b_ih, b_hh)):
+                getattr(wide, name).copy_(w)
+        x = torch.cat([self.x.detach(), self.x.new_zeros(seq_len, batch, hidden)], dim=2).requires_grad_(True)
+        with torch.enable_grad():
+            out, _ = wide(x)
+            params = [getattr(wide, n + "_l0") for n in PARAM_NAMES]
+            d_wih, d_whh, d_bih, d_bhh, dx = torch.autograd.grad(out, [*params, x], grad_outputs=self.grad_h)
+        dh = self.grad_h.clone()
+        dh[:-1] += dx[1:, :, inputs:]  # W_hh^T dL/da_{t+1}: the recurrent part of dL/dh_t
+        dc = self._cell_gradient(out.detach(), dh) if cell_spec(self.problem.cell).has_cell_state else None
+        return (d_wih[:, :inputs], d_whh, d_bih, d_bhh), dx[:, :, :inputs], dh, dc
+
+    def _cell_gradient(self, hs, dh):
+        """LSTM's total dL/dc_t from the total dL/dh_t: dc_t = dh_t o_t (1 - tanh^2 c_t) + f_{t+1} dc_{t+1},
+        with every step's gates from one GEMM over the layer's h_{t-1} and c_t by its recursion."""
+        torch = self.torch
+        w_ih, w_hh, b_ih, b_hh = self.weights
+        with torch.no_grad():
+            h_prev = torch.cat([torch.zeros_like(hs[:1]), hs[:-1]])
+            i, f, g, o = (self.x @ w_ih.T + b_ih + h_prev @ w_hh.T + b_hh).chunk(4, dim=2)
+            i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+            c = i * g  # becomes c_t in place: c_t = i_t g_t + f_t c_{t-1}, one fused op per step
+            cs, fs = c.unbind(0), f.unbind(0)  # per-step views made once (indexing makes one per use)
+            for t in range(1, len(cs)):
+                torch.addcmul(cs[t], fs[t], cs[t - 1], out=cs[t])
+            dc = dh * o * (1 - torch.tanh(c) ** 2)  # becomes dL/dc_t in place, from the last step back
+            dcs = dc.unbind(0)
+            for t in range(len(dcs) - 2, -1, -1):
+                torch.addcmul(dcs[t], fs[t + 1], dcs[t + 1], out=dcs[t])
+        return dc
+
+    def _stepped_backward(self):
         torch = self.torch
         zeros_h = torch.zeros_like(self.grad_h, requires_grad=True)
         has_c = cell_spec(self.problem.cell).has_cell_state
@@ -192,7 +245,8 @@ class _TorchBackend(Backend):
 class TorchCPUBackend(_TorchBackend):
     name = "torch-cpu"
     device = "cpu"
-    description = "torch.nn.RNN/LSTM/GRU on the CPU (oneDNN for float32 LSTM); exact stepped path for dL/dh_t"
+    description = ("torch.nn.RNN/LSTM/GRU on the CPU (oneDNN for float32 LSTM); exact dL/dh_t through the fused layer "
+                   "(rnn_tanh, LSTM) or stepped (GRU)")
 
     @classmethod
     def availability(cls) -> Availability:
@@ -206,7 +260,8 @@ class TorchCUDABackend(_TorchBackend):
     name = "torch-cuda"
     device = "cuda"
     resources = {"GPU": 1}
-    description = "torch.nn.RNN/LSTM/GRU on CUDA (cuDNN); CUDA-event timing; exact stepped path for dL/dh_t"
+    description = ("torch.nn.RNN/LSTM/GRU on CUDA (cuDNN); CUDA-event timing; exact dL/dh_t through the fused layer "
+                   "(rnn_tanh, LSTM) or stepped (GRU)")
 
     @classmethod
     def availability(cls) -> Availability:
