@@ -105,10 +105,15 @@ def _grid(args, mode: str):
     suite = suites.load(args.suite)
     for cell in args.cells or ():
         check_choice("cell", cell, CELLS)
-    for seq_len in args.seq_lens or ():
-        if seq_len < 1:
-            raise HarnessError(f"--seq-lens must be positive, got {seq_len}")
+    for option, values in (("--seq-lens", args.seq_lens), ("--hidden", args.hidden), ("--batch", args.batch)):
+        for value in values or ():
+            if value < 1:
+                raise HarnessError(f"{option} must be positive, got {value}")
     suite = suite.with_overrides(cells=args.cells, threads=args.threads)
+    for key in ("hidden", "batch"):
+        if getattr(args, key, None):
+            first, sizes = suites.axis(tuple(getattr(args, key)))
+            suite = suite.with_overrides(**{key: first, f"{key}_sizes": sizes})
     if mode == "train":
         suite = suite.with_training(seq_lens=args.seq_lens, iterations=args.iterations, seeds=args.seeds)
     else:
@@ -293,6 +298,7 @@ def _add_grid_options(p: argparse.ArgumentParser, seq_lens: str) -> None:
     p.add_argument("--backends", default="all", help="'all' or a comma-separated list (default: all)")
     p.add_argument("--cells", type=_csv("--cells"), help="override the suite's cells, e.g. lstm,gru")
     p.add_argument("--seq-lens", type=_csv("--seq-lens", int), help=f"override {seq_lens}, e.g. 100,200")
+    p.add_argument("--hidden", type=_csv("--hidden", int), help="override the hidden sizes H, e.g. 128,512: an axis")
     p.add_argument("--threads", type=_positive("--threads", int),
                    help="threads for BLAS, numba and torch (default: the suite's)")
     _add_results_dir(p)
@@ -345,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_grid_options(p, "the sequence lengths")
     p.add_argument("--repeat", type=_positive("--repeat", int),
                    help="exactly this many timed blocks, over all rounds (disables the adaptive stop)")
+    p.add_argument("--batch", type=_csv("--batch", int), help="override the batch sizes B, e.g. 1,64: an axis")
     p.add_argument("--budget", type=_positive("--budget"),
                    help="seconds at most per timed measurement, over all rounds")
     p.add_argument("--rounds", type=_positive("--rounds", int),

@@ -76,8 +76,10 @@ class Suite:
     task: str
     cells: tuple[str, ...]
     seq_lens: tuple[int, ...]
-    batch: int = 32
-    hidden: int = 128
+    batch: int = 32  # this point's B (the first of batch_sizes for a whole suite)
+    hidden: int = 128  # this point's H (the first of hidden_sizes)
+    hidden_sizes: tuple[int, ...] = ()  # the H axis of the grid when the suite lists several
+    batch_sizes: tuple[int, ...] = ()  # the B axis
     dtype: str = "float32"
     init: str = "default"
     init_gain: float = 1.0
@@ -93,6 +95,15 @@ class Suite:
     def __post_init__(self):
         check_name("suite name", self.name)  # it names results files and pages
 
+    def sizes(self, mode: str = "run") -> list[tuple[int, int]]:
+        """The kernel-size axes of the grid: every (H, B); training has its own batch, so H only."""
+        batches = (self.batch,) if mode == "train" else (self.batch_sizes or (self.batch,))
+        return [(h, b) for h in (self.hidden_sizes or (self.hidden,)) for b in batches]
+
+    def at(self, hidden: int, batch: int) -> Suite:
+        """This suite at one (H, B) of its grid: what a point's job carries."""
+        return replace(self, hidden=hidden, batch=batch)
+
     def with_overrides(self, **changes) -> Suite:
         """A copy with the given fields (and ``Timing`` fields) replaced; ``None`` keeps a value."""
         changes = {k: v for k, v in changes.items() if v is not None}
@@ -106,7 +117,7 @@ class Suite:
 
 
 _TOP_KEYS = {
-    "name": str, "task": str, "cells": list, "seq_lens": list, "batch": int, "hidden": int,
+    "name": str, "task": str, "cells": list, "seq_lens": list, "batch": (int, list), "hidden": (int, list),
     "dtype": str, "init": str, "init_gain": (int, float), "seeds": list, "threads": int,
     "metrics": list, "description": str,
 }
@@ -178,6 +189,11 @@ def _check_table(table: dict, schema: dict, text: str, where: str, section: str)
             raise HarnessError(f"{where}:{line}: {section}{key} must be {names}, got {value!r}")
 
 
+def axis(values: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
+    """A size given as a list: (the first value, the axis); one value is no axis."""
+    return values[0], (values if len(values) > 1 else ())
+
+
 def load(spec: str | os.PathLike) -> Suite:
     """Load and validate a suite; every error names the file, the line and what is wrong."""
     folder = resolve(str(spec))
@@ -219,6 +235,9 @@ def load(spec: str | os.PathLike) -> Suite:
     for key, valid in (("dtype", DTYPES), ("init", INITS)):
         if key in data and data[key] not in valid:
             raise HarnessError(f"{file}:{_line_of(text, key)}: {unknown_choice(key, data[key], valid)}")
+    for key in ("batch", "hidden"):  # one size, or a list: an axis of the grid
+        if isinstance(data.get(key), list):
+            data[key], data[f"{key}_sizes"] = axis(check_list(key, int))
     for key in ("batch", "hidden", "threads"):
         if key in data and data[key] < 1:
             raise HarnessError(f"{file}:{_line_of(text, key)}: {key} must be positive, got {data[key]!r}")
@@ -233,8 +252,8 @@ def load(spec: str | os.PathLike) -> Suite:
         train=_training(tables["train"], check_list, file, text),
         path=str(folder),
         sha256=hashlib.sha256(text.encode()).hexdigest(),
-        **{k: data[k] for k in ("batch", "hidden", "dtype", "init", "init_gain", "threads", "description")
-           if k in data},
+        **{k: data[k] for k in ("batch", "hidden", "hidden_sizes", "batch_sizes", "dtype", "init", "init_gain",
+                                "threads", "description") if k in data},
     )
     return suite
 

@@ -1,10 +1,16 @@
-"""Print, per cell and T, torch-cuda's forward+backward median from a harness results file, the
-same problem timed by a bare cuDNN loop with CUDA events, their ratio (target <= 1.10), and the
-time of the exact per-step-gradient path. Used by scripts/gpu_check.sh on a GPU machine."""
+"""The GPU check's table (scripts/gpu_check.sh), from harness results files of torch-cuda runs.
+
+Per point: torch-cuda's forward+backward median as the harness timed it, the same problem timed by a
+bare cuDNN loop with CUDA events, their ratio (target <= 1.10); for files with gradient profiles, the
+time of the exact per-step-gradient path (fused for rnn_tanh and LSTM, stepped for GRU) and its ratio
+to the bare fused forward + backward (target <= 5 where fused); the achieved GFLOP/s (GEMM FLOPs,
+docs/metrics.md) and the fraction of the GPU's measured peak (a large-GEMM probe, same dtype).
+"""
 from __future__ import annotations
 
 import statistics
 import sys
+import time
 
 import numpy as np
 import torch
@@ -13,13 +19,31 @@ from harness.plugins import get_registry
 from harness.record import results
 from harness.report.console import render, table
 from harness.run.grid import PointJob, build
-from harness_plugins.torch_backend import TorchCUDABackend
+from harness_plugins.torch_backend import FUSED_PROFILE_CELLS, TorchCUDABackend
 
 MODULES = {"rnn_tanh": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+GATES = {"rnn_tanh": 1, "lstm": 4, "gru": 3}
 
 
-def bare_cudnn(cell: str, steps: int, batch: int, inputs: int, hidden: int, dtype, blocks: int = 7) -> float:
-    """Median seconds of one forward+backward of the fused layer, CUDA events around 10-call blocks."""
+def events_median(step, blocks: int = 7, calls: int = 10) -> float:
+    """Median seconds per call of ``step``, CUDA events around blocks of ``calls`` calls."""
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    samples = []
+    for _ in range(blocks):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(calls):
+            step()
+        end.record()
+        end.synchronize()
+        samples.append(start.elapsed_time(end) / 1e3 / calls)
+    return statistics.median(samples)
+
+
+def bare_cudnn(cell: str, steps: int, batch: int, inputs: int, hidden: int, dtype) -> float:
+    """One forward+backward of the fused layer."""
     kwargs = {"nonlinearity": "tanh"} if cell == "rnn_tanh" else {}
     layer = MODULES[cell](inputs, hidden, **kwargs).to("cuda", dtype)
     x = torch.randn(steps, batch, inputs, device="cuda", dtype=dtype, requires_grad=True)
@@ -30,25 +54,11 @@ def bare_cudnn(cell: str, steps: int, batch: int, inputs: int, hidden: int, dtyp
         out, _ = layer(x)
         torch.autograd.grad(out, params, grad_outputs=up)
 
-    for _ in range(3):
-        step()
-    torch.cuda.synchronize()
-    samples = []
-    for _ in range(blocks):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(10):
-            step()
-        end.record()
-        end.synchronize()
-        samples.append(start.elapsed_time(end) / 1e3 / 10)
-    return statistics.median(samples)
+    return events_median(step)
 
 
-def exact_path(job: PointJob, task) -> float:
-    """Median seconds of forward + backward(per_step=True), the exact path, synchronised."""
-    import time
-
+def profile_path(job: PointJob, task) -> float:
+    """Median seconds of forward + backward(per_step=True), synchronised."""
     backend = TorchCUDABackend(threads=1)
     backend.prepare(build(task, job.cell, job.seq_len, job.suite, job.suite.seeds[0]).last_step)
     samples = []
@@ -62,33 +72,64 @@ def exact_path(job: PointJob, task) -> float:
     return statistics.median(samples[1:])
 
 
-def main(path: str) -> None:
+def gemm_peak(dtype, n: int = 8192) -> float:
+    """The GPU's GEMM rate in FLOP/s for ``dtype``: the best of a few n^3 products."""
+    a, b = torch.randn(n, n, device="cuda", dtype=dtype), torch.randn(n, n, device="cuda", dtype=dtype)
+    return 2 * n**3 / events_median(lambda: a @ b, blocks=5, calls=3)
+
+
+def forward_backward_flops(cell: str, steps: int, batch: int, inputs: int, hidden: int) -> float:
+    """GEMM FLOPs of forward + backward: 3 x steps x 2 B kH (I + H) (docs/metrics.md)."""
+    return 3 * steps * 2 * batch * GATES[cell] * hidden * (inputs + hidden)
+
+
+def rows_of(path: str, peak: dict) -> tuple[list[list[str]], dict]:
     run = results.read(path)
-    suite = run.suite
-    task = get_registry().task(suite.task)
+    suite, task = run.suite, get_registry().task(run.suite.task)
     dtype = getattr(torch, suite.dtype)
+    peak.setdefault(suite.dtype, gemm_peak(dtype))
     rows = []
-    for point in run.points:
-        if point.backend != "torch-cuda":
+    for p in run.points:
+        if p.backend != "torch-cuda":
             continue
-        if point.status != results.OK:
-            rows.append([point.cell, str(point.seq_len), point.status, "-", "-", "-", point.note[:40]])
+        sizes = [p.cell, str(p.seq_len), str(p.hidden), str(p.batch)]
+        if p.status != results.OK:
+            rows.append([*sizes, p.status, "-", "-", "-", "-", "-", "-", p.note[:40]])
             continue
-        harness_s = point.time.forward_backward.median
-        bare_s = bare_cudnn(point.cell, point.steps, suite.batch, task.input_size, suite.hidden, dtype)
-        exact_s = exact_path(PointJob("torch-cuda", point.cell, point.seq_len, suite), task)
-        rows.append([point.cell, str(point.seq_len), f"{harness_s * 1e3:.3f}", f"{bare_s * 1e3:.3f}",
-                     f"{harness_s / bare_s:.2f}", f"{exact_s * 1e3:.1f}", ""])
-    status = run.backends.get("torch-cuda")
-    info = status.info if status else {}
+        harness_s = p.time.forward_backward.median
+        bare_s = bare_cudnn(p.cell, p.steps, p.batch, task.input_size, p.hidden, dtype)
+        profile = "-", "-"
+        if p.gradient is not None:
+            profile_s = profile_path(PointJob("torch-cuda", p.cell, p.seq_len, suite.at(p.hidden, p.batch)), task)
+            kind = "fused" if p.cell in FUSED_PROFILE_CELLS else "stepped"
+            profile = f"{profile_s * 1e3:.2f}", f"{profile_s / bare_s:.1f} {kind}"
+        gflops = forward_backward_flops(p.cell, p.steps, p.batch, task.input_size, p.hidden) / harness_s / 1e9
+        rows.append([*sizes, f"{harness_s * 1e3:.3f}", f"{bare_s * 1e3:.3f}", f"{harness_s / bare_s:.2f}",
+                     *profile, f"{gflops:.0f}", f"{100 * gflops * 1e9 / peak[suite.dtype]:.1f}", ""])
+    return rows, run.backends.get("torch-cuda").info if "torch-cuda" in run.backends else {}
+
+
+def main(paths: list[str]) -> None:
+    peak: dict[str, float] = {}
+    info, sections = {}, []
+    for path in paths:
+        rows, info = rows_of(path, peak)
+        sections.append((results.read(path).suite.name, rows))
     print(f"device: {info.get('gpu')}  torch {info.get('torch')}  cuDNN {info.get('cudnn')}  "
-          f"TF32 during timing: matmul={info.get('tf32_matmul')} cudnn={info.get('tf32_cudnn')}  dtype {suite.dtype}")
-    print(render(table(["cell", "T", "harness fwd+bwd ms", "bare cuDNN ms", "ratio", "exact path ms", "note"], rows,
-                       right=(1, 2, 3, 4, 5))))
-    ratios = [float(r[4]) for r in rows if r[4] != "-"]
-    if ratios:
-        print(f"ratio harness/bare: max {max(ratios):.2f}, median {np.median(ratios):.2f} (target <= 1.10)")
+          f"TF32 during timing: matmul={info.get('tf32_matmul')} cudnn={info.get('tf32_cudnn')}  "
+          f"GEMM peak: " + ", ".join(f"{d} {v / 1e12:.1f} TFLOP/s" for d, v in peak.items()))
+    headers = ["cell", "T", "H", "B", "harness fwd+bwd ms", "bare cuDNN ms", "ratio", "profile ms",
+               "profile / bare", "GFLOP/s", "% peak", "note"]
+    for name, rows in sections:
+        print(f"\n== {name} ==")
+        print(render(table(headers, rows, right=range(1, 11))))
+        ratios = [float(r[6]) for r in rows if r[6] != "-"]
+        if ratios:
+            print(f"ratio harness/bare: max {max(ratios):.2f}, median {np.median(ratios):.2f} (target <= 1.10)")
+        fused = [float(r[8].split()[0]) for r in rows if r[8].endswith("fused")]
+        if fused:
+            print(f"fused profile / bare fwd+bwd: max {max(fused):.1f}, median {np.median(fused):.1f} (target <= 5)")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1:])

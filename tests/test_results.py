@@ -21,10 +21,21 @@ def run(tmp_path) -> RunResults:
     gradient = Gradient(decay_rate=0.3, log10_ratio=math.nan, horizon=None, exploded=True, first_nonfinite_lag=2,
                         vanished=False, g=(math.inf, math.nan, 1.0), gc=(0.5, 0.25, 1.0))
     ok = PointResult("numpy", "lstm", 12, "float64", OK, steps=12, loss=LossAtInit(1.39, 1.386), time=times,
-                     memory=Memory(4096, "tracemalloc", 2048), gradient=gradient, duration_s=0.7)
+                     memory=Memory(4096, "tracemalloc", 2048), gradient=gradient, duration_s=0.7, hidden=4, batch=2)
     return RunResults(suite=suite, started_at="2026-11-26T07:00:00+00:00", provenance={"threads": 1, "x": math.inf},
-                      points=[ok, PointResult("numba", "lstm", 12, "float64", FAILED, reason="boom\ntraceback"),
-                              PointResult("cuda", "lstm", 12, "float64", SKIPPED)])
+                      points=[ok, PointResult("numba", "lstm", 12, "float64", FAILED, reason="boom\ntraceback",
+                                              hidden=4, batch=2),
+                              PointResult("cuda", "lstm", 12, "float64", SKIPPED, hidden=4, batch=2)])
+
+
+def test_a_file_from_before_the_size_axes_reads_with_the_suites_sizes(run, tmp_path):
+    path = tmp_path / "run.json"
+    results.write(path, run)
+    data = json.loads(path.read_text())
+    for point in data["points"]:
+        del point["hidden"], point["batch"]
+    path.write_text(json.dumps(data))
+    assert {(p.hidden, p.batch) for p in results.read(path).points} == {(run.suite.hidden, run.suite.batch)}
 
 
 def test_round_trip_is_exact_and_standard_json(run, tmp_path):

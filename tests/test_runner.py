@@ -248,3 +248,16 @@ def test_results_of_the_wrong_shape_fail_the_point_and_non_finite_ones_are_class
     end = by_backend["nan-at-the-end"]
     assert end.gradient.nonfinite_from_start and not end.gradient.exploded
     assert "not an explosion" in end.note
+
+
+def test_a_grid_over_hidden_and_batch_sizes_measures_each_size(tmp_path):
+    """Each (H, B) point is measured at its own size: the analytic activations follow H x B."""
+    suite = suites.load(write_suite(tmp_path / "tiny", hidden="[4, 8]", batch="[2, 3]", seq_lens="[12]",
+                                    metrics='["time", "memory"]', timing={"repeat": "2", "rounds": "1"}))
+    run = run_suite(suite, ["numpy"], results_dir=tmp_path / "results", progress=False)
+    points = results.read(run.path).points
+    assert sorted((p.hidden, p.batch) for p in points) == [(4, 2), (4, 3), (8, 2), (8, 3)]
+    for p in points:
+        assert p.status == "ok" and p.memory.activation_bytes == 12 * p.batch * 1 * p.hidden * 8  # rnn_tanh, f64
+    frame = results.frame(results.read(run.path))
+    assert sorted(zip(frame["hidden"], frame["batch"])) == [(4, 2), (4, 3), (8, 2), (8, 3)]

@@ -46,7 +46,7 @@ def test_lookup_by_name_path_and_search_path(tmp_path, monkeypatch):
     ({"init": '"xavier"'}, r"unknown init 'xavier'; valid inits: default, orthogonal, identity"),
     ({"metrics": '["speed"]'}, r"metrics: unknown metric 'speed'; valid metrics: time, memory, gradient"),
     ({"timing": {"budgett": "1"}}, r"unknown key 'timing.budgett'; valid keys: budget"),
-    ({"batch": "true"}, r"suite.toml:4: batch must be int, got True"),
+    ({"batch": "true"}, r"suite.toml:4: batch must be int or list, got True"),
 ])
 def test_invalid_values_name_file_line_and_choices(tmp_path, overrides, message):
     folder = write_suite(tmp_path / "bad", **overrides)
@@ -77,3 +77,17 @@ def test_invalid_train_values_name_the_line_in_the_train_table(tmp_path, line, m
     assert (folder / "suite.toml").read_text().splitlines()[13] == line
     with pytest.raises(HarnessError, match=message):
         suites.load(folder)
+
+
+def test_hidden_and_batch_lists_are_axes_of_the_grid(tmp_path):
+    suite = suites.load(write_suite(tmp_path / "s", hidden="[4, 8]", batch="[2, 3]"))
+    assert (suite.hidden, suite.batch) == (4, 2) and suite.hidden_sizes == (4, 8) and suite.batch_sizes == (2, 3)
+    assert suite.sizes() == [(4, 2), (4, 3), (8, 2), (8, 3)]
+    assert suite.sizes("train") == [(4, 2), (8, 2)]  # training draws its own [train] batch
+    one = suites.load(write_suite(tmp_path / "one", hidden="[16]"))
+    assert one.hidden == 16 and one.hidden_sizes == () and one.sizes() == [(16, 2)]
+
+
+def test_a_size_list_with_a_bad_value_names_it(tmp_path):
+    with pytest.raises(HarnessError, match=r"suite.toml:\d+: hidden must be positive, got 0"):
+        suites.load(write_suite(tmp_path / "s", hidden="[4, 0]"))

@@ -36,8 +36,8 @@ from harness.record.results import FAILED, OK, PointResult, RunResults, write_js
 from harness.suites import Suite
 
 CONFIG_FILE = "asv.conf.json"
-METRIC_DEFINITIONS_VERSION = 1  # bump when a metric's meaning changes: asv then starts a new series
-PARAM_NAMES = ["backend", "cell", "seq_len"]
+METRIC_DEFINITIONS_VERSION = 2  # bump when a metric's meaning changes: asv then starts a new series
+PARAM_NAMES = ["backend", "cell", "seq_len", "hidden", "batch"]
 LABELS_DIR = "labels"
 
 
@@ -67,7 +67,7 @@ class Metric:
                 found.setdefault((repr(c.backend), repr(c.cell), repr(c.dtype)), []).append(c)
         else:
             for p in run.points:
-                found.setdefault((repr(p.backend), repr(p.cell), repr(p.seq_len)), []).append(p)
+                found.setdefault(tuple(map(repr, p.key)), []).append(p)
         return found
 
 
@@ -156,7 +156,7 @@ def load_config(path: str | os.PathLike = CONFIG_FILE, results_dir: str | None =
 def benchmark_version(suite: Suite, metric: Metric) -> str:
     """Derived from what defines the measured quantity, never from backend code (asv drops results
     whose version differs from benchmarks.json's)."""
-    keys = ("task", "batch", "hidden", "dtype", "init", "init_gain", "seeds")
+    keys = ("task", "dtype", "init", "init_gain", "seeds")  # H and B are params (axes of the grid)
     defines: dict[str, Any] = {k: getattr(suite, k) for k in keys}
     if metric.family == "train":  # the training settings, less the grid axis and the time limit
         defines["train"] = {k: v for k, v in dataclasses.asdict(suite.train).items()

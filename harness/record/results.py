@@ -161,6 +161,8 @@ class PointResult:
     load_after: LoadSample | None = None
     busy: bool = False  # more runnable processes than CPUs before or after: timings shared the CPUs
     machine: str = ""  # the machine that measured it, where not the run's own (a Dask cluster)
+    hidden: int | None = None  # H and B of the point (None in files from before the size axes: the suite's)
+    batch: int | None = None  # the timed batch; training points have the [train] batch, and the suite's here
 
     def __post_init__(self):
         cell_spec(self.cell)  # a known cell (its name becomes part of page and figure file names)
@@ -173,9 +175,9 @@ class PointResult:
                                    duration_s=(self.duration_s or 0.0) + (later.duration_s or 0.0))
 
     @property
-    def key(self) -> tuple[str, str, int]:
+    def key(self) -> tuple[str, str, int, int | None, int | None]:
         """The asv point: training points of several seeds share it."""
-        return (self.backend, self.cell, self.seq_len)
+        return (self.backend, self.cell, self.seq_len, self.hidden, self.batch)
 
     @property
     def note(self) -> str:
@@ -340,7 +342,10 @@ def from_json(data: Any, where: str = "results") -> RunResults:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
         raise ResultsFormatError(f"{where}: results schema {found!r}, this harness reads {SCHEMA}")
-    return _dataclass(RunResults, data, where)
+    run = _dataclass(RunResults, data, where)
+    run.points = [p if p.hidden is not None else dataclasses.replace(p, hidden=run.suite.hidden, batch=run.suite.batch)
+                  for p in run.points]  # written before the size axes: the suite's one size
+    return run
 
 
 # -- files ---------------------------------------------------------------------------------------------
@@ -403,7 +408,8 @@ def point_row(point: PointResult) -> dict[str, Any]:
     nan = math.nan
     t, mem, grad, loss, train = point.time, point.memory, point.gradient, point.loss, point.training
     return {
-        "backend": point.backend, "cell": point.cell, "seq_len": point.seq_len, "steps": point.steps,
+        "backend": point.backend, "cell": point.cell, "seq_len": point.seq_len, "hidden": point.hidden,
+        "batch": point.batch, "steps": point.steps,
         "dtype": point.dtype, "status": point.status, "reason": point.reason,
         "forward_median_s": t.forward.median if t else nan,
         "forward_iqr_s": t.forward.iqr if t else nan,

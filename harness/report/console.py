@@ -64,16 +64,27 @@ def summary(run: RunResults) -> Table:
     return training_summary(run) if run.mode == "train" else run_summary(run)
 
 
+def size_axes(run: RunResults) -> tuple[str, ...]:
+    """The kernel-size axes this run varies ("H", "B"): the columns a table adds after T."""
+    batches = run.suite.batch_sizes if run.mode == "run" else ()
+    return (("H",) if len(run.suite.hidden_sizes) > 1 else ()) + (("B",) if len(batches) > 1 else ())
+
+
+def _sizes(point: PointResult, axes: tuple[str, ...]) -> list[str]:
+    return [str(point.hidden if axis == "H" else point.batch) for axis in axes]
+
+
 def training_summary(run: RunResults) -> Table:
     """One row per training point: final eval loss / baseline, when it was solved, iteration times."""
-    headers = ["backend", "cell", "T", "seed", "status", "iterations", "eval/baseline", "solved at", "it ms",
+    axes = size_axes(run)
+    headers = ["backend", "cell", "T", *axes, "seed", "status", "iterations", "eval/baseline", "solved at", "it ms",
                "backend %", "it / fwd+bwd", "note"]
     rows = []
     for p in run.points:
         t = p.training
         times = t.times if t else None
         rows.append([
-            p.backend, p.cell, str(p.seq_len), _num(p.seed, 1, "{:d}"), p.status,
+            p.backend, p.cell, str(p.seq_len), *_sizes(p, axes), _num(p.seed, 1, "{:d}"), p.status,
             _num(t.iterations if t else None, 1, "{:d}"),
             _num(t.final_ratio if t and t.eval_loss else None, 1, "{:.3f}"),
             _num(t.solved_at if t else None, 1, "{:d}"),
@@ -82,19 +93,20 @@ def training_summary(run: RunResults) -> Table:
             _num(times.iteration_s / times.fwd_bwd_s if times else None, 1, "{:.2f}"),
             p.note[:60],
         ])
-    return table(headers, rows, right=range(2, 11))
+    return table(headers, rows, right=range(2, len(headers) - 1))
 
 
 def run_summary(run: RunResults) -> Table:
     """One row per grid point: status, median times, peak memory, gradient metrics, loss vs baseline."""
-    headers = ["backend", "cell", "T", "status", "fwd ms", "fwd+bwd ms", "IQR %", "peak MiB",
+    axes = size_axes(run)
+    headers = ["backend", "cell", "T", *axes, "status", "fwd ms", "fwd+bwd ms", "IQR %", "peak MiB",
                "decay/step", "horizon", "loss/baseline", "note"]
     rows = []
     for p in run.points:
         t, mem, grad, loss = p.time, p.memory, p.gradient, p.loss
         fb = t.forward_backward if t else None
         rows.append([
-            p.backend, p.cell, str(p.seq_len), p.status,
+            p.backend, p.cell, str(p.seq_len), *_sizes(p, axes), p.status,
             _num(t.forward.median if t else None, 1e3),
             _num(fb.median if fb else None, 1e3),
             _num(fb.relative_iqr if fb else None, 100, "{:.1f}"),
@@ -104,14 +116,14 @@ def run_summary(run: RunResults) -> Table:
             _num(loss.init / loss.baseline if loss else None, 1, "{:.2f}"),
             p.note[:60],
         ])
-    return table(headers, rows, right=range(2, 11))
+    return table(headers, rows, right=range(2, len(headers) - 1))
 
 
 class GridProgress:
     """Progress over the points of a run: a live rich bar on a terminal, plain lines otherwise."""
 
-    def __init__(self, total: int, enabled: bool = True, stream: TextIO | None = None):
-        self.total, self.done, self.enabled = total, 0, enabled
+    def __init__(self, total: int, enabled: bool = True, stream: TextIO | None = None, sized: bool = False):
+        self.total, self.done, self.enabled, self.sized = total, 0, enabled, sized  # sized: name H and B
         self._console = Console(file=stream or sys.stderr, highlight=False)
         self._live = enabled and self._console.is_terminal
         self._progress = Progress(
@@ -156,7 +168,8 @@ class GridProgress:
         seed = f" seed {point.seed}" if point.seed is not None else ""
         what = f" {what}" if what else ""
         where = f" on {point.machine}" if point.machine else ""
-        line = f"{point.backend} {point.cell} T={point.seq_len}{seed}{what}{where}: {point.status}"
+        sizes = f" H={point.hidden} B={point.batch}" if self.sized else ""
+        line = f"{point.backend} {point.cell} T={point.seq_len}{sizes}{seed}{what}{where}: {point.status}"
         if point.note:
             line += f" ({point.note[:80]})"
         if self._progress is not None:

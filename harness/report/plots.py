@@ -13,6 +13,7 @@ import numpy as np
 from harness.measure.gradients import underflow_floor
 from harness.record import results
 from harness.record.results import RunResults
+from harness.report.console import size_axes
 
 
 @dataclass
@@ -22,10 +23,18 @@ class Figure:
     caption: str
 
 
+def series(backend: str, hidden: int | None, batch: int | None, axes: tuple[str, ...]) -> str:
+    """A line's name: the backend, with H and B where the run varies them (one line per kernel size)."""
+    sizes = {"H": hidden, "B": batch}
+    return " ".join([backend, *(f"{axis}={sizes[axis]}" for axis in axes)])
+
+
 def summary_frame(run: RunResults):
     """One row per successful point: T, forward+backward seconds, peak MiB, decay rate."""
+    axes = size_axes(run)
     rows = results.frame(run)
     rows = rows[rows["status"] == results.OK]
+    rows = rows.assign(backend=[series(b, h, n, axes) for b, h, n in zip(rows["backend"], rows["hidden"], rows["batch"])])
     return rows.assign(T=rows["seq_len"], fwd_bwd_s=rows["forward_backward_median_s"],
                        peak_mib=rows["peak_bytes"] / 2**20)[["backend", "cell", "T", "fwd_bwd_s", "peak_mib",
                                                               "decay_rate"]]
@@ -42,11 +51,13 @@ def profile_frames(run: RunResults):
     import pandas as pd
 
     floor = underflow_floor(run.suite.dtype)
+    axes = size_axes(run)
     curves, underflow = [], []
     for point in run.points:
         if point.status != results.OK or point.gradient is None:
             continue
-        base = {"backend": point.backend, "cell": point.cell, "T": point.seq_len, "steps": point.steps}
+        base = {"backend": series(point.backend, point.hidden, point.batch, axes), "cell": point.cell,
+                "T": point.seq_len, "steps": point.steps}
         g = np.asarray(point.gradient.g, dtype=float)
         t = np.arange(1, g.size + 1)
         keep = np.isfinite(g) & (g > floor)
@@ -73,7 +84,8 @@ def save_figure(grid, out_dir: Path, stem: str, title: str, title_y: float = 1.0
 def setting_caption(run: RunResults) -> str:
     s, prov = run.suite, run.provenance
     commit = (prov["git"]["commit"] or "no git")[:10]
-    return (f"suite {s.name} (task {s.task}), batch {s.batch}, hidden {s.hidden}, {s.dtype}, "
+    batch, hidden = list(s.batch_sizes) or s.batch, list(s.hidden_sizes) or s.hidden
+    return (f"suite {s.name} (task {s.task}), batch {batch}, hidden {hidden}, {s.dtype}, "
             f"init {s.init}, seeds {list(s.seeds)}, {prov['threads']} thread(s), on {prov['cpu']}"
             f"{' + ' + prov['gpu'] if prov.get('gpu') else ''}, commit {commit}")
 

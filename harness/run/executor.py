@@ -59,7 +59,8 @@ class Executor(Protocol):
 
 def failed(job: PointJob, reason: str) -> PointResult:
     """The record of a point that did not finish."""
-    return PointResult(job.backend, job.cell, job.seq_len, job.suite.dtype, FAILED, reason=reason)
+    return PointResult(job.backend, job.cell, job.seq_len, job.suite.dtype, FAILED, reason=reason,
+                       hidden=job.suite.hidden, batch=job.suite.batch, seed=job.seed)
 
 
 def blas_threads() -> list[dict[str, Any]]:

@@ -100,7 +100,7 @@ def measure(backend: Backend, job: PointJob, task: Task) -> PointResult:
     return PointResult(
         backend=job.backend, cell=job.cell, seq_len=job.seq_len, dtype=suite.dtype, status=OK, steps=steps,
         loss=LossAtInit(first.loss_init, first.baseline), time=times, memory=memory, gradient=gradient,
-        duration_s=time.perf_counter() - started,
+        duration_s=time.perf_counter() - started, hidden=hidden, batch=batch,
     )
 
 

@@ -71,13 +71,16 @@ def check_fits_in_memory(suite: Suite, task, mode: str) -> None:
     """Refuse, before anything runs, a point whose stored activations cannot fit in this machine's
     memory: about 4 x the analytic activations (forward's, their gradients, per-step gradients, inputs)."""
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    batch = max(suite.train.batch, suite.train.eval_size) if mode == "train" else suite.batch
-    for T in suite.train.seq_lens if mode == "train" else suite.seq_lens:
-        for cell in suite.cells:
-            need = 4 * activation_bytes(cell, task.steps(T), batch, suite.hidden, suite.dtype)
-            if need > total:
-                raise HarnessError(f"sequence length {T} needs about {need / 2**30:.3g} GiB for {cell} (B={batch}, "
-                                   f"H={suite.hidden}, {suite.dtype}); this machine has {total / 2**30:.3g} GiB")
+    for hidden, batch in suite.sizes(mode):
+        if mode == "train":
+            batch = max(suite.train.batch, suite.train.eval_size)
+        for T in suite.train.seq_lens if mode == "train" else suite.seq_lens:
+            for cell in suite.cells:
+                need = 4 * activation_bytes(cell, task.steps(T), batch, hidden, suite.dtype)
+                if need > total:
+                    raise HarnessError(f"sequence length {T} needs about {need / 2**30:.3g} GiB for {cell} "
+                                       f"(B={batch}, H={hidden}, {suite.dtype}); this machine has "
+                                       f"{total / 2**30:.3g} GiB")
 
 
 def _now() -> str:
@@ -85,11 +88,11 @@ def _now() -> str:
 
 
 def _jobs(suite: Suite, mode: str, backend: str, cell: str) -> list[PointJob]:
-    """The points of one backend and cell: every T (and, for training, every seed)."""
+    """The points of one backend and cell: every (H, B) and T (and, for training, every seed)."""
     if mode == "train":
-        return [PointJob(backend, cell, T, suite, mode, seed)
-                for T in suite.train.seq_lens for seed in suite.train.seeds]
-    return [PointJob(backend, cell, T, suite) for T in suite.seq_lens]
+        return [PointJob(backend, cell, T, suite.at(h, b), mode, seed)
+                for h, b in suite.sizes(mode) for T in suite.train.seq_lens for seed in suite.train.seeds]
+    return [PointJob(backend, cell, T, suite.at(h, b)) for h, b in suite.sizes() for T in suite.seq_lens]
 
 
 def run_suite(
@@ -124,7 +127,8 @@ def run_suite(
     data = run.results
     data.machines = executor.machines  # filled in as points come back from other machines
     per_cell = len(_jobs(suite, mode, "", ""))
-    bar = GridProgress(len(backends) * len(suite.cells) * per_cell, enabled=progress)
+    bar = GridProgress(len(backends) * len(suite.cells) * per_cell, enabled=progress,
+                       sized=bool(suite.hidden_sizes or suite.batch_sizes))
     timeout = suite.train.timeout if mode == "train" else suite.timing.timeout
     running: dict[PointJob, PointResult] = {}  # the partial records of the points now running
 
@@ -151,7 +155,7 @@ def run_suite(
                             jobs.append(job)
                         else:
                             record(PointResult(name, cell, job.seq_len, suite.dtype, SKIPPED, reason=support.reason,
-                                               seed=job.seed))
+                                               seed=job.seed, hidden=job.suite.hidden, batch=job.suite.batch))
             if jobs:
                 bar.start(jobs[0])
 
@@ -195,14 +199,15 @@ def _timing_round(executor: Executor, data: RunResults, round_: int, bar: GridPr
     later round fails keeps its earlier samples."""
     suite = data.suite
     where = {p.key: i for i, p in enumerate(data.points) if p.status == OK and p.time is not None}
-    jobs = [PointJob(name, cell, seq_len, suite, "time", round=round_) for name, cell, seq_len in where]
+    jobs = [PointJob(name, cell, seq_len, suite.at(hidden, batch), "time", round=round_)
+            for name, cell, seq_len, hidden, batch in where]
     if not jobs:
         return
     bar.add(len(jobs))
     bar.start(jobs[0])
 
     def on_result(job: PointJob, later: PointResult) -> None:
-        i = where[(job.backend, job.cell, job.seq_len)]
+        i = where[(job.backend, job.cell, job.seq_len, job.suite.hidden, job.suite.batch)]
         if later.status == OK:
             data.points[i] = data.points[i].pooled_with(later)
             save()

@@ -192,7 +192,8 @@ def train(backend: Backend, job: PointJob, task: Task, on_progress: OnProgress |
     def result(status: str = OK, times: IterationTimes | None = None) -> PointResult:
         return PointResult(backend=job.backend, cell=job.cell, seq_len=job.seq_len, dtype=job.suite.dtype,
                            status=status, steps=task.steps(job.seq_len), seed=job.seed,
-                           training=curves.freeze(times), duration_s=time.perf_counter() - started)
+                           training=curves.freeze(times), duration_s=time.perf_counter() - started,
+                           hidden=job.suite.hidden, batch=job.suite.batch)
 
     def evaluate(iteration: int) -> None:
         if iteration:  # beside the iterations, so that both medians see the same machine
