@@ -6,8 +6,8 @@ LSTM, cuDNN on CUDA). Per-step gradients, which a fused kernel does not expose:
 - rnn_tanh and LSTM, through the fused layer itself: the recurrent part of dL/dh_{t-1} is
   W_hh^T dL/da_t, which the layer's dL/dx already computes for an input extended by H zero features
   whose input weights are W_hh (the forward is unchanged). So g_t comes from one fused forward +
-  backward; LSTM's dL/dc_t then follows pointwise from the gates, recomputed for all steps with one
-  GEMM from the layer's h.
+  backward; LSTM's dL/dc_t then follows from one pointwise recursion over the gates, recomputed for
+  all steps with one GEMM from the layer's h (and tanh(c_t) = h_t / o_t).
 - GRU, stepped: its recurrent term r * (W_hn h + b_hn) is not a linear function of an input, so the
   same equations are stepped in torch with a zero tensor added to each h_t, whose gradient is the
   total dL/dh_t (``_stepped_backward``, also the reference the fused path is tested against). torch is imported when a backend is first used, never at plugin
@@ -195,21 +195,19 @@ class _TorchBackend(Backend):
         return (d_wih[:, :inputs], d_whh, d_bih, d_bhh), dx[:, :, :inputs], dh, dc
 
     def _cell_gradient(self, hs, dh):
-        """LSTM's total dL/dc_t from the total dL/dh_t: dc_t = dh_t o_t (1 - tanh^2 c_t) + f_{t+1} dc_{t+1},
-        with every step's gates from one GEMM over the layer's h_{t-1} and c_t by its recursion."""
+        """LSTM's total dL/dc_t from the total dL/dh_t: dc_t = dh_t o_t (1 - tanh^2 c_t) + f_{t+1} dc_{t+1}.
+        Every step's gates come from one GEMM over the layer's h_{t-1}, and tanh(c_t) = h_t / o_t, so
+        only the backward recursion is stepped (one fused op per step)."""
         torch = self.torch
         w_ih, w_hh, b_ih, b_hh = self.weights
         with torch.no_grad():
             h_prev = torch.cat([torch.zeros_like(hs[:1]), hs[:-1]])
-            i, f, g, o = (self.x @ w_ih.T + b_ih + h_prev @ w_hh.T + b_hh).chunk(4, dim=2)
-            i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-            c = i * g  # becomes c_t in place: c_t = i_t g_t + f_t c_{t-1}, one fused op per step
-            cs, fs = c.unbind(0), f.unbind(0)  # per-step views made once (indexing makes one per use)
-            for t in range(1, len(cs)):
-                torch.addcmul(cs[t], fs[t], cs[t - 1], out=cs[t])
-            dc = dh * o * (1 - torch.tanh(c) ** 2)  # becomes dL/dc_t in place, from the last step back
-            dcs = dc.unbind(0)
-            for t in range(len(dcs) - 2, -1, -1):
+            _, f, _, o = (self.x @ w_ih.T + b_ih + h_prev @ w_hh.T + b_hh).chunk(4, dim=2)
+            f, o = torch.sigmoid(f), torch.sigmoid(o)
+            # dh o (1 - (h/o)^2) = dh (o - h^2 / o); an o that underflowed to 0 has h = 0 and no gradient
+            dc = torch.where(o > 0, dh * (o - hs * hs / o), torch.zeros_like(o))
+            dcs, fs = dc.unbind(0), f.unbind(0)  # per-step views made once (indexing makes one per use)
+            for t in range(len(dcs) - 2, -1, -1):  # becomes dL/dc_t in place, from the last step back
                 torch.addcmul(dcs[t], fs[t + 1], dcs[t + 1], out=dcs[t])
         return dc
 
@@ -281,7 +279,29 @@ class TorchCUDABackend(_TorchBackend):
         t = self.torch
         return {**super().info(), "gpu": t.cuda.get_device_name(), "cuda": t.version.cuda,
                 "cudnn": t.backends.cudnn.version(), "tf32_matmul": t.backends.cuda.matmul.allow_tf32,
-                "tf32_cudnn": t.backends.cudnn.allow_tf32}
+                "tf32_cudnn": t.backends.cudnn.allow_tf32, "peak_gflops": self._gemm_peak()}
+
+    def _gemm_peak(self, n: int = 8192) -> dict[str, float]:
+        """The GPU's GEMM GFLOP/s per dtype, best of three n^3 products timed with CUDA events; float32
+        with TF32 exactly when cuDNN's RNNs use it, so that the roofline compares like with like."""
+        t, peak = self.torch, {}
+        saved = t.backends.cuda.matmul.allow_tf32
+        t.backends.cuda.matmul.allow_tf32 = t.backends.cudnn.allow_tf32
+        try:
+            for name in ("float32", "float64"):
+                a = t.randn(n, n, device="cuda", dtype=getattr(t, name))
+                a @ a
+                clock, best = CudaEventClock(t), float("inf")
+                for _ in range(3):
+                    clock.start()
+                    a @ a
+                    best = min(best, clock.stop())
+                peak[name] = 2 * n**3 / best / 1e9
+                del a
+        finally:
+            t.backends.cuda.matmul.allow_tf32 = saved
+            t.cuda.empty_cache()
+        return peak
 
     def teardown(self) -> None:
         super().teardown()

@@ -3,8 +3,8 @@
 Per point: torch-cuda's forward+backward median as the harness timed it, the same problem timed by a
 bare cuDNN loop with CUDA events, their ratio (target <= 1.10); for files with gradient profiles, the
 time of the exact per-step-gradient path (fused for rnn_tanh and LSTM, stepped for GRU) and its ratio
-to the bare fused forward + backward (target <= 5 where fused); the achieved GFLOP/s (GEMM FLOPs,
-docs/metrics.md) and the fraction of the GPU's measured peak (a large-GEMM probe, same dtype).
+to the bare fused forward + backward (target <= 5 where fused); the achieved GFLOP/s and the fraction of
+the GPU's GEMM peak as the harness records them (docs/metrics.md, "Roofline").
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from harness.run.grid import PointJob, build
 from harness_plugins.torch_backend import FUSED_PROFILE_CELLS, TorchCUDABackend
 
 MODULES = {"rnn_tanh": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
-GATES = {"rnn_tanh": 1, "lstm": 4, "gru": 3}
 
 
 def events_median(step, blocks: int = 7, calls: int = 10) -> float:
@@ -72,22 +71,10 @@ def profile_path(job: PointJob, task) -> float:
     return statistics.median(samples[1:])
 
 
-def gemm_peak(dtype, n: int = 8192) -> float:
-    """The GPU's GEMM rate in FLOP/s for ``dtype``: the best of a few n^3 products."""
-    a, b = torch.randn(n, n, device="cuda", dtype=dtype), torch.randn(n, n, device="cuda", dtype=dtype)
-    return 2 * n**3 / events_median(lambda: a @ b, blocks=5, calls=3)
-
-
-def forward_backward_flops(cell: str, steps: int, batch: int, inputs: int, hidden: int) -> float:
-    """GEMM FLOPs of forward + backward: 3 x steps x 2 B kH (I + H) (docs/metrics.md)."""
-    return 3 * steps * 2 * batch * GATES[cell] * hidden * (inputs + hidden)
-
-
-def rows_of(path: str, peak: dict) -> tuple[list[list[str]], dict]:
+def rows_of(path: str) -> tuple[list[list[str]], dict]:
     run = results.read(path)
     suite, task = run.suite, get_registry().task(run.suite.task)
     dtype = getattr(torch, suite.dtype)
-    peak.setdefault(suite.dtype, gemm_peak(dtype))
     rows = []
     for p in run.points:
         if p.backend != "torch-cuda":
@@ -103,21 +90,20 @@ def rows_of(path: str, peak: dict) -> tuple[list[list[str]], dict]:
             profile_s = profile_path(PointJob("torch-cuda", p.cell, p.seq_len, suite.at(p.hidden, p.batch)), task)
             kind = "fused" if p.cell in FUSED_PROFILE_CELLS else "stepped"
             profile = f"{profile_s * 1e3:.2f}", f"{profile_s / bare_s:.1f} {kind}"
-        gflops = forward_backward_flops(p.cell, p.steps, p.batch, task.input_size, p.hidden) / harness_s / 1e9
+        fraction = run.peak_fraction(p)
         rows.append([*sizes, f"{harness_s * 1e3:.3f}", f"{bare_s * 1e3:.3f}", f"{harness_s / bare_s:.2f}",
-                     *profile, f"{gflops:.0f}", f"{100 * gflops * 1e9 / peak[suite.dtype]:.1f}", ""])
+                     *profile, f"{p.gflops():.0f}", f"{100 * fraction:.1f}" if fraction else "-", ""])
     return rows, run.backends.get("torch-cuda").info if "torch-cuda" in run.backends else {}
 
 
 def main(paths: list[str]) -> None:
-    peak: dict[str, float] = {}
     info, sections = {}, []
     for path in paths:
-        rows, info = rows_of(path, peak)
+        rows, info = rows_of(path)
         sections.append((results.read(path).suite.name, rows))
     print(f"device: {info.get('gpu')}  torch {info.get('torch')}  cuDNN {info.get('cudnn')}  "
           f"TF32 during timing: matmul={info.get('tf32_matmul')} cudnn={info.get('tf32_cudnn')}  "
-          f"GEMM peak: " + ", ".join(f"{d} {v / 1e12:.1f} TFLOP/s" for d, v in peak.items()))
+          f"GEMM peak: " + ", ".join(f"{d} {v / 1e3:.1f} TFLOP/s" for d, v in info.get("peak_gflops", {}).items()))
     headers = ["cell", "T", "H", "B", "harness fwd+bwd ms", "bare cuDNN ms", "ratio", "profile ms",
                "profile / bare", "GFLOP/s", "% peak", "note"]
     for name, rows in sections:

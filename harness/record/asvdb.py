@@ -58,6 +58,7 @@ class Metric:
     number: Callable[[Points], int | None] = lambda points: None  # calls per sample; None: tracked value
     description: str = ""
     param_names: tuple[str, ...] = tuple(PARAM_NAMES)
+    larger_is_better: bool = False  # harness compare turns it around, so that "+" is always worse
 
     def groups(self, run: RunResults) -> dict[tuple[str, ...], Points]:
         """The run's records per asv point, keyed by the repr()-encoded params."""
@@ -241,11 +242,30 @@ def _point_value(metric: Metric, records: Points) -> tuple[float | None, list | 
     return metric.value(ok), metric.samples(ok), metric.number(ok)
 
 
+def roofline_metrics(run: RunResults | None = None) -> tuple[Metric, ...]:
+    """Achieved GFLOP/s and the fraction of the GEMM peak (which needs the run: its machines' peaks)."""
+    return (
+        Metric("gflops_forward_backward", "time", "track", "GFLOP/s", _first(lambda p: p.gflops()),
+               description="analytic GEMM FLOPs of forward + backward over the median time", larger_is_better=True),
+        Metric("peak_fraction_forward_backward", "time", "track", "fraction",
+               _first(lambda p: run.peak_fraction(p) if run is not None else None),
+               description="achieved GFLOP/s over the measured GEMM peak of the device that ran it",
+               larger_is_better=True),
+    )
+
+
+def metric_named(name: str) -> Metric | None:
+    """The metric of an asv benchmark name (``suite.metric``), for what its values mean."""
+    short = name.split(".", 1)[-1]
+    return next((m for m in (*METRICS, *TRAIN_METRICS, *roofline_metrics()) if m.name == short), None)
+
+
 def metrics_for(run: RunResults) -> list[Metric]:
     """The asv benchmarks a run records: training metrics, or the run metrics of its suite's families."""
     if run.mode == "train":
         return list(TRAIN_METRICS)
-    return [m for m in METRICS if m.family in run.suite.metrics or (m.family == "compile" and run.compile)]
+    return [m for m in (*METRICS, *roofline_metrics(run))
+            if m.family in run.suite.metrics or (m.family == "compile" and run.compile)]
 
 
 def database_lock(results_dir: str | os.PathLike):

@@ -1,6 +1,7 @@
 """Where and with what a run was made: machine, CPU/GPU model, library versions, git commit."""
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import shutil
@@ -72,6 +73,14 @@ def git_state(path: str | os.PathLike = ".") -> dict:
 MACHINE_ENV = "HARNESS_MACHINE"
 
 
+@functools.lru_cache(maxsize=None)
+def cpu_peak(threads: int) -> dict[str, float]:
+    """This machine's measured CPU GEMM peak, once per process and thread count."""
+    from harness.measure.roofline import cpu_gemm_peak
+
+    return cpu_gemm_peak(threads)
+
+
 def machine_name() -> str:
     return os.environ.get(MACHINE_ENV) or platform.node()
 
@@ -91,5 +100,6 @@ def collect(threads: int) -> dict:
         "python_executable": sys.executable,
         "libraries": library_versions(),
         "threads": threads,
+        "peak_gflops": cpu_peak(max(threads, 1)),  # BLAS GEMM on the run's thread count, per dtype
         "git": git_state(),
     }

@@ -24,6 +24,7 @@ from harness.cells import cell_spec
 from harness.errors import HarnessError
 from harness.measure.gradients import DecayMetrics
 from harness.measure.load import LoadSample
+from harness.measure.roofline import Flops
 from harness.measure.timing import Measurement
 from harness.suites import Suite
 
@@ -163,9 +164,17 @@ class PointResult:
     machine: str = ""  # the machine that measured it, where not the run's own (a Dask cluster)
     hidden: int | None = None  # H and B of the point (None in files from before the size axes: the suite's)
     batch: int | None = None  # the timed batch; training points have the [train] batch, and the suite's here
+    flops: Flops | None = None  # analytic GEMM FLOPs of the timed forward and backward (harness run)
 
     def __post_init__(self):
         cell_spec(self.cell)  # a known cell (its name becomes part of page and figure file names)
+
+    def gflops(self, kind: str = "forward_backward") -> float | None:
+        """Achieved GFLOP/s of the timed ``forward`` or ``forward_backward`` (median time)."""
+        if self.flops is None or self.time is None:
+            return None
+        seconds = getattr(self.time, kind).median
+        return getattr(self.flops, kind) / seconds / 1e9 if seconds > 0 else None
 
     def pooled_with(self, later: PointResult) -> PointResult:
         """This point with a later timing round's samples added (``harness run``'s rounds)."""
@@ -228,6 +237,18 @@ class RunResults:
     compile: list[CompileResult] = field(default_factory=list)  # backends that compile (harness run)
     machines: dict[str, dict[str, Any]] = field(default_factory=dict)  # provenance of each other machine
     schema: int = SCHEMA
+
+    def peak_gflops(self, point: PointResult) -> float | None:
+        """The GEMM peak (GFLOP/s) of what ran ``point``: its backend's device where the backend
+        measured one (a GPU), else the CPU of the machine that measured it."""
+        device = self.backends[point.backend].info.get("peak_gflops", {}) if point.backend in self.backends else {}
+        machine = self.machines.get(point.machine, self.provenance) if point.machine else self.provenance
+        return device.get(point.dtype) or machine.get("peak_gflops", {}).get(point.dtype)
+
+    def peak_fraction(self, point: PointResult) -> float | None:
+        """Achieved / peak GFLOP/s of the point's forward + backward."""
+        achieved, peak = point.gflops(), self.peak_gflops(point)
+        return achieved / peak if achieved is not None and peak else None
 
     def machine_of(self, record: PointResult | CompileResult) -> str:
         """The name of the machine that measured ``record``."""
@@ -415,6 +436,7 @@ def point_row(point: PointResult) -> dict[str, Any]:
         "forward_iqr_s": t.forward.iqr if t else nan,
         "forward_backward_median_s": t.forward_backward.median if t else nan,
         "forward_backward_iqr_s": t.forward_backward.iqr if t else nan,
+        "gflops_forward_backward": point.gflops() or nan,
         "peak_bytes": mem.peak_bytes if mem else nan,
         "activation_bytes": mem.activation_bytes if mem else nan,
         "decay_rate": grad.decay_rate if grad else nan,

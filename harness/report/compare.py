@@ -110,9 +110,19 @@ def _isna(value: float | None) -> bool:
     return value is None or math.isnan(value)
 
 
-def change(key: PointKey, a: _Point, b: _Point, factor: float) -> Change:
-    """asv compare's decision for one point (``asv.commands.compare.Compare.print_table``)."""
+def change(key: PointKey, a: _Point, b: _Point, factor: float, oriented: bool = False) -> Change:
+    """asv compare's decision for one point (``asv.commands.compare.Compare.print_table``); a metric
+    where larger is better (GFLOP/s) is decided on its reciprocal, so that "+" is always worse."""
     from asv.commands.compare import _is_result_better
+
+    from harness.record.asvdb import metric_named
+
+    metric = metric_named(key[0])
+    if not oriented and metric is not None and metric.larger_is_better and a.value and b.value and not (
+            _isna(a.value) or _isna(b.value)):
+        decided = change(key, _Point(1 / a.value, None, None, a.version), _Point(1 / b.value, None, None, b.version),
+                         factor, oriented=True)
+        return Change(key, a.value, b.value, b.value / a.value, decided.mark, within_noise=decided.within_noise)
 
     ratio = None if _isna(a.value) or _isna(b.value) or a.value == 0 else b.value / a.value
     if a.version is not None and b.version is not None and a.version != b.version:

@@ -99,8 +99,8 @@ def training_summary(run: RunResults) -> Table:
 def run_summary(run: RunResults) -> Table:
     """One row per grid point: status, median times, peak memory, gradient metrics, loss vs baseline."""
     axes = size_axes(run)
-    headers = ["backend", "cell", "T", *axes, "status", "fwd ms", "fwd+bwd ms", "IQR %", "peak MiB",
-               "decay/step", "horizon", "loss/baseline", "note"]
+    headers = ["backend", "cell", "T", *axes, "status", "fwd ms", "fwd+bwd ms", "IQR %", "GFLOP/s", "% peak",
+               "peak MiB", "decay/step", "horizon", "loss/baseline", "note"]
     rows = []
     for p in run.points:
         t, mem, grad, loss = p.time, p.memory, p.gradient, p.loss
@@ -110,6 +110,8 @@ def run_summary(run: RunResults) -> Table:
             _num(t.forward.median if t else None, 1e3),
             _num(fb.median if fb else None, 1e3),
             _num(fb.relative_iqr if fb else None, 100, "{:.1f}"),
+            _num(p.gflops(), 1, "{:.3g}"),
+            _num(run.peak_fraction(p), 100, "{:.1f}"),
             _num(mem.peak_bytes if mem else None, 1 / 2**20, "{:.2f}"),
             _num(grad.decay_rate if grad else None, 1, "{:.2e}"),
             _num(grad.horizon if grad else None, 1, "{:d}"),

@@ -34,10 +34,14 @@ def summary_frame(run: RunResults):
     axes = size_axes(run)
     rows = results.frame(run)
     rows = rows[rows["status"] == results.OK]
-    rows = rows.assign(backend=[series(b, h, n, axes) for b, h, n in zip(rows["backend"], rows["hidden"], rows["batch"])])
+    ok = [p for p in run.points if p.status == results.OK]
+    fraction = [run.peak_fraction(p) for p in ok]
+    rows = rows.assign(backend=[series(b, h, n, axes) for b, h, n in zip(rows["backend"], rows["hidden"], rows["batch"])],
+                       peak_percent=[100 * f if f is not None else np.nan for f in fraction])
     return rows.assign(T=rows["seq_len"], fwd_bwd_s=rows["forward_backward_median_s"],
                        peak_mib=rows["peak_bytes"] / 2**20)[["backend", "cell", "T", "fwd_bwd_s", "peak_mib",
-                                                              "decay_rate"]]
+                                                              "decay_rate", "gflops_forward_backward",
+                                                              "peak_percent"]]
 
 
 def profile_frames(run: RunResults):
@@ -133,6 +137,12 @@ def draw(run: RunResults, out_dir: str | Path) -> list[Figure]:
         ("time", "fwd_bwd_s", "forward + backward (s)", "log",
          "Forward + backward time against T", "Median wall time of one forward and backpropagation through "
          "time of the recurrent layer (log-log), after warm-up, adaptive repeats."),
+        ("gflops", "gflops_forward_backward", "achieved GFLOP/s", "log",
+         "Achieved GFLOP/s against T", "Analytic GEMM FLOPs of forward + backward (docs/metrics.md) over the "
+         "median time: how much of the machine the backend uses."),
+        ("peak_fraction", "peak_percent", "% of GEMM peak", "linear",
+         "Fraction of the GEMM peak against T", "Achieved GFLOP/s as a percentage of the machine's measured GEMM "
+         "peak for the dtype (the CPU's BLAS on the run's threads, or the GPU's for a GPU backend)."),
         ("memory", "peak_mib", "peak memory (MiB)", "log",
          "Peak memory against T", "Peak bytes the backend allocated from prepare to the end of backward "
          "(tracemalloc, RSS or the CUDA allocator, per backend), log-log."),

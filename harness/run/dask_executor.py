@@ -46,9 +46,9 @@ _local: dict[tuple, LocalExecutor] = {}
 _local_guard = threading.Lock()  # one point at a time per Dask worker process, whatever its nthreads
 
 
-def _machine() -> tuple[str, dict[str, Any]]:
+def _machine(threads: int) -> tuple[str, dict[str, Any]]:
     """This machine's name and what its records carry of it (the client's git state is the run's)."""
-    prov = provenance.collect(threads=0)
+    prov = provenance.collect(threads)
     return prov["machine"], {k: v for k, v in prov.items() if k not in ("git", "threads")}
 
 
@@ -66,7 +66,7 @@ def _point_on_worker(job: PointJob, threads: int, timeout: float, env: dict[str,
     if multiprocessing.current_process().daemon:
         raise HarnessError("this Dask worker is a daemonic process, which cannot start the child process a point "
                            "runs in: start workers with DASK_DISTRIBUTED__WORKER__DAEMON=False")
-    machine, prov = _machine()
+    machine, prov = _machine(threads)
     outcome: list = []
     with _bench_lock(machine) if exclusive else contextlib.nullcontext(), _local_guard:
         from distributed import get_worker
@@ -86,7 +86,7 @@ def _point_on_worker(job: PointJob, threads: int, timeout: float, env: dict[str,
 
 def _compile_on_worker(backend: str, cell: str, suite: Suite,
                        memory_limit: int | None) -> tuple[CompileResult, str, dict]:
-    machine, prov = _machine()
+    machine, prov = _machine(suite.threads)
     with _bench_lock(machine), _local_guard:
         return LocalExecutor(memory_limit).measure_compile(backend, cell, suite), machine, prov
 

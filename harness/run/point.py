@@ -13,6 +13,7 @@ import numpy as np
 from harness.backend import Backend, Problem, check_gradients
 from harness.cells import activation_bytes
 from harness.measure import gradients
+from harness.measure.roofline import layer_flops
 from harness.measure.timing import Measurement, Timer
 from harness.record.results import OK, Gradient, LossAtInit, Memory, PointResult, Times
 from harness.run.grid import PointJob, SeededProblem, build
@@ -101,6 +102,7 @@ def measure(backend: Backend, job: PointJob, task: Task) -> PointResult:
         backend=job.backend, cell=job.cell, seq_len=job.seq_len, dtype=suite.dtype, status=OK, steps=steps,
         loss=LossAtInit(first.loss_init, first.baseline), time=times, memory=memory, gradient=gradient,
         duration_s=time.perf_counter() - started, hidden=hidden, batch=batch,
+        flops=layer_flops(job.cell, steps, batch, first.timed.x.shape[2], hidden) if times else None,
     )
 
 
