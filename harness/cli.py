@@ -105,7 +105,8 @@ def _grid(args, mode: str):
     suite = suites.load(args.suite)
     for cell in args.cells or ():
         check_choice("cell", cell, CELLS)
-    for option, values in (("--seq-lens", args.seq_lens), ("--hidden", args.hidden), ("--batch", args.batch)):
+    for option, values in (("--seq-lens", args.seq_lens), ("--hidden", args.hidden),
+                           ("--batch", getattr(args, "batch", None))):  # harness train has no --batch
         for value in values or ():
             if value < 1:
                 raise HarnessError(f"{option} must be positive, got {value}")

@@ -1,7 +1,9 @@
 """The ``numba`` backend: JIT-compiled CPU loops (plugins/numba_kernels.py) for rnn_tanh, lstm, gru.
 
 Buffers are allocated once in ``setup`` and reused by every call, so the timed calls allocate
-nothing and tracemalloc sees every buffer. The only parallelism is BLAS's, set from the
+nothing and tracemalloc sees every buffer. Memory stays near the analytic stored activations: what
+is needed only for a while (rnn_tanh's and GRU's input projection x W_ih^T, every cell's gate
+gradients) lives in buffers of ``CHUNK`` steps, and the weight-gradient GEMMs run per chunk of steps. The only parallelism is BLAS's, set from the
 harness's thread option (no prange around BLAS calls). Kernels are cached on disk (cache=True),
 so a second process loads them instead of compiling.
 """
@@ -15,6 +17,9 @@ from harness import Availability, Backend, Gradients, Outputs, Problem, hookimpl
 from harness.cells import cell_spec
 
 HARNESS_PLUGIN_API = 2
+#: Steps per chunk of the input projection and of the gate gradients: at T >= 500 a chunk buffer adds
+#: under 5% to the stored activations, and its GEMMs (CHUNK * B rows) stay large enough for BLAS.
+CHUNK = 32
 
 
 class NumbaBackend(Backend):
@@ -69,13 +74,17 @@ class NumbaBackend(Backend):
         self.bias = p["bias_ih"] + p["bias_hh"]
         self.b_ih = np.ascontiguousarray(p["bias_ih"])
         self.b_hh = np.ascontiguousarray(p["bias_hh"])
-        self.xp = e("xp", T, B, G)  # x W_ih^T (biases join in the kernels); LSTM overwrites it with its gates
+        lstm = cell_spec(problem.cell).has_cell_state
+        C = min(CHUNK, T)
+        # x W_ih^T (biases join in the kernels): per chunk, except LSTM's, which becomes its stored gates
+        self.xp = e("xp", T if lstm else C, B, G)
         self.hs = e("hs", T + 1, B, H, zero=True)  # hs[0] = h_0 = 0: the kernels never write it
-        # backward of rnn_tanh and gru no longer needs x W_ih^T: its gradient reuses that buffer
-        self.dgi = e("dgi", T, B, G) if cell_spec(problem.cell).has_cell_state else self.xp
+        # backward of rnn_tanh and gru no longer needs x W_ih^T: its gate gradients reuse that buffer
+        self.dgi = e("dgi", C, B, G) if lstm else self.xp
         self.dh_next, self.tmp, self.rec = e("dh_next", B, H), e("tmp", B, H), e("rec", B, G)
         self.grads = {"weight_ih": e("dw_ih", G, I), "weight_hh": e("dw_hh", G, H), "bias_ih": e("db_ih", G),
                       "bias_hh": e("db_hh", G)}
+        self.chunk_grads = {"weight_ih": e("cw_ih", G, I), "weight_hh": e("cw_hh", G, H), "bias": e("cb", G)}
         self.dx = e("dx", T, B, I)
         self.dh_all, self.dc_all = self._buffers.get("dh_all"), self._buffers.get("dc_all")  # per-step: on request
         if cell_spec(problem.cell).has_cell_state:
@@ -83,7 +92,7 @@ class NumbaBackend(Backend):
             self.tcs, self.dc_next = e("tcs", T, B, H), e("dc_next", B, H)
         if problem.cell == "gru":
             self.rz, self.ns, self.ghn = e("rz", T, B, 2 * H), e("ns", T, B, H), e("ghn", T, B, H)
-            self.dgh = e("dgh", T, B, G)
+            self.dgh = e("dgh", C, B, G)
         self._per_step = False
 
     def _buffer(self, name: str, *shape: int, zero: bool = False) -> np.ndarray:
@@ -104,43 +113,66 @@ class NumbaBackend(Backend):
                 setattr(self, name, None)
         self._buffers: dict[str, np.ndarray] = {}
 
+    def _chunks(self) -> list[tuple[int, int]]:
+        """(t0, t1) of each chunk of steps, in time order."""
+        T, C = self.hs.shape[0] - 1, self.dgi.shape[0]
+        return [(t0, min(t0 + C, T)) for t0 in range(0, T, C)]
+
     def forward(self) -> None:
         cell, k = self.problem.cell, self.k
-        np.matmul(self.x2, self.w_ih_t, out=self.xp.reshape(-1, self.xp.shape[2]))
-        if cell == "rnn_tanh":
-            k.rnn_forward(k.BLAS, self.xp, self.bias, self.w_hh_t, self.hs)
-        elif cell == "lstm":
+        B, G = self.xp.shape[1:]
+        if cell == "lstm":  # the whole projection: the kernel turns it into the gates backward needs
+            np.matmul(self.x2, self.w_ih_t, out=self.xp.reshape(-1, G))
             k.lstm_forward(k.BLAS, self.xp, self.bias, self.w_hh_t, self.hs, self.cs, self.tcs, self.rec)
-        else:
-            k.gru_forward(k.BLAS, self.xp, self.b_ih, self.w_hh_t, self.b_hh, self.hs, self.rz, self.ns, self.ghn,
-                          self.rec)
+            return
+        for t0, t1 in self._chunks():
+            xp, hs = self.xp[: t1 - t0], self.hs[t0:t1 + 1]
+            np.matmul(self.x2[t0 * B:t1 * B], self.w_ih_t, out=xp.reshape(-1, G))
+            if cell == "rnn_tanh":
+                k.rnn_forward(k.BLAS, xp, self.bias, self.w_hh_t, hs)
+            else:
+                k.gru_forward(k.BLAS, xp, self.b_ih, self.w_hh_t, self.b_hh, hs, self.rz[t0:t1], self.ns[t0:t1],
+                              self.ghn[t0:t1], self.rec)
 
     def backward(self, per_step: bool = False) -> None:
         cell, k = self.problem.cell, self.k
         if per_step and self.dh_all is None:  # per-step gradients: allocated on the first untimed request
             T, B, H = self.grad_h.shape
             self.dh_all, self.dc_all = self._buffer("dh_all", T, B, H), self._buffer("dc_all", T, B, H)
-        dh_all = self.dh_all if per_step else self.tmp[None]  # kernels write it only with per_step
-        dc_all = self.dc_all if per_step else self.tmp[None]
-        if cell == "rnn_tanh":
-            k.rnn_backward(k.BLAS, self.grad_h, self.hs, self.w_hh, self.dgi, self.dh_next, dh_all, per_step)
-        elif cell == "lstm":
-            k.lstm_backward(k.BLAS, self.grad_h, self.xp, self.cs, self.tcs, self.w_hh, self.dgi, self.dh_next,
-                            self.dc_next, dh_all, dc_all, per_step)
-        else:
-            k.gru_backward(k.BLAS, self.grad_h, self.hs, self.rz, self.ns, self.ghn, self.w_hh, self.dgi, self.dgh,
-                           self.dh_next, self.tmp, dh_all, per_step)
-        # Weight and input gradients: GEMMs over all T*B rows, after the loop.
-        G, H, I = self.dgi.shape[2], self.hs.shape[2], self.x2.shape[1]
-        dgi2 = self.dgi.reshape(-1, G)
-        dgh2 = self.dgh.reshape(-1, G) if cell == "gru" else dgi2
-        g = self.grads
-        np.matmul(dgi2.T, self.x2, out=g["weight_ih"])
-        np.matmul(dgh2.T, self.hs[:-1].reshape(-1, H), out=g["weight_hh"])
-        np.sum(dgi2, axis=0, out=g["bias_ih"])
-        np.sum(dgh2, axis=0, out=g["bias_hh"])
-        np.matmul(dgi2, self.w_ih, out=self.dx.reshape(-1, I))
+        self.dh_next[:] = 0.0  # the kernels carry them from one chunk to the one before
+        if cell == "lstm":
+            self.dc_next[:] = 0.0
+        for g in self.grads.values():
+            g[:] = 0.0
+        for t0, t1 in reversed(self._chunks()):
+            n, s = t1 - t0, slice(t0, t1)
+            dh_all = self.dh_all[s] if per_step else self.tmp[None]  # kernels write it only with per_step
+            dgi = self.dgi[:n]
+            if cell == "rnn_tanh":
+                k.rnn_backward(k.BLAS, self.grad_h[s], self.hs[t0:t1 + 1], self.w_hh, dgi, self.dh_next, dh_all,
+                               per_step)
+            elif cell == "lstm":
+                dc_all = self.dc_all[s] if per_step else self.tmp[None]
+                k.lstm_backward(k.BLAS, self.grad_h[s], self.xp[s], self.cs[t0:t1 + 1], self.tcs[s], self.w_hh, dgi,
+                                self.dh_next, self.dc_next, dh_all, dc_all, per_step)
+            else:
+                k.gru_backward(k.BLAS, self.grad_h[s], self.hs[t0:t1 + 1], self.rz[s], self.ns[s], self.ghn[s],
+                               self.w_hh, dgi, self.dgh[:n], self.dh_next, self.tmp, dh_all, per_step)
+            self._weight_gradients(t0, t1, dgi, self.dgh[:n] if cell == "gru" else dgi)
         self._per_step = per_step
+
+    def _weight_gradients(self, t0: int, t1: int, dgi: np.ndarray, dgh: np.ndarray) -> None:
+        """Add one chunk's share of the weight and bias gradients; write its steps' dL/dx."""
+        B, G = dgi.shape[1:]
+        H, I = self.hs.shape[2], self.x2.shape[1]
+        dgi2, dgh2 = dgi.reshape(-1, G), dgh.reshape(-1, G)
+        g, c = self.grads, self.chunk_grads
+        np.add(g["weight_ih"], np.matmul(dgi2.T, self.x2[t0 * B:t1 * B], out=c["weight_ih"]), out=g["weight_ih"])
+        np.add(g["weight_hh"], np.matmul(dgh2.T, self.hs[t0:t1].reshape(-1, H), out=c["weight_hh"]),
+               out=g["weight_hh"])
+        np.add(g["bias_ih"], np.sum(dgi2, axis=0, out=c["bias"]), out=g["bias_ih"])
+        np.add(g["bias_hh"], np.sum(dgh2, axis=0, out=c["bias"]), out=g["bias_hh"])
+        np.matmul(dgi2, self.w_ih, out=self.dx[t0:t1].reshape(-1, I))
 
     def outputs(self) -> Outputs:
         """Read-only views of the state buffers (valid until the next forward): training reads h_t

@@ -3,7 +3,9 @@
 Each step does one recurrent GEMM into a preallocated buffer (``gemm``, below) and ONE fused loop over all gate nonlinearities and the state update; backward does one fused
 pointwise loop and one GEMM for dh_{t-1} per step. Nothing is allocated inside the loops. The
 input projection and the weight/input gradients are large GEMMs done by the caller. Notation and
-buffers follow harness/reference.py (hs[0] = h_0 = 0, hs[t] is h_{t-1} at step t).
+buffers follow harness/reference.py (hs[0] = h_0 = 0, hs[t] is h_{t-1} at step t). A kernel may run
+on a chunk of steps (slices of the time axis): backward kernels carry dh_next (and dc_next) from the
+chunk after, so the caller zeroes them once before the last chunk.
 
 fastmath is on except for the no-NaN/no-inf assumptions, so that explosion still yields inf.
 Without SVML, LLVM cannot vectorise calls to libm's tanh/exp; in float32 the kernels therefore use
@@ -165,7 +167,6 @@ def rnn_forward(blas, xp, bias, w_hh_t, hs):
 def rnn_backward(blas, grad_h, hs, w_hh, dgi, dh_next, dh_all, per_step):
     T, B, H = grad_h.shape
     one_ = one(grad_h)
-    dh_next[:] = 0.0
     for t in range(T - 1, -1, -1):
         for b in range(B):
             up, nxt, h, da = grad_h[t, b], dh_next[b], hs[t + 1, b], dgi[t, b]
@@ -206,8 +207,6 @@ def lstm_forward(blas, gates, bias, w_hh_t, hs, cs, tcs, rec):
 def lstm_backward(blas, grad_h, gates, cs, tcs, w_hh, dgi, dh_next, dc_next, dh_all, dc_all, per_step):
     T, B, H = grad_h.shape
     one_ = one(grad_h)
-    dh_next[:] = 0.0
-    dc_next[:] = 0.0
     for t in range(T - 1, -1, -1):
         for b in range(B):
             g, tc, c_prev, da = gates[t, b], tcs[t, b], cs[t, b], dgi[t, b]
@@ -254,7 +253,6 @@ def gru_forward(blas, xp, b_ih, w_hh_t, b_hh, hs, rz, ns, ghn, gh):
 def gru_backward(blas, grad_h, hs, rz, ns, ghn, w_hh, dgi, dgh, dh_next, dhz, dh_all, per_step):
     T, B, H = grad_h.shape
     one_ = one(grad_h)
-    dh_next[:] = 0.0
     for t in range(T - 1, -1, -1):
         for b in range(B):
             s, n, hn, h_prev = rz[t, b], ns[t, b], ghn[t, b], hs[t, b]

@@ -190,7 +190,7 @@ def test_training_is_recorded_into_asv_and_published(tmp_path):
     data = json.loads(result_file.read_text())
     columns = data["result_columns"]
     solve = dict(zip(columns, data["results"]["tiny.train_iterations_to_solve"]))
-    assert solve["params"] == [["'numpy'"], ["'rnn_tanh'", "'gru'"], ["12"]]
+    assert solve["params"] == [["'numpy'"], ["'rnn_tanh'", "'gru'"], ["12"], ["4"], ["2"]]
     assert solve["result"] == [21, 21]  # temporal order is not learned in 20 iterations: the budget + 1
     harness("publish", cwd=repo, check=True)
     page = (repo / "results/html/harness/tiny-train/index.html").read_text()
