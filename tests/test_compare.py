@@ -62,11 +62,17 @@ def test_report_shows_only_significant_changes_by_ratio_in_sections(tmp_path):
     assert " c " in render(compare_report(changes, only_changed=False))
 
 
-def test_a_metric_where_larger_is_better_is_flagged_when_it_falls():
+def test_metrics_derived_from_the_time_are_never_marked_on_their_own():
     from harness.report.compare import _Point, change
 
     key = ("tiny.gflops_forward_backward", ("a", "lstm", "10", "4", "2"))
-    assert change(key, _Point(100.0, None, None, "v"), _Point(50.0, None, None, "v"), 1.1).mark == "+"
-    assert change(key, _Point(100.0, None, None, "v"), _Point(200.0, None, None, "v"), 1.1).mark == "-"
-    faster = change(("tiny.time_forward", key[1]), _Point(1.0, None, None, "v"), _Point(0.5, None, None, "v"), 1.1)
+    halved = change(key, _Point(100.0, None, None, "v"), _Point(50.0, None, None, "v"), 1.1)
+    assert halved.mark == " " and halved.ratio == 0.5  # the time_forward_backward row carries the change
+
+
+def test_a_time_falling_is_an_improvement():
+    from harness.report.compare import _Point, change
+
+    key = ("tiny.time_forward", ("a", "lstm", "10", "4", "2"))
+    faster = change(key, _Point(1.0, None, None, "v"), _Point(0.5, None, None, "v"), 1.1)
     assert faster.mark == "-" and faster.ratio == 0.5

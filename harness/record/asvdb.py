@@ -3,7 +3,8 @@
 asv is the storage and presentation layer only: the harness never runs ``asv run``. Each suite
 metric is one asv benchmark ``<suite>.<metric>`` with params backend x cell x seq_len; a run at a
 commit is one asv ``Results`` (machine, commit, environment). Values: NaN = skipped, null = failed.
-Every metric is oriented so that larger is worse, because asv flags upward steps as regressions.
+Every metric is oriented so that larger is worse, because asv flags upward steps as regressions;
+the exceptions, GFLOP/s and the fraction of peak, are derived from the time and never marked by compare.
 
 Runs from a dirty tree (or with ``--label``) are stored under ``results/labels/<label>/``, which
 has no ``machine.json`` and is therefore invisible to ``asv publish``: they never enter the
@@ -58,7 +59,7 @@ class Metric:
     number: Callable[[Points], int | None] = lambda points: None  # calls per sample; None: tracked value
     description: str = ""
     param_names: tuple[str, ...] = tuple(PARAM_NAMES)
-    larger_is_better: bool = False  # harness compare turns it around, so that "+" is always worse
+    derived_from: str = ""  # a metric computed from another (GFLOP/s from the time): compare marks only that one
 
     def groups(self, run: RunResults) -> dict[tuple[str, ...], Points]:
         """The run's records per asv point, keyed by the repr()-encoded params."""
@@ -246,11 +247,12 @@ def roofline_metrics(run: RunResults | None = None) -> tuple[Metric, ...]:
     """Achieved GFLOP/s and the fraction of the GEMM peak (which needs the run: its machines' peaks)."""
     return (
         Metric("gflops_forward_backward", "time", "track", "GFLOP/s", _first(lambda p: p.gflops()),
-               description="analytic GEMM FLOPs of forward + backward over the median time", larger_is_better=True),
+               description="analytic GEMM FLOPs of forward + backward over the median time",
+               derived_from="time_forward_backward"),
         Metric("peak_fraction_forward_backward", "time", "track", "fraction",
                _first(lambda p: run.peak_fraction(p) if run is not None else None),
                description="achieved GFLOP/s over the measured GEMM peak of the device that ran it",
-               larger_is_better=True),
+               derived_from="time_forward_backward"),
     )
 
 

@@ -1,7 +1,8 @@
 """``harness compare A B``: what changed between two commits or labels, decided as ``asv compare`` does.
 
 A and B are commit prefixes (history points) or labels (dirty-tree and ``--label`` runs). ratio =
-after / before; every metric is oriented so that larger is worse. The marks are asv's, from asv's own
+after / before; every metric is oriented so that larger is worse (GFLOP/s and the fraction of peak,
+derived from the time, are shown and never marked). The marks are asv's, from asv's own
 decision (``asv.commands.compare._is_result_better``, which uses the stored samples' confidence
 intervals where the benchmark has them): ``+`` a significant regression beyond the factor, ``-`` a
 significant improvement, ``!`` newly failed, ``*`` newly fixed, ``x`` not comparable (the benchmark's
@@ -110,19 +111,17 @@ def _isna(value: float | None) -> bool:
     return value is None or math.isnan(value)
 
 
-def change(key: PointKey, a: _Point, b: _Point, factor: float, oriented: bool = False) -> Change:
+def change(key: PointKey, a: _Point, b: _Point, factor: float) -> Change:
     """asv compare's decision for one point (``asv.commands.compare.Compare.print_table``); a metric
-    where larger is better (GFLOP/s) is decided on its reciprocal, so that "+" is always worse."""
+    derived from another (GFLOP/s from the time) is shown, never marked: its source row carries the change."""
     from asv.commands.compare import _is_result_better
 
     from harness.record.asvdb import metric_named
 
     metric = metric_named(key[0])
-    if not oriented and metric is not None and metric.larger_is_better and a.value and b.value and not (
-            _isna(a.value) or _isna(b.value)):
-        decided = change(key, _Point(1 / a.value, None, None, a.version), _Point(1 / b.value, None, None, b.version),
-                         factor, oriented=True)
-        return Change(key, a.value, b.value, b.value / a.value, decided.mark, within_noise=decided.within_noise)
+    if metric is not None and metric.derived_from and not (_isna(a.value) or _isna(b.value)):
+        # its change is its source's (GFLOP/s is FLOPs / time, with a per-run peak probe): never marked twice
+        return Change(key, a.value, b.value, b.value / a.value if a.value else None, " ")
 
     ratio = None if _isna(a.value) or _isna(b.value) or a.value == 0 else b.value / a.value
     if a.version is not None and b.version is not None and a.version != b.version:
