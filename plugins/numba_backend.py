@@ -3,9 +3,9 @@
 Buffers are allocated once in ``setup`` and reused by every call, so the timed calls allocate
 nothing and tracemalloc sees every buffer. Memory stays near the analytic stored activations: what
 is needed only for a while (rnn_tanh's and GRU's input projection x W_ih^T, every cell's gate
-gradients) lives in buffers of ``CHUNK`` steps, and the weight-gradient GEMMs run per chunk of steps. The only parallelism is BLAS's, set from the
-harness's thread option (no prange around BLAS calls). Kernels are cached on disk (cache=True),
-so a second process loads them instead of compiling.
+gradients) lives in buffers of ``CHUNK`` steps, and the weight-gradient GEMMs run per chunk of steps.
+The only parallelism is BLAS's, set from the harness's thread option (no prange around BLAS calls).
+Kernels are cached on disk (cache=True), so a second process loads them instead of compiling.
 """
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """Numba kernels for the time loops of every cell; imported only when the numba backend is used.
 
-Each step does one recurrent GEMM into a preallocated buffer (``gemm``, below) and ONE fused loop over all gate nonlinearities and the state update; backward does one fused
+Each step does one recurrent GEMM into a preallocated buffer (``gemm``, below) and ONE fused loop
+over all gate nonlinearities and the state update; backward does one fused
 pointwise loop and one GEMM for dh_{t-1} per step. Nothing is allocated inside the loops. The
-input projection and the weight/input gradients are large GEMMs done by the caller. Notation and
+input projection and the weight/input gradients are GEMMs the caller does per chunk. Notation and
 buffers follow harness/reference.py (hs[0] = h_0 = 0, hs[t] is h_{t-1} at step t). A kernel may run
 on a chunk of steps (slices of the time axis): backward kernels carry dh_next (and dc_next) from the
 chunk after, so the caller zeroes them once before the last chunk.

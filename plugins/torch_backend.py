@@ -10,8 +10,10 @@ LSTM, cuDNN on CUDA). Per-step gradients, which a fused kernel does not expose:
   all steps with one GEMM from the layer's h (and tanh(c_t) = h_t / o_t).
 - GRU, stepped: its recurrent term r * (W_hn h + b_hn) is not a linear function of an input, so the
   same equations are stepped in torch with a zero tensor added to each h_t, whose gradient is the
-  total dL/dh_t (``_stepped_backward``, also the reference the fused path is tested against). torch is imported when a backend is first used, never at plugin
-import, so that listing plugins stays fast and a missing torch only makes these unavailable.
+  total dL/dh_t (``_stepped_backward``, also the reference the fused path is tested against).
+
+torch is imported when a backend is first used, never at plugin import, so that listing plugins
+stays fast and a missing torch only makes these unavailable.
 """
 from __future__ import annotations
 

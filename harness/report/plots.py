@@ -36,7 +36,8 @@ def summary_frame(run: RunResults):
     rows = rows[rows["status"] == results.OK]
     ok = [p for p in run.points if p.status == results.OK]
     fraction = [run.peak_fraction(p) for p in ok]
-    rows = rows.assign(backend=[series(b, h, n, axes) for b, h, n in zip(rows["backend"], rows["hidden"], rows["batch"])],
+    names = [series(b, h, n, axes) for b, h, n in zip(rows["backend"], rows["hidden"], rows["batch"])]
+    rows = rows.assign(backend=names,
                        peak_percent=[100 * f if f is not None else np.nan for f in fraction])
     return rows.assign(T=rows["seq_len"], fwd_bwd_s=rows["forward_backward_median_s"],
                        peak_mib=rows["peak_bytes"] / 2**20)[["backend", "cell", "T", "fwd_bwd_s", "peak_mib",

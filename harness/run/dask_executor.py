@@ -168,7 +168,8 @@ class DaskExecutor:
             if all(offered.get(name, 0) >= amount for name, amount in needs.items()):
                 return None
         wanted = " ".join(f"{k}={v:g}" for k, v in needs.items())
-        return f"no Dask worker offers the resources {wanted} (start one with `dask worker ... --resources \"{wanted}\"`)"
+        return (f"no Dask worker offers the resources {wanted} "
+                f"(start one with `dask worker ... --resources \"{wanted}\"`)")
 
     @_one_line_when_disconnected
     def availability(self, backend: str) -> Availability:

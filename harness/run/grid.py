@@ -35,7 +35,8 @@ class PointJob:
             return f"{self.backend} {self.cell} {self.suite.dtype} compile time"
         seed = f" seed {self.seed}" if self.seed is not None else ""
         rounds = f" (timing round {self.round}/{self.suite.timing.passes})" if self.mode == "time" else ""
-        sizes = f" H={self.suite.hidden} B={self.suite.batch}" if self.suite.hidden_sizes or self.suite.batch_sizes else ""
+        sized = self.suite.hidden_sizes or self.suite.batch_sizes
+        sizes = f" H={self.suite.hidden} B={self.suite.batch}" if sized else ""
         return f"{self.backend} {self.cell} T={self.seq_len}{sizes}{seed}{rounds}"
 
 

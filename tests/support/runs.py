@@ -17,8 +17,8 @@ PROVENANCE = {"machine": "testbox", "os": "Linux", "arch": "x86_64", "cpu": "cpu
 
 def synthetic_point(backend: str, seq_len: int, median: float, status: str = OK, horizon: int | None = 5,
                     steps: int | None = None, spread: float = 0.01) -> PointResult:
-    """An lstm point (H=4, B=2, as tests.support.suites.write_suite's suite) whose timings are 11 samples spread evenly over ``median`` * (1 +- ``spread``),
-    or a failed/skipped one."""
+    """An lstm point (H=4, B=2, as tests.support.suites.write_suite's suite) whose timings are 11 samples
+    spread evenly over ``median`` * (1 +- ``spread``), or a failed/skipped one."""
     if status != OK:
         return PointResult(backend, "lstm", seq_len, "float32", status, reason="why", hidden=4, batch=2)
     samples = [median * (1 + spread * f) for f in (-1.0, -0.8, -0.6, -0.4, -0.2, 0.0, 0.2, 0.4, 0.6, 0.8, 1.0)]
