@@ -29,9 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _shapes(n: int = 6):
-    """Edge cases first (B=1, H=1, T=1), then seeded random (T, B, I, H)."""
+    """Edge cases first (B=1, H=1, T=1; T at and around the 32-step chunk: one chunk, a full one plus
+    a one-step one, several), then seeded random (T, B, I, H)."""
     rng = np.random.default_rng(2024)
-    yield from [(1, 1, 1, 1), (1, 3, 2, 4), (5, 1, 3, 1), (4, 2, 1, 3)]
+    yield from [(1, 1, 1, 1), (1, 3, 2, 4), (5, 1, 3, 1), (4, 2, 1, 3), (32, 2, 2, 5), (33, 2, 2, 5), (70, 3, 2, 4)]
     for _ in range(n):
         yield tuple(int(v) for v in (rng.integers(1, 40), rng.integers(1, 9), rng.integers(1, 7), rng.integers(1, 33)))
 
