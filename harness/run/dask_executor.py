@@ -178,7 +178,8 @@ class DaskExecutor:
         missing = self._missing_resources(backend)
         if missing:
             return Availability(False, missing)
-        return self._gather_one(self._submit(_availability_on_worker, backend, backend=backend))
+        outcome = self._outcome(self._submit(_availability_on_worker, backend, backend=backend))
+        return Availability(False, outcome) if isinstance(outcome, str) else outcome
 
     def _submit(self, fn, *args, backend: str):
         """``fn(*args)`` as a task on a worker with ``backend``'s resources, never retried by Dask."""
@@ -252,10 +253,6 @@ class DaskExecutor:
             raise HarnessError(f"lost the connection to the Dask scheduler {self.where} ({exc})") from None
         except Exception as exc:  # raised in the task, outside the point's own process
             return f"{type(exc).__name__} on the Dask worker: {exc}"
-
-    def _gather_one(self, future) -> Any:
-        outcome = self._outcome(future)
-        return Availability(False, outcome) if isinstance(outcome, str) else outcome
 
 
 def _with_machine(record, machine: str):

@@ -234,9 +234,14 @@ class LocalExecutor:
             worker.stop()
         self._workers.clear()
 
+    @staticmethod
+    def _key(backend: str, threads: int, env: dict[str, str] | None) -> tuple:
+        """What makes two workers interchangeable: the backend, its threads and its environment."""
+        return backend, threads, tuple(sorted((env or {}).items()))
+
     def _worker(self, backend: str, threads: int, env: dict[str, str] | None, timeout: float) -> _Worker:
         """The running worker for ``backend`` (started, and waited for, when there is none)."""
-        key = (backend, threads, tuple(sorted((env or {}).items())))
+        key = self._key(backend, threads, env)
         if key not in self._workers:
             worker = _Worker(backend, threads, env, self.memory_limit, self.pin)
             error = worker.wait_ready(min(START_TIMEOUT, timeout))
@@ -259,7 +264,7 @@ class LocalExecutor:
                 if job.backend in start_errors:
                     on_result(job, failed(job, start_errors[job.backend]))
                     continue
-                key = (job.backend, threads, tuple(sorted((env or {}).items())))
+                key = self._key(job.backend, threads, env)
                 if not self.keep_workers:
                     self._drop(keep=key)  # one backend's worker at a time
                 try:
