@@ -80,6 +80,34 @@ def test_a_killed_dask_worker_fails_its_point_once_and_loses_nothing_finished(pl
     assert all(p.status == "ok" for k, p in by_key.items() if k != ("kills-dask-worker", 20))
 
 
+def test_a_worker_restarted_after_it_died_runs_the_points_left(plugin_dir, tmp_path):
+    """With one worker, the points after the one that killed it run on the worker its nanny starts
+    again, which must still be allowed to start the child process a point runs in."""
+    add_misbehaving(plugin_dir)
+    suite = suites.load(write_suite(tmp_path / "tiny", seq_lens="[12, 20, 24]", metrics='["gradient"]'))
+    with DaskExecutor(workers=1) as executor:
+        run = _run(suite, ["kills-dask-worker"], tmp_path, executor)
+    by_len = {p.seq_len: p for p in results.read(run.path).points}
+    assert {t: p.status for t, p in by_len.items()} == {12: "ok", 20: "failed", 24: "ok"}, by_len[24].reason
+
+
+def test_a_cluster_left_without_workers_ends_the_run_and_keeps_what_finished(monkeypatch, tmp_path):
+    from distributed import LocalCluster
+
+    from harness.errors import HarnessError
+    from harness.run import dask_executor
+
+    monkeypatch.setattr(dask_executor, "POLL_S", 0.2)
+    monkeypatch.setattr(dask_executor, "NO_WORKER_S", 1.0)
+    suite = suites.load(write_suite(tmp_path / "tiny"))
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster, \
+            DaskExecutor(scheduler=cluster.scheduler_address) as executor:
+        with pytest.raises(HarnessError, match="has had no worker for 1 s"):
+            _run(suite, ["numpy"], tmp_path, executor)
+    (path,) = (tmp_path / "results" / "runs").glob("*.json")
+    assert results.read(path).status == "interrupted"
+
+
 def _start(*args: str, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_" + args[0], *args[1:]],
                             env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -11,8 +11,10 @@ Only this process (the client) writes files; workers return records.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import threading
+import time
 from typing import Any
 
 from harness.backend import Availability
@@ -30,6 +32,8 @@ CLUSTER_CONFIG = {"distributed.scheduler.allowed-failures": 0, "distributed.work
                   "distributed.scheduler.worker-saturation": 1.0}
 STARTED = "harness-point-started"  # the event topic a task logs when it begins (see DaskExecutor.run)
 CONNECT_TIMEOUT = "30s"
+POLL_S = 5.0  # how often a run waiting on its points looks whether the cluster still has a worker
+NO_WORKER_S = 120.0  # a cluster without a worker for this long ends the run: nothing could finish
 
 
 def timed(job: PointJob, share_cpus: bool = False) -> bool:
@@ -69,9 +73,7 @@ def _point_on_worker(job: PointJob, threads: int, timeout: float, env: dict[str,
     machine, prov = _machine(threads)
     outcome: list = []
     with _bench_lock(machine) if exclusive else contextlib.nullcontext(), _local_guard:
-        from distributed import get_worker
-
-        get_worker().log_event(STARTED, {"key": get_worker().get_current_task()})
+        _log_started()
         key = (memory_limit, exclusive, job.round)  # a later timing round: fresh child processes
         if key not in _local:
             for stale in _local.values():
@@ -82,6 +84,14 @@ def _point_on_worker(job: PointJob, threads: int, timeout: float, env: dict[str,
         local.run([job], lambda _job, result: outcome.append(result), threads, timeout, env=env)
         info = local.backend_info.get(job.backend, {})
     return outcome[0], info, machine, prov
+
+
+def _log_started() -> None:
+    """Tell the scheduler that this task's point begins, and wait until it knows: a point that kills
+    its worker straight away must not pass for one that never began (and be run a second time)."""
+    from distributed import get_client, get_worker
+
+    get_client().log_event(STARTED, {"key": get_worker().get_current_task()})
 
 
 def _compile_on_worker(backend: str, cell: str, suite: Suite,
@@ -129,21 +139,29 @@ class DaskExecutor:
         self.memory_limit, self.share_cpus, self.scheduler = memory_limit, share_cpus, scheduler
         self._cluster = None
         self._calls: dict[str, tuple] = {}  # task key -> (function, arguments), to run a never-started task again
-        with dask.config.set(CLUSTER_CONFIG):
-            try:
-                if scheduler:
-                    self.client = Client(scheduler, timeout=CONNECT_TIMEOUT)
-                else:
-                    self._cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True,
-                                                 dashboard_address=None)
-                    self.client = Client(self._cluster)
-            except (OSError, TimeoutError) as exc:
-                raise HarnessError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
+        self._retries: set[str] = set()  # keys of tasks that are such a second run
+        # Set for the executor's whole life, not only while the cluster starts: a nanny reads
+        # ``worker.daemon`` again when it restarts a worker that died.
+        self._config = contextlib.ExitStack()
+        self._config.enter_context(dask.config.set(CLUSTER_CONFIG))
+        try:
+            if scheduler:
+                self.client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+            else:
+                self._cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True,
+                                             dashboard_address=None)
+                self.client = Client(self._cluster)
+        except (OSError, TimeoutError) as exc:
+            self._config.close()
+            raise HarnessError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
 
     def close(self) -> None:
-        self.client.close()
-        if self._cluster is not None:
-            self._cluster.close()
+        try:
+            self.client.close()
+            if self._cluster is not None:
+                self._cluster.close()
+        finally:
+            self._config.close()
 
     def __enter__(self) -> DaskExecutor:
         return self
@@ -179,7 +197,7 @@ class DaskExecutor:
         if missing:
             return Availability(False, missing)
         outcome = self._outcome(self._submit(_availability_on_worker, backend, backend=backend))
-        return Availability(False, outcome) if isinstance(outcome, str) else outcome
+        return Availability(False, outcome.reason) if isinstance(outcome, _Failure) else outcome
 
     def _submit(self, fn, *args, backend: str):
         """``fn(*args)`` as a task on a worker with ``backend``'s resources, never retried by Dask."""
@@ -194,11 +212,28 @@ class DaskExecutor:
         """Whether the task of ``future`` began running on a worker."""
         return any(event.get("key") == future.key for _, event in self.client.get_events(STARTED))
 
+    def _wait_for_any(self, futures: list) -> set:
+        """The futures that are done, once one is; a cluster left without a worker for ``NO_WORKER_S``
+        seconds (all died, none joined) ends the run instead of waiting for ever."""
+        from distributed import TimeoutError as WaitedTooLong
+        from distributed import wait
+
+        alone_since = None
+        while True:
+            try:
+                return wait(futures, timeout=POLL_S, return_when="FIRST_COMPLETED").done
+            except WaitedTooLong:
+                if self.client.scheduler_info()["workers"]:
+                    alone_since = None
+                elif alone_since is None:
+                    alone_since = time.monotonic()
+                elif time.monotonic() - alone_since > NO_WORKER_S:
+                    raise HarnessError(f"the Dask cluster {self.where} has had no worker for {NO_WORKER_S:g} s "
+                                       f"(start some, or check why they died)") from None
+
     @_one_line_when_disconnected
     def run(self, jobs: list[PointJob], on_result: OnResult, threads: int, timeout: float,
             on_progress: OnProgress | None = None, env: dict[str, str] | None = None) -> None:
-        from distributed import as_completed
-
         futures = {}
         for job in jobs:
             missing = self._missing_resources(job.backend)
@@ -208,54 +243,65 @@ class DaskExecutor:
             futures[self._submit(_point_on_worker, job, threads, timeout, env, self.memory_limit,
                                  timed(job, self.share_cpus), backend=job.backend)] = job
         try:
-            pending = as_completed(futures)
-            for future in pending:
-                job = futures[future]
-                outcome = self._outcome(future)
-                if isinstance(outcome, str) and not self._started(future):
-                    # Its worker died before the point began (another point killed it): run it once,
-                    # elsewhere; a point that began is never run twice.
-                    futures[retry := self._submit(*self._calls[future.key], backend=job.backend)] = job
-                    pending.add(retry)
-                    continue
-                if isinstance(outcome, str):
-                    on_result(job, failed(job, outcome))
-                    continue
-                point, info, machine, prov = outcome
-                self.backend_info.setdefault(job.backend, info)
-                self.machines[machine] = prov
-                on_result(job, _with_machine(point, machine))
+            while futures:
+                for future in self._wait_for_any(list(futures)):
+                    self._finish(future, futures.pop(future), futures, on_result)
         except BaseException:
             with contextlib.suppress(Exception):  # Ctrl-C, a lost scheduler: nothing keeps running
                 self.client.cancel(list(futures))
             raise
 
+    def _finish(self, future, job: PointJob, futures: dict, on_result: OnResult) -> None:
+        """Record the point of a finished task, or run it once more if its worker died before it began."""
+        outcome = self._outcome(future)
+        if isinstance(outcome, _Failure):
+            if outcome.worker_died and future.key not in self._retries and not self._started(future):
+                # Another point killed the worker before this one began: run it once more, elsewhere.
+                # A point that began, or that already had its second run, is never run again.
+                retry = self._submit(*self._calls[future.key], backend=job.backend)
+                self._retries.add(retry.key)
+                futures[retry] = job
+            else:
+                on_result(job, failed(job, outcome.reason))
+            return
+        point, info, machine, prov = outcome
+        self.backend_info.setdefault(job.backend, info)
+        self.machines[machine] = prov
+        on_result(job, _with_machine(point, machine))
+
     @_one_line_when_disconnected
     def measure_compile(self, backend: str, cell: str, suite: Suite) -> CompileResult:
         future = self._submit(_compile_on_worker, backend, cell, suite, self.memory_limit, backend=backend)
         outcome = self._outcome(future)
-        if isinstance(outcome, str):
-            return CompileResult(backend, cell, suite.dtype, "failed", reason=outcome)
+        if isinstance(outcome, _Failure):
+            return CompileResult(backend, cell, suite.dtype, "failed", reason=outcome.reason)
         result, machine, prov = outcome
         self.machines[machine] = prov
         return _with_machine(result, machine)
 
     def _outcome(self, future) -> Any:
-        """The task's value, or why it has none (its worker died); a lost scheduler is a HarnessError."""
+        """The task's value, or a _Failure saying why it has none; a lost scheduler is a HarnessError."""
         from distributed import KilledWorker
         from distributed.comm.core import CommClosedError
 
+        self._wait_for_any([future])
         try:
             return future.result()
         except KilledWorker as exc:
-            return f"the Dask worker running it died ({exc})"
+            return _Failure(f"the Dask worker running it died ({exc})", worker_died=True)
         except (CommClosedError, OSError, TimeoutError) as exc:
             raise HarnessError(f"lost the connection to the Dask scheduler {self.where} ({exc})") from None
         except Exception as exc:  # raised in the task, outside the point's own process
-            return f"{type(exc).__name__} on the Dask worker: {exc}"
+            return _Failure(f"{type(exc).__name__} on the Dask worker: {exc}", worker_died=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Failure:
+    """Why a task has no value; ``worker_died``: its Dask worker died (rather than the task raising)."""
+
+    reason: str
+    worker_died: bool
 
 
 def _with_machine(record, machine: str):
-    import dataclasses
-
     return dataclasses.replace(record, machine=machine)
