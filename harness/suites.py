@@ -31,6 +31,7 @@ class Timing:
     repeat: int | None = None  # exact number of blocks: disables the adaptive stop
     timeout: float = 600.0  # seconds allowed for one grid point before it is recorded as failed
     rounds: int = 2  # timings taken in this many passes over the grid, each in fresh workers, pooled (as asv)
+    compile_repeat: int = 3  # compile times: this many cold + warm pairs, each with a new cache (samples for compare)
 
     @property
     def passes(self) -> int:
@@ -122,7 +123,7 @@ _TOP_KEYS = {
     "metrics": list, "description": str,
 }
 _TIMING_KEYS = {"budget": (int, float), "threshold": (int, float), "min_blocks": int, "repeat": int,
-                "timeout": (int, float), "rounds": int}
+                "timeout": (int, float), "rounds": int, "compile_repeat": int}
 _TRAIN_KEYS = {"seq_lens": list, "optimizer": str, "lr": (int, float), "momentum": (int, float),
                "alpha": (int, float), "iterations": int, "batch": int, "clip": (int, float), "eval_every": int,
                "eval_size": int, "profile_every": int, "seeds": list, "timeout": (int, float)}
@@ -280,7 +281,7 @@ def _training(table: dict, check_list, file, text: str) -> Training:
 
 def _timing(table: dict, file, text: str) -> Timing:
     """The validated ``[timing]`` table."""
-    for key in ("budget", "timeout", "repeat", "min_blocks", "rounds"):
+    for key in ("budget", "timeout", "repeat", "min_blocks", "rounds", "compile_repeat"):
         if key in table and not 0 < table[key] < math.inf:  # NaN compares False
             raise HarnessError(f"{file}:{_line_of(text, 'timing.' + key)}: timing.{key} must be positive and finite, "
                                f"got {table[key]!r}")

@@ -32,6 +32,24 @@ def test_significance_comes_from_the_samples(tmp_path, after, spread, mark, nois
     assert c.ratio == pytest.approx(after, rel=1e-12)
 
 
+@pytest.mark.parametrize("before, after, mark", [
+    ((0.9, 1.0, 1.5), (1.3, 1.0, 1.6), " "),  # median 1.3x, but the samples overlap: within the noise
+    ((0.9, 1.0, 1.1), (2.9, 3.0, 3.1), "+"),  # three times slower in every sample
+    ((), (), "+"),                            # a file without samples: the ratio alone decides (1.3x)
+])
+def test_compile_times_are_judged_from_their_samples(tmp_path, before, after, mark):
+    from harness.record.results import OK, CompileResult
+
+    for label, samples in (("before", before), ("after", after)):
+        cold = sorted(samples)[len(samples) // 2] if samples else (1.0 if label == "before" else 1.3)
+        compiled = CompileResult("a", "lstm", "float32", OK, cold_s=cold, warm_s=0.1, cold_samples=samples,
+                                 warm_samples=(0.1,) * len(samples))
+        record_synthetic(tmp_path, label, [synthetic_point("a", 10, 1.0)], compile=[compiled])
+    changes = {c.key[0]: c for c in compare(tmp_path / "results", "before", "after")}
+    assert changes["tiny.compile_time_cold"].mark == mark
+    assert changes["tiny.compile_time_warm"].mark == " "
+
+
 def test_marks_ratio_factor_and_failed_versus_skipped(tmp_path):
     record_synthetic(tmp_path, "before", [synthetic_point(name, 10, 1.0) for name in "abcd"])
     record_synthetic(tmp_path, "after", [

@@ -61,13 +61,16 @@ def plugins(plugin_dir):
 
 
 def test_compile_time_is_measured_cold_then_warm_in_fresh_workers(plugins, tmp_path):
-    suite = suites.load(write_suite(tmp_path / "s", cells='["rnn_tanh", "gru"]', seq_lens="[12, 16]"))
+    suite = suites.load(write_suite(tmp_path / "s", cells='["rnn_tanh", "gru"]', seq_lens="[12, 16]",
+                                    timing={"compile_repeat": "2"}))
     run = run_suite(suite, ["compiling"], results_dir=tmp_path, progress=False)
     compiled = {c.cell: c for c in run.results.compile}
     assert set(compiled) == {"rnn_tanh", "gru"}  # per cell and dtype, not per T
     for c in compiled.values():
         assert (c.status, c.dtype) == ("ok", "float64")
         assert c.cold_s == pytest.approx(5.0) and c.warm_s == pytest.approx(0.5)  # first call minus the rest
+        # every sample had a new cache: each cold one compiled, each warm one loaded
+        assert c.cold_samples == pytest.approx((5.0, 5.0)) and c.warm_samples == pytest.approx((0.5, 0.5))
     assert results.read(run.path).compile == run.results.compile
     numpy_run = run_suite(suite, ["numpy"], results_dir=tmp_path, progress=False)
     assert numpy_run.results.compile == []  # a backend that does not compile has no compile time

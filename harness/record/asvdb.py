@@ -84,6 +84,13 @@ def _timing(kind: str) -> dict[str, Callable[[Points], Any]]:
             "number": _first(lambda p: getattr(p.time, kind).number)}
 
 
+def _compile_times(cache: str) -> dict[str, Callable[[Points], Any]]:
+    """A compile time's value and, where recorded, its samples (one call each), as asv stores a timing's."""
+    samples = _first(lambda c: list(getattr(c, f"{cache}_samples")) or None)
+    return {"value": _first(lambda c: getattr(c, f"{cache}_s")), "samples": samples,
+            "number": lambda points: 1 if samples(points) else None}
+
+
 def _finite_or_nan(value: float) -> float:
     return float(value) if math.isfinite(value) else math.nan
 
@@ -102,10 +109,10 @@ METRICS = (
            description="median time of forward plus backpropagation through time"),
     Metric("peak_memory", "memory", "memory", "bytes", _first(lambda p: p.memory.peak_bytes),
            description="peak bytes allocated from prepare to the end of backward"),
-    Metric("compile_time_cold", "compile", "track", "seconds", _first(lambda c: c.cold_s),
+    Metric("compile_time_cold", "compile", "track", "seconds", **_compile_times("cold"),
            description="a fresh process's first call minus the median call, with an empty compilation cache",
            param_names=("backend", "cell", "dtype")),
-    Metric("compile_time_warm", "compile", "track", "seconds", _first(lambda c: c.warm_s),
+    Metric("compile_time_warm", "compile", "track", "seconds", **_compile_times("warm"),
            description="a fresh process's first call minus the median call, with the cache a first process left",
            param_names=("backend", "cell", "dtype")),
     Metric("grad_abs_decay_rate", "gradient", "track", "decades/step",

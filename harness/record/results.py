@@ -55,7 +55,9 @@ class CompileResult:
     """What a compiling backend's first call costs per (backend, cell, dtype), each in a fresh worker:
     ``cold_s`` with an empty compilation cache (what a new user pays once), ``warm_s`` with the cache
     the cold worker left (what every later process pays). Each is the first forward + backward minus
-    the median of the calls after it."""
+    the median of the calls after it. Each is measured ``[timing] compile_repeat`` times, every time
+    with a new cache: ``cold_s``/``warm_s`` are the medians of those samples (files written before
+    the samples were kept have none)."""
 
     backend: str
     cell: str
@@ -65,6 +67,8 @@ class CompileResult:
     cold_s: float | None = None
     warm_s: float | None = None
     machine: str = ""  # the machine that measured it, where not the run's own (a Dask cluster)
+    cold_samples: tuple[float, ...] = ()
+    warm_samples: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import dataclasses
 import multiprocessing as mp
 import os
 import signal
+import statistics
 import tempfile
 import threading
 import time
@@ -300,24 +301,28 @@ class LocalExecutor:
                 on_progress(job, payload)
 
     def measure_compile(self, backend: str, cell: str, suite: Suite) -> CompileResult:
-        """Two fresh workers sharing one new cache directory: cold (the directory empty), then warm
-        (what the cold worker left in it)."""
+        """``compile_repeat`` times, two fresh workers sharing one new cache directory: cold (the
+        directory empty), then warm (what the cold worker left in it). Several samples, so that
+        ``harness compare`` can tell a slower compiler from a noisy one."""
         from harness.plugins import get_registry
 
         cls = get_registry().backend_class(backend)
         job = PointJob(backend, cell, min(suite.seq_lens), suite, "compile")
-        seconds: list[float] = []
-        with tempfile.TemporaryDirectory(prefix="harness-compile-cache-") as cache:
-            for _ in ("cold", "warm"):
-                fresh = LocalExecutor(self.memory_limit)
-                outcome: list = []
-                fresh.run([job], lambda _job, result: outcome.append(result), threads=suite.threads,
-                          timeout=suite.timing.timeout, env=cls.compile_cache_env(cache))
-                if not outcome or isinstance(outcome[0], PointResult):  # a failed record: it did not finish
-                    reason = outcome[0].reason if outcome else "no result"
-                    return CompileResult(backend, cell, suite.dtype, FAILED, reason=reason)
-                seconds.append(outcome[0])
-        return CompileResult(backend, cell, suite.dtype, OK, cold_s=seconds[0], warm_s=seconds[1])
+        cold: list[float] = []
+        warm: list[float] = []
+        for _ in range(suite.timing.compile_repeat):
+            with tempfile.TemporaryDirectory(prefix="harness-compile-cache-") as cache:
+                for seconds in (cold, warm):
+                    fresh = LocalExecutor(self.memory_limit)
+                    outcome: list = []
+                    fresh.run([job], lambda _job, result: outcome.append(result), threads=suite.threads,
+                              timeout=suite.timing.timeout, env=cls.compile_cache_env(cache))
+                    if not outcome or isinstance(outcome[0], PointResult):  # a failed record: it did not finish
+                        reason = outcome[0].reason if outcome else "no result"
+                        return CompileResult(backend, cell, suite.dtype, FAILED, reason=reason)
+                    seconds.append(outcome[0])
+        return CompileResult(backend, cell, suite.dtype, OK, cold_s=statistics.median(cold),
+                             warm_s=statistics.median(warm), cold_samples=tuple(cold), warm_samples=tuple(warm))
 
 
 class _StartError(Exception):

@@ -7,7 +7,7 @@ from pathlib import Path
 from harness import suites
 from harness.measure.timing import Measurement
 from harness.record import asvdb
-from harness.record.results import OK, Gradient, LossAtInit, Memory, PointResult, RunResults, Times
+from harness.record.results import OK, CompileResult, Gradient, LossAtInit, Memory, PointResult, RunResults, Times
 from tests.support.suites import write_suite
 
 PROVENANCE = {"machine": "testbox", "os": "Linux", "arch": "x86_64", "cpu": "cpu", "cpu_count": 2, "gpu": None,
@@ -30,10 +30,11 @@ def synthetic_point(backend: str, seq_len: int, median: float, status: str = OK,
 
 
 def record_synthetic(tmp_path: Path, label: str, points: list[PointResult], suite_name: str = "tiny",
-                     results_dir: Path | None = None):
-    """Record ``points`` as one run of suite ``suite_name`` under ``label`` in ``results_dir``
-    (tmp_path/results by default)."""
+                     results_dir: Path | None = None, compile: list[CompileResult] = ()):
+    """Record ``points`` (and compile times) as one run of suite ``suite_name`` under ``label`` in
+    ``results_dir`` (tmp_path/results by default)."""
     suite = dataclasses.replace(suites.load(write_suite(tmp_path / "suite")), name=suite_name)
-    run = RunResults(suite=suite, started_at="2026-11-26T07:00:00+00:00", provenance=PROVENANCE, points=points)
+    run = RunResults(suite=suite, started_at="2026-11-26T07:00:00+00:00", provenance=PROVENANCE, points=points,
+                     compile=list(compile))
     conf = asvdb.load_config(path=tmp_path / "none.json", results_dir=results_dir or tmp_path / "results")
     return asvdb.record_run(run, conf, label=label), conf
