@@ -15,7 +15,6 @@ from harness.errors import check_choice
 
 PARAM_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 DTYPES = ("float32", "float64")
-INITS = ("default", "orthogonal", "identity")
 
 Params = dict[str, np.ndarray]
 
@@ -59,43 +58,6 @@ def param_shapes(cell: str, input_size: int, hidden_size: int) -> dict[str, tupl
         "bias_ih": (gh,),
         "bias_hh": (gh,),
     }
-
-
-def random_orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:
-    """A Haar-random orthogonal matrix (QR of a Gaussian with the sign fix of Mezzadri 2007)."""
-    q, r = np.linalg.qr(rng.standard_normal((n, n)))
-    return q * np.sign(np.diag(r))
-
-
-def init_params(
-    cell: str,
-    input_size: int,
-    hidden_size: int,
-    rng: np.random.Generator,
-    init: str = "default",
-    gain: float = 1.0,
-    dtype: str = "float64",
-) -> Params:
-    """Draw parameters in float64 and cast them to ``dtype``.
-
-    ``default`` is torch's U(-1/sqrt(H), 1/sqrt(H)) for every weight and bias; ``orthogonal``
-    (Saxe et al. 2014) and ``identity`` (Le et al. 2015) replace each gate's H x H block of
-    ``weight_hh`` by ``gain`` times that matrix and keep the default draw elsewhere.
-    """
-    check_choice("init", init, INITS)
-    check_choice("dtype", dtype, DTYPES)
-    bound = 1.0 / np.sqrt(hidden_size)
-    params = {
-        name: rng.uniform(-bound, bound, size=shape)
-        for name, shape in param_shapes(cell, input_size, hidden_size).items()
-    }
-    if init != "default":
-        blocks = [
-            random_orthogonal(hidden_size, rng) if init == "orthogonal" else np.eye(hidden_size)
-            for _ in range(cell_spec(cell).gates)
-        ]
-        params["weight_hh"] = gain * np.concatenate(blocks, axis=0)
-    return {name: value.astype(dtype) for name, value in params.items()}
 
 
 def activation_bytes(cell: str, steps: int, batch: int, hidden_size: int, dtype: str) -> int:

@@ -97,6 +97,7 @@ def cmd_suites(args) -> int:
 
 def _grid(args, mode: str):
     """The suite with the command line's grid overrides, and the backends: checked before running."""
+    from harness import inits as init_specs
     from harness import suites
     from harness.cells import CELLS
     from harness.errors import check_choice
@@ -111,12 +112,19 @@ def _grid(args, mode: str):
             if value < 1:
                 raise HarnessError(f"{option} must be positive, got {value}")
     suite = suite.with_overrides(cells=args.cells, threads=args.threads)
+    # --cells or --inits may pair an init with a cell it does not apply to: checked again here
+    first, inits = suites.axis(init_specs.check(args.inits or suite.init_axis, suite.cells))
+    suite = suite.with_overrides(init=first, inits=inits)
     for key in ("hidden", "batch"):
         if getattr(args, key, None):
             first, sizes = suites.axis(tuple(getattr(args, key)))
             suite = suite.with_overrides(**{key: first, f"{key}_sizes": sizes})
     if mode == "train":
-        suite = suite.with_training(seq_lens=args.seq_lens, iterations=args.iterations, seeds=args.seeds)
+        if any(not 0 <= clip < math.inf for clip in args.clip or ()):
+            raise HarnessError(f"--clip must not be negative, got {','.join(f'{c:g}' for c in args.clip)}")
+        clip, clips = suites.axis(args.clip) if args.clip else (None, None)
+        suite = suite.with_training(seq_lens=args.seq_lens, iterations=args.iterations, seeds=args.seeds,
+                                    clip=clip, clips=clips)
     else:
         suite = suite.with_overrides(seq_lens=args.seq_lens, repeat=args.repeat, budget=args.budget,
                                      timeout=args.timeout, rounds=args.rounds)
@@ -300,6 +308,9 @@ def _add_grid_options(p: argparse.ArgumentParser, seq_lens: str) -> None:
     p.add_argument("--cells", type=_csv("--cells"), help="override the suite's cells, e.g. lstm,gru")
     p.add_argument("--seq-lens", type=_csv("--seq-lens", int), help=f"override {seq_lens}, e.g. 100,200")
     p.add_argument("--hidden", type=_csv("--hidden", int), help="override the hidden sizes H, e.g. 128,512: an axis")
+    p.add_argument("--inits", type=_csv("--inits"),
+                   help="override the initialisations, e.g. default,orthogonal=1.5,forget_bias=1: an axis "
+                        "(docs/metrics.md, 'Initialisations')")
     p.add_argument("--threads", type=_positive("--threads", int),
                    help="threads for BLAS, numba and torch (default: the suite's)")
     _add_results_dir(p)
@@ -369,6 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_grid_options(p, "the [train] sequence lengths")
     p.add_argument("--iterations", type=_positive("--iterations", int), help="training iterations (default: [train])")
     p.add_argument("--seeds", type=_csv("--seeds", int), help="seeds, e.g. 0,1,2 (default: [train] seeds)")
+    p.add_argument("--clip", type=_csv("--clip", float),
+                   help="gradient-norm clipping thresholds, 0 = off; several make an axis, e.g. 0,1 (default: [train])")
     p.add_argument("--share-cpus", action="store_true",
                    help="with --executor dask: let training points run side by side on a machine (more "
                         "throughput; their iteration times then share the CPUs)")

@@ -8,13 +8,15 @@ import re
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-from harness.cells import CELLS, DTYPES, INITS
+from harness import inits as init_specs
+from harness.cells import CELLS, DTYPES
 from harness.errors import HarnessError, check_name, unknown_choice
 
 SUITE_FILE = "suite.toml"
@@ -58,7 +60,8 @@ class Training:
     alpha: float = 0.99  # rmsprop's smoothing constant
     iterations: int = 500
     batch: int = 32
-    clip: float = 1.0  # global L2 norm over every trained parameter, readout included; 0 = off
+    clip: float = 1.0  # global L2 norm over every trained parameter, readout included; 0 = off (this point's)
+    clips: tuple[float, ...] = ()  # the clipping axis of training when the table lists several
     eval_every: int = 50
     eval_size: int = 256  # a fixed held-out set, drawn once from the seed
     profile_every: int = 100  # gradient-profile snapshots (and at iteration 0)
@@ -82,10 +85,12 @@ class Suite:
     hidden_sizes: tuple[int, ...] = ()  # the H axis of the grid when the suite lists several
     batch_sizes: tuple[int, ...] = ()  # the B axis
     dtype: str = "float32"
-    init: str = "default"
-    init_gain: float = 1.0
+    init: str = "default"  # this point's initialisation (harness/inits.py; the first of inits for a whole suite)
+    inits: tuple[str, ...] = ()  # the init axis of the grid when the suite lists several
     seeds: tuple[int, ...] = (0,)
     threads: int = 1
+    lyapunov: int = 4  # top Lyapunov exponents recorded beside each gradient profile (0: spectra only)
+    lyapunov_steps: int = 200  # ... over this many steps nearest the loss (0: every step)
     metrics: tuple[str, ...] = METRIC_FAMILIES
     description: str = ""
     timing: Timing = field(default_factory=Timing)
@@ -101,9 +106,27 @@ class Suite:
         batches = (self.batch,) if mode == "train" else (self.batch_sizes or (self.batch,))
         return [(h, b) for h in (self.hidden_sizes or (self.hidden,)) for b in batches]
 
-    def at(self, hidden: int, batch: int) -> Suite:
-        """This suite at one (H, B) of its grid: what a point's job carries."""
-        return replace(self, hidden=hidden, batch=batch)
+    def axes(self, mode: str = "run") -> tuple[str, ...]:
+        """The axes besides backend, cell and T that the grid varies: "H", "B" (not in training,
+        which has its own batch), "init"."""
+        varied = (("H", self.hidden_sizes), ("B", self.batch_sizes if mode == "run" else ()), ("init", self.inits),
+                  ("clip", self.train.clips if mode == "train" else ()))
+        return tuple(name for name, values in varied if len(values) > 1)
+
+    @property
+    def clip(self) -> float:
+        """This training point's clipping threshold (0: off)."""
+        return self.train.clip
+
+    @property
+    def init_axis(self) -> tuple[str, ...]:
+        """Every initialisation of the grid (one when the suite lists one)."""
+        return self.inits or (self.init,)
+
+    def at(self, hidden: int, batch: int, init: str | None = None, clip: float | None = None) -> Suite:
+        """This suite at one (H, B, init, clip) of its grid: what a point's job carries."""
+        train = self.train if clip is None else replace(self.train, clip=clip)
+        return replace(self, hidden=hidden, batch=batch, init=init or self.init, train=train)
 
     def with_overrides(self, **changes) -> Suite:
         """A copy with the given fields (and ``Timing`` fields) replaced; ``None`` keeps a value."""
@@ -119,13 +142,14 @@ class Suite:
 
 _TOP_KEYS = {
     "name": str, "task": str, "cells": list, "seq_lens": list, "batch": (int, list), "hidden": (int, list),
-    "dtype": str, "init": str, "init_gain": (int, float), "seeds": list, "threads": int,
+    "dtype": str, "init": str, "init_gain": (int, float), "inits": list, "seeds": list, "threads": int,
+    "lyapunov": int, "lyapunov_steps": int,
     "metrics": list, "description": str,
 }
 _TIMING_KEYS = {"budget": (int, float), "threshold": (int, float), "min_blocks": int, "repeat": int,
                 "timeout": (int, float), "rounds": int, "compile_repeat": int}
 _TRAIN_KEYS = {"seq_lens": list, "optimizer": str, "lr": (int, float), "momentum": (int, float),
-               "alpha": (int, float), "iterations": int, "batch": int, "clip": (int, float), "eval_every": int,
+               "alpha": (int, float), "iterations": int, "batch": int, "clip": (int, float, list), "eval_every": int,
                "eval_size": int, "profile_every": int, "seeds": list, "timeout": (int, float)}
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 _REQUIRED = ("task", "cells", "seq_lens")
@@ -190,8 +214,16 @@ def _check_table(table: dict, schema: dict, text: str, where: str, section: str)
             raise HarnessError(f"{where}:{line}: {section}{key} must be {names}, got {value!r}")
 
 
-def axis(values: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
-    """A size given as a list: (the first value, the axis); one value is no axis."""
+AXIS_FIELDS = {"H": "hidden", "B": "batch", "init": "init", "clip": "clip"}  # what each axis of Suite.axes reads
+
+
+def axis_values(where: Any, axes: tuple[str, ...]) -> list[str]:
+    """The value on each of ``axes`` of a point (a PointResult, or a suite :meth:`Suite.at` one point)."""
+    return [str(getattr(where, AXIS_FIELDS[axis])) for axis in axes]
+
+
+def axis(values: tuple) -> tuple[Any, tuple]:
+    """A list given for a size or an init: (the first value, the axis); one value is no axis."""
     return values[0], (values if len(values) > 1 else ())
 
 
@@ -233,19 +265,23 @@ def load(spec: str | os.PathLike) -> Suite:
                                    f"{'non-negative' if key == 'seeds' else 'positive'}, got {v!r}")
         return tuple(values)
 
-    for key, valid in (("dtype", DTYPES), ("init", INITS)):
-        if key in data and data[key] not in valid:
-            raise HarnessError(f"{file}:{_line_of(text, key)}: {unknown_choice(key, data[key], valid)}")
+    if "dtype" in data and data["dtype"] not in DTYPES:
+        raise HarnessError(f"{file}:{_line_of(text, 'dtype')}: {unknown_choice('dtype', data['dtype'], DTYPES)}")
+    cells = check_list("cells", str, tuple(CELLS))
+    data["init"], data["inits"] = _inits(data, cells, check_list, file, text)
     for key in ("batch", "hidden"):  # one size, or a list: an axis of the grid
         if isinstance(data.get(key), list):
             data[key], data[f"{key}_sizes"] = axis(check_list(key, int))
     for key in ("batch", "hidden", "threads"):
         if key in data and data[key] < 1:
             raise HarnessError(f"{file}:{_line_of(text, key)}: {key} must be positive, got {data[key]!r}")
+    for key in ("lyapunov", "lyapunov_steps"):
+        if data.get(key, 0) < 0:
+            raise HarnessError(f"{file}:{_line_of(text, key)}: {key} must not be negative, got {data[key]!r}")
     suite = Suite(
         name=data.get("name", folder.name),
         task=data["task"],
-        cells=check_list("cells", str, tuple(CELLS)),
+        cells=cells,
         seq_lens=check_list("seq_lens", int),
         seeds=check_list("seeds", int) if "seeds" in data else (0,),
         metrics=check_list("metrics", str, METRIC_FAMILIES) if "metrics" in data else METRIC_FAMILIES,
@@ -253,10 +289,28 @@ def load(spec: str | os.PathLike) -> Suite:
         train=_training(tables["train"], check_list, file, text),
         path=str(folder),
         sha256=hashlib.sha256(text.encode()).hexdigest(),
-        **{k: data[k] for k in ("batch", "hidden", "hidden_sizes", "batch_sizes", "dtype", "init", "init_gain",
-                                "threads", "description") if k in data},
+        **{k: data[k] for k in ("batch", "hidden", "hidden_sizes", "batch_sizes", "dtype", "init", "inits",
+                                "threads", "lyapunov", "lyapunov_steps", "description") if k in data},
     )
     return suite
+
+
+def _inits(data: dict, cells: tuple[str, ...], check_list, file, text: str) -> tuple[str, tuple[str, ...]]:
+    """The init axis: ``inits = [...]``, or the older ``init`` (with ``init_gain``) for one init."""
+    if "inits" in data and ("init" in data or "init_gain" in data):
+        key = "init" if "init" in data else "init_gain"
+        raise HarnessError(f"{file}:{_line_of(text, key)}: give either inits = [...] or init, not both")
+    if "inits" in data:
+        specs, key = check_list("inits", str), "inits"
+    else:
+        spec = data.get("init", "default")
+        if "init_gain" in data:
+            spec = f"{spec}={data['init_gain']}"
+        specs, key = (spec,), "init" if "init" in data else "init_gain"
+    try:
+        return axis(init_specs.check(specs, cells))
+    except HarnessError as exc:
+        raise HarnessError(f"{file}:{_line_of(text, key)}: {exc}") from None
 
 
 def _training(table: dict, check_list, file, text: str) -> Training:
@@ -265,6 +319,14 @@ def _training(table: dict, check_list, file, text: str) -> Training:
     for key in ("seq_lens", "seeds"):
         if key in values:
             values[key] = check_list(key, int, table=table, section="train.")
+    if isinstance(values.get("clip"), list):  # an axis of the training grid
+        line = _line_of(text, "train.clip")
+        if not values["clip"]:
+            raise HarnessError(f"{file}:{line}: train.clip must not be empty")
+        for clip in values["clip"]:
+            if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 0 <= clip < math.inf:
+                raise HarnessError(f"{file}:{line}: train.clip must hold numbers that are not negative, got {clip!r}")
+        values["clip"], values["clips"] = axis(tuple(float(c) for c in values["clip"]))
     if "optimizer" in values and values["optimizer"] not in OPTIMIZERS:
         raise HarnessError(f"{file}:{_line_of(text, 'train.optimizer')}: "
                            f"{unknown_choice('optimizer', values['optimizer'], OPTIMIZERS)}")

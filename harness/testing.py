@@ -23,7 +23,8 @@ import numpy as np
 
 from harness import reference
 from harness.backend import Backend, Gradients, Outputs, Problem
-from harness.cells import CELLS, PARAM_NAMES, cell_spec, init_params
+from harness.cells import CELLS, PARAM_NAMES, cell_spec
+from harness.inits import init_params
 from harness.plugins import availability as availability_of
 
 #: Largest relative error allowed against the float64 reference, per dtype of the backend.

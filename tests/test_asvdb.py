@@ -38,7 +38,7 @@ def test_rerecording_a_commit_keeps_the_other_points_samples_and_statistics(tmp_
     data = json.loads(written.read_text())
     names = data["result_columns"]
     entry = dict(zip(names, data["results"]["tiny.time_forward_backward"]))
-    assert entry["params"] == [["'a'"], ["'lstm'"], ["10", "20"], ["4"], ["2"]]
+    assert entry["params"] == [["'a'"], ["'lstm'"], ["10", "20"], ["4"], ["2"], ["'default'"]]
     assert entry["result"] == [pytest.approx(1.0), pytest.approx(3.0)]
     first, second = synthetic_point("a", 10, 1.0), synthetic_point("a", 20, 3.0)
     assert entry["samples"][0] == pytest.approx(list(first.time.forward_backward.samples))  # kept from run 1
@@ -70,8 +70,8 @@ def test_two_commits_give_two_points_in_the_published_history(project):
     repo, first, second = project
     index = json.loads((repo / "results/html/index.json").read_text())
     bench = index["benchmarks"]["tiny.time_forward_backward"]
-    assert bench["params"] == [["'numpy'"], ["'rnn_tanh'", "'gru'"], ["12", "16"], ["4"], ["2"]]
-    assert bench["param_names"] == ["backend", "cell", "seq_len", "hidden", "batch"]
+    assert bench["params"] == [["'numpy'"], ["'rnn_tanh'", "'gru'"], ["12", "16"], ["4"], ["2"], ["'default'"]]
+    assert bench["param_names"] == ["backend", "cell", "seq_len", "hidden", "batch", "init"]
     assert set(index["revision_to_hash"].values()) == {first, second}
     points = _graph(repo, "tiny.time_forward_backward")
     assert len(points) == 2
@@ -103,7 +103,7 @@ def test_rerun_at_the_same_commit_merges(tmp_path):
     data = json.loads(files[0].read_text())
     values = data["results"]["tiny.time_forward"][0]
     params = data["results"]["tiny.time_forward"][1]
-    assert params == [["'numpy'"], ["'rnn_tanh'", "'gru'"], ["12", "16"], ["4"], ["2"]]
+    assert params == [["'numpy'"], ["'rnn_tanh'", "'gru'"], ["12", "16"], ["4"], ["2"], ["'default'"]]
     # rnn_tanh 12, rnn_tanh 16 from the first run; gru 12 never ran (NaN); gru 16 from the second
     assert values[0] > 0 and values[1] > 0 and values[3] > 0
     assert values[2] is None or math.isnan(values[2])
@@ -123,8 +123,8 @@ def test_dirty_tree_is_recorded_under_a_label_outside_the_history(tmp_path):
     result = harness(repo, "compare", commit[:8], f"dirty-{commit[:8]}", "--all", check=False)
     assert result.returncode in (0, 1), result.stderr  # 1: real timings of two runs may differ significantly
     rows = section_rows(result.stdout, "tiny.time_forward")
-    assert sorted(row[-3] for row in rows) == ["12", "16"]  # both points (T, then H and B), with a ratio each
-    assert all(float(row[-6].lstrip("~")) > 0 for row in rows)
+    assert sorted(row[-4] for row in rows) == ["12", "16"]  # both points (T, then H, B, init), with a ratio each
+    assert all(float(row[-7].lstrip("~")) > 0 for row in rows)
 
 
 def test_compare_between_commits_prints_ratios(project):
@@ -133,10 +133,10 @@ def test_compare_between_commits_prints_ratios(project):
     assert result.returncode in (0, 1), result.stderr
     rows = section_rows(result.stdout, "tiny.time_forward_backward")
     assert len(rows) == 4
-    for fields in rows:  # [mark], before, after, ratio, backend, cell, T, H, B
-        before, after, ratio = float(fields[-8]), float(fields[-7]), float(fields[-6].lstrip("~"))
-        assert fields[-5] == "numpy" and fields[-4] in ("rnn_tanh", "gru") and fields[-3] in ("12", "16")
-        assert fields[-2:] == ["4", "2"]
+    for fields in rows:  # [mark], before, after, ratio, backend, cell, T, H, B, init
+        before, after, ratio = float(fields[-9]), float(fields[-8]), float(fields[-7].lstrip("~"))
+        assert fields[-6] == "numpy" and fields[-5] in ("rnn_tanh", "gru") and fields[-4] in ("12", "16")
+        assert fields[-3:] == ["4", "2", "default"]
         assert ratio == pytest.approx(after / before, rel=0.01)  # printed with 4 and 2 significant digits
     assert (result.returncode == 1) == ("significant regression" in result.stderr)
 

@@ -1,11 +1,12 @@
-"""Parameter shapes and initialisers in torch's conventions."""
+"""Parameter shapes in torch's conventions, and the default initialiser (the others: test_inits.py)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from harness import HarnessError
-from harness.cells import CELLS, cell_spec, init_params, param_shapes
+from harness.cells import CELLS, cell_spec, param_shapes
+from harness.inits import init_params
 
 
 @pytest.mark.parametrize("cell, gates", [("rnn_tanh", 1), ("lstm", 4), ("gru", 3), ("gru_cho", 3)])
@@ -31,22 +32,9 @@ def test_cell_specs_say_which_cells_carry_a_cell_state():
     assert cell_spec("gru").gates == 3 and cell_spec("rnn_tanh").stored_per_step == 1
 
 
-@pytest.mark.parametrize("init", ["orthogonal", "identity"])
-def test_recurrent_blocks_are_gain_times_orthogonal_or_identity(init):
-    H = 16
-    params = init_params("gru", 3, H, np.random.default_rng(1), init=init, gain=0.5)
-    for block in np.split(params["weight_hh"], 3):
-        assert np.allclose(block @ block.T, 0.25 * np.eye(H), atol=1e-12)
-        if init == "identity":
-            assert np.allclose(block, 0.5 * np.eye(H))
-    assert np.max(np.abs(params["weight_ih"])) <= 1 / 4  # the rest keeps the default draw
-
-
 def test_dtype_cast_and_bad_choices():
     assert all(v.dtype == np.float32 for v in init_params("rnn_tanh", 2, 3, np.random.default_rng(0),
                                                             dtype="float32").values())
-    with pytest.raises(HarnessError, match="unknown init 'xavier'; valid inits: default, orthogonal, identity"):
-        init_params("rnn_tanh", 2, 3, np.random.default_rng(0), init="xavier")
     with pytest.raises(HarnessError, match="unknown cell 'rnn_relu'"):
         param_shapes("rnn_relu", 2, 3)
     assert set(CELLS) == {"rnn_tanh", "lstm", "gru", "gru_cho"}

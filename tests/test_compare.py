@@ -75,7 +75,7 @@ def test_report_shows_only_significant_changes_by_ratio_in_sections(tmp_path):
     changes = compare(tmp_path / "results", "before", "after")
     text = render(compare_report(changes))
     lines = [line.split() for line in text.splitlines() if line.strip().startswith("+")]
-    assert [row[-5] for row in lines[:2]] == ["b", "a"]  # worst first (point: backend cell T H B)
+    assert [row[-6] for row in lines[:2]] == ["b", "a"]  # worst first (point: backend cell T H B init)
     assert "tiny.time_forward_backward" in text and " c " not in text  # unchanged points hidden
     assert " c " in render(compare_report(changes, only_changed=False))
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from harness import Problem
-from harness.cells import random_orthogonal
+from harness.inits import random_orthogonal
 from harness.measure import gradients as metrics
 from harness_plugins.numpy_backend import NumpyBackend
 

@@ -14,7 +14,8 @@ from harness import suites
 from harness.plugins import get_registry
 from harness.record import results
 from harness.run.grid import PointJob
-from harness.run.train import READOUT, readout, readout_backward, spectra, train
+from harness.run.runner import run_suite
+from harness.run.train import READOUT, readout, readout_backward, train
 from harness.tasks import AddingTask, CopyTask, TemporalOrderTask
 from harness_plugins.numpy_backend import NumpyBackend
 from tests.support.cli import harness, stop_when
@@ -62,13 +63,18 @@ def test_readout_gradients_by_finite_differences(task):
     assert np.max(np.abs(dh - fd(h))) <= 1e-8
 
 
-def test_spectra_of_known_blocks():
-    q = np.linalg.qr(np.random.default_rng(1).standard_normal((4, 4)))[0]
-    weight_hh = np.concatenate([0.5 * q, np.diag([3.0, -2.0, 1.0, 0.5]), np.zeros((4, 4))])
-    r, z, n = spectra("gru", weight_hh)
-    assert (r.gate, z.gate, n.gate) == ("r", "z", "n")
-    assert r.spectral_radius == pytest.approx(0.5) and r.sigma_max == pytest.approx(0.5)
-    assert z.spectral_radius == pytest.approx(3.0) and n.sigma_max == 0.0
+def test_clipping_is_an_axis_recorded_with_how_often_it_clipped(tmp_path):
+    """clip = [0, 1e-3]: one point never clips, the other clips every iteration; each snapshot carries
+    W_hh's spectra and the top Lyapunov exponents beside its gradient profile."""
+    suite = _suite(tmp_path, clip="[0, 1e-3]", iterations="10", eval_every="5", profile_every="5")
+    assert suite.axes("train") == ("clip",) and suite.train.clips == (0.0, 0.001)
+    run = run_suite(suite, ["numpy"], results_dir=tmp_path / "r", progress=False, mode="train")
+    by_clip = {p.clip: p.training for p in results.read(run.path).points}
+    assert by_clip[0.0].clipped_fraction == 0.0 and by_clip[0.001].clipped_fraction == 1.0
+    for snapshot in by_clip[0.0].snapshots:
+        assert [s.gate for s in snapshot.gradient.spectra] == ["r", "z", "n"]
+        assert len(snapshot.gradient.lyapunov) == suite.lyapunov
+        assert snapshot.gradient.predicted_decay_rate == pytest.approx(-snapshot.gradient.lyapunov[0] / np.log(10))
 
 
 @pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
@@ -190,7 +196,7 @@ def test_training_is_recorded_into_asv_and_published(tmp_path):
     data = json.loads(result_file.read_text())
     columns = data["result_columns"]
     solve = dict(zip(columns, data["results"]["tiny.train_iterations_to_solve"]))
-    assert solve["params"] == [["'numpy'"], ["'rnn_tanh'", "'gru'"], ["12"], ["4"], ["2"]]
+    assert solve["params"] == [["'numpy'"], ["'rnn_tanh'", "'gru'"], ["12"], ["4"], ["2"], ["'default'"], ["1.0"]]
     assert solve["result"] == [21, 21]  # temporal order is not learned in 20 iterations: the budget + 1
     harness("publish", cwd=repo, check=True)
     page = (repo / "results/html/harness/tiny-train/index.html").read_text()

@@ -1,8 +1,8 @@
 """Record runs into an asv results database through asv's own Python API (asv 0.6.*).
 
 asv is the storage and presentation layer only: the harness never runs ``asv run``. Each suite
-metric is one asv benchmark ``<suite>.<metric>`` with params backend x cell x seq_len; a run at a
-commit is one asv ``Results`` (machine, commit, environment). Values: NaN = skipped, null = failed.
+metric is one asv benchmark ``<suite>.<metric>`` with params backend x cell x seq_len x hidden x batch
+x init; a run at a commit is one asv ``Results`` (machine, commit, environment). Values: NaN = skipped, null = failed.
 Every metric is oriented so that larger is worse, because asv flags upward steps as regressions;
 the exceptions, GFLOP/s and the fraction of peak, are derived from the time and never marked by compare.
 
@@ -37,8 +37,9 @@ from harness.record.results import FAILED, OK, PointResult, RunResults, write_js
 from harness.suites import Suite
 
 CONFIG_FILE = "asv.conf.json"
-METRIC_DEFINITIONS_VERSION = 2  # bump when a metric's meaning changes: asv then starts a new series
-PARAM_NAMES = ["backend", "cell", "seq_len", "hidden", "batch"]
+METRIC_DEFINITIONS_VERSION = 3  # bump when a metric's meaning changes: asv then starts a new series
+PARAM_NAMES = ["backend", "cell", "seq_len", "hidden", "batch", "init"]
+TRAIN_PARAM_NAMES = (*PARAM_NAMES, "clip")  # training points: the clipping threshold is an axis too
 LABELS_DIR = "labels"
 
 
@@ -68,8 +69,8 @@ class Metric:
             for c in run.compile:
                 found.setdefault((repr(c.backend), repr(c.cell), repr(c.dtype)), []).append(c)
         else:
-            for p in run.points:
-                found.setdefault(tuple(map(repr, p.key)), []).append(p)
+            for p in run.points:  # a training point's clip is an axis of its own
+                found.setdefault(tuple(map(repr, p.key + ((p.clip,) if self.family == "train" else ()))), []).append(p)
         return found
 
 
@@ -136,14 +137,17 @@ def iterations_to_solve(point: PointResult) -> int:
 TRAIN_METRICS = (
     Metric("train_final_loss_ratio", "train", "track", "ratio",
            lambda points: float(np.mean([p.training.final_ratio for p in points])),
-           description="last eval loss / the task's memoryless baseline, mean over the seeds (below 1 learns)"),
+           description="last eval loss / the task's memoryless baseline, mean over the seeds (below 1 learns)",
+           param_names=TRAIN_PARAM_NAMES),
     Metric("train_iterations_to_solve", "train", "track", "iterations",
            lambda points: float(np.median([iterations_to_solve(p) for p in points])),
            description="first eval iteration meeting the task's solved criterion, median over the seeds; "
-                       "an unsolved run counts as the iteration budget + 1"),
+                       "an unsolved run counts as the iteration budget + 1",
+           param_names=TRAIN_PARAM_NAMES),
     Metric("train_time_per_iteration", "train", "track", "seconds",
            lambda points: float(np.median([p.training.times.iteration_s for p in points])),
-           description="median seconds per training iteration (backend forward + backward and the core's share)"),
+           description="median seconds per training iteration (backend forward + backward and the core's share)",
+           param_names=TRAIN_PARAM_NAMES),
 )
 
 
@@ -165,7 +169,7 @@ def load_config(path: str | os.PathLike = CONFIG_FILE, results_dir: str | None =
 def benchmark_version(suite: Suite, metric: Metric) -> str:
     """Derived from what defines the measured quantity, never from backend code (asv drops results
     whose version differs from benchmarks.json's)."""
-    keys = ("task", "dtype", "init", "init_gain", "seeds")  # H and B are params (axes of the grid)
+    keys = ("task", "dtype", "seeds")  # H, B and the init are params (axes of the grid)
     defines: dict[str, Any] = {k: getattr(suite, k) for k in keys}
     if metric.family == "train":  # the training settings, less the grid axis and the time limit
         defines["train"] = {k: v for k, v in dataclasses.asdict(suite.train).items()

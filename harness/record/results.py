@@ -79,15 +79,6 @@ class Memory:
 
 
 @dataclass(frozen=True)
-class Gradient(DecayMetrics):
-    """The gradient profile g_t (t = 1..steps), g^c_t for cells with a cell state, and its metrics."""
-
-    g: tuple[float, ...] = ()
-    gc: tuple[float, ...] | None = None
-    nonfinite: tuple[str, ...] = ()  # the gradients (dL/dweight_ih, dL/dx, ...) that held NaN or inf
-
-
-@dataclass(frozen=True)
 class Spectrum:
     """One gate block of W_hh (H x H): its spectral radius and largest singular value."""
 
@@ -97,12 +88,32 @@ class Spectrum:
 
 
 @dataclass(frozen=True)
+class Gradient(DecayMetrics):
+    """The gradient profile g_t (t = 1..steps), g^c_t for cells with a cell state, and its metrics;
+    beside it, what explains it (measure/dynamics.py, float64 from the reference, the same for every
+    backend): W_hh's spectra per gate block, the top Lyapunov exponents of the backward dynamics
+    (nats per step, mean over the batch and the seeds) and the decay rate the top one predicts."""
+
+    g: tuple[float, ...] = ()
+    gc: tuple[float, ...] | None = None
+    nonfinite: tuple[str, ...] = ()  # the gradients (dL/dweight_ih, dL/dx, ...) that held NaN or inf
+    spectra: tuple[Spectrum, ...] = ()
+    lyapunov: tuple[float, ...] = ()
+    predicted_decay_rate: float | None = None  # -lyapunov[0] / ln 10, in decay_rate's unit
+
+    @property
+    def sigma_max(self) -> float | None:
+        """The largest sigma_max over W_hh's gate blocks (Pascanu's bound reads it)."""
+        return max((s.sigma_max for s in self.spectra), default=None)
+
+
+@dataclass(frozen=True)
 class Snapshot:
-    """The gradient profile (last-step loss on the held-out set) and W_hh's spectra at one iteration."""
+    """The gradient profile (last-step loss on the held-out set), with its spectra and exponents, at
+    one iteration."""
 
     iteration: int
     gradient: Gradient
-    spectra: tuple[Spectrum, ...]
 
 
 @dataclass(frozen=True)
@@ -139,6 +150,11 @@ class Training:
         """The last eval loss over the baseline."""
         return self.eval_loss[-1] / self.baseline
 
+    @property
+    def clipped_fraction(self) -> float:
+        """How often the gradient norm was clipped: the fraction of the iterations."""
+        return sum(self.clipped) / len(self.clipped) if self.clipped else 0.0
+
 
 @dataclass(frozen=True)
 class PointResult:
@@ -169,6 +185,8 @@ class PointResult:
     hidden: int | None = None  # H and B of the point (None in files from before the size axes: the suite's)
     batch: int | None = None  # the timed batch; training points have the [train] batch, and the suite's here
     flops: Flops | None = None  # analytic GEMM FLOPs of the timed forward and backward (harness run)
+    init: str | None = None  # the point's initialisation (None in files from before the init axis: the suite's)
+    clip: float | None = None  # a training point's clipping threshold (0: off); None for harness run's points
 
     def __post_init__(self):
         cell_spec(self.cell)  # a known cell (its name becomes part of page and figure file names)
@@ -188,9 +206,9 @@ class PointResult:
                                    duration_s=(self.duration_s or 0.0) + (later.duration_s or 0.0))
 
     @property
-    def key(self) -> tuple[str, str, int, int | None, int | None]:
+    def key(self) -> tuple[str, str, int, int | None, int | None, str | None]:
         """The asv point: training points of several seeds share it."""
-        return (self.backend, self.cell, self.seq_len, self.hidden, self.batch)
+        return (self.backend, self.cell, self.seq_len, self.hidden, self.batch, self.init)
 
     @property
     def note(self) -> str:
@@ -367,10 +385,30 @@ def from_json(data: Any, where: str = "results") -> RunResults:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
         raise ResultsFormatError(f"{where}: results schema {found!r}, this harness reads {SCHEMA}")
+    _suite_before_the_init_axis(data.get("suite"))
+    _snapshots_before_the_exponents(data.get("points"))
     run = _dataclass(RunResults, data, where)
     run.points = [p if p.hidden is not None else dataclasses.replace(p, hidden=run.suite.hidden, batch=run.suite.batch)
                   for p in run.points]  # written before the size axes: the suite's one size
+    run.points = [p if p.init is not None else dataclasses.replace(p, init=run.suite.init) for p in run.points]
     return run
+
+
+def _snapshots_before_the_exponents(points: Any) -> None:
+    """A training snapshot kept W_hh's spectra beside its gradient; they now live in the gradient."""
+    for point in points if isinstance(points, list) else ():
+        training = point.get("training") if isinstance(point, dict) else None
+        for snapshot in (training or {}).get("snapshots") or ():
+            if isinstance(snapshot, dict) and "spectra" in snapshot and isinstance(snapshot.get("gradient"), dict):
+                snapshot["gradient"]["spectra"] = snapshot.pop("spectra")
+
+
+def _suite_before_the_init_axis(suite: Any) -> None:
+    """A suite written with ``init`` and ``init_gain`` gets the one init spec they meant."""
+    if isinstance(suite, dict) and "init_gain" in suite:
+        gain = suite.pop("init_gain")
+        if gain != 1.0 and suite.get("init") in ("orthogonal", "identity"):
+            suite["init"] = f"{suite['init']}={gain:g}"
 
 
 # -- files ---------------------------------------------------------------------------------------------
@@ -434,7 +472,7 @@ def point_row(point: PointResult) -> dict[str, Any]:
     t, mem, grad, loss, train = point.time, point.memory, point.gradient, point.loss, point.training
     return {
         "backend": point.backend, "cell": point.cell, "seq_len": point.seq_len, "hidden": point.hidden,
-        "batch": point.batch, "steps": point.steps,
+        "batch": point.batch, "init": point.init, "steps": point.steps,
         "dtype": point.dtype, "status": point.status, "reason": point.reason,
         "forward_median_s": t.forward.median if t else nan,
         "forward_iqr_s": t.forward.iqr if t else nan,
@@ -454,6 +492,8 @@ def point_row(point: PointResult) -> dict[str, Any]:
         "loss_baseline": loss.baseline if loss else nan,
         "seed": point.seed,
         "final_ratio": train.final_ratio if train and train.eval_loss else nan,
+        "clip": point.clip,
+        "clipped_fraction": train.clipped_fraction if train else nan,
         "solved_at": train.solved_at if train else None,
         "diverged_at": train.diverged_at if train else None,
         "iteration_s": train.times.iteration_s if train and train.times else nan,

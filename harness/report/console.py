@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from harness.suites import axis_values
+
 if TYPE_CHECKING:
     from harness.record.results import PointResult, RunResults
     from harness.run.grid import PointJob
@@ -64,30 +66,30 @@ def summary(run: RunResults) -> Table:
     return training_summary(run) if run.mode == "train" else run_summary(run)
 
 
-def size_axes(run: RunResults) -> tuple[str, ...]:
-    """The kernel-size axes this run varies ("H", "B"): the columns a table adds after T."""
-    batches = run.suite.batch_sizes if run.mode == "run" else ()
-    return (("H",) if len(run.suite.hidden_sizes) > 1 else ()) + (("B",) if len(batches) > 1 else ())
+def grid_axes(run: RunResults) -> tuple[str, ...]:
+    """The axes this run varies besides backend, cell and T ("H", "B", "init"): the columns a table
+    adds after T."""
+    return run.suite.axes(run.mode)
 
 
-def _sizes(point: PointResult, axes: tuple[str, ...]) -> list[str]:
-    return [str(point.hidden if axis == "H" else point.batch) for axis in axes]
 
 
 def training_summary(run: RunResults) -> Table:
     """One row per training point: final eval loss / baseline, when it was solved, iteration times."""
-    axes = size_axes(run)
-    headers = ["backend", "cell", "T", *axes, "seed", "status", "iterations", "eval/baseline", "solved at", "it ms",
+    axes = grid_axes(run)
+    headers = ["backend", "cell", "T", *axes, "seed", "status", "iterations", "eval/baseline", "solved at", "clipped %",
+               "it ms",
                "backend %", "it / fwd+bwd", "note"]
     rows = []
     for p in run.points:
         t = p.training
         times = t.times if t else None
         rows.append([
-            p.backend, p.cell, str(p.seq_len), *_sizes(p, axes), _num(p.seed, 1, "{:d}"), p.status,
+            p.backend, p.cell, str(p.seq_len), *axis_values(p, axes), _num(p.seed, 1, "{:d}"), p.status,
             _num(t.iterations if t else None, 1, "{:d}"),
             _num(t.final_ratio if t and t.eval_loss else None, 1, "{:.3f}"),
             _num(t.solved_at if t else None, 1, "{:d}"),
+            _num(t.clipped_fraction if t else None, 100, "{:.0f}"),
             _num(times.iteration_s if times else None, 1e3),
             _num(times.backend_s / times.iteration_s if times else None, 100, "{:.0f}"),
             _num(times.iteration_s / times.fwd_bwd_s if times else None, 1, "{:.2f}"),
@@ -98,7 +100,7 @@ def training_summary(run: RunResults) -> Table:
 
 def run_summary(run: RunResults) -> Table:
     """One row per grid point: status, median times, peak memory, gradient metrics, loss vs baseline."""
-    axes = size_axes(run)
+    axes = grid_axes(run)
     headers = ["backend", "cell", "T", *axes, "status", "fwd ms", "fwd+bwd ms", "IQR %", "GFLOP/s", "% peak",
                "peak MiB", "decay/step", "horizon", "loss/baseline", "note"]
     rows = []
@@ -106,7 +108,7 @@ def run_summary(run: RunResults) -> Table:
         t, mem, grad, loss = p.time, p.memory, p.gradient, p.loss
         fb = t.forward_backward if t else None
         rows.append([
-            p.backend, p.cell, str(p.seq_len), *_sizes(p, axes), p.status,
+            p.backend, p.cell, str(p.seq_len), *axis_values(p, axes), p.status,
             _num(t.forward.median if t else None, 1e3),
             _num(fb.median if fb else None, 1e3),
             _num(fb.relative_iqr if fb else None, 100, "{:.1f}"),
@@ -124,8 +126,8 @@ def run_summary(run: RunResults) -> Table:
 class GridProgress:
     """Progress over the points of a run: a live rich bar on a terminal, plain lines otherwise."""
 
-    def __init__(self, total: int, enabled: bool = True, stream: TextIO | None = None, sized: bool = False):
-        self.total, self.done, self.enabled, self.sized = total, 0, enabled, sized  # sized: name H and B
+    def __init__(self, total: int, enabled: bool = True, stream: TextIO | None = None, axes: tuple[str, ...] = ()):
+        self.total, self.done, self.enabled, self.axes = total, 0, enabled, axes  # axes: name the point on them
         self._console = Console(file=stream or sys.stderr, highlight=False)
         self._live = enabled and self._console.is_terminal
         self._progress = Progress(
@@ -170,8 +172,8 @@ class GridProgress:
         seed = f" seed {point.seed}" if point.seed is not None else ""
         what = f" {what}" if what else ""
         where = f" on {point.machine}" if point.machine else ""
-        sizes = f" H={point.hidden} B={point.batch}" if self.sized else ""
-        line = f"{point.backend} {point.cell} T={point.seq_len}{sizes}{seed}{what}{where}: {point.status}"
+        on_axes = "".join(f" {a}={v}" for a, v in zip(self.axes, axis_values(point, self.axes)))
+        line = f"{point.backend} {point.cell} T={point.seq_len}{on_axes}{seed}{what}{where}: {point.status}"
         if point.note:
             line += f" ({point.note[:80]})"
         if self._progress is not None:

@@ -12,8 +12,9 @@ import numpy as np
 
 from harness.measure.gradients import underflow_floor
 from harness.record import results
-from harness.record.results import RunResults
-from harness.report.console import size_axes
+from harness.record.results import PointResult, RunResults
+from harness.report.console import grid_axes
+from harness.suites import axis_values
 
 
 @dataclass
@@ -23,20 +24,19 @@ class Figure:
     caption: str
 
 
-def series(backend: str, hidden: int | None, batch: int | None, axes: tuple[str, ...]) -> str:
-    """A line's name: the backend, with H and B where the run varies them (one line per kernel size)."""
-    sizes = {"H": hidden, "B": batch}
-    return " ".join([backend, *(f"{axis}={sizes[axis]}" for axis in axes)])
+def series(point: PointResult, axes: tuple[str, ...]) -> str:
+    """A line's name: the backend, with H, B and the init where the run varies them (a line each)."""
+    return " ".join([point.backend, *(f"{a}={v}" for a, v in zip(axes, axis_values(point, axes)))])
 
 
 def summary_frame(run: RunResults):
     """One row per successful point: T, forward+backward seconds, peak MiB, decay rate."""
-    axes = size_axes(run)
+    axes = grid_axes(run)
     rows = results.frame(run)
     rows = rows[rows["status"] == results.OK]
     ok = [p for p in run.points if p.status == results.OK]
     fraction = [run.peak_fraction(p) for p in ok]
-    names = [series(b, h, n, axes) for b, h, n in zip(rows["backend"], rows["hidden"], rows["batch"])]
+    names = [series(p, axes) for p in ok]
     rows = rows.assign(backend=names,
                        peak_percent=[100 * f if f is not None else np.nan for f in fraction])
     return rows.assign(T=rows["seq_len"], fwd_bwd_s=rows["forward_backward_median_s"],
@@ -56,12 +56,12 @@ def profile_frames(run: RunResults):
     import pandas as pd
 
     floor = underflow_floor(run.suite.dtype)
-    axes = size_axes(run)
+    axes = grid_axes(run)
     curves, underflow = [], []
     for point in run.points:
         if point.status != results.OK or point.gradient is None:
             continue
-        base = {"backend": series(point.backend, point.hidden, point.batch, axes), "cell": point.cell,
+        base = {"backend": series(point, axes), "cell": point.cell,
                 "T": point.seq_len, "steps": point.steps}
         g = np.asarray(point.gradient.g, dtype=float)
         t = np.arange(1, g.size + 1)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.record.results import INTERRUPTED, OK, RunResults
-from harness.report.console import size_axes
+from harness.report.console import grid_axes
 from harness.report.plots import Figure, save_figure, series, setting_caption
 
 
@@ -15,13 +15,13 @@ def curves_frame(run: RunResults):
     """One row per (backend, cell, T, seed, eval iteration): eval loss, its ratio to the baseline, accuracy."""
     import pandas as pd
 
-    rows, axes = [], size_axes(run)
+    rows, axes = [], grid_axes(run)
     for p in run.points:
         t = p.training
         if t is None or p.status not in (OK, INTERRUPTED):
             continue
         for i, (iteration, loss) in enumerate(zip(t.eval_iterations, t.eval_loss)):
-            rows.append({"backend": series(p.backend, p.hidden, p.batch, axes), "cell": p.cell, "T": p.seq_len,
+            rows.append({"backend": series(p, axes), "cell": p.cell, "T": p.seq_len,
                          "seed": p.seed, "iteration": iteration,
                          "eval_loss": loss, "ratio": loss / t.baseline,
                          "accuracy": t.eval_accuracy[i] if t.eval_accuracy else np.nan})
@@ -32,16 +32,16 @@ def snapshots_frame(run: RunResults):
     """One row per (backend, cell, T, seed, snapshot iteration): decay rate, horizon, top spectra."""
     import pandas as pd
 
-    rows, axes = [], size_axes(run)
+    rows, axes = [], grid_axes(run)
     for p in run.points:
         if p.training is None:
             continue
         for s in p.training.snapshots:
-            rows.append({"backend": series(p.backend, p.hidden, p.batch, axes), "cell": p.cell, "T": p.seq_len,
+            rows.append({"backend": series(p, axes), "cell": p.cell, "T": p.seq_len,
                          "seed": p.seed, "iteration": s.iteration,
                          "decay_rate": s.gradient.decay_rate, "horizon": s.gradient.horizon,
-                         "sigma_max": max(sp.sigma_max for sp in s.spectra),
-                         "spectral_radius": max(sp.spectral_radius for sp in s.spectra)})
+                         "sigma_max": s.gradient.sigma_max,
+                         "spectral_radius": max(sp.spectral_radius for sp in s.gradient.spectra)})
     return pd.DataFrame(rows, columns=["backend", "cell", "T", "seed", "iteration", "decay_rate", "horizon",
                                        "sigma_max", "spectral_radius"])
 

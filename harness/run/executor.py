@@ -61,7 +61,8 @@ class Executor(Protocol):
 def failed(job: PointJob, reason: str) -> PointResult:
     """The record of a point that did not finish."""
     return PointResult(job.backend, job.cell, job.seq_len, job.suite.dtype, FAILED, reason=reason,
-                       hidden=job.suite.hidden, batch=job.suite.batch, seed=job.seed)
+                       hidden=job.suite.hidden, batch=job.suite.batch, seed=job.seed, init=job.suite.init,
+                       clip=job.suite.clip if job.mode == "train" else None)
 
 
 def blas_threads() -> list[dict[str, Any]]:

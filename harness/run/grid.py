@@ -12,8 +12,8 @@ import numpy as np
 
 from harness import reference
 from harness.backend import Problem
-from harness.cells import init_params
-from harness.suites import Suite
+from harness.inits import init_params
+from harness.suites import Suite, axis_values
 from harness.tasks import Task
 
 
@@ -35,9 +35,9 @@ class PointJob:
             return f"{self.backend} {self.cell} {self.suite.dtype} compile time"
         seed = f" seed {self.seed}" if self.seed is not None else ""
         rounds = f" (timing round {self.round}/{self.suite.timing.passes})" if self.mode == "time" else ""
-        sized = self.suite.hidden_sizes or self.suite.batch_sizes
-        sizes = f" H={self.suite.hidden} B={self.suite.batch}" if sized else ""
-        return f"{self.backend} {self.cell} T={self.seq_len}{sizes}{seed}{rounds}"
+        axes = self.suite.axes(self.mode)
+        where = "".join(f" {a}={v}" for a, v in zip(axes, axis_values(self.suite, axes)))
+        return f"{self.backend} {self.cell} T={self.seq_len}{where}{seed}{rounds}"
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def build(task: Task, cell: str, seq_len: int, suite: Suite, seed: int) -> Seede
     """The problem of one grid point for one seed, identical for every backend."""
     rng = np.random.default_rng([seed, seq_len])
     batch = task.generate(seq_len, suite.batch, rng)
-    params = init_params(cell, task.input_size, suite.hidden, rng, suite.init, suite.init_gain)
+    params = init_params(cell, task.input_size, suite.hidden, rng, suite.init, steps=task.steps(seq_len))
     w_y, b_y = readout_params(suite.hidden, task.output_size, rng)
     h = reference.outputs(cell, reference.forward(cell, params, batch.x)).h
     y = h @ w_y.T + b_y

@@ -101,7 +101,7 @@ def measure(backend: Backend, job: PointJob, task: Task) -> PointResult:
     return PointResult(
         backend=job.backend, cell=job.cell, seq_len=job.seq_len, dtype=suite.dtype, status=OK, steps=steps,
         loss=LossAtInit(first.loss_init, first.baseline), time=times, memory=memory, gradient=gradient,
-        duration_s=time.perf_counter() - started, hidden=hidden, batch=batch,
+        duration_s=time.perf_counter() - started, hidden=hidden, batch=batch, init=suite.init,
         flops=layer_flops(job.cell, steps, batch, first.timed.x.shape[2], hidden) if times else None,
     )
 

@@ -88,11 +88,13 @@ def _now() -> str:
 
 
 def _jobs(suite: Suite, mode: str, backend: str, cell: str) -> list[PointJob]:
-    """The points of one backend and cell: every (H, B) and T (and, for training, every seed)."""
+    """The points of one backend and cell: every init, (H, B) and T (and, for training, every seed)."""
     if mode == "train":
-        return [PointJob(backend, cell, T, suite.at(h, b), mode, seed)
+        return [PointJob(backend, cell, T, suite.at(h, b, init, clip), mode, seed)
+                for init in suite.init_axis for clip in suite.train.clips or (suite.train.clip,)
                 for h, b in suite.sizes(mode) for T in suite.train.seq_lens for seed in suite.train.seeds]
-    return [PointJob(backend, cell, T, suite.at(h, b)) for h, b in suite.sizes() for T in suite.seq_lens]
+    return [PointJob(backend, cell, T, suite.at(h, b, init))
+            for init in suite.init_axis for h, b in suite.sizes() for T in suite.seq_lens]
 
 
 def run_suite(
@@ -128,7 +130,7 @@ def run_suite(
     data.machines = executor.machines  # filled in as points come back from other machines
     per_cell = len(_jobs(suite, mode, "", ""))
     bar = GridProgress(len(backends) * len(suite.cells) * per_cell, enabled=progress,
-                       sized=bool(suite.hidden_sizes or suite.batch_sizes))
+                       axes=suite.axes(mode))
     timeout = suite.train.timeout if mode == "train" else suite.timing.timeout
     running: dict[PointJob, PointResult] = {}  # the partial records of the points now running
 
@@ -155,7 +157,8 @@ def run_suite(
                             jobs.append(job)
                         else:
                             record(PointResult(name, cell, job.seq_len, suite.dtype, SKIPPED, reason=support.reason,
-                                               seed=job.seed, hidden=job.suite.hidden, batch=job.suite.batch))
+                                               seed=job.seed, hidden=job.suite.hidden, batch=job.suite.batch,
+                                               init=job.suite.init, clip=job.suite.clip if mode == "train" else None))
             if jobs:
                 bar.start(jobs[0])
 
@@ -176,6 +179,8 @@ def run_suite(
                         results.write(path, data)
                 for round_ in range(2, suite.timing.passes + 1):
                     _timing_round(executor, data, round_, bar, lambda: results.write(path, data))
+            if mode == "run":  # after every timing: this process computes, no worker is timing
+                _explain_gradients(data, task, bar, lambda: results.write(path, data))
         data.status = "complete"
     except HarnessError as exc:  # the executor lost its cluster: what finished is kept
         data.status = "interrupted"
@@ -191,6 +196,29 @@ def run_suite(
     return run
 
 
+def _explain_gradients(data: RunResults, task, bar: GridProgress, save: Callable[[], None]) -> None:
+    """W_hh's spectra and the top Lyapunov exponents beside every gradient profile (measure/dynamics.py).
+    They depend on the cell, weights and data, not on the backend: the core computes them once per
+    point of the grid, in float64, from the very problems the backends were given."""
+    from harness.measure import dynamics
+    from harness.run.grid import build
+
+    suite, where = data.suite, {}
+    for i, p in enumerate(data.points):
+        if p.status == OK and p.gradient is not None:
+            where.setdefault((p.cell, p.seq_len, p.hidden, p.batch, p.init), []).append(i)
+    bar.add(len(where))
+    for (cell, seq_len, hidden, batch, init), indices in where.items():
+        at = suite.at(hidden, batch, init)
+        problems = [build(task, cell, seq_len, at, seed).last_step for seed in at.seeds]
+        fields = dynamics.explanation(cell, [(p.params, p.x) for p in problems], suite.lyapunov, suite.lyapunov_steps)
+        for i in indices:
+            point = data.points[i]
+            data.points[i] = dataclasses.replace(point, gradient=dataclasses.replace(point.gradient, **fields))
+        bar.advance(dataclasses.replace(data.points[indices[0]], backend="core"), "spectra and Lyapunov exponents")
+        save()
+
+
 def _timing_round(executor: Executor, data: RunResults, round_: int, bar: GridProgress,
                   save: Callable[[], None]) -> None:
     """Time every measured point once more, in fresh workers, and pool the samples with the earlier
@@ -199,15 +227,15 @@ def _timing_round(executor: Executor, data: RunResults, round_: int, bar: GridPr
     later round fails keeps its earlier samples."""
     suite = data.suite
     where = {p.key: i for i, p in enumerate(data.points) if p.status == OK and p.time is not None}
-    jobs = [PointJob(name, cell, seq_len, suite.at(hidden, batch), "time", round=round_)
-            for name, cell, seq_len, hidden, batch in where]
+    jobs = [PointJob(name, cell, seq_len, suite.at(hidden, batch, init), "time", round=round_)
+            for name, cell, seq_len, hidden, batch, init in where]
     if not jobs:
         return
     bar.add(len(jobs))
     bar.start(jobs[0])
 
     def on_result(job: PointJob, later: PointResult) -> None:
-        i = where[(job.backend, job.cell, job.seq_len, job.suite.hidden, job.suite.batch)]
+        i = where[(job.backend, job.cell, job.seq_len, job.suite.hidden, job.suite.batch, job.suite.init)]
         if later.status == OK:
             data.points[i] = data.points[i].pooled_with(later)
             save()

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harness.backend import Backend, Problem
-from harness.cells import cell_spec, init_params
-from harness.measure import gradients
+from harness.inits import init_params
+from harness.measure import dynamics, gradients
 from harness.measure.denormals import flush_denormals
-from harness.record.results import (OK, Gradient, IterationTimes, PointResult, Snapshot, Spectrum, Training)
+from harness.record.results import (OK, Gradient, IterationTimes, PointResult, Snapshot, Training)
 from harness.run.grid import PointJob, readout_params
 from harness.run.optim import clip_grad_norm, make_optimizer
 from harness.tasks import Batch, Task
@@ -39,14 +39,6 @@ def readout(params: dict[str, np.ndarray], h: np.ndarray) -> np.ndarray:
 def readout_backward(params: dict[str, np.ndarray], h: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, dict]:
     """From dL/dy_t: dL/dh_t through the readout, and dL/dW_y, dL/db_y (summed over steps and batch)."""
     return dy @ params[READOUT[0]], {READOUT[0]: np.einsum("tbo,tbh->oh", dy, h), READOUT[1]: dy.sum(axis=(0, 1))}
-
-
-def spectra(cell: str, weight_hh: np.ndarray) -> tuple[Spectrum, ...]:
-    """Per gate block of W_hh (float64): spectral radius and largest singular value."""
-    names = cell_spec(cell).gate_names
-    blocks = np.split(np.asarray(weight_hh, dtype=np.float64), len(names))
-    return tuple(Spectrum(name, float(np.max(np.abs(np.linalg.eigvals(b)))), float(np.linalg.norm(b, 2)))
-                 for name, b in zip(names, blocks))
 
 
 @dataclass
@@ -86,7 +78,7 @@ class Trainer:
         suite, seed, T = job.suite, job.seed, job.seq_len
         self.backend, self.job, self.task, self.train = backend, job, task, suite.train
         rng = np.random.default_rng([seed, T])  # weights and readout, as `harness run` draws them
-        drawn = init_params(job.cell, task.input_size, suite.hidden, rng, suite.init, suite.init_gain)
+        drawn = init_params(job.cell, task.input_size, suite.hidden, rng, suite.init, steps=task.steps(T))
         drawn[READOUT[0]], drawn[READOUT[1]] = readout_params(suite.hidden, task.output_size, rng)
         # One flat float64 vector holds every trained parameter; ``params`` are views into it.
         self.theta = np.concatenate([v.ravel() for v in drawn.values()])
@@ -120,7 +112,8 @@ class Trainer:
         return loss, self.task.accuracy(y, self.held_out)
 
     def snapshot(self, iteration: int) -> Snapshot:
-        """The gradient profile of the last-step loss on the held-out set, and W_hh's spectra."""
+        """The gradient profile of the last-step loss on the held-out set, with W_hh's spectra and
+        the Lyapunov exponents along the held-out trajectories."""
         h, y = self._forward(self.held_out)
         _, dy = self.task.loss(y, self.held_out, last_only=True)
         self.backend.upstream(readout_backward(self.params, h, dy)[0].astype(self.dtype))
@@ -129,8 +122,11 @@ class Trainer:
         g = gradients.profile(grads.h)
         decay = gradients.gradient_metrics(g, floor=gradients.underflow_floor(self.dtype))
         gc = tuple(gradients.profile(grads.c).tolist()) if grads.c is not None else None
-        return Snapshot(iteration, Gradient(**vars(decay), g=tuple(g.tolist()), gc=gc),
-                        spectra(self.job.cell, self.params["weight_hh"]))
+        weights = {name: v for name, v in self.params.items() if name not in READOUT}
+        profile = Gradient(**vars(decay), g=tuple(g.tolist()), gc=gc)
+        suite = self.job.suite
+        return Snapshot(iteration, dynamics.explained(profile, self.job.cell, [(weights, self.held_out.x)],
+                                                      suite.lyapunov, suite.lyapunov_steps))
 
     def time_forward_backward(self, clock, calls: int = 3) -> list[float]:
         """Seconds of ``calls`` forward + backward passes of a training-shaped problem with a dense
@@ -193,7 +189,8 @@ def train(backend: Backend, job: PointJob, task: Task, on_progress: OnProgress |
         return PointResult(backend=job.backend, cell=job.cell, seq_len=job.seq_len, dtype=job.suite.dtype,
                            status=status, steps=task.steps(job.seq_len), seed=job.seed,
                            training=curves.freeze(times), duration_s=time.perf_counter() - started,
-                           hidden=job.suite.hidden, batch=job.suite.batch)
+                           hidden=job.suite.hidden, batch=job.suite.batch, init=job.suite.init,
+                           clip=settings.clip)
 
     def evaluate(iteration: int) -> None:
         if iteration:  # beside the iterations, so that both medians see the same machine

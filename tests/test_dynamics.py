@@ -1,0 +1,153 @@
+"""The Lyapunov estimate and the spectra (harness/measure/dynamics.py) on closed forms, and against
+Jacobians taken by finite differences of the reference's one-step forward map."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from harness_plugins.numpy_backend import NumpyBackend
+
+from harness import Problem, reference
+from harness.inits import init_params, random_orthogonal
+from harness.measure import gradients
+from harness.measure.dynamics import (
+    block_spectra,
+    lyapunov_exponents,
+    predicted_decay_rate,
+)
+
+H, B, T = 6, 3, 40
+
+
+def _linear_rnn(w_hh: np.ndarray) -> dict[str, np.ndarray]:
+    """tanh RNN in its linear regime: zero input weights and biases keep h_t = 0, so J_t = W_hh."""
+    return {"weight_ih": np.zeros((H, 2)), "weight_hh": w_hh, "bias_ih": np.zeros(H), "bias_hh": np.zeros(H)}
+
+
+def _x(steps: int = T, inputs: int = 2) -> np.ndarray:
+    return np.random.default_rng(5).standard_normal((steps, B, inputs))
+
+
+@pytest.mark.parametrize("s", [0.5, 0.9, 1.0, 1.3])
+def test_scaled_orthogonal_gives_every_exponent_ln_s(s):
+    exponents = lyapunov_exponents("rnn_tanh", _linear_rnn(s * random_orthogonal(H, np.random.default_rng(1))),
+                                   _x(), k=H)
+    np.testing.assert_allclose(exponents, math.log(s), atol=1e-12)
+    assert predicted_decay_rate(exponents) == pytest.approx(-math.log10(s), abs=1e-12)
+
+
+def test_diagonal_w_hh_gives_the_logs_of_its_magnitudes():
+    """Finite-time exponents differ from the limit by the random start frame's transient, O(1/T):
+    here 1.7 / T, so T = 2000 is held to 2 / T."""
+    d = np.array([0.9, -0.5, 0.3, 1.1, -0.05, 0.7])
+    steps = 2000
+    exponents = lyapunov_exponents("rnn_tanh", _linear_rnn(np.diag(d)), _x(steps), k=H)
+    np.testing.assert_allclose(exponents, np.sort(np.log(np.abs(d)))[::-1], atol=2 / steps)
+    assert exponents.sum() == pytest.approx(np.log(np.abs(d)).sum(), abs=1e-12)  # log |det| per step: exact
+    top = lyapunov_exponents("rnn_tanh", _linear_rnn(np.diag(d)), _x(steps), k=2)  # the cheap option
+    np.testing.assert_allclose(top, np.log([1.1, 0.9]), atol=2 / steps)
+
+
+def test_lstm_exponents_live_on_the_joint_h_c_state():
+    """W_hh = 0 and zero input weights: the gates are constants, c_t = f c_{t-1} + i g, and h_t
+    depends on the past only through c: H exponents ln f, the other H annihilated."""
+    params = init_params("lstm", 2, H, np.random.default_rng(0), init="default")
+    params["weight_ih"][:] = 0.0
+    params["weight_hh"][:] = 0.0
+    f = 1 / (1 + np.exp(-(params["bias_ih"] + params["bias_hh"])[H : 2 * H]))
+    steps = 2000  # held to 2 / T, as the diagonal case
+    exponents = lyapunov_exponents("lstm", params, _x(steps), k=2 * H)
+    np.testing.assert_allclose(exponents[:H], np.sort(np.log(f))[::-1], atol=2 / steps)
+    assert np.all(exponents[H:] < -10)
+
+
+def test_predicted_decay_matches_the_measured_profile_in_the_linear_regime():
+    s = 0.7
+    params = _linear_rnn(s * random_orthogonal(H, np.random.default_rng(2)))
+    grad_h = np.zeros((T, B, H))
+    grad_h[-1] = np.random.default_rng(3).standard_normal((B, H))
+    backend = NumpyBackend()
+    backend.prepare(Problem("rnn_tanh", params, _x(), grad_h))
+    backend.forward()
+    backend.backward(per_step=True)
+    measured = gradients.gradient_metrics(gradients.profile(backend.gradients().h)).decay_rate
+    assert predicted_decay_rate(lyapunov_exponents("rnn_tanh", params, _x(), k=1)) == pytest.approx(measured,
+                                                                                                    abs=1e-9)
+
+
+def _jacobians_by_finite_differences(cell: str, params: dict, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """J_t = d s_t / d s_{t-1} per step and sequence, by central differences of one forward step."""
+    acts = reference.forward(cell, params, x)
+    has_c = cell == "lstm"
+    states = np.concatenate([acts.hs, acts.saved["cs"]], axis=2) if has_c else acts.hs
+    d = states.shape[2]
+
+    def step(t: int, state: np.ndarray) -> np.ndarray:
+        h0, c0 = (state[:, :H], state[:, H:]) if has_c else (state, None)
+        out = reference.forward(cell, params, x[t : t + 1], h0=h0, c0=c0)
+        return np.concatenate([out.hs[1], out.saved["cs"][1]], axis=1) if has_c else out.hs[1]
+
+    jac = np.empty((x.shape[0], x.shape[1], d, d))
+    for t in range(x.shape[0]):
+        for j in range(d):
+            bump = np.zeros_like(states[t])
+            bump[:, j] = eps
+            jac[t, :, :, j] = (step(t, states[t] + bump) - step(t, states[t] - bump)) / (2 * eps)
+    return jac
+
+
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru", "gru_cho"])
+def test_exponents_agree_with_qr_on_finite_difference_jacobians(cell):
+    """An oracle that shares nothing with the estimate but the forward map: explicit Jacobians by
+    central differences (error ~1e-9), the same QR recursion on J_t^T, the same starting frame."""
+    x = _x(steps=12, inputs=3)
+    params = init_params(cell, 3, H, np.random.default_rng(4), init="orthogonal=1.2")
+    jac = _jacobians_by_finite_differences(cell, params, x)
+    d, k = jac.shape[-1], 3
+    frame, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((B, d, k)))
+    logs = np.zeros((B, k))
+    for t in range(x.shape[0] - 1, -1, -1):
+        frame, r = np.linalg.qr(np.swapaxes(jac[t], 1, 2) @ frame)
+        logs += np.log(np.abs(np.diagonal(r, axis1=1, axis2=2)))
+    expected = np.sort(logs.mean(axis=0) / x.shape[0])[::-1]
+    np.testing.assert_allclose(lyapunov_exponents(cell, params, x, k), expected, atol=1e-7)
+
+
+def test_block_spectra_per_gate():
+    w = np.concatenate([2.0 * np.eye(H), np.diag(np.arange(1.0, H + 1)),  # a GRU's r, z, n blocks
+                        -0.5 * random_orthogonal(H, np.random.default_rng(0))])
+    spectra = block_spectra("gru", w)
+    assert [s.gate for s in spectra] == ["r", "z", "n"]
+    assert [s.sigma_max for s in spectra] == pytest.approx([2.0, H, 0.5])
+    assert [s.spectral_radius for s in spectra] == pytest.approx([2.0, H, 0.5])
+
+
+def test_harness_run_explains_every_profile_once_for_all_backends(plugin_dir, tmp_path):
+    """The linear regime through the whole pipeline: every init is a point, each profile carries its
+    spectra and exponents (the same for both backends), and the predicted decay rate is the measured
+    one, -log10(s)."""
+    from harness import suites
+    from harness.record import results
+    from harness.run.runner import run_suite
+    from tests.support.plugins import add_misbehaving
+    from tests.support.suites import write_suite
+
+    add_misbehaving(plugin_dir)  # "threads": a second backend (the NumPy engine under another name)
+    folder = write_suite(tmp_path / "s", inits='["linear=0.5", "linear=0.8"]', seq_lens="[30]", seeds="[0, 1]",
+                         metrics='["gradient"]', lyapunov_steps="0")
+    run = run_suite(suites.load(folder), ["numpy", "threads"], results_dir=tmp_path / "r", progress=False)
+    points = results.read(run.path).points
+    assert sorted((p.backend, p.init) for p in points) == [("numpy", "linear=0.5"), ("numpy", "linear=0.8"),
+                                                           ("threads", "linear=0.5"), ("threads", "linear=0.8")]
+    for p in points:
+        s = float(p.init.split("=")[1])
+        g = p.gradient
+        assert [b.gate for b in g.spectra] == ["h"] and g.sigma_max == pytest.approx(s, abs=1e-12)
+        np.testing.assert_allclose(g.lyapunov, math.log(s), atol=1e-12)
+        assert g.predicted_decay_rate == pytest.approx(-math.log10(s), abs=1e-12)
+        assert g.decay_rate == pytest.approx(g.predicted_decay_rate, abs=1e-9)
+    by_init = {}
+    for p in points:
+        by_init.setdefault(p.init, set()).add(p.gradient.lyapunov)
+    assert all(len(exponents) == 1 for exponents in by_init.values())  # one computation per grid point
