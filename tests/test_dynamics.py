@@ -151,3 +151,8 @@ def test_harness_run_explains_every_profile_once_for_all_backends(plugin_dir, tm
     for p in points:
         by_init.setdefault(p.init, set()).add(p.gradient.lyapunov)
     assert all(len(exponents) == 1 for exponents in by_init.values())  # one computation per grid point
+    from harness.report.plots import report
+
+    page = report(results.read(run.path), tmp_path / "page").read_text()
+    for stem in ("decay_predicted", "decay_sigma_max"):
+        assert (tmp_path / "page" / f"{stem}.png").stat().st_size > 0 and f'src="{stem}.png"' in page

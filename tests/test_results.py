@@ -21,11 +21,12 @@ def run(tmp_path) -> RunResults:
     gradient = Gradient(decay_rate=0.3, log10_ratio=math.nan, horizon=None, exploded=True, first_nonfinite_lag=2,
                         vanished=False, g=(math.inf, math.nan, 1.0), gc=(0.5, 0.25, 1.0))
     ok = PointResult("numpy", "lstm", 12, "float64", OK, steps=12, loss=LossAtInit(1.39, 1.386), time=times,
-                     memory=Memory(4096, "tracemalloc", 2048), gradient=gradient, duration_s=0.7, hidden=4, batch=2)
+                     memory=Memory(4096, "tracemalloc", 2048), gradient=gradient, duration_s=0.7, hidden=4, batch=2,
+                     init="default")
     return RunResults(suite=suite, started_at="2026-11-26T07:00:00+00:00", provenance={"threads": 1, "x": math.inf},
                       points=[ok, PointResult("numba", "lstm", 12, "float64", FAILED, reason="boom\ntraceback",
-                                              hidden=4, batch=2),
-                              PointResult("cuda", "lstm", 12, "float64", SKIPPED, hidden=4, batch=2)])
+                                              hidden=4, batch=2, init="default"),
+                              PointResult("cuda", "lstm", 12, "float64", SKIPPED, hidden=4, batch=2, init="default")])
 
 
 def test_a_file_from_before_the_size_axes_reads_with_the_suites_sizes(run, tmp_path):
@@ -36,6 +37,27 @@ def test_a_file_from_before_the_size_axes_reads_with_the_suites_sizes(run, tmp_p
         del point["hidden"], point["batch"]
     path.write_text(json.dumps(data))
     assert {(p.hidden, p.batch) for p in results.read(path).points} == {(run.suite.hidden, run.suite.batch)}
+
+
+def test_a_file_from_before_the_init_axis_reads_with_its_one_init(run, tmp_path):
+    """Its suite had init and init_gain, its points no init, its training snapshots W_hh's spectra
+    beside the gradient rather than in it."""
+    path = tmp_path / "run.json"
+    results.write(path, run)
+    data = json.loads(path.read_text())
+    data["suite"]["init"], data["suite"]["init_gain"] = "orthogonal", 1.5
+    for point in data["points"]:
+        del point["init"]
+    spectra = [{"gate": "i", "spectral_radius": 0.5, "sigma_max": 0.6}]
+    data["points"][0]["training"] = {"iterations": 0, "budget": 1, "baseline": 1.0, "train_loss": [],
+                                     "grad_norm": [], "clipped": [], "eval_iterations": [0], "eval_loss": [1.0],
+                                     "eval_accuracy": None,
+                                     "snapshots": [{"iteration": 0, "gradient": data["points"][0]["gradient"],
+                                                    "spectra": spectra}]}
+    path.write_text(json.dumps(data))
+    back = results.read(path)
+    assert back.suite.init == "orthogonal=1.5" and {p.init for p in back.points} == {"orthogonal=1.5"}
+    assert back.points[0].training.snapshots[0].gradient.sigma_max == 0.6
 
 
 def test_round_trip_is_exact_and_standard_json(run, tmp_path):

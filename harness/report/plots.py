@@ -75,6 +75,64 @@ def profile_frames(run: RunResults):
     return curves, pd.DataFrame(underflow, columns=columns)
 
 
+def dynamics_frame(run: RunResults):
+    """One row per grid point that has its gradient explained (spectra and Lyapunov exponents are the
+    same for every backend; the measured decay rate is the first backend's): cell, init, T, the
+    measured and the predicted decay rate, and the largest sigma_max of W_hh's gate blocks."""
+    import pandas as pd
+
+    rows, seen = [], set()
+    for p in run.points:
+        g = p.gradient
+        if p.status != results.OK or g is None or g.predicted_decay_rate is None:
+            continue
+        if (where := (p.cell, p.seq_len, p.hidden, p.batch, p.init)) in seen:
+            continue
+        seen.add(where)
+        rows.append({"cell": p.cell, "init": p.init, "T": p.seq_len, "measured": g.decay_rate,
+                     "predicted": g.predicted_decay_rate, "sigma_max": g.sigma_max})
+    return pd.DataFrame(rows, columns=["cell", "init", "T", "measured", "predicted", "sigma_max"])
+
+
+def _draw_dynamics(run: RunResults, out_dir: Path, setting: str) -> list[Figure]:
+    """Why the profiles decay: measured against predicted decay rate, and against sigma_max(W_hh)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    frame = dynamics_frame(run).dropna(subset=["measured", "predicted"])
+    if frame.empty:
+        return []
+    style = "init" if frame["init"].nunique() > 1 else None
+    figures = []
+    ax = sns.scatterplot(data=frame, x="predicted", y="measured", hue="cell", style=style, s=60)
+    low, high = min(frame["predicted"].min(), frame["measured"].min()), max(frame["predicted"].max(),
+                                                                          frame["measured"].max())
+    ax.plot([low, high], [low, high], color="0.4", linestyle="--", linewidth=1, label="measured = predicted")
+    ax.set(xlabel="predicted: -lambda_1 / ln 10 (decades per step)", ylabel="measured decay rate (decades per step)")
+    ax.legend(fontsize="small", bbox_to_anchor=(1.02, 1), loc="upper left")
+    save_figure(ax.figure, out_dir, "decay_predicted", "Measured against predicted decay rate")
+    figures.append(Figure("decay_predicted", "Measured against predicted decay rate",
+                          "One point per cell, init and T: the decay rate of g_t fitted from the profile against "
+                          "the one the top finite-time Lyapunov exponent of the backward dynamics predicts "
+                          f"(over the last {run.suite.lyapunov_steps or 'all'} steps before the loss; "
+                          "docs/metrics.md). On the dashed line they agree; the exponent is the "
+                          f"asymptotic rate, the fit covers the whole profile. {setting}."))
+    plt.figure()
+    ax = sns.scatterplot(data=frame, x="sigma_max", y="measured", hue="cell", style=style, s=60)
+    ax.axvline(1.0, color="0.3", linestyle="--", linewidth=1, label="1 / gamma = 1 (tanh)")
+    ax.axhline(0.0, color="0.6", linewidth=0.8)
+    ax.set(xlabel="largest sigma_max of W_hh's gate blocks", ylabel="measured decay rate (decades per step)")
+    ax.legend(fontsize="small", bbox_to_anchor=(1.02, 1), loc="upper left")
+    save_figure(ax.figure, out_dir, "decay_sigma_max", "Decay rate against the largest singular value of W_hh")
+    figures.append(Figure("decay_sigma_max", "Decay rate against sigma_max(W_hh)",
+                          "Pascanu et al. (2013): each backward step multiplies by diag(f'(a_t)) W_hh^T, so with "
+                          "|f'| <= gamma, sigma_max(W_hh) < 1 / gamma forces gradients to vanish (decay rate above "
+                          "0). For the tanh RNN gamma = 1: its points left of the dashed line must lie above the "
+                          "zero line. LSTM and GRU gates multiply by further factors below 1, so the bound is "
+                          f"looser for them. {setting}."))
+    return figures
+
+
 def save_figure(grid, out_dir: Path, stem: str, title: str, title_y: float = 1.02) -> None:
     """Title a figure (or a seaborn grid), write it as PNG and SVG, and close it."""
     import matplotlib.pyplot as plt
@@ -91,7 +149,7 @@ def setting_caption(run: RunResults) -> str:
     commit = (prov["git"]["commit"] or "no git")[:10]
     batch, hidden = list(s.batch_sizes) or s.batch, list(s.hidden_sizes) or s.hidden
     return (f"suite {s.name} (task {s.task}), batch {batch}, hidden {hidden}, {s.dtype}, "
-            f"init {s.init}, seeds {list(s.seeds)}, {prov['threads']} thread(s), on {prov['cpu']}"
+            f"init {list(s.inits) or s.init}, seeds {list(s.seeds)}, {prov['threads']} thread(s), on {prov['cpu']}"
             f"{' + ' + prov['gpu'] if prov.get('gpu') else ''}, commit {commit}")
 
 
@@ -158,7 +216,7 @@ def draw(run: RunResults, out_dir: str | Path) -> list[Figure]:
         grid.set_axis_labels("sequence length T", label)
         save_figure(grid, out_dir, stem, title, title_y=1.03)
         figures.append(Figure(stem, title, f"{caption} {setting}."))
-    return figures
+    return figures + _draw_dynamics(run, out_dir, setting)
 
 
 def write_page(figures: list[Figure], out_dir: str | Path, title: str, back_link: str | None = None,
