@@ -108,7 +108,7 @@ class Suite:
 
     def axes(self, mode: str = "run") -> tuple[str, ...]:
         """The axes besides backend, cell and T that the grid varies: "H", "B" (not in training,
-        which has its own batch), "init"."""
+        which has its own batch), "init", and in training "clip"."""
         varied = (("H", self.hidden_sizes), ("B", self.batch_sizes if mode == "run" else ()), ("init", self.inits),
                   ("clip", self.train.clips if mode == "train" else ()))
         return tuple(name for name, values in varied if len(values) > 1)

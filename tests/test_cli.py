@@ -78,9 +78,16 @@ def test_too_short_sequence_for_the_task_is_named():
     (["--threads", "0"], "--threads must be a positive finite number, got '0'"),
     (["--budget", "soon"], "--budget must be a positive number, got 'soon'"),
     (["--seq-lens", "10,x"], "--seq-lens must be a comma-separated list"),
+    (["--inits", "default,xavier"], "unknown init 'xavier'; valid inits: default, orthogonal, identity, linear"),
+    (["--inits", "forget_bias=1"], "init 'forget_bias' does not apply to cell 'rnn_tanh' (it applies to: lstm)"),
+    (["--cells", "gru", "--inits", "chrono=1"], "init 'chrono=1': its T_max must be above 2, got '1'"),
 ])
 def test_bad_option_values_are_one_line_errors(args, expected):
     assert expected in one_line_error(harness("run", "long_range", *args))
+
+
+def test_bad_clip_is_a_one_line_error():
+    assert "--clip must not be negative, got 1,-1" in one_line_error(harness("train", "adding", "--clip", "1,-1"))
 
 
 def test_suites_lists_each_suite_with_its_task_source_and_criterion():

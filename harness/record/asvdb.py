@@ -171,9 +171,9 @@ def benchmark_version(suite: Suite, metric: Metric) -> str:
     whose version differs from benchmarks.json's)."""
     keys = ("task", "dtype", "seeds")  # H, B and the init are params (axes of the grid)
     defines: dict[str, Any] = {k: getattr(suite, k) for k in keys}
-    if metric.family == "train":  # the training settings, less the grid axis and the time limit
+    if metric.family == "train":  # the training settings, less the grid axes and the time limit
         defines["train"] = {k: v for k, v in dataclasses.asdict(suite.train).items()
-                            if k not in ("seq_lens", "timeout")}
+                            if k not in ("seq_lens", "timeout", "clip", "clips")}
     blob = json.dumps({"suite": defines, "metric": metric.name,
                        "definitions": METRIC_DEFINITIONS_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -94,43 +94,52 @@ def dynamics_frame(run: RunResults):
     return pd.DataFrame(rows, columns=["cell", "init", "T", "measured", "predicted", "sigma_max"])
 
 
-def _draw_dynamics(run: RunResults, out_dir: Path, setting: str) -> list[Figure]:
-    """Why the profiles decay: measured against predicted decay rate, and against sigma_max(W_hh)."""
+def _scatter(frame, x: str, style: str | None, xlabel: str, guides, out_dir: Path, stem: str, title: str):
+    """One scatter of the measured decay rate against ``x``, a point per cell (colour) and init
+    (marker), with ``guides(ax)`` drawn on it, saved as ``stem``."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
+    _, ax = plt.subplots()
+    sns.scatterplot(data=frame, x=x, y="measured", hue="cell", style=style, s=60, ax=ax)
+    guides(ax)
+    ax.set(xlabel=xlabel, ylabel="measured decay rate (decades per step)")
+    ax.legend(fontsize="small", bbox_to_anchor=(1.02, 1), loc="upper left")
+    save_figure(ax.figure, out_dir, stem, title)
+
+
+def _draw_dynamics(run: RunResults, out_dir: Path, setting: str) -> list[Figure]:
+    """Why the profiles decay: measured against predicted decay rate, and against sigma_max(W_hh)."""
     frame = dynamics_frame(run).dropna(subset=["measured", "predicted"])
     if frame.empty:
         return []
     style = "init" if frame["init"].nunique() > 1 else None
-    figures = []
-    ax = sns.scatterplot(data=frame, x="predicted", y="measured", hue="cell", style=style, s=60)
-    low, high = min(frame["predicted"].min(), frame["measured"].min()), max(frame["predicted"].max(),
-                                                                          frame["measured"].max())
-    ax.plot([low, high], [low, high], color="0.4", linestyle="--", linewidth=1, label="measured = predicted")
-    ax.set(xlabel="predicted: -lambda_1 / ln 10 (decades per step)", ylabel="measured decay rate (decades per step)")
-    ax.legend(fontsize="small", bbox_to_anchor=(1.02, 1), loc="upper left")
-    save_figure(ax.figure, out_dir, "decay_predicted", "Measured against predicted decay rate")
-    figures.append(Figure("decay_predicted", "Measured against predicted decay rate",
-                          "One point per cell, init and T: the decay rate of g_t fitted from the profile against "
-                          "the one the top finite-time Lyapunov exponent of the backward dynamics predicts "
-                          f"(over the last {run.suite.lyapunov_steps or 'all'} steps before the loss; "
-                          "docs/metrics.md). On the dashed line they agree; the exponent is the "
-                          f"asymptotic rate, the fit covers the whole profile. {setting}."))
-    plt.figure()
-    ax = sns.scatterplot(data=frame, x="sigma_max", y="measured", hue="cell", style=style, s=60)
-    ax.axvline(1.0, color="0.3", linestyle="--", linewidth=1, label="1 / gamma = 1 (tanh)")
-    ax.axhline(0.0, color="0.6", linewidth=0.8)
-    ax.set(xlabel="largest sigma_max of W_hh's gate blocks", ylabel="measured decay rate (decades per step)")
-    ax.legend(fontsize="small", bbox_to_anchor=(1.02, 1), loc="upper left")
-    save_figure(ax.figure, out_dir, "decay_sigma_max", "Decay rate against the largest singular value of W_hh")
-    figures.append(Figure("decay_sigma_max", "Decay rate against sigma_max(W_hh)",
-                          "Pascanu et al. (2013): each backward step multiplies by diag(f'(a_t)) W_hh^T, so with "
-                          "|f'| <= gamma, sigma_max(W_hh) < 1 / gamma forces gradients to vanish (decay rate above "
-                          "0). For the tanh RNN gamma = 1: its points left of the dashed line must lie above the "
-                          "zero line. LSTM and GRU gates multiply by further factors below 1, so the bound is "
-                          f"looser for them. {setting}."))
-    return figures
+    ends = [min(frame["predicted"].min(), frame["measured"].min()), max(frame["predicted"].max(),
+                                                                      frame["measured"].max())]
+
+    def diagonal(ax) -> None:
+        ax.plot(ends, ends, color="0.4", linestyle="--", linewidth=1, label="measured = predicted")
+
+    def bound(ax) -> None:
+        ax.axvline(1.0, color="0.3", linestyle="--", linewidth=1, label="1 / gamma = 1 (tanh)")
+        ax.axhline(0.0, color="0.6", linewidth=0.8)
+
+    _scatter(frame, "predicted", style, "predicted: -lambda_1 / ln 10 (decades per step)", diagonal, out_dir,
+             "decay_predicted", "Measured against predicted decay rate")
+    _scatter(frame, "sigma_max", style, "largest sigma_max of W_hh's gate blocks", bound, out_dir,
+             "decay_sigma_max", "Decay rate against the largest singular value of W_hh")
+    return [
+        Figure("decay_predicted", "Measured against predicted decay rate",
+               "One point per cell, init and T: the decay rate of g_t fitted from the profile against the one the "
+               "top finite-time Lyapunov exponent of the backward dynamics predicts (over the last "
+               f"{run.suite.lyapunov_steps or 'all'} steps before the loss; docs/metrics.md). On the dashed line "
+               f"they agree; the exponent is an average rate, the fit covers the whole profile. {setting}."),
+        Figure("decay_sigma_max", "Decay rate against sigma_max(W_hh)",
+               "Pascanu et al. (2013): each backward step multiplies by diag(f'(a_t)) W_hh^T, so with |f'| <= "
+               "gamma, sigma_max(W_hh) < 1 / gamma forces gradients to vanish (decay rate above 0). For the tanh "
+               "RNN gamma = 1: its points left of the dashed line must lie above the zero line. LSTM and GRU gates "
+               f"multiply by further factors below 1, so the bound is looser for them. {setting}."),
+    ]
 
 
 def save_figure(grid, out_dir: Path, stem: str, title: str, title_y: float = 1.02) -> None:
