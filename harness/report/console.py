@@ -102,7 +102,7 @@ def run_summary(run: RunResults) -> Table:
     """One row per grid point: status, median times, peak memory, gradient metrics, loss vs baseline."""
     axes = grid_axes(run)
     headers = ["backend", "cell", "T", *axes, "status", "fwd ms", "fwd+bwd ms", "IQR %", "GFLOP/s", "% peak",
-               "peak MiB", "decay/step", "horizon", "loss/baseline", "note"]
+               "peak MiB", "decay/step", "predicted", "horizon", "loss/baseline", "note"]
     rows = []
     for p in run.points:
         t, mem, grad, loss = p.time, p.memory, p.gradient, p.loss
@@ -116,6 +116,7 @@ def run_summary(run: RunResults) -> Table:
             _num(run.peak_fraction(p), 100, "{:.1f}"),
             _num(mem.peak_bytes if mem else None, 1 / 2**20, "{:.2f}"),
             _num(grad.decay_rate if grad else None, 1, "{:.2e}"),
+            _num(grad.predicted_decay_rate if grad else None, 1, "{:.2e}"),
             _num(grad.horizon if grad else None, 1, "{:d}"),
             _num(loss.init / loss.baseline if loss else None, 1, "{:.2f}"),
             p.note[:60],
