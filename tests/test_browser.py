@@ -97,8 +97,8 @@ def test_published_site_renders_in_a_browser(site, browser, tmp_path):
     browser.find_element(By.LINK_TEXT, "tiny").click()
     images = _wait_for(browser, lambda: browser.find_elements(By.TAG_NAME, "img"))
     stems = sorted(img.get_attribute("src").rsplit("/", 1)[1] for img in images)
-    assert stems == ["decay_rate.png", "gflops.png", "gradient_gru.png", "gradient_rnn_tanh.png", "memory.png",
-                     "peak_fraction.png", "time.png"]
+    assert stems == ["decay_predicted.png", "decay_rate.png", "decay_sigma_max.png", "gflops.png", "gradient_gru.png",
+                     "gradient_rnn_tanh.png", "memory.png", "peak_fraction.png", "time.png"]
     assert _wait_for(browser, lambda: all(browser.execute_script(
         "return arguments[0].complete && arguments[0].naturalWidth > 300", img) for img in images))
     captions = [e.text for e in browser.find_elements(By.TAG_NAME, "figcaption")]
