@@ -68,6 +68,11 @@ class Training:
     seeds: tuple[int, ...] = (0,)
     timeout: float = 3600.0  # seconds for one training point before it is recorded as failed
 
+    @property
+    def clip_axis(self) -> tuple[float, ...]:
+        """Every clipping threshold of the training grid (one when the table gives one)."""
+        return self.clips or (self.clip,)
+
 
 @dataclass(frozen=True)
 class Suite:

@@ -17,14 +17,13 @@ computes them with the NumPy reference (docs/metrics.md, "Spectra and Lyapunov e
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
 
 from harness import reference
 from harness.cells import Params, cell_spec
-from harness.record.results import Gradient, Spectrum
+from harness.record.results import Spectrum
 
 TINY = 1e-300  # log |R_ii| of a direction the dynamics annihilate: about -690, not -inf
 
@@ -81,7 +80,7 @@ def predicted_decay_rate(exponents: np.ndarray) -> float:
 def explanation(cell: str, draws: list[tuple[Params, np.ndarray]], k: int, window: int = 0) -> dict:
     """What explains a gradient profile averaged over ``draws`` (the parameters and inputs of each
     seed): W_hh's spectra and, for ``k`` > 0, the top-k exponents over the last ``window`` steps (0:
-    all), as the fields of :class:`Gradient` that hold them."""
+    all), as the fields of :class:`~harness.record.results.Gradient` that hold them."""
     per_draw = [block_spectra(cell, params["weight_hh"]) for params, _ in draws]
     spectra = tuple(Spectrum(blocks[0].gate, float(np.mean([b.spectral_radius for b in blocks])),
                              float(np.mean([b.sigma_max for b in blocks]))) for blocks in zip(*per_draw))
@@ -90,9 +89,3 @@ def explanation(cell: str, draws: list[tuple[Params, np.ndarray]], k: int, windo
     exponents = np.mean([lyapunov_exponents(cell, params, x, k, window) for params, x in draws], axis=0)
     return {"spectra": spectra, "lyapunov": tuple(exponents.tolist()),
             "predicted_decay_rate": predicted_decay_rate(exponents)}
-
-
-def explained(gradient: Gradient, cell: str, draws: list[tuple[Params, np.ndarray]], k: int,
-              window: int = 0) -> Gradient:
-    """``gradient`` with its :func:`explanation`."""
-    return dataclasses.replace(gradient, **explanation(cell, draws, k, window))

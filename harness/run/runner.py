@@ -91,7 +91,7 @@ def _jobs(suite: Suite, mode: str, backend: str, cell: str) -> list[PointJob]:
     """The points of one backend and cell: every init, (H, B) and T (and, for training, every seed)."""
     if mode == "train":
         return [PointJob(backend, cell, T, suite.at(h, b, init, clip), mode, seed)
-                for init in suite.init_axis for clip in suite.train.clips or (suite.train.clip,)
+                for init in suite.init_axis for clip in suite.train.clip_axis
                 for h, b in suite.sizes(mode) for T in suite.train.seq_lens for seed in suite.train.seeds]
     return [PointJob(backend, cell, T, suite.at(h, b, init))
             for init in suite.init_axis for h, b in suite.sizes() for T in suite.seq_lens]

@@ -123,10 +123,10 @@ class Trainer:
         decay = gradients.gradient_metrics(g, floor=gradients.underflow_floor(self.dtype))
         gc = tuple(gradients.profile(grads.c).tolist()) if grads.c is not None else None
         weights = {name: v for name, v in self.params.items() if name not in READOUT}
-        profile = Gradient(**vars(decay), g=tuple(g.tolist()), gc=gc)
         suite = self.job.suite
-        return Snapshot(iteration, dynamics.explained(profile, self.job.cell, [(weights, self.held_out.x)],
-                                                      suite.lyapunov, suite.lyapunov_steps))
+        explanation = dynamics.explanation(self.job.cell, [(weights, self.held_out.x)], suite.lyapunov,
+                                           suite.lyapunov_steps)
+        return Snapshot(iteration, Gradient(**vars(decay), g=tuple(g.tolist()), gc=gc, **explanation))
 
     def time_forward_backward(self, clock, calls: int = 3) -> list[float]:
         """Seconds of ``calls`` forward + backward passes of a training-shaped problem with a dense
