@@ -153,3 +153,52 @@ def test_np_dot_fallback_without_numpys_openblas(cell, monkeypatch):
     backend.forward()
     backend.backward(per_step=True)
     _assert_gradients_match(backend.gradients(), _expected(p)[1], TOL["float64"], cell, per_step=True)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_either_weight_layout_gives_the_reference(cell, order, monkeypatch):
+    """The per-step GEMMs take W_hh in whichever layout was faster on the machine: both must agree."""
+    from harness_plugins import numba_backend
+
+    monkeypatch.setattr(numba_backend, "faster_layout", lambda rows, b: np.asarray(b, order=order))
+    p = random_problem(cell, (40, 3, 2, 6), "float64", seed=3)
+    backend = NumbaBackend(threads=1)
+    backend.prepare(p)
+    assert backend.w_hh.flags[f"{order}_CONTIGUOUS"] and backend.w_hh_t.flags[f"{order}_CONTIGUOUS"]
+    backend.forward()
+    backend.backward(per_step=True)
+    _assert_gradients_match(backend.gradients(), _expected(p)[1], TOL["float64"], cell, per_step=True)
+
+
+def test_faster_layout_keeps_the_values_and_decides_once_per_shape():
+    from harness_plugins import numba_backend
+
+    b = np.arange(12.0, dtype=np.float32).reshape(3, 4)
+    chosen = numba_backend.faster_layout(5, b)
+    assert np.array_equal(chosen, b) and (chosen.flags.c_contiguous or chosen.flags.f_contiguous)
+    order = numba_backend._FASTER_LAYOUT[(5, (3, 4), b.dtype.str)]
+    assert chosen.flags[f"{order}_CONTIGUOUS"]
+    numba_backend._FASTER_LAYOUT[(5, (3, 4), b.dtype.str)] = "F" if order == "C" else "C"  # a decision is kept
+    assert not numba_backend.faster_layout(5, b).flags[f"{order}_CONTIGUOUS"]
+
+
+def test_vanishing_gradients_flush_to_zero_inside_the_calls_only():
+    """float32 gradients that sink below the smallest normal number come back as 0, not subnormal (the
+    slow path of x86 cores), within the tolerance of the float64 reference; the caller's own
+    arithmetic keeps subnormals after the calls."""
+    from harness.measure.denormals import flushing_available
+
+    if not flushing_available():
+        pytest.skip("no way to flush subnormals on this machine (x86 with llvmlite)")
+    p = random_problem("rnn_tanh", (60, 4, 3, 8), "float32", seed=5, init="linear=0.1")
+    p.grad_h[:-1] = 0  # the gradient of the last step only: one decade less per step back
+    backend = NumbaBackend(threads=1)
+    backend.prepare(p)
+    backend.forward()
+    backend.backward(per_step=True)
+    dh = np.abs(backend.gradients().h)
+    tiny = np.finfo(np.float32).tiny
+    assert np.any(dh == 0) and np.all((dh == 0) | (dh >= tiny))  # flushed, never subnormal
+    _assert_gradients_match(backend.gradients(), _expected(p)[1], TOL["float32"], "rnn_tanh", per_step=True)
+    assert np.float32(1e-38) * np.float32(0.1) > 0  # the caller's setting is back

@@ -3,53 +3,71 @@
 Vanishing gradients are the subject here, and in float32 they sink below the smallest normal number
 (1.2e-38) within a few hundred steps; x86 CPUs then take a slow microcode path for every operation
 on them, which made a training iteration of rnn_tanh at T = 200 fifteen times slower than its
-forward + backward on random data. Training therefore flushes them to zero, as GPUs do by default.
-No metric changes: a gradient at or below the smallest normal number already counts as vanished.
+forward + backward on random data. Training therefore flushes them to zero for good, as GPUs do by
+default; a backend may flush them for the length of its own calls (:func:`denormals_flushed`), as
+TensorFlow's CPU kernels do. No metric changes: a gradient at or below the smallest normal number
+already counts as vanished.
 """
 from __future__ import annotations
 
 import ctypes
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 _MXCSR_FTZ_DAZ = 0x8040  # flush-to-zero (bit 15) and denormals-are-zero (bit 6)
-_IR = f"""
+_IR = """
 declare void @llvm.x86.sse.stmxcsr(i8*)
 declare void @llvm.x86.sse.ldmxcsr(i8*)
-define void @flush_denormals() {{
+define i32 @get_mxcsr() {
   %p = alloca i32
   %q = bitcast i32* %p to i8*
   call void @llvm.x86.sse.stmxcsr(i8* %q)
   %v = load i32, i32* %p
-  %w = or i32 %v, {_MXCSR_FTZ_DAZ}
-  store i32 %w, i32* %p
+  ret i32 %v
+}
+define void @set_mxcsr(i32 %v) {
+  %p = alloca i32
+  store i32 %v, i32* %p
+  %q = bitcast i32* %p to i8*
   call void @llvm.x86.sse.ldmxcsr(i8* %q)
   ret void
-}}
+}
 """
-_KEEP = []  # the JIT engine must outlive the function pointer
+_MXCSR: list = []  # [get, set] once compiled; the JIT engine that owns them is kept beside them
 
 
-def _with_llvmlite() -> None:
-    import llvmlite.binding as llvm
-
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
-    module = llvm.parse_assembly(_IR)
-    engine = llvm.create_mcjit_compiler(module, llvm.Target.from_default_triple().create_target_machine())
-    engine.finalize_object()
-    _KEEP.append(engine)
-    ctypes.CFUNCTYPE(None)(engine.get_function_address("flush_denormals"))()
+def _mxcsr() -> tuple | None:
+    """(get, set) of this thread's MXCSR register, compiled through llvmlite; None where unavailable."""
+    if not _MXCSR:
+        if platform.machine().lower() not in ("x86_64", "amd64"):
+            _MXCSR.append(None)
+        else:
+            try:
+                import llvmlite.binding as llvm
+            except ImportError:
+                _MXCSR.append(None)
+            else:
+                llvm.initialize_native_target()
+                llvm.initialize_native_asmprinter()
+                module = llvm.parse_assembly(_IR)
+                engine = llvm.create_mcjit_compiler(module, llvm.Target.from_default_triple().create_target_machine())
+                engine.finalize_object()
+                get = ctypes.CFUNCTYPE(ctypes.c_uint32)(engine.get_function_address("get_mxcsr"))
+                set_ = ctypes.CFUNCTYPE(None, ctypes.c_uint32)(engine.get_function_address("set_mxcsr"))
+                _MXCSR.append((get, set_, engine))
+    return _MXCSR[0]
 
 
 def flush_denormals() -> str:
     """Set FTZ and DAZ for this thread; returns how, or why not (recorded with training points)."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return f"not flushed: no known way on {platform.machine()}"
-    try:
-        _with_llvmlite()
+    mxcsr = _mxcsr()
+    if mxcsr is not None:
+        get, set_, _ = mxcsr
+        set_(get() | _MXCSR_FTZ_DAZ)
         return "flushed (MXCSR FTZ and DAZ through llvmlite)"
-    except ImportError:
-        pass
     try:
         import torch
 
@@ -58,3 +76,26 @@ def flush_denormals() -> str:
     except ImportError:
         pass
     return "not flushed: needs llvmlite (numba) or torch"
+
+
+def flushing_available() -> bool:
+    """Whether :func:`denormals_flushed` flushes on this machine (x86 with llvmlite)."""
+    return _mxcsr() is not None
+
+
+@contextmanager
+def denormals_flushed() -> Iterator[None]:
+    """FTZ and DAZ in this thread for the length of the block, the caller's setting restored after it
+    (a no-op where :func:`flushing_available` is false). Threads a library started earlier, such as
+    a multi-threaded BLAS's workers, keep their own setting."""
+    mxcsr = _mxcsr()
+    if mxcsr is None:
+        yield
+        return
+    get, set_, _ = mxcsr
+    old = get()
+    set_(old | _MXCSR_FTZ_DAZ)
+    try:
+        yield
+    finally:
+        set_(old)
