@@ -124,8 +124,8 @@ def test_numba_missing_makes_the_backend_unavailable_and_the_rest_runs(tmp_path)
     line = next(line for line in out.stdout.splitlines() if "backend numba" in line)
     assert "unavailable: numba is not installed" in line
     suite = write_suite(tmp_path / "tiny")
-    run = harness("run", str(suite), "--backends", "numba,numpy", "-q", "--no-asv", "--output", str(tmp_path / "r.json"),
-                  env=env, cwd=tmp_path)
+    run = harness("run", str(suite), "--backends", "numba,numpy", "-q", "--no-asv",
+                  "--output", str(tmp_path / "r.json"), env=env, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     points = {p["backend"]: p for p in json.loads((tmp_path / "r.json").read_text())["points"]}
     assert points["numba"]["status"] == "skipped" and "numba is not installed" in points["numba"]["reason"]
