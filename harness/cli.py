@@ -257,7 +257,7 @@ def cmd_compare(args) -> int:
     from harness.report import compare
 
     results_dir = asvdb.load_config(results_dir=args.results_dir).results_dir
-    changes = compare.compare(results_dir, args.before, args.after, factor=args.factor)
+    changes = compare.compare(results_dir, args.before, args.after, factor=args.factor, normalize=not args.raw)
     _print(compare.compare_report(changes, only_changed=args.only_changed))
     regressions = sum(c.regression for c in changes)
     if regressions:
@@ -429,11 +429,14 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Compare every benchmark point between two commits (prefixes) or labels with "
                                    "asv's statistics on the stored samples: + a significant regression, - an "
                                    "improvement, ! newly failed, ~ a ratio beyond the factor within the noise. "
+                                   "Timings are judged in units of the machine probe timed beside them. "
                                    "Exits 1 when a significant regression is found (for CI).")
     p.add_argument("before", help="commit prefix or label")
     p.add_argument("after", help="commit prefix or label")
     p.add_argument("--factor", type=_positive("--factor"), default=1.1,
                    help="ratio that counts as a change (default: 1.1)")
+    p.add_argument("--raw", action="store_true",
+                   help="judge timings in seconds, not in units of the machine probe timed beside them")
     shown = p.add_mutually_exclusive_group()
     shown.add_argument("--only-changed", dest="only_changed", action="store_true", default=True,
                        help="show only significant changes (the default)")

@@ -57,7 +57,8 @@ dtype = "float32"
 metrics = ["time", "memory", "gradient"]
 
 [timing]
-repeat = 15
+repeat = 16
+rounds = 4  # samples from four moments of the run: the machine's slow phases last seconds to minutes
 """
 
 

@@ -133,8 +133,10 @@ def test_compare_between_commits_prints_ratios(project):
     assert result.returncode in (0, 1), result.stderr
     rows = section_rows(result.stdout, "tiny.time_forward_backward")
     assert len(rows) == 4
-    for fields in rows:  # [mark], before, after, ratio, backend, cell, T, H, B, init
-        before, after, ratio = float(fields[-9]), float(fields[-8]), float(fields[-7].lstrip("~"))
+    for fields in rows:  # [mark], before, after, ratio, machine, judged, backend, cell, T, H, B, init
+        before, after, ratio = float(fields[-11]), float(fields[-10]), float(fields[-9])
+        machine, judged = float(fields[-8]), float(fields[-7].lstrip("~"))  # the probe's ratio; the one marked
+        assert machine > 0 and judged > 0
         assert fields[-6] == "numpy" and fields[-5] in ("rnn_tanh", "gru") and fields[-4] in ("12", "16")
         assert fields[-3:] == ["4", "2", "default"]
         assert ratio == pytest.approx(after / before, rel=0.01)  # printed with 4 and 2 significant digits

@@ -56,6 +56,10 @@ class Measurement:
         different times, so that their spread includes what varies between runs)."""
         return cls([s for m in measurements for s in m.samples], measurements[0].number)
 
+    def scaled(self, factor: float) -> Measurement:
+        """The samples times ``factor`` (in another unit)."""
+        return Measurement([s * factor for s in self.samples], self.number)
+
     @property
     def relative_iqr(self) -> float:
         return self.iqr / self.median if self.median > 0 else float("inf")

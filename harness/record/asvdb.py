@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError, check_name
+from harness.measure.probe import PROBE_VERSION
 from harness.record.results import FAILED, OK, PointResult, RunResults, write_json_atomic
 from harness.suites import Suite
 
@@ -61,6 +62,7 @@ class Metric:
     description: str = ""
     param_names: tuple[str, ...] = tuple(PARAM_NAMES)
     derived_from: str = ""  # a metric computed from another (GFLOP/s from the time): compare marks only that one
+    definition: str = ""  # what else defines it (the probe's version): part of its asv version where set
 
     def groups(self, run: RunResults) -> dict[tuple[str, ...], Points]:
         """The run's records per asv point, keyed by the repr()-encoded params."""
@@ -80,9 +82,12 @@ def _first(read: Callable[[PointResult], Any]) -> Callable[[Points], Any]:
 
 
 def _timing(kind: str) -> dict[str, Callable[[Points], Any]]:
-    return {"value": _first(lambda p: getattr(p.time, kind).median),
-            "samples": _first(lambda p: list(getattr(p.time, kind).samples)),
-            "number": _first(lambda p: getattr(p.time, kind).number)}
+    """A Measurement of ``Times`` as asv stores a timing; NaN (not measured) where a file from before
+    the machine probe lacks it."""
+    read = _first(lambda p: getattr(p.time, kind))
+    return {"value": lambda points: read(points).median if read(points) else math.nan,
+            "samples": lambda points: list(read(points).samples) if read(points) else None,
+            "number": lambda points: read(points).number if read(points) else None}
 
 
 def _compile_times(cache: str) -> dict[str, Callable[[Points], Any]]:
@@ -108,6 +113,15 @@ METRICS = (
            description="median time of the recurrent layer's forward pass"),
     Metric("time_forward_backward", "time", "time", "seconds", **_timing("forward_backward"),
            description="median time of forward plus backpropagation through time"),
+    Metric("machine_probe", "time", "time", "seconds", **_timing("probe"),
+           description="a fixed NumPy workload timed before and after the point's timings (measure/probe.py): "
+                       "how fast the machine was then", definition=f"probe {PROBE_VERSION}"),
+    Metric("time_forward_vs_probe", "time", "track", "probes", **_timing("forward_vs_probe"),
+           description="time_forward in units of the machine probe of its timing round: what harness compare "
+                       "judges", definition=f"probe {PROBE_VERSION}"),
+    Metric("time_forward_backward_vs_probe", "time", "track", "probes", **_timing("forward_backward_vs_probe"),
+           description="time_forward_backward in units of the machine probe of its timing round: what harness "
+                       "compare judges", definition=f"probe {PROBE_VERSION}"),
     Metric("peak_memory", "memory", "memory", "bytes", _first(lambda p: p.memory.peak_bytes),
            description="peak bytes allocated from prepare to the end of backward"),
     Metric("compile_time_cold", "compile", "track", "seconds", **_compile_times("cold"),
@@ -174,8 +188,10 @@ def benchmark_version(suite: Suite, metric: Metric) -> str:
     if metric.family == "train":  # the training settings, less the grid axes and the time limit
         defines["train"] = {k: v for k, v in dataclasses.asdict(suite.train).items()
                             if k not in ("seq_lens", "timeout", "clip", "clips")}
-    blob = json.dumps({"suite": defines, "metric": metric.name,
-                       "definitions": METRIC_DEFINITIONS_VERSION}, sort_keys=True)
+    defined = {"suite": defines, "metric": metric.name, "definitions": METRIC_DEFINITIONS_VERSION}
+    if metric.definition:  # only where set: every other metric keeps the version (and history) it had
+        defined["definition"] = metric.definition
+    blob = json.dumps(defined, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

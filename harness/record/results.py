@@ -46,8 +46,27 @@ class LossAtInit:
 
 @dataclass(frozen=True)
 class Times:
+    """Seconds per call, and (where the machine probe was timed, measure/probe.py) the same samples
+    in units of the probe of their own timing round: what `harness compare` judges."""
+
     forward: Measurement
     forward_backward: Measurement
+    probe: Measurement | None = None  # the probe, timed before and after the timings (seconds)
+    forward_vs_probe: Measurement | None = None
+    forward_backward_vs_probe: Measurement | None = None
+
+    @classmethod
+    def probed(cls, forward: Measurement, forward_backward: Measurement, probe: Measurement) -> Times:
+        """One round's timings with the probe timed around them."""
+        return cls(forward, forward_backward, probe, forward.scaled(1 / probe.median),
+                   forward_backward.scaled(1 / probe.median))
+
+    def pooled_with(self, later: Times) -> Times:
+        """The samples of both rounds (the probe's and the relative ones only where both rounds have them)."""
+        pooled = {f.name: Measurement.pooled([getattr(self, f.name), getattr(later, f.name)])
+                  if getattr(self, f.name) is not None and getattr(later, f.name) is not None else None
+                  for f in dataclasses.fields(self)}
+        return Times(**pooled)
 
 
 @dataclass(frozen=True)
@@ -200,9 +219,8 @@ class PointResult:
 
     def pooled_with(self, later: PointResult) -> PointResult:
         """This point with a later timing round's samples added (``harness run``'s rounds)."""
-        times = Times(*(Measurement.pooled([getattr(self.time, k), getattr(later.time, k)])
-                        for k in ("forward", "forward_backward")))
-        return dataclasses.replace(self, time=times, load_after=later.load_after, busy=self.busy or later.busy,
+        return dataclasses.replace(self, time=self.time.pooled_with(later.time), load_after=later.load_after,
+                                   busy=self.busy or later.busy,
                                    duration_s=(self.duration_s or 0.0) + (later.duration_s or 0.0))
 
     @property

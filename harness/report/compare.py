@@ -7,9 +7,16 @@ decision (``asv.commands.compare._is_result_better``, which uses the stored samp
 intervals where the benchmark has them): ``+`` a significant regression beyond the factor, ``-`` a
 significant improvement, ``!`` newly failed, ``*`` newly fixed, ``x`` not comparable (the benchmark's
 definition changed), and a ratio shown as ``~1.25`` is beyond the factor but within the noise.
+
+Timings are judged in units of the machine probe timed beside them (measure/probe.py): each timing
+round times a fixed workload before and after its timings, and `harness run` records the timings in
+units of that round's probe as well (``time_*_vs_probe``). The mark of a timing is decided on those
+samples, so that a phase in which the whole machine ran 1.4 x slower is no change. The table shows
+the raw ratio, the probe's ("machine") and the ratio judged; ``normalize=False`` judges seconds.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Iterator
@@ -27,6 +34,8 @@ from harness.report.console import table
 PointKey = tuple[str, tuple[str, ...]]
 REGRESSIONS = ("+", "!")
 CHANGED = ("+", "-", "!")
+PROBE = "machine_probe"  # the probe's own metric: the machine column, never a row
+VS_PROBE = "_vs_probe"  # a timing in probe units (time_forward_vs_probe): what its row is judged on
 
 
 @dataclass(frozen=True)
@@ -39,10 +48,17 @@ class Change:
     ratio: float | None  # after / before, where both are numbers and before is not 0
     mark: str  # "+", "-", "!", "*", "x" or " " (see the module docstring)
     within_noise: bool = False  # the ratio passes the factor but the samples do not differ: "~"
+    machine: float | None = None  # the probe's after / before, where the timing was judged in its units
+    judged: float | None = None  # after / before in probe units, where the mark was decided on those
 
     @property
     def regression(self) -> bool:
         return self.mark in REGRESSIONS
+
+    @property
+    def judged_ratio(self) -> float | None:
+        """The ratio the mark was decided on: in units of the machine probe where there is one."""
+        return self.judged if self.judged is not None else self.ratio
 
 
 @dataclass(frozen=True)
@@ -142,13 +158,34 @@ def change(key: PointKey, a: _Point, b: _Point, factor: float) -> Change:
     return Change(key, a.value, b.value, ratio, " ", within_noise=beyond)
 
 
-def compare(results_dir: str | Path, before: str, after: str, factor: float = 1.1) -> list[Change]:
-    """Every benchmark point present in both ``before`` and ``after``."""
+def judged_in_probe_units(key: PointKey, a: dict[PointKey, _Point], b: dict[PointKey, _Point],
+                          factor: float) -> Change:
+    """A timing's change, its mark decided on its samples in probe units where both sides have them."""
+    raw = change(key, a[key], b[key], factor)
+    relative = (key[0] + VS_PROBE, key[1])
+    if raw.mark in ("x", "!", "*") or relative not in a or relative not in b:
+        return raw
+    judged = change(relative, a[relative], b[relative], factor)
+    if judged.ratio is None:  # a file from before the probe: its relative timings are NaN
+        return raw
+    probe = (f"{key[0].split('.', 1)[0]}.{PROBE}", key[1])
+    pa, pb = a.get(probe), b.get(probe)
+    machine = pb.value / pa.value if pa and pb and not (_isna(pa.value) or _isna(pb.value)) and pa.value else None
+    return dataclasses.replace(raw, mark=judged.mark, within_noise=judged.within_noise, machine=machine,
+                               judged=judged.ratio)
+
+
+def compare(results_dir: str | Path, before: str, after: str, factor: float = 1.1,
+            normalize: bool = True) -> list[Change]:
+    """Every benchmark point present in both ``before`` and ``after`` (the probe's own points are
+    the machine column of the timings, not rows); timings judged in probe units unless not ``normalize``."""
     results_dir = Path(results_dir)
     res_a, res_b = resolve(results_dir, before), resolve(results_dir, after)
     several = len(set(res_a) | set(res_b)) > 1
     a, b = _points(res_a, several), _points(res_b, several)
-    return [change(key, a[key], b[key], factor) for key in sorted(set(a) & set(b))]
+    keys = sorted(k for k in set(a) & set(b) if not (k[0].endswith(VS_PROBE) or k[0].endswith("." + PROBE)))
+    return [judged_in_probe_units(key, a, b, factor) if normalize else change(key, a[key], b[key], factor)
+            for key in keys]
 
 
 def _fmt(value: float | None) -> str:
@@ -159,10 +196,10 @@ def _fmt(value: float | None) -> str:
     return f"{value:.4g}"
 
 
-def _ratio(c: Change) -> str:
-    if c.ratio is None:
+def _ratio(value: float | None, within_noise: bool = False) -> str:
+    if value is None:
         return "n/a"
-    return f"~{c.ratio:.2f}" if c.within_noise else f"{c.ratio:.2f}"
+    return f"~{value:.2f}" if within_noise else f"{value:.2f}"
 
 
 def compare_report(changes: list[Change], only_changed: bool = True) -> Group | Text:
@@ -174,9 +211,11 @@ def compare_report(changes: list[Change], only_changed: bool = True) -> Group | 
                     "no benchmark points in common")
     sections = []
     for name, group in itertools.groupby(sorted(shown, key=lambda c: c.key[0]), key=lambda c: c.key[0]):
-        rows = sorted(group, key=lambda c: -(c.ratio if c.ratio is not None else math.inf))
-        sections.append(table(["", "before", "after", "ratio", "point"],
-                              [[c.mark, _fmt(c.before), _fmt(c.after), _ratio(c), " ".join(c.key[1])] for c in rows],
-                              right=(1, 2, 3), title=name))
+        rows = sorted(group, key=lambda c: -(c.judged_ratio if c.judged_ratio is not None else math.inf))
+        sections.append(table(["", "before", "after", "ratio", "machine", "judged", "point"],
+                              [[c.mark, _fmt(c.before), _fmt(c.after), _ratio(c.ratio),
+                                _ratio(c.machine) if c.machine else "", _ratio(c.judged_ratio, c.within_noise),
+                                " ".join(c.key[1])] for c in rows],
+                              right=(1, 2, 3, 4, 5), title=name))
         sections.append(Text(""))
     return Group(*sections[:-1])

@@ -13,6 +13,7 @@ import numpy as np
 from harness.backend import Backend, Problem, check_gradients
 from harness.cells import activation_bytes
 from harness.measure import gradients
+from harness.measure.probe import probe
 from harness.measure.roofline import layer_flops
 from harness.measure.timing import Measurement, Timer
 from harness.record.results import OK, Gradient, LossAtInit, Memory, PointResult, Times
@@ -85,9 +86,10 @@ def measure(backend: Backend, job: PointJob, task: Task) -> PointResult:
     times = None
     if "time" in families:
         backend.prepare(first.timed)
+        before = probe()
         forward = _time(backend, backend.forward, suite.timing, job.round)
         both = _time(backend, forward_backward, suite.timing, job.round)
-        times = Times(forward, both)
+        times = Times.probed(forward, both, Measurement.pooled([before, probe()]))
     memory = None
     if "memory" in families:
         backend.teardown()  # counted from prepare on: a backend's preallocated buffers are its memory
