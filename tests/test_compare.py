@@ -14,8 +14,8 @@ from tests.support.runs import record_synthetic, synthetic_point
 TIMING = "tiny.time_forward_backward"
 
 
-def _changes(results_dir: Path, before: str, after: str, factor: float = 1.1) -> dict:
-    return {(c.key[0], c.key[1][0]): c for c in compare(results_dir, before, after, factor)}
+def _changes(results_dir: Path, before: str, after: str, factor: float = 1.1, normalize: bool = True) -> dict:
+    return {(c.key[0], c.key[1][0]): c for c in compare(results_dir, before, after, factor, normalize)}
 
 
 @pytest.mark.parametrize("after, spread, mark, noise", [
@@ -30,6 +30,30 @@ def test_significance_comes_from_the_samples(tmp_path, after, spread, mark, nois
     c = _changes(tmp_path / "results", "before", "after")[(TIMING, "a")]
     assert (c.mark, c.within_noise) == (mark, noise)
     assert c.ratio == pytest.approx(after, rel=1e-12)
+
+
+@pytest.mark.parametrize("time_after, probe_after, mark, judged", [
+    (1.4, 1.4, " ", 1.0),  # the whole machine 1.4 x slower: no change in probe units
+    (1.3, 1.0, "+", 1.3),  # the backend 1.3 x slower on a machine as fast as before: a regression
+    (1.0, 0.7, "+", 1.0 / 0.7),  # as fast in seconds while the machine was 1.4 x faster: slower code
+])
+def test_timings_are_judged_in_units_of_the_machine_probe(tmp_path, time_after, probe_after, mark, judged):
+    record_synthetic(tmp_path, "before", [synthetic_point("a", 10, 1.0, probe=1.0)])
+    record_synthetic(tmp_path, "after", [synthetic_point("a", 10, time_after, probe=probe_after)])
+    c = _changes(tmp_path / "results", "before", "after")[(TIMING, "a")]
+    assert (c.mark, c.judged_ratio, c.machine) == (mark, pytest.approx(judged), pytest.approx(probe_after))
+    assert c.ratio == pytest.approx(time_after)
+    raw = _changes(tmp_path / "results", "before", "after", normalize=False)[(TIMING, "a")]
+    assert raw.mark == ("+" if time_after > 1.1 else " ") and raw.machine is None  # --raw: seconds decide
+    names = {key for key, _ in _changes(tmp_path / "results", "before", "after")}
+    assert not any("probe" in name for name in names)  # the probe's own rows are the machine column
+
+
+def test_a_side_without_probe_is_judged_in_seconds(tmp_path):
+    record_synthetic(tmp_path, "before", [synthetic_point("a", 10, 1.0)])  # a file from before the probe
+    record_synthetic(tmp_path, "after", [synthetic_point("a", 10, 1.3, probe=1.0)])
+    c = _changes(tmp_path / "results", "before", "after")[(TIMING, "a")]
+    assert (c.mark, c.machine, c.judged_ratio) == ("+", None, pytest.approx(1.3))
 
 
 @pytest.mark.parametrize("before, after, mark", [

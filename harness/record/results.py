@@ -56,10 +56,14 @@ class Times:
     forward_backward_vs_probe: Measurement | None = None
 
     @classmethod
-    def probed(cls, forward: Measurement, forward_backward: Measurement, probe: Measurement) -> Times:
-        """One round's timings with the probe timed around them."""
-        return cls(forward, forward_backward, probe, forward.scaled(1 / probe.median),
-                   forward_backward.scaled(1 / probe.median))
+    def probed(cls, forward: Measurement, forward_backward: Measurement, before: Measurement, between: Measurement,
+               after: Measurement) -> Times:
+        """One round's timings with the probe timed before, between and after them: each timing in
+        units of the probes on either side of it."""
+        pooled = Measurement.pooled
+        return cls(forward, forward_backward, pooled([before, between, after]),
+                   forward.scaled(1 / pooled([before, between]).median),
+                   forward_backward.scaled(1 / pooled([between, after]).median))
 
     def pooled_with(self, later: Times) -> Times:
         """The samples of both rounds (the probe's and the relative ones only where both rounds have them)."""

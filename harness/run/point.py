@@ -86,10 +86,11 @@ def measure(backend: Backend, job: PointJob, task: Task) -> PointResult:
     times = None
     if "time" in families:
         backend.prepare(first.timed)
-        before = probe()
+        before = probe()  # the machine's speed on either side of each timing (measure/probe.py)
         forward = _time(backend, backend.forward, suite.timing, job.round)
+        between = probe()
         both = _time(backend, forward_backward, suite.timing, job.round)
-        times = Times.probed(forward, both, Measurement.pooled([before, probe()]))
+        times = Times.probed(forward, both, before, between, probe())
     memory = None
     if "memory" in families:
         backend.teardown()  # counted from prepare on: a backend's preallocated buffers are its memory

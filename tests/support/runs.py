@@ -16,13 +16,17 @@ PROVENANCE = {"machine": "testbox", "os": "Linux", "arch": "x86_64", "cpu": "cpu
 
 
 def synthetic_point(backend: str, seq_len: int, median: float, status: str = OK, horizon: int | None = 5,
-                    steps: int | None = None, spread: float = 0.01) -> PointResult:
+                    steps: int | None = None, spread: float = 0.01, probe: float | None = None) -> PointResult:
     """An lstm point (H=4, B=2, as tests.support.suites.write_suite's suite) whose timings are 11 samples
-    spread evenly over ``median`` * (1 +- ``spread``), or a failed/skipped one."""
+    spread evenly over ``median`` * (1 +- ``spread``), with a machine probe of median ``probe`` if given
+    (its samples as tight), or a failed/skipped one."""
     if status != OK:
         return PointResult(backend, "lstm", seq_len, "float32", status, reason="why", hidden=4, batch=2, init="default")
     samples = [median * (1 + spread * f) for f in (-1.0, -0.8, -0.6, -0.4, -0.2, 0.0, 0.2, 0.4, 0.6, 0.8, 1.0)]
     times = Times(Measurement(samples, 4), Measurement(samples, 4))
+    if probe is not None:
+        probes = Measurement([probe * (1 + f / 100) for f in (-1.0, 0.0, 1.0)], 10)
+        times = Times.probed(times.forward, times.forward_backward, probes, probes, probes)
     gradient = Gradient(decay_rate=0.1, log10_ratio=1.0, horizon=horizon, exploded=horizon is None,
                         first_nonfinite_lag=None, vanished=False, g=(1.0,), gc=None)
     return PointResult(backend, "lstm", seq_len, "float32", OK, steps=steps or seq_len, loss=LossAtInit(1.0, 1.0),
