@@ -4,8 +4,9 @@
 2. A backend made 30% slower (a plugin that busy-waits 30% longer after forward and backward) must be
    flagged "+" on its timing rows and nowhere else.
 
-Real timings depend on how quiet the machine is, so this is a script to run (three times, quoting
-each) rather than a test:  python scripts/regression_check.py
+The grid takes its timings in four rounds, and compare judges them in units of the machine probe
+timed beside them (docs/user-guide.md). Real timings depend on how the machine behaves, so this is a
+script to run (three times, quoting each) rather than a test:  python scripts/regression_check.py
 """
 from __future__ import annotations
 

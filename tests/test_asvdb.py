@@ -80,6 +80,10 @@ def test_two_commits_give_two_points_in_the_published_history(project):
     assert index["params"]["machine"] and "numpy" in index["params"] and "python" in index["params"]
     assert {"tiny.peak_memory", "tiny.grad_abs_decay_rate", "tiny.grad_horizon_shortfall"} <= set(index["benchmarks"])
     assert index["benchmarks"]["tiny.peak_memory"]["unit"] == "bytes"
+    # the machine probe and the timings in its units, history points like the timings in seconds
+    assert index["benchmarks"]["tiny.time_forward_backward_vs_probe"]["unit"] == "probes"
+    for name in ("tiny.machine_probe", "tiny.time_forward_vs_probe", "tiny.time_forward_backward_vs_probe"):
+        assert all(len(values) == 4 and all(v > 0 for v in values) for _, values in _graph(repo, name))
 
 
 def test_harness_pages_are_linked_from_the_asv_index(project):
@@ -204,3 +208,19 @@ def test_results_dir_comes_from_asv_conf_json(tmp_path):
     harness(repo, "run", "tiny", "--backends", "numpy", "--cells", "rnn_tanh", "-q")
     assert (repo / "db/benchmarks.json").is_file() and list((repo / "db/runs").glob("tiny-*.json"))
     assert not (repo / "results").exists()
+
+
+def test_the_probes_version_starts_new_series_for_what_is_measured_in_its_units(tmp_path):
+    """A new probe workload (PROBE_VERSION) changes the versions of the metrics in its units and of
+    no other metric: the seconds keep their history."""
+    from harness import suites
+    from tests.support.suites import write_suite
+
+    suite = suites.load(write_suite(tmp_path / "suite"))
+    versions = {}
+    for definition in ("probe 1", "probe 2"):
+        for m in asvdb.METRICS:
+            m = dataclasses.replace(m, definition=definition) if m.definition else m
+            versions.setdefault(m.name, set()).add(asvdb.benchmark_version(suite, m))
+    changed = {name for name, v in versions.items() if len(v) == 2}
+    assert changed == {"machine_probe", "time_forward_vs_probe", "time_forward_backward_vs_probe"}
