@@ -58,8 +58,8 @@ dtype = "float32"
 metrics = ["time", "memory", "gradient"]
 
 [timing]
-repeat = 16
-rounds = 4  # samples from four moments of the run: the machine's slow phases last seconds to minutes
+repeat = 32
+rounds = 8  # samples from eight moments of the run: the machine's slow phases last seconds to minutes
 """
 
 
