@@ -4,7 +4,7 @@
 2. A backend made 30% slower (a plugin that busy-waits 30% longer after forward and backward) must be
    flagged "+" on its timing rows and nowhere else.
 
-The grid takes its timings in four rounds, and compare judges them in units of the machine probe
+The grid takes its timings in eight rounds, and compare judges them in units of the machine probe
 timed beside them (docs/user-guide.md). Real timings depend on how the machine behaves, so this is a
 script to run (three times, quoting each) rather than a test:  python scripts/regression_check.py
 """
