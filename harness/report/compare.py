@@ -9,10 +9,11 @@ significant improvement, ``!`` newly failed, ``*`` newly fixed, ``x`` not compar
 definition changed), and a ratio shown as ``~1.25`` is beyond the factor but within the noise.
 
 Timings are judged in units of the machine probe timed beside them (measure/probe.py): each timing
-round times a fixed workload before and after its timings, and `harness run` records the timings in
-units of that round's probe as well (``time_*_vs_probe``). The mark of a timing is decided on those
-samples, so that a phase in which the whole machine ran 1.4 x slower is no change. The table shows
-the raw ratio, the probe's ("machine") and the ratio judged; ``normalize=False`` judges seconds.
+round times a fixed workload before, between and after its two timings, and `harness run` records
+each timing in units of the probes on either side of it as well (``time_*_vs_probe``). The mark of a
+timing is decided on those samples, so that a phase in which the whole machine ran 1.4 x slower is
+no change. The table shows the raw ratio, the probe's ("machine") and the ratio judged;
+``normalize=False`` judges seconds.
 """
 from __future__ import annotations
 
