@@ -3,9 +3,9 @@
 On a shared machine the speed drifts: on the development VM, phases of seconds to minutes in which
 NumPy and numba timings ran 30-60% slower came and went (docs/performance.md). Each timing round
 therefore times this probe before, between and after its two timings, and each timing is also
-recorded in units of the probes on either side of it; `harness compare` judges those (docs/user-
-guide.md, "Catching regressions"), so that a slower phase of the machine is not read as a slower
-backend.
+recorded in units of the probes on either side of it; `harness compare` judges those
+(docs/user-guide.md, "Catching regressions"), so that a slower phase of the machine is not read as a
+slower backend.
 
 The workload mixes the three kinds of work the backends do, in about equal shares of its ~1 ms: a
 128 x 128 float32 GEMM, elementwise float32 work on 64K values (256 KiB, cache-resident) and many
