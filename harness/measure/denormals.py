@@ -11,6 +11,7 @@ already counts as vanished.
 from __future__ import annotations
 
 import ctypes
+import functools
 import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,29 +35,24 @@ define void @set_mxcsr(i32 %v) {
   ret void
 }
 """
-_MXCSR: list = []  # [get, set] once compiled; the JIT engine that owns them is kept beside them
-
-
+@functools.cache
 def _mxcsr() -> tuple | None:
-    """(get, set) of this thread's MXCSR register, compiled through llvmlite; None where unavailable."""
-    if not _MXCSR:
-        if platform.machine().lower() not in ("x86_64", "amd64"):
-            _MXCSR.append(None)
-        else:
-            try:
-                import llvmlite.binding as llvm
-            except ImportError:
-                _MXCSR.append(None)
-            else:
-                llvm.initialize_native_target()
-                llvm.initialize_native_asmprinter()
-                module = llvm.parse_assembly(_IR)
-                engine = llvm.create_mcjit_compiler(module, llvm.Target.from_default_triple().create_target_machine())
-                engine.finalize_object()
-                get = ctypes.CFUNCTYPE(ctypes.c_uint32)(engine.get_function_address("get_mxcsr"))
-                set_ = ctypes.CFUNCTYPE(None, ctypes.c_uint32)(engine.get_function_address("set_mxcsr"))
-                _MXCSR.append((get, set_, engine))
-    return _MXCSR[0]
+    """(get, set, engine) of this thread's MXCSR register, compiled once through llvmlite (the JIT
+    engine must outlive the functions); None where unavailable."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return None
+    try:
+        import llvmlite.binding as llvm
+    except ImportError:
+        return None
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    module = llvm.parse_assembly(_IR)
+    engine = llvm.create_mcjit_compiler(module, llvm.Target.from_default_triple().create_target_machine())
+    engine.finalize_object()
+    get = ctypes.CFUNCTYPE(ctypes.c_uint32)(engine.get_function_address("get_mxcsr"))
+    set_ = ctypes.CFUNCTYPE(None, ctypes.c_uint32)(engine.get_function_address("set_mxcsr"))
+    return get, set_, engine
 
 
 def flush_denormals() -> str:

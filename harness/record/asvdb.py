@@ -42,6 +42,8 @@ METRIC_DEFINITIONS_VERSION = 3  # bump when a metric's meaning changes: asv then
 PARAM_NAMES = ["backend", "cell", "seq_len", "hidden", "batch", "init"]
 TRAIN_PARAM_NAMES = (*PARAM_NAMES, "clip")  # training points: the clipping threshold is an axis too
 LABELS_DIR = "labels"
+PROBE_METRIC = "machine_probe"  # the machine probe's own benchmark (measure/probe.py)
+VS_PROBE = "_vs_probe"  # the suffix of a timing's benchmark in units of the probe: what compare judges
 
 
 Points = list  # the records of one asv point: one PointResult for `harness run`, one per seed for training,
@@ -113,15 +115,13 @@ METRICS = (
            description="median time of the recurrent layer's forward pass"),
     Metric("time_forward_backward", "time", "time", "seconds", **_timing("forward_backward"),
            description="median time of forward plus backpropagation through time"),
-    Metric("machine_probe", "time", "time", "seconds", **_timing("probe"),
-           description="a fixed NumPy workload timed before and after the point's timings (measure/probe.py): "
-                       "how fast the machine was then", definition=f"probe {PROBE_VERSION}"),
-    Metric("time_forward_vs_probe", "time", "track", "probes", **_timing("forward_vs_probe"),
-           description="time_forward in units of the machine probe of its timing round: what harness compare "
-                       "judges", definition=f"probe {PROBE_VERSION}"),
-    Metric("time_forward_backward_vs_probe", "time", "track", "probes", **_timing("forward_backward_vs_probe"),
-           description="time_forward_backward in units of the machine probe of its timing round: what harness "
-                       "compare judges", definition=f"probe {PROBE_VERSION}"),
+    Metric(PROBE_METRIC, "time", "time", "seconds", **_timing("probe"),
+           description="a fixed NumPy workload timed before, between and after the point's timings "
+                       "(measure/probe.py): how fast the machine was then", definition=f"probe {PROBE_VERSION}"),
+    *(Metric(f"time_{kind}{VS_PROBE}", "time", "track", "probes", **_timing(f"{kind}{VS_PROBE}"),
+             description=f"time_{kind} in units of the machine probes timed on either side of it: what harness "
+                         "compare judges", definition=f"probe {PROBE_VERSION}")
+      for kind in ("forward", "forward_backward")),
     Metric("peak_memory", "memory", "memory", "bytes", _first(lambda p: p.memory.peak_bytes),
            description="peak bytes allocated from prepare to the end of backward"),
     Metric("compile_time_cold", "compile", "track", "seconds", **_compile_times("cold"),

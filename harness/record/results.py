@@ -51,7 +51,7 @@ class Times:
 
     forward: Measurement
     forward_backward: Measurement
-    probe: Measurement | None = None  # the probe, timed before and after the timings (seconds)
+    probe: Measurement | None = None  # the probe, timed before, between and after the timings (seconds)
     forward_vs_probe: Measurement | None = None
     forward_backward_vs_probe: Measurement | None = None
 

@@ -28,15 +28,13 @@ from rich.console import Group
 from rich.text import Text
 
 from harness.errors import HarnessError
-from harness.record.asvdb import LABELS_DIR, unrepr
+from harness.record.asvdb import LABELS_DIR, PROBE_METRIC, VS_PROBE, unrepr
 from harness.report.console import table
 
 #: A benchmark point in asv's database: (benchmark name, its parameter values as text).
 PointKey = tuple[str, tuple[str, ...]]
 REGRESSIONS = ("+", "!")
 CHANGED = ("+", "-", "!")
-PROBE = "machine_probe"  # the probe's own metric: the machine column, never a row
-VS_PROBE = "_vs_probe"  # a timing in probe units (time_forward_vs_probe): what its row is judged on
 
 
 @dataclass(frozen=True)
@@ -169,7 +167,7 @@ def judged_in_probe_units(key: PointKey, a: dict[PointKey, _Point], b: dict[Poin
     judged = change(relative, a[relative], b[relative], factor)
     if judged.ratio is None:  # a file from before the probe: its relative timings are NaN
         return raw
-    probe = (f"{key[0].split('.', 1)[0]}.{PROBE}", key[1])
+    probe = (f"{key[0].split('.', 1)[0]}.{PROBE_METRIC}", key[1])
     pa, pb = a.get(probe), b.get(probe)
     machine = pb.value / pa.value if pa and pb and not (_isna(pa.value) or _isna(pb.value)) and pa.value else None
     return dataclasses.replace(raw, mark=judged.mark, within_noise=judged.within_noise, machine=machine,
@@ -184,7 +182,7 @@ def compare(results_dir: str | Path, before: str, after: str, factor: float = 1.
     res_a, res_b = resolve(results_dir, before), resolve(results_dir, after)
     several = len(set(res_a) | set(res_b)) > 1
     a, b = _points(res_a, several), _points(res_b, several)
-    keys = sorted(k for k in set(a) & set(b) if not (k[0].endswith(VS_PROBE) or k[0].endswith("." + PROBE)))
+    keys = sorted(k for k in set(a) & set(b) if not (k[0].endswith(VS_PROBE) or k[0].endswith("." + PROBE_METRIC)))
     return [judged_in_probe_units(key, a, b, factor) if normalize else change(key, a[key], b[key], factor)
             for key in keys]
 
