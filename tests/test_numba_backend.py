@@ -171,7 +171,7 @@ def test_either_weight_layout_gives_the_reference(cell, order, monkeypatch):
     _assert_gradients_match(backend.gradients(), _expected(p)[1], TOL["float64"], cell, per_step=True)
 
 
-def test_faster_layout_keeps_the_values_and_decides_once_per_shape():
+def test_faster_layout_keeps_the_values_and_decides_once_per_shape(monkeypatch):
     from harness_plugins import numba_backend
 
     b = np.arange(12.0, dtype=np.float32).reshape(3, 4)
@@ -179,8 +179,8 @@ def test_faster_layout_keeps_the_values_and_decides_once_per_shape():
     assert np.array_equal(chosen, b) and (chosen.flags.c_contiguous or chosen.flags.f_contiguous)
     order = numba_backend._FASTER_LAYOUT[(5, (3, 4), b.dtype.str)]
     assert chosen.flags[f"{order}_CONTIGUOUS"]
-    numba_backend._FASTER_LAYOUT[(5, (3, 4), b.dtype.str)] = "F" if order == "C" else "C"  # a decision is kept
-    assert not numba_backend.faster_layout(5, b).flags[f"{order}_CONTIGUOUS"]
+    monkeypatch.setitem(numba_backend._FASTER_LAYOUT, (5, (3, 4), b.dtype.str), "F" if order == "C" else "C")
+    assert not numba_backend.faster_layout(5, b).flags[f"{order}_CONTIGUOUS"]  # the kept decision, not a new one
 
 
 def test_vanishing_gradients_flush_to_zero_inside_the_calls_only():
