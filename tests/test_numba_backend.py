@@ -155,34 +155,6 @@ def test_np_dot_fallback_without_numpys_openblas(cell, monkeypatch):
     _assert_gradients_match(backend.gradients(), _expected(p)[1], TOL["float64"], cell, per_step=True)
 
 
-@pytest.mark.parametrize("order", ["C", "F"])
-@pytest.mark.parametrize("cell", CELLS)
-def test_either_weight_layout_gives_the_reference(cell, order, monkeypatch):
-    """The per-step GEMMs take W_hh in whichever layout was faster on the machine: both must agree."""
-    from harness_plugins import numba_backend
-
-    monkeypatch.setattr(numba_backend, "faster_layout", lambda rows, b: np.asarray(b, order=order))
-    p = random_problem(cell, (40, 3, 2, 6), "float64", seed=3)
-    backend = NumbaBackend(threads=1)
-    backend.prepare(p)
-    assert backend.w_hh.flags[f"{order}_CONTIGUOUS"] and backend.w_hh_t.flags[f"{order}_CONTIGUOUS"]
-    backend.forward()
-    backend.backward(per_step=True)
-    _assert_gradients_match(backend.gradients(), _expected(p)[1], TOL["float64"], cell, per_step=True)
-
-
-def test_faster_layout_keeps_the_values_and_decides_once_per_shape(monkeypatch):
-    from harness_plugins import numba_backend
-
-    b = np.arange(12.0, dtype=np.float32).reshape(3, 4)
-    chosen = numba_backend.faster_layout(5, b)
-    assert np.array_equal(chosen, b) and (chosen.flags.c_contiguous or chosen.flags.f_contiguous)
-    order = numba_backend._FASTER_LAYOUT[(5, (3, 4), b.dtype.str)]
-    assert chosen.flags[f"{order}_CONTIGUOUS"]
-    monkeypatch.setitem(numba_backend._FASTER_LAYOUT, (5, (3, 4), b.dtype.str), "F" if order == "C" else "C")
-    assert not numba_backend.faster_layout(5, b).flags[f"{order}_CONTIGUOUS"]  # the kept decision, not a new one
-
-
 def test_vanishing_gradients_flush_to_zero_inside_the_calls_only():
     """float32 gradients that sink below the smallest normal number come back as 0, not subnormal (the
     slow path of x86 cores), within the tolerance of the float64 reference; the caller's own
