@@ -1,19 +1,20 @@
 """Numba kernels for the time loops of every cell; imported only when the numba backend is used.
 
-Buffers are feature-major: (steps, features, batch), so that each step's state is a contiguous
-(features, batch) matrix and every GEMM takes a weight matrix on the left, ``a_t = W h_{t-1}``. With
-both operands untransposed, OpenBLAS computes these small products 25-30% faster than the
+Buffers are feature-major, (steps, features, batch): each step's state is a contiguous
+(features, batch) matrix and every GEMM takes a weight matrix on the left, ``a_t = W h_{t-1}``.
+OpenBLAS computes these small products with both operands untransposed 25-30% faster than the
 batch-major ``h_{t-1} W^T`` (32x128 @ 128x512 and 32x512 @ 512x128: 33 and 38 us against 47 and 54
-us with its SkylakeX kernels; 50-60 us against 67-71 us with its Haswell ones).
+us with its SkylakeX kernels; 50-60 us against 67-71 us with its Haswell ones). ``hx[t]`` stacks
+h_{t-1} (rows :H) over x_t (rows H:), so that rnn_tanh and LSTM compute W_hh h_{t-1} + W_ih x_t as
+one GEMM with [W_hh | W_ih], and in backward dL/dh_{t-1} and dL/dx_t as one with its transpose.
+hx[0, :H] = h_0 = 0.
 
-Forward does per step the input projection and the recurrent GEMM into preallocated buffers
-(``gemm``, below) and fused loops over the gate nonlinearities and the state update, each loop over
-the batch of one feature. Backward does per step the pointwise loops, then every GEMM that step's gate
-gradients feed: dh_{t-1}, dL/dx_t, and the weight gradients accumulated in place (``gemm_add_nt``), so
-that only one step's gate gradients exist at a time. Nothing is allocated inside the loops (but for the
-copies of the np.dot fallback). Notation follows harness/reference.py: hs[t] is h_{t-1} at step t and
-hs[0] = h_0 = 0. The upstream gradient keeps the core's (steps, batch, features) layout and is added
-to the feature-major dh row by row.
+Forward does per step its GEMM(s) into preallocated buffers (``gemm``, below) and fused loops over
+the gate nonlinearities and the state update. Backward does per step the pointwise loops, then every
+GEMM that step's gate gradients feed (``propagate``): so only one step's gate gradients exist at a
+time, and the weight gradients are accumulated in place (``gemm_add_nt``). Nothing is allocated
+inside the loops (but for the copies of the np.dot fallback). The upstream gradient keeps the core's
+(steps, batch, features) layout and is added to the feature-major dL/dh_t step by step.
 
 fastmath is on except for the no-NaN/no-inf assumptions, so that explosion still yields inf.
 Without SVML, LLVM cannot vectorise calls to libm's tanh/exp; in float32 the kernels therefore use
@@ -199,11 +200,23 @@ def add_transposed(rows, up):
 
 
 @jit
-def propagate(blas, dgi, dgh, hx, w_ih_t, w_hh_t, dw_hx, db_ih, db_hh, dx, dh_prev):
-    """Everything one step's gate gradients feed, dgi those of W_ih x_t + b_ih and dgh those of
-    W_hh h_{t-1} + b_hh (the same array but for GRU): the weight gradients dW_ih += dgi x_t^T and
-    dW_hh += dgh h_{t-1}^T (in dw_hx = [dW_hh | dW_ih]), the bias gradients (per batch column, summed
-    at the end), dL/dx_t = W_ih^T dgi, and dh_prev = W_hh^T dgh, the recurrent part of dL/dh_{t-1}."""
+def propagate(blas, da, hx, w_hx_t, dw_hx, db, dx, dhx):
+    """Everything one step's pre-activation gradients ``da`` feed, where both projections share them
+    (rnn_tanh, LSTM): [dW_hh | dW_ih] += da [h_{t-1}; x_t]^T in one GEMM, the bias gradient (per
+    batch column, summed at the end), and [dh_prev; dx_t] = [W_hh^T; W_ih^T] da in another, whose
+    first H rows are the recurrent part of dL/dh_{t-1}."""
+    H = hx.shape[0] - dx.shape[0]
+    gemm_add_nt(blas, da, hx, dw_hx)
+    db += da
+    gemm(blas, w_hx_t, da, dhx)
+    dx[:, :] = dhx[H:]
+
+
+@jit
+def propagate_apart(blas, dgi, dgh, hx, w_ih_t, w_hh_t, dw_hx, db_ih, db_hh, dx, dh_prev):
+    """``propagate`` for GRU, whose two projections get different gradients: dgi those of
+    W_ih x_t + b_ih, dgh those of W_hh h_{t-1} + b_hh. Four GEMMs: dW_ih += dgi x_t^T,
+    dW_hh += dgh h_{t-1}^T (into the blocks of dw_hx), dx_t = W_ih^T dgi, dh_prev = W_hh^T dgh."""
     H = hx.shape[0] - dx.shape[0]
     gemm_add_nt(blas, dgi, hx[H:], dw_hx[:, H:])
     gemm_add_nt(blas, dgh, hx[:H], dw_hx[:, :H])
@@ -211,17 +224,6 @@ def propagate(blas, dgi, dgh, hx, w_ih_t, w_hh_t, dw_hx, db_ih, db_hh, dx, dh_pr
     db_hh += dgh
     gemm(blas, w_ih_t, dgi, dx)
     gemm(blas, w_hh_t, dgh, dh_prev)
-
-
-@jit
-def propagate_shared(blas, da, hx, w_hx_t, dw_hx, db, dx, dhx):
-    """``propagate`` where both sides share their gate gradients ``da`` (rnn_tanh, LSTM): one GEMM
-    for both weight gradients and one, into dhx = [dh_prev; dx_t], for both input gradients."""
-    H = hx.shape[0] - dx.shape[0]
-    gemm_add_nt(blas, da, hx, dw_hx)
-    db += da
-    gemm(blas, w_hx_t, da, dhx)
-    dx[:, :] = dhx[H:]
 
 
 # The loops index each step's (features, batch) matrices directly, innermost over the batch, and
@@ -254,7 +256,7 @@ def rnn_backward(blas, grad_h, hx, w_hx_t, da, dhx, dw_hx, db, dx, dh_all, per_s
         for j in range(H):
             for b in range(B):
                 da[j, b] = dh[j, b] * (one_ - h[j, b] * h[j, b])
-        propagate_shared(blas, da, hx[t], w_hx_t, dw_hx, db, dx[t], dhx)
+        propagate(blas, da, hx[t], w_hx_t, dw_hx, db, dx[t], dhx)
 
 
 @jit
@@ -315,7 +317,7 @@ def lstm_backward(blas, grad_h, hx, gates, cs, tcs, w_hx_t, dgi, dhx, dc, dw_hx,
                 dgi[3 * H + j, b] = dh[j, b] * tc[j, b] * o * (one_ - o)
             for b in range(B):
                 dc[j, b] *= g[H + j, b]
-        propagate_shared(blas, dgi, hx[t], w_hx_t, dw_hx, db, dx[t], dhx)
+        propagate(blas, dgi, hx[t], w_hx_t, dw_hx, db, dx[t], dhx)
 
 
 @jit
@@ -371,7 +373,7 @@ def gru_backward(blas, grad_h, hx, rz, ns, ghn, w_ih_t, w_hh_t, dgi, dgh, dh, dh
                 dgh[2 * H + j, b] = dgi[2 * H + j, b] * s[j, b]
             for b in range(B):
                 dhz[j, b] = dh[j, b] * s[H + j, b]
-        propagate(blas, dgi, dgh, hx[t], w_ih_t, w_hh_t, dw_hx, db_ih, db_hh, dx[t], dh)
+        propagate_apart(blas, dgi, dgh, hx[t], w_ih_t, w_hh_t, dw_hx, db_ih, db_hh, dx[t], dh)
         dh += dhz
 
 
