@@ -85,10 +85,10 @@ class NumbaBackend(Backend):
         self.w_ih_t, self.w_hh_t = self.w_hx_t[H:], self.w_hx_t[:H]
         self.bias = p["bias_ih"] + p["bias_hh"]
         self.b_ih, self.b_hh = np.ascontiguousarray(p["bias_ih"]), np.ascontiguousarray(p["bias_hh"])
-        # one step's buffers: gate gradients (GRU's of its two sides apart), [dL/dh_{t-1}; dL/dx_t]
-        self.dgi, self.dgh, self.dhx = e("dgi", G, B), e("dgh", G, B), e("dhx", H + I, B)
+        # one step's buffers: gate gradients, [dL/dh_{t-1}; dL/dx_t]
+        self.dgi, self.dhx = e("dgi", G, B), e("dhx", H + I, B)
         self.dw_hx = e("dw_hx", G, H + I)  # [dW_hh | dW_ih]
-        self.db_ih, self.db_hh = e("db_ih", G, B), e("db_hh", G, B)  # per batch column, summed at the end
+        self.db_ih = e("db_ih", G, B)  # per batch column, summed at the end
         self.dx = e("dx", T, I, B)
         self.no_steps = e("no_steps", 0, 0, 0)  # the kernels' per-step outputs when they are not asked for
         self.dh_all, self.dc_all = self._buffers.get("dh_all"), self._buffers.get("dc_all")  # per-step: on request
@@ -99,6 +99,7 @@ class NumbaBackend(Backend):
         if problem.cell == "gru":
             self.rz, self.ns, self.ghn = e("rz", T, 2 * H, B), e("ns", T, H, B), e("ghn", T, H, B)
             self.xp, self.gh, self.dhz = e("xp", G, B), e("gh", G, B), e("dhz", H, B)
+            self.dgh, self.db_hh = e("dgh", G, B), e("db_hh", G, B)  # its recurrent side's own gradients
         self._per_step = False
 
     def _buffer(self, name: str, *shape: int, zero: bool = False) -> np.ndarray:
@@ -137,7 +138,7 @@ class NumbaBackend(Backend):
             shape = (self.dx.shape[0], self.hidden, self.dx.shape[2])  # (T, H, B)
             self.dh_all, self.dc_all = (self._buffer(name, *shape) for name in ("dh_all", "dc_all"))
         dh_all, dc_all = (self.dh_all, self.dc_all) if per_step else (self.no_steps, self.no_steps)
-        for buffer in (self.dhx, self.dw_hx, self.db_ih, self.db_hh):
+        for buffer in (self.dhx, self.dw_hx, self.db_ih):
             buffer[:] = 0.0
         if cell == "rnn_tanh":
             k.rnn_backward(k.BLAS, self.grad_h, self.hx, self.w_hx_t, self.dgi, self.dhx, self.dw_hx, self.db_ih,
@@ -147,6 +148,7 @@ class NumbaBackend(Backend):
             k.lstm_backward(k.BLAS, self.grad_h, self.hx, self.gates, self.cs, self.tcs, self.w_hx_t, self.dgi,
                             self.dhx, self.dc_next, self.dw_hx, self.db_ih, self.dx, dh_all, dc_all, per_step)
         else:
+            self.db_hh[:] = 0.0
             k.gru_backward(k.BLAS, self.grad_h, self.hx, self.rz, self.ns, self.ghn, self.w_ih_t, self.w_hh_t,
                            self.dgi, self.dgh, self.dhx[: self.hidden], self.dhz, self.dw_hx, self.db_ih, self.db_hh,
                            self.dx, dh_all, per_step)
