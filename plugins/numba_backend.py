@@ -15,6 +15,7 @@ Kernels are cached on disk (cache=True), so a second process loads them instead 
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import numpy as np
 
@@ -23,6 +24,16 @@ from harness.cells import cell_spec
 from harness.measure.denormals import denormals_flushed, flushing_available
 
 HARNESS_PLUGIN_API = 2
+
+#: the BLAS library of the per-step GEMMs (plugins/numba_kernels.py): auto takes the first found
+BLAS_ENV = "HARNESS_NUMBA_BLAS"
+BLAS_CHOICES = ("auto", "mkl", "openblas", "np.dot")
+
+
+def check_blas_choice(requested: str) -> None:
+    """ValueError naming the valid choices when ``requested`` is none of them."""
+    if requested not in BLAS_CHOICES:
+        raise ValueError(f"{BLAS_ENV}={requested!r} is not one of {', '.join(BLAS_CHOICES)}")
 
 
 def _batch_major(buffer: np.ndarray) -> np.ndarray:
@@ -46,6 +57,10 @@ class NumbaBackend(Backend):
                                                                           "(numba's np.dot needs its BLAS)")):
             if importlib.util.find_spec(module) is None:
                 return Availability(False, f"{why} (pip install 'rnn-grad-harness[numba]')")
+        try:
+            check_blas_choice(os.environ.get(BLAS_ENV, "auto"))
+        except ValueError as error:
+            return Availability(False, str(error))
         return Availability(True)
 
     def __init__(self, threads: int | None = None):

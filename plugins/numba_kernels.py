@@ -13,7 +13,8 @@ Forward does per step its GEMM(s) into preallocated buffers (``gemm``, below) an
 the gate nonlinearities and the state update. Backward does per step the pointwise loops, then every
 GEMM that step's gate gradients feed (``propagate``): so only one step's gate gradients exist at a
 time, and the weight gradients are accumulated in place (``gemm_add_nt``). Nothing is allocated
-inside the loops (but for the copies of the np.dot fallback). The upstream gradient keeps the core's
+inside the loops (but for the copies of the np.dot fallback and the three small arrays that hold
+the by-reference arguments of a Fortran BLAS call). The upstream gradient keeps the core's
 (steps, batch, features) layout and is added to the feature-major dL/dh_t step by step.
 
 fastmath is on except for the no-NaN/no-inf assumptions, so that explosion still yields inf.
@@ -25,13 +26,17 @@ from __future__ import annotations
 
 import ctypes
 import glob
+import importlib.util
 import math
 import os
+from dataclasses import dataclass
 
 import llvmlite.binding as llvm_binding
 import numpy as np
 from numba import njit, types
 from numba.extending import overload
+
+from harness_plugins.numba_backend import BLAS_ENV, check_blas_choice
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # error_model="numpy": IEEE division (x/0 = inf) instead of Python's ZeroDivisionError check,
@@ -95,41 +100,87 @@ def _sigmoid(x):
 
 
 # -- BLAS ------------------------------------------------------------------------------------------
-# numba's np.dot calls SciPy's BLAS; NumPy's bundled OpenBLAS is ~30% faster on the small per-step
-# GEMMs here (32x128 @ 128x512: 60 us against 87 us on the reference machine). When NumPy ships its
-# OpenBLAS (ILP64, symbols scipy_cblas_?gemm64_), the kernels call it through symbols registered with
-# LLVM. The choice travels in the type of the ``blas`` argument (int64: NumPy's cblas; int32:
-# np.dot), so each choice has its own compiled and cached signature.
+# The per-step GEMMs are small (512 x 128 @ 128 x 32), where BLAS libraries differ most. The kernels
+# call one of three, chosen once per process (``HARNESS_NUMBA_BLAS``, default ``auto``: the first found):
+#   mkl       MKL's Fortran ?gemm_, statically linked into torch's libtorch_cpu on x86 (loaded with
+#             ctypes, without importing torch). 1.5-1.9 x faster than OpenBLAS on these shapes here:
+#             29-30 us against 47 us for 512 x 128 @ 128 x 32 and 128 x 512 @ 512 x 32.
+#   openblas  NumPy's bundled OpenBLAS (ILP64 cblas, symbols scipy_cblas_?gemm64_): ~30% faster than
+#             numba's np.dot, which binds SciPy's BLAS (60 against 87 us).
+#   np.dot    SciPy's BLAS through numba's np.dot, which takes contiguous operands only (copies).
+# The chosen library's functions are registered with LLVM as symbols; the choice travels in the type
+# of the ``blas`` argument of every kernel (uint64: MKL, int64: OpenBLAS, int32: np.dot), so each has
+# its own compiled and cached signature.
 
 
-def _numpy_cblas() -> dict[str, int]:
-    """Addresses of NumPy's bundled cblas sgemm/dgemm, or {} where NumPy has no such library."""
-    pattern = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "libscipy_openblas64_*")
-    for path in glob.glob(pattern):
+def _symbols(paths: list[str], names: dict[str, str]) -> dict[str, int]:
+    """Addresses of ``names`` (kind -> symbol) in the first of ``paths`` that has them all, else {}."""
+    for path in paths:
         try:
             lib = ctypes.CDLL(path)
-            return {kind: ctypes.cast(getattr(lib, f"scipy_cblas_{kind}gemm64_"), ctypes.c_void_p).value
-                    for kind in ("s", "d")}
+            return {kind: ctypes.cast(getattr(lib, name), ctypes.c_void_p).value for kind, name in names.items()}
         except (OSError, AttributeError):
             continue
     return {}
 
 
-_CBLAS = _numpy_cblas()
-for _kind, _address in _CBLAS.items():
-    llvm_binding.add_symbol(f"harness_cblas_{_kind}gemm", _address)
+def _torch_lib_paths() -> list[str]:
+    spec = importlib.util.find_spec("torch")
+    return [os.path.join(d, "lib", "libtorch_cpu.so") for d in (spec.submodule_search_locations or [])] if spec else []
+
+
+def _numpy_openblas_paths() -> list[str]:
+    return glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "libscipy_openblas64_*"))
+
+
+@dataclass(frozen=True)
+class BlasLibrary:
+    """One way to the per-step GEMMs: its ``blas`` argument and a description for the run's provenance."""
+
+    tag: np.integer
+    description: str
+
+
+LIBRARIES = {
+    "mkl": BlasLibrary(np.uint64(2), "MKL from torch's libtorch_cpu (Fortran ?gemm_, LP64)"),
+    "openblas": BlasLibrary(np.int64(1), "NumPy's OpenBLAS (cblas, ILP64)"),
+    "np.dot": BlasLibrary(np.int32(0), "SciPy's BLAS through numba's np.dot"),
+}
+#: the addresses of each library's sgemm and dgemm, registered with LLVM as harness_{name}_?gemm
+_ADDRESSES = {
+    "mkl": _symbols(_torch_lib_paths(), {"s": "sgemm_", "d": "dgemm_"}),
+    "openblas": _symbols(_numpy_openblas_paths(), {k: f"scipy_cblas_{k}gemm64_" for k in "sd"}),
+}
+for _name, _found in _ADDRESSES.items():
+    for _kind, _address in _found.items():
+        llvm_binding.add_symbol(f"harness_{_name}_{_kind}gemm", _address)
+#: the libraries found here, fastest first (np.dot needs nothing more than numba and SciPy)
+FOUND = (*(name for name, found in _ADDRESSES.items() if found), "np.dot")
+
+
+def choose_blas(requested: str, found: tuple[str, ...]) -> str:
+    """The library that ``requested`` (one of BLAS_CHOICES) names among those ``found``: ValueError
+    with the valid choices when it names none, or one that is not found here."""
+    check_blas_choice(requested)
+    if requested == "auto":
+        return found[0]
+    if requested not in found:
+        raise ValueError(f"{BLAS_ENV}={requested!r}: that library is not found here (found: {', '.join(found)})")
+    return requested
+
+
+BLAS_LIBRARY = choose_blas(os.environ.get(BLAS_ENV, "auto"), FOUND)
 #: passed as the ``blas`` argument of every kernel
-BLAS = np.int64(1) if _CBLAS else np.int32(0)
-BLAS_NAME = "NumPy's OpenBLAS (cblas, ILP64)" if _CBLAS else "SciPy's BLAS through numba's np.dot"
+BLAS = LIBRARIES[BLAS_LIBRARY].tag
+BLAS_NAME = LIBRARIES[BLAS_LIBRARY].description
 
-
-def _cblas_gemm(kind: str, real):
-    i32, i64, ptr = types.int32, types.int64, types.voidptr
-    return types.ExternalFunction(f"harness_cblas_{kind}gemm",
-                                  types.void(i32, i32, i32, i64, i64, i64, real, ptr, i64, ptr, i64, real, ptr, i64))
-
-
-_GEMM = {32: _cblas_gemm("s", types.float32), 64: _cblas_gemm("d", types.float64)}
+_REAL = {32: types.float32, 64: types.float64}
+_CBLAS = {bits: types.ExternalFunction(f"harness_openblas_{k}gemm", types.void(
+    types.int32, types.int32, types.int32, types.int64, types.int64, types.int64, real, types.voidptr, types.int64,
+    types.voidptr, types.int64, real, types.voidptr, types.int64)) for bits, k, real in ((32, "s", _REAL[32]),
+                                                                                       (64, "d", _REAL[64]))}
+_FORTRAN = {bits: types.ExternalFunction(f"harness_mkl_{k}gemm", types.void(*[types.voidptr] * 13))
+            for bits, k in ((32, "s"), (64, "d"))}
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
 
@@ -143,20 +194,47 @@ def gemm_add_nt(blas, a, b, c):
     c += np.dot(a, b.T)
 
 
-def _cblas(trans_b: int, beta: float):
-    """The NumPy-cblas implementation of ``c = a @ op(b) + beta c``, for an overload's types."""
+@jit
+def _leading(x, columns):
+    """A matrix's row stride in elements, as BLAS wants it (at least its column count)."""
+    return max(x.strides[0] // x.itemsize, columns)
+
+
+def _cblas(trans_b: bool, beta: float):
+    """The cblas implementation of ``c = a @ op(b) + beta c``, for an overload's types."""
 
     def typed(blas, a, b, c):
-        ext = _GEMM[a.dtype.bitwidth]
-        real = np.float32 if a.dtype.bitwidth == 32 else np.float64
-        one, beta_ = real(1), real(beta)
+        ext, real = _CBLAS[a.dtype.bitwidth], np.float32 if a.dtype.bitwidth == 32 else np.float64
+        one, beta_, op_b = real(1), real(beta), TRANS if trans_b else NO_TRANS
 
         def impl(blas, a, b, c):
             M, K = a.shape
             N = c.shape[1]
-            size = a.itemsize
-            ext(ROW_MAJOR, NO_TRANS, trans_b, M, N, K, one, a.ctypes, max(a.strides[0] // size, K), b.ctypes,
-                max(b.strides[0] // size, b.shape[1]), beta_, c.ctypes, max(c.strides[0] // size, N))
+            ext(ROW_MAJOR, NO_TRANS, op_b, M, N, K, one, a.ctypes, _leading(a, K), b.ctypes,
+                _leading(b, b.shape[1]), beta_, c.ctypes, _leading(c, N))
+
+        return impl
+
+    return typed
+
+
+def _fortran(trans_b: bool, beta: float):
+    """The Fortran-BLAS implementation of ``c = a @ op(b) + beta c``: column-major, so it computes
+    c^T = op(b)^T a^T, with every argument passed by reference."""
+
+    def typed(blas, a, b, c):
+        ext, real = _FORTRAN[a.dtype.bitwidth], np.float32 if a.dtype.bitwidth == 32 else np.float64
+        op_b = ord("T") if trans_b else ord("N")
+
+        def impl(blas, a, b, c):
+            M, K = a.shape
+            N = c.shape[1]
+            ops = np.array([op_b, ord("N")], dtype=np.uint8)
+            ints = np.array([N, M, K, _leading(b, b.shape[1]), _leading(a, K), _leading(c, N)], dtype=np.int32)
+            scalars = np.array([1, beta], dtype=real)
+            ext(ops[0:].ctypes, ops[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes, ints[2:].ctypes,
+                scalars[0:].ctypes, b.ctypes, ints[3:].ctypes, a.ctypes, ints[4:].ctypes, scalars[1:].ctypes,
+                c.ctypes, ints[5:].ctypes)
 
         return impl
 
@@ -177,17 +255,21 @@ def _add_nt_np_dot(blas, a, b, c):
     c += _dot(a, b.T)
 
 
-def _overload_gemm(function, cblas, np_dot) -> None:
-    """Overload ``function`` with ``cblas`` where the kernels were handed NumPy's cblas (an int64
-    ``blas``), else with ``np_dot`` (where NumPy ships no cblas)."""
+def _overload_gemm(function, trans_b: bool, beta: float, np_dot) -> None:
+    """Overload ``function`` (``c = a @ op(b) + beta c``) with the library that the type of its
+    ``blas`` argument names."""
 
     @overload(function, jit_options=JIT_OPTIONS)
     def _typed(blas, a, b, c):
-        return cblas(blas, a, b, c) if blas == types.int64 else np_dot
+        if blas == types.uint64:
+            return _fortran(trans_b, beta)(blas, a, b, c)
+        if blas == types.int64:
+            return _cblas(trans_b, beta)(blas, a, b, c)
+        return np_dot
 
 
-_overload_gemm(gemm, _cblas(NO_TRANS, 0.0), _set_np_dot)
-_overload_gemm(gemm_add_nt, _cblas(TRANS, 1.0), _add_nt_np_dot)
+_overload_gemm(gemm, False, 0.0, _set_np_dot)
+_overload_gemm(gemm_add_nt, True, 1.0, _add_nt_np_dot)
 
 
 @jit

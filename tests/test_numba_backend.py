@@ -4,8 +4,10 @@ Tolerances (relative to each tensor's scale): float64 1e-12, float32 1e-5.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -132,27 +134,64 @@ def test_numba_missing_makes_the_backend_unavailable_and_the_rest_runs(tmp_path)
     assert points["numpy"]["status"] == "ok"
 
 
-def test_per_step_gemms_go_through_numpys_openblas_where_numpy_has_one():
-    """The fast path is the one measured: say so when it cannot be, instead of testing the fallback twice."""
+def test_per_step_gemms_go_through_the_fastest_blas_found():
+    """The fast path is the one measured: MKL where torch's x86 build brings it, else NumPy's OpenBLAS;
+    say so when neither is here, instead of testing the np.dot fallback twice."""
     from harness_plugins import numba_kernels
 
-    if not numba_kernels.BLAS:
-        pytest.skip("this NumPy ships no OpenBLAS with cblas symbols: only the np.dot fallback can run here")
-    assert NumbaBackend(threads=1).info()["blas"] == "NumPy's OpenBLAS (cblas, ILP64)"
+    if numba_kernels.FOUND == ("np.dot",):
+        pytest.skip("neither torch's MKL nor NumPy's OpenBLAS is here: only the np.dot fallback can run")
+    assert numba_kernels.BLAS_LIBRARY == numba_kernels.FOUND[0]
+    if importlib.util.find_spec("torch") and platform.machine() == "x86_64":
+        assert numba_kernels.BLAS_LIBRARY == "mkl"
+    info = NumbaBackend(threads=1).info()["blas"]
+    assert info == numba_kernels.LIBRARIES[numba_kernels.FOUND[0]].description
 
 
+@pytest.mark.parametrize("library", ["mkl", "openblas", "np.dot"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("cell", CELLS)
-def test_np_dot_fallback_without_numpys_openblas(cell, monkeypatch):
-    """Where NumPy ships no OpenBLAS, the kernels compile their np.dot variant and agree too."""
+def test_every_blas_library_found_agrees_with_the_reference(cell, dtype, library, monkeypatch):
+    """Each library's calls (MKL's by-reference Fortran ones, OpenBLAS's cblas ones, np.dot's copies)
+    on strided weight blocks and buffer rows, on both paths."""
     from harness_plugins import numba_kernels
 
-    monkeypatch.setattr(numba_kernels, "BLAS", np.int32(0))
-    p = random_problem(cell, (9, 3, 2, 5), "float64")
+    if library not in numba_kernels.FOUND:
+        pytest.skip(f"{library} is not found here")
+    monkeypatch.setattr(numba_kernels, "BLAS", numba_kernels.LIBRARIES[library].tag)
+    p = random_problem(cell, (9, 3, 2, 5), dtype)
     backend = NumbaBackend(threads=1)
     backend.prepare(p)
     backend.forward()
-    backend.backward(per_step=True)
-    _assert_gradients_match(backend.gradients(), _expected(p)[1], TOL["float64"], cell, per_step=True)
+    for per_step in (False, True):
+        backend.backward(per_step=per_step)
+        _assert_gradients_match(backend.gradients(), _expected(p)[1], TOL[dtype], cell, per_step=per_step)
+
+
+def test_blas_choice_names_the_valid_choices():
+    from harness_plugins.numba_backend import BLAS_CHOICES
+    from harness_plugins.numba_kernels import LIBRARIES, choose_blas
+
+    assert BLAS_CHOICES == ("auto", *LIBRARIES)
+    assert choose_blas("auto", ("openblas", "np.dot")) == "openblas"
+    assert choose_blas("np.dot", ("mkl", "openblas", "np.dot")) == "np.dot"
+    with pytest.raises(ValueError, match="HARNESS_NUMBA_BLAS='mkl': that library is not found here "
+                                         r"\(found: openblas, np.dot\)"):
+        choose_blas("mkl", ("openblas", "np.dot"))
+    with pytest.raises(ValueError, match="HARNESS_NUMBA_BLAS='atlas' is not one of auto, mkl, openblas, np.dot"):
+        choose_blas("atlas", ("np.dot",))
+
+
+def test_a_misspelt_blas_choice_skips_the_backend_with_the_valid_choices(tmp_path):
+    env = {**os.environ, "HARNESS_NUMBA_BLAS": "atlas"}
+    suite = write_suite(tmp_path / "tiny")
+    run = harness("run", str(suite), "--backends", "numba,numpy", "-q", "--no-asv",
+                  "--output", str(tmp_path / "r.json"), env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    points = {p["backend"]: p for p in json.loads((tmp_path / "r.json").read_text())["points"]}
+    assert points["numba"]["status"] == "skipped"
+    assert "HARNESS_NUMBA_BLAS='atlas' is not one of auto, mkl, openblas, np.dot" in points["numba"]["reason"]
+    assert points["numpy"]["status"] == "ok"
 
 
 def test_vanishing_gradients_flush_to_zero_inside_the_calls_only():
