@@ -174,13 +174,12 @@ BLAS_LIBRARY = choose_blas(os.environ.get(BLAS_ENV, "auto"), FOUND)
 BLAS = LIBRARIES[BLAS_LIBRARY].tag
 BLAS_NAME = LIBRARIES[BLAS_LIBRARY].description
 
-_REAL = {32: types.float32, 64: types.float64}
+_KINDS = {32: ("s", types.float32, np.float32), 64: ("d", types.float64, np.float64)}  # by bit width
 _CBLAS = {bits: types.ExternalFunction(f"harness_openblas_{k}gemm", types.void(
     types.int32, types.int32, types.int32, types.int64, types.int64, types.int64, real, types.voidptr, types.int64,
-    types.voidptr, types.int64, real, types.voidptr, types.int64)) for bits, k, real in ((32, "s", _REAL[32]),
-                                                                                       (64, "d", _REAL[64]))}
+    types.voidptr, types.int64, real, types.voidptr, types.int64)) for bits, (k, real, _) in _KINDS.items()}
 _FORTRAN = {bits: types.ExternalFunction(f"harness_mkl_{k}gemm", types.void(*[types.voidptr] * 13))
-            for bits, k in ((32, "s"), (64, "d"))}
+            for bits, (k, _, _) in _KINDS.items()}
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
 
@@ -204,7 +203,7 @@ def _cblas(trans_b: bool, beta: float):
     """The cblas implementation of ``c = a @ op(b) + beta c``, for an overload's types."""
 
     def typed(blas, a, b, c):
-        ext, real = _CBLAS[a.dtype.bitwidth], np.float32 if a.dtype.bitwidth == 32 else np.float64
+        ext, real = _CBLAS[a.dtype.bitwidth], _KINDS[a.dtype.bitwidth][2]
         one, beta_, op_b = real(1), real(beta), TRANS if trans_b else NO_TRANS
 
         def impl(blas, a, b, c):
@@ -223,7 +222,7 @@ def _fortran(trans_b: bool, beta: float):
     c^T = op(b)^T a^T, with every argument passed by reference."""
 
     def typed(blas, a, b, c):
-        ext, real = _FORTRAN[a.dtype.bitwidth], np.float32 if a.dtype.bitwidth == 32 else np.float64
+        ext, real = _FORTRAN[a.dtype.bitwidth], _KINDS[a.dtype.bitwidth][2]
         op_b = ord("T") if trans_b else ord("N")
 
         def impl(blas, a, b, c):
