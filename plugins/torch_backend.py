@@ -6,8 +6,9 @@ LSTM, cuDNN on CUDA). Per-step gradients, which a fused kernel does not expose:
 - rnn_tanh and LSTM, through the fused layer itself: the recurrent part of dL/dh_{t-1} is
   W_hh^T dL/da_t, which the layer's dL/dx already computes for an input extended by H zero features
   whose input weights are W_hh (the forward is unchanged). So g_t comes from one fused forward +
-  backward; LSTM's dL/dc_t then follows from one pointwise recursion over the gates, recomputed for
-  all steps with one GEMM from the layer's h (and tanh(c_t) = h_t / o_t).
+  backward (the extended layer is built once per problem layout); LSTM's dL/dc_t then follows from
+  one linear recursion over the forget gates, recomputed for all steps with one GEMM from the
+  layer's h (and tanh(c_t) = h_t / o_t), scanned in O(sqrt T) operations (``_suffix_scan``).
 - GRU, stepped: its recurrent term r * (W_hn h + b_hn) is not a linear function of an input, so the
   same equations are stepped in torch with a zero tensor added to each h_t, whose gradient is the
   total dL/dh_t (``_stepped_backward``, also the reference the fused path is tested against).
@@ -18,6 +19,7 @@ stays fast and a missing torch only makes these unavailable.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import shutil
 from typing import ClassVar
@@ -61,6 +63,28 @@ def _gru_step(torch, xp, gh, h, c):
 _STEPS = {"rnn_tanh": _rnn_tanh_step, "lstm": _lstm_step, "gru": _gru_step}
 #: Cells whose per-step gradients come from the fused layer (the rest are stepped; module docstring).
 FUSED_PROFILE_CELLS = ("rnn_tanh", "lstm")
+
+
+def _suffix_scan(torch, a, decay):
+    """y_t = a_t + decay_t y_{t+1} over the leading axis (y_{T-1} = a_{T-1}), in O(sqrt T) operations
+    rather than T (each a kernel launch on a GPU): steps run in K = ceil(sqrt T) chunks, scanned side by
+    side with no carry-in; then each chunk's first value takes its carry from the chunk after it (one
+    operation per chunk), and every value adds its carry times the product of the decays up to its
+    chunk's end. Exact but for the order of the products (a few ulp)."""
+    steps = a.shape[0]
+    size = math.isqrt(steps - 1) + 1  # ceil(sqrt(steps))
+    chunks = -(-steps // size)
+    pad = chunks * size - steps  # zero steps in front: computed last, they change nothing
+    y = torch.cat([a.new_zeros(pad, *a.shape[1:]), a]).unflatten(0, (chunks, size))
+    m = torch.cat([decay.new_zeros(pad, *decay.shape[1:]), decay]).unflatten(0, (chunks, size))
+    for k in range(size - 2, -1, -1):  # every chunk at once, without carry-in
+        y[:, k].addcmul_(m[:, k], y[:, k + 1])
+        m[:, k].mul_(m[:, k + 1])  # m[:, k] becomes the product of m[:, k:]: how far a carry reaches
+    first = y[:, 0].clone()  # each chunk's true first value, from the last chunk back
+    for c in range(chunks - 2, -1, -1):
+        first[c].addcmul_(m[c, 0], first[c + 1])
+    y[:-1].addcmul_(m[:-1], first[1:, None])
+    return y.flatten(0, 1)[pad:]
 
 
 class CudaEventClock:
@@ -107,6 +131,7 @@ class _TorchBackend(Backend):
         import torch
 
         self.torch = torch
+        self._wide = None  # the extended layer of the per-step path (``_wide_layer``)
         if threads:
             torch.set_num_threads(threads)
 
@@ -134,7 +159,7 @@ class _TorchBackend(Backend):
 
     def teardown(self) -> None:
         super().teardown()
-        self.module = self.weights = self.out = self.x = self.grad_h = self._grads = None
+        self.module = self.weights = self.out = self.x = self.grad_h = self._grads = self._wide = None
 
     # -- timed path: the fused layer --------------------------------------------------------------
     def forward(self) -> None:
@@ -177,16 +202,14 @@ class _TorchBackend(Backend):
         the input extended by H zero features with input weights W_hh (see the module docstring)."""
         torch = self.torch
         w_ih, w_hh, b_ih, b_hh = self.weights
-        seq_len, batch, inputs = self.x.shape
-        hidden = w_hh.shape[1]
-        kwargs = {"nonlinearity": "tanh"} if self.problem.cell == "rnn_tanh" else {}
-        wide = getattr(torch.nn, _MODULES[self.problem.cell])(inputs + hidden, hidden, **kwargs)
-        wide = wide.to(device=self.device, dtype=self.x.dtype)
-        with torch.no_grad():
-            wide.weight_ih_l0.copy_(torch.cat([w_ih, w_hh], dim=1))
+        inputs = self.x.shape[2]
+        wide, x = self._wide_layer()
+        with torch.no_grad():  # the current weights and input (training changes them between calls)
+            wide.weight_ih_l0[:, :inputs].copy_(w_ih)
+            wide.weight_ih_l0[:, inputs:].copy_(w_hh)
             for name, w in zip(("weight_hh_l0", "bias_ih_l0", "bias_hh_l0"), (w_hh, b_ih, b_hh)):
                 getattr(wide, name).copy_(w)
-        x = torch.cat([self.x.detach(), self.x.new_zeros(seq_len, batch, hidden)], dim=2).requires_grad_(True)
+            x[:, :, :inputs].copy_(self.x)
         with torch.enable_grad():
             out, _ = wide(x)
             params = [getattr(wide, n + "_l0") for n in PARAM_NAMES]
@@ -196,22 +219,35 @@ class _TorchBackend(Backend):
         dc = self._cell_gradient(out.detach(), dh) if cell_spec(self.problem.cell).has_cell_state else None
         return (d_wih[:, :inputs], d_whh, d_bih, d_bhh), dx[:, :, :inputs], dh, dc
 
+    def _wide_layer(self):
+        """The layer over the extended input and that input (zeros after the first I features), made
+        on the device once per problem layout: building a layer costs more than a short run on a GPU."""
+        if self._wide is None:
+            torch = self.torch
+            seq_len, batch, inputs = self.x.shape
+            hidden = self.weights[1].shape[1]
+            kwargs = {"nonlinearity": "tanh"} if self.problem.cell == "rnn_tanh" else {}
+            wide = getattr(torch.nn, _MODULES[self.problem.cell])(
+                inputs + hidden, hidden, device=self.device, dtype=self.x.dtype, **kwargs)
+            x = self.x.new_zeros(seq_len, batch, inputs + hidden, requires_grad=True)
+            self._wide = wide, x
+        return self._wide
+
     def _cell_gradient(self, hs, dh):
         """LSTM's total dL/dc_t from the total dL/dh_t: dc_t = dh_t o_t (1 - tanh^2 c_t) + f_{t+1} dc_{t+1}.
-        Every step's gates come from one GEMM over the layer's h_{t-1}, and tanh(c_t) = h_t / o_t, so
-        only the backward recursion is stepped (one fused op per step)."""
+        The forget and output gates of every step come from one GEMM over [x_t, h_{t-1}] (the layer's
+        h), tanh(c_t) = h_t / o_t, and the recursion is a linear scan (``_suffix_scan``)."""
         torch = self.torch
         w_ih, w_hh, b_ih, b_hh = self.weights
         with torch.no_grad():
-            h_prev = torch.cat([torch.zeros_like(hs[:1]), hs[:-1]])
-            _, f, _, o = (self.x @ w_ih.T + b_ih + h_prev @ w_hh.T + b_hh).chunk(4, dim=2)
-            f, o = torch.sigmoid(f), torch.sigmoid(o)
+            _, w_f, _, w_o = torch.cat([w_ih, w_hh], dim=1).chunk(4)
+            _, b_f, _, b_o = (b_ih + b_hh).chunk(4)
+            xh = torch.cat([self.x, torch.cat([torch.zeros_like(hs[:1]), hs[:-1]])], dim=2)
+            f, o = torch.sigmoid(xh @ torch.cat([w_f, w_o]).T + torch.cat([b_f, b_o])).chunk(2, dim=2)
             # dh o (1 - (h/o)^2) = dh (o - h^2 / o); an o that underflowed to 0 has h = 0 and no gradient
             dc = torch.where(o > 0, dh * (o - hs * hs / o), torch.zeros_like(o))
-            dcs, fs = dc.unbind(0), f.unbind(0)  # per-step views made once (indexing makes one per use)
-            for t in range(len(dcs) - 2, -1, -1):  # becomes dL/dc_t in place, from the last step back
-                torch.addcmul(dcs[t], fs[t + 1], dcs[t + 1], out=dcs[t])
-        return dc
+            decay = torch.cat([f[1:], torch.zeros_like(f[:1])])  # f_{t+1}; nothing after the last step
+            return _suffix_scan(torch, dc, decay)
 
     def _stepped_backward(self):
         torch = self.torch

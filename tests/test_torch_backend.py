@@ -103,6 +103,38 @@ def test_per_step_gradients_through_the_fused_layer_equal_the_stepped_path(backe
         assert fc is None and sc is None
 
 
+@pytest.mark.parametrize("backend_cls", BACKENDS)
+def test_the_fused_path_follows_new_weights_of_the_same_layout(backend_cls):
+    """The extended layer is built once per layout: a second problem of that layout (a training
+    step's new weights) must still give its own gradients, not the first problem's."""
+    backend = backend_cls(threads=1)
+    for seed in (1, 2):
+        backend.prepare(random_problem("lstm", (20, 4, 3, 6), "float64", seed=seed))
+        backend.forward()
+        (fp, fx, fh, fc), (sp, sx, sh, sc) = backend._fused_backward(), backend._stepped_backward()
+        for fused, stepped in [(fp[0], sp[0]), (fp[1], sp[1]), (fx, sx), (fh, sh), (fc, sc)]:
+            assert relative_error(fused.cpu().numpy(), stepped.cpu().numpy()) <= TOL["float64"], seed
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 9, 10, 61])
+def test_suffix_scan_equals_the_sequential_recursion(steps):
+    """The chunked scan behind LSTM's dL/dc_t against y_t = a_t + m_t y_{t+1} stepped back from the
+    end, float64, for lengths that fill their chunks exactly and that leave them padded."""
+    import torch
+
+    from harness_plugins.torch_backend import _suffix_scan
+
+    gen = torch.Generator().manual_seed(steps)
+    a = torch.randn(steps, 3, 5, dtype=torch.float64, generator=gen)
+    m = torch.rand(steps, 3, 5, dtype=torch.float64, generator=gen) * 1.2
+    want = a.clone()
+    for t in range(steps - 2, -1, -1):
+        want[t] += m[t] * want[t + 1]
+    got = _suffix_scan(torch, a, m)
+    assert relative_error(got.numpy(), want.numpy()) <= 1e-14
+    assert torch.equal(a[-1], got[-1])
+
+
 def test_cuda_availability_has_a_reason_when_missing():
     if CUDA:
         pytest.skip("a CUDA GPU is present")
