@@ -24,9 +24,6 @@ vectorises, and float64 keeps ``math.tanh`` for its 1e-12 agreement with the ref
 """
 from __future__ import annotations
 
-import ctypes
-import glob
-import importlib.util
 import math
 import os
 from dataclasses import dataclass
@@ -36,6 +33,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from harness.measure.blas import numpy_openblas_paths, symbols, torch_mkl_paths
 from harness_plugins.numba_backend import BLAS_ENV, check_blas_choice
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -113,26 +111,6 @@ def _sigmoid(x):
 # its own compiled and cached signature.
 
 
-def _symbols(paths: list[str], names: dict[str, str]) -> dict[str, int]:
-    """Addresses of ``names`` (kind -> symbol) in the first of ``paths`` that has them all, else {}."""
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-            return {kind: ctypes.cast(getattr(lib, name), ctypes.c_void_p).value for kind, name in names.items()}
-        except (OSError, AttributeError):
-            continue
-    return {}
-
-
-def _torch_lib_paths() -> list[str]:
-    spec = importlib.util.find_spec("torch")
-    return [os.path.join(d, "lib", "libtorch_cpu.so") for d in (spec.submodule_search_locations or [])] if spec else []
-
-
-def _numpy_openblas_paths() -> list[str]:
-    return glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "libscipy_openblas64_*"))
-
-
 @dataclass(frozen=True)
 class BlasLibrary:
     """One way to the per-step GEMMs: its ``blas`` argument and a description for the run's provenance."""
@@ -148,8 +126,8 @@ LIBRARIES = {
 }
 #: the addresses of each library's sgemm and dgemm, registered with LLVM as harness_{name}_?gemm
 _ADDRESSES = {
-    "mkl": _symbols(_torch_lib_paths(), {"s": "sgemm_", "d": "dgemm_"}),
-    "openblas": _symbols(_numpy_openblas_paths(), {k: f"scipy_cblas_{k}gemm64_" for k in "sd"}),
+    "mkl": symbols(torch_mkl_paths(), {"s": "sgemm_", "d": "dgemm_"}),
+    "openblas": symbols(numpy_openblas_paths(), {k: f"scipy_cblas_{k}gemm64_" for k in "sd"}),
 }
 for _name, _found in _ADDRESSES.items():
     for _kind, _address in _found.items():

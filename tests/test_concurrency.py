@@ -15,7 +15,8 @@ def _claim(folder: str, queue) -> None:
 def _record(tmp: str, backend: str) -> None:
     from tests.support.runs import record_synthetic, synthetic_point
 
-    record_synthetic(Path(tmp) / backend, "shared", [synthetic_point(backend, 10, 1.0)], results_dir=Path(tmp) / "results")
+    record_synthetic(Path(tmp) / backend, "shared", [synthetic_point(backend, 10, 1.0)],
+                     results_dir=Path(tmp) / "results")
 
 
 def test_runs_started_in_the_same_second_get_distinct_files(tmp_path):

@@ -54,8 +54,8 @@ def test_disabled_plugin_is_not_loaded(plugin_dir, monkeypatch):
 
 
 def test_plugin_api_mismatch_is_reported(plugin_dir):
-    add_distribution(plugin_dir, "old", {"old_plugin": GOOD.replace("HARNESS_PLUGIN_API = 2", "HARNESS_PLUGIN_API = 1")},
-                     {"old": "old_plugin"})
+    old = GOOD.replace("HARNESS_PLUGIN_API = 2", "HARNESS_PLUGIN_API = 1")
+    add_distribution(plugin_dir, "old", {"old_plugin": old}, {"old": "old_plugin"})
     record = next(p for p in get_registry().plugins if p.name == "old")
     assert record.status == "incompatible" and "written for plugin API 1, this harness implements 2" in record.error
     assert "third-party" not in get_registry().backends
@@ -195,7 +195,8 @@ def test_a_misbehaving_plugin_stops_nothing(plugin_dir, tmp_path):
     data = results.read(out)
     assert {p.backend: p.status for p in data.points} == {"numpy": "ok", "raising-availability": "skipped",
                                                          "odd-info": "ok"}
-    assert data.backends["odd-info"].info["flags"] == ["a", "b"] and data.backends["odd-info"].info["blob"] == "b'\\x00\\x01'"
+    odd = data.backends["odd-info"].info
+    assert odd["flags"] == ["a", "b"] and odd["blob"] == "b'\\x00\\x01'"
     assert data.provenance["plugins"]["misbehaving"] == {"gpus": ["gpu1"], "raw": "b'x'"}
     statuses = {p["name"]: p["status"] for p in data.provenance["plugin_status"]}
     assert statuses["broken"] == "failed" and statuses["numpy"] == "loaded"
@@ -208,4 +209,5 @@ def test_naming_a_backend_of_a_broken_plugin_says_why_it_cannot_run(plugin_dir):
     add_distribution(plugin_dir, "broken", {"broken_plugin": "raise ImportError('kaput on purpose')"},
                      {"broken": "broken_plugin"})
     line = one_line_error(harness("run", "long_range", "--backends", "broken-one"))
-    assert "unknown backend 'broken-one'" in line and "plugins that did not load: broken (failed: ImportError: kaput" in line
+    assert "unknown backend 'broken-one'" in line
+    assert "plugins that did not load: broken (failed: ImportError: kaput" in line

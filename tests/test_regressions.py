@@ -56,7 +56,8 @@ def harness_backends():
 
 @pytest.fixture
 def plugins(plugin_dir):
-    add_distribution(plugin_dir, "regressions", {"regression_plugins": COMPILING}, {"regressions": "regression_plugins"})
+    add_distribution(plugin_dir, "regressions", {"regression_plugins": COMPILING},
+                     {"regressions": "regression_plugins"})
     return plugin_dir
 
 

@@ -23,6 +23,45 @@ def test_the_cpu_peak_probe_reports_each_dtype():
     assert set(peak) == {"float32"} and 0.1 < peak["float32"] < 1e5  # GFLOP/s of one core
 
 
+def test_the_cpu_peak_is_the_best_of_numpys_blas_and_mkl(monkeypatch):
+    from harness.measure import roofline
+
+    monkeypatch.setattr(roofline, "mkl_gemm_peak", lambda threads, dtypes: {"float32": 1e6})
+    peak = cpu_gemm_peak(threads=1, dtypes=("float32", "float64"))
+    assert peak["float32"] == 1e6 and 0.1 < peak["float64"] < 1e5  # float64 from NumPy's BLAS alone
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_mkls_gemm_computes_the_product(dtype):
+    """The probe's Fortran call (by-reference arguments, column-major) really computes a @ b: a wrong
+    argument would time some other, perhaps empty, piece of work."""
+    import numpy as np
+
+    from harness.measure.roofline import mkl_gemm
+
+    gemm = mkl_gemm(dtype)
+    if gemm is None:
+        pytest.skip("no MKL here (torch's libtorch_cpu holds it on x86)")
+    rng = np.random.default_rng(1)
+    a, b = (rng.standard_normal((37, 37)).astype(dtype) for _ in range(2))
+    c = np.full_like(a, np.nan)
+    gemm(a, b, c)
+    np.testing.assert_allclose(c, a @ b, rtol={"float32": 1e-5, "float64": 1e-12}[dtype], atol=1e-5)
+
+
+def test_mkls_peak_is_measured_in_a_child_and_left_out_when_it_fails(monkeypatch):
+    from harness.measure import roofline
+
+    if roofline.mkl_gemm("float32") is None:
+        pytest.skip("no MKL here (torch's libtorch_cpu holds it on x86)")
+    peak = roofline.mkl_gemm_peak(threads=1, dtypes=("float32",))
+    assert set(peak) == {"float32"} and 0.1 < peak["float32"] < 1e5
+    monkeypatch.setattr(roofline.sys, "executable", "/bin/false")  # the child exits with 1
+    assert roofline.mkl_gemm_peak(threads=1, dtypes=("float32",)) == {}
+    monkeypatch.setattr(roofline, "torch_mkl_paths", lambda: [])
+    assert roofline.mkl_gemm_peak(threads=1, dtypes=("float32",)) == {}
+
+
 def test_achieved_gflops_and_the_fraction_of_the_backends_or_the_machines_peak(tmp_path):
     from harness import suites
     from harness.record.results import BackendStatus

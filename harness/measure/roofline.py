@@ -6,12 +6,19 @@ dL/dh_{t-1} and dW_hh). The pointwise work is O(B H) per step, under 1% of the G
 """
 from __future__ import annotations
 
+import ctypes
+import json
+import os
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from harness.cells import cell_spec
+from harness.measure.blas import THREAD_ENV, symbols, torch_mkl_paths
 
 PROBE_SIZE = 1024  # n of the n^3 GEMM probe: large enough for a BLAS to reach its peak
 PROBE_REPEATS = 5
@@ -36,22 +43,76 @@ def layer_flops(cell: str, steps: int, batch: int, inputs: int, hidden: int) -> 
 
 
 def cpu_gemm_peak(threads: int, dtypes: tuple[str, ...] = ("float32", "float64")) -> dict[str, float]:
-    """GFLOP/s of NumPy's BLAS on an n^3 GEMM with ``threads`` threads, per dtype: the best of a few
-    (the run's reference peak on this machine; a GPU backend reports its own)."""
-    from threadpoolctl import threadpool_limits
-
-    peak = {}
-    with threadpool_limits(limits=threads):
-        for dtype in dtypes:
-            rng = np.random.default_rng(0)
-            a, b = (rng.standard_normal((PROBE_SIZE, PROBE_SIZE)).astype(dtype) for _ in range(2))
-            a @ b  # warm-up: thread pool start, page faults
-            best = min(_seconds(lambda: a @ b) for _ in range(PROBE_REPEATS))
-            peak[dtype] = 2 * PROBE_SIZE**3 / best / 1e9
+    """This machine's CPU GEMM peak in GFLOP/s per dtype on ``threads`` threads: the best of NumPy's
+    BLAS and of MKL where torch's libtorch_cpu holds it (the numba backend's GEMMs run on it, and
+    NumPy's OpenBLAS may be held to older kernels: a peak below what a backend reaches would put it
+    above 100%). A GPU backend reports its own."""
+    peak = numpy_gemm_peak(threads, dtypes)
+    for dtype, value in mkl_gemm_peak(threads, dtypes).items():
+        peak[dtype] = max(peak[dtype], value)
     return peak
 
 
-def _seconds(call) -> float:
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
+def numpy_gemm_peak(threads: int, dtypes: tuple[str, ...]) -> dict[str, float]:
+    """GFLOP/s of NumPy's matmul on an n^3 GEMM, its thread pool limited with threadpoolctl."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads):
+        return {dtype: _best_gflops(lambda a, b, c: np.matmul(a, b, out=c), dtype) for dtype in dtypes}
+
+
+def mkl_gemm_peak(threads: int, dtypes: tuple[str, ...]) -> dict[str, float]:
+    """GFLOP/s of MKL's ?gemm_ on an n^3 GEMM, measured in a child process started with ``threads``
+    in its environment (MKL reads its thread count there, once); {} where there is no MKL to load or
+    the child fails (NumPy's peak then stands alone)."""
+    if not any(os.path.exists(path) for path in torch_mkl_paths()):
+        return {}
+    env = {**os.environ, **{name: str(threads) for name in THREAD_ENV}}
+    try:
+        child = subprocess.run([sys.executable, "-m", __name__, *dtypes], env=env, capture_output=True, text=True,
+                               timeout=120)
+        return json.loads(child.stdout) if child.returncode == 0 else {}
+    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):
+        return {}
+
+
+def _mkl_gemm_peak(dtypes: tuple[str, ...]) -> dict[str, float]:
+    """MKL's GFLOP/s in this process (the child of :func:`mkl_gemm_peak`)."""
+    gemms = {dtype: mkl_gemm(dtype) for dtype in dtypes}
+    return {dtype: _best_gflops(gemm, dtype) for dtype, gemm in gemms.items() if gemm is not None}
+
+
+def mkl_gemm(dtype: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None:
+    """c = a @ b for square C-contiguous matrices through MKL's Fortran ?gemm_ (None without MKL).
+    Fortran is column-major, so it computes c^T = b^T a^T, with every argument by reference."""
+    address = symbols(torch_mkl_paths(), {dtype: {"float32": "sgemm_", "float64": "dgemm_"}[dtype]}).get(dtype)
+    if address is None:
+        return None
+    fortran = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 13)(address)
+    real = np.ctypeslib.as_ctypes_type(np.dtype(dtype))
+
+    def gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
+        op, n, one, zero = ctypes.c_char(b"N"), ctypes.c_int(len(a)), real(1), real(0)
+        at = ctypes.addressof
+        fortran(at(op), at(op), at(n), at(n), at(n), at(one), b.ctypes.data, at(n), a.ctypes.data, at(n), at(zero),
+                c.ctypes.data, at(n))
+
+    return gemm
+
+
+def _best_gflops(gemm: Callable[[np.ndarray, np.ndarray, np.ndarray], object], dtype: str) -> float:
+    """GFLOP/s of the fastest of a few ``gemm(a, b, c)`` (c = a @ b) on n x n matrices."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((PROBE_SIZE, PROBE_SIZE)).astype(dtype) for _ in range(2))
+    c = np.empty_like(a)
+    gemm(a, b, c)  # warm-up: thread pool start, page faults
+    best = float("inf")
+    for _ in range(PROBE_REPEATS):
+        start = time.perf_counter()
+        gemm(a, b, c)
+        best = min(best, time.perf_counter() - start)
+    return 2 * PROBE_SIZE**3 / best / 1e9
+
+
+if __name__ == "__main__":  # the child of mkl_gemm_peak: python -m harness.measure.roofline DTYPE...
+    print(json.dumps(_mkl_gemm_peak(tuple(sys.argv[1:]))))

@@ -21,12 +21,11 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
 from harness.backend import Availability
+from harness.measure.blas import THREAD_ENV
 from harness.record.results import FAILED, OK, CompileResult, PointResult, jsonable
 from harness.run.grid import PointJob
 from harness.suites import Suite
 
-THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
-              "VECLIB_MAXIMUM_THREADS")
 START_TIMEOUT = 300.0  # seconds for a worker to import its backend
 
 #: A point's record; a compile job's result is its compile time in seconds (or a failed record).
