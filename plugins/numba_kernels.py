@@ -33,7 +33,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from harness.measure.blas import numpy_openblas_paths, symbols, torch_mkl_paths
+from harness.measure.blas import mkl_gemms, openblas_gemms
 from harness_plugins.numba_backend import BLAS_ENV, check_blas_choice
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -126,8 +126,8 @@ LIBRARIES = {
 }
 #: the addresses of each library's sgemm and dgemm, registered with LLVM as harness_{name}_?gemm
 _ADDRESSES = {
-    "mkl": symbols(torch_mkl_paths(), {"s": "sgemm_", "d": "dgemm_"}),
-    "openblas": symbols(numpy_openblas_paths(), {k: f"scipy_cblas_{k}gemm64_" for k in "sd"}),
+    "mkl": mkl_gemms(),
+    "openblas": openblas_gemms(),
 }
 for _name, _found in _ADDRESSES.items():
     for _kind, _address in _found.items():

@@ -29,6 +29,8 @@ def test_the_cpu_peak_is_the_best_of_numpys_blas_and_mkl(monkeypatch):
     monkeypatch.setattr(roofline, "mkl_gemm_peak", lambda threads, dtypes: {"float32": 1e6})
     peak = cpu_gemm_peak(threads=1, dtypes=("float32", "float64"))
     assert peak["float32"] == 1e6 and 0.1 < peak["float64"] < 1e5  # float64 from NumPy's BLAS alone
+    monkeypatch.setattr(roofline, "mkl_gemm_peak", lambda threads, dtypes: {"float32": 1e-6})
+    assert cpu_gemm_peak(threads=1, dtypes=("float32",))["float32"] > 0.1  # a slower MKL leaves NumPy's
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -22,7 +22,21 @@ THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUM
               "VECLIB_MAXIMUM_THREADS")
 
 
-def symbols(paths: list[str], names: dict[str, str]) -> dict[str, int]:
+#: The BLAS type letter of each dtype (sgemm, dgemm): the keys of the address tables below.
+LETTERS = {"float32": "s", "float64": "d"}
+
+
+def mkl_gemms() -> dict[str, int]:
+    """Addresses of MKL's Fortran ``sgemm_``/``dgemm_`` by letter; {} without torch's library."""
+    return _symbols(torch_mkl_paths(), {k: f"{k}gemm_" for k in LETTERS.values()})
+
+
+def openblas_gemms() -> dict[str, int]:
+    """Addresses of NumPy's OpenBLAS ``cblas_?gemm`` (ILP64) by letter; {} where it is not bundled."""
+    return _symbols(_numpy_openblas_paths(), {k: f"scipy_cblas_{k}gemm64_" for k in LETTERS.values()})
+
+
+def _symbols(paths: list[str], names: dict[str, str]) -> dict[str, int]:
     """Addresses of ``names`` (key -> symbol) in the first of ``paths`` that has them all, else {}."""
     for path in paths:
         try:
@@ -39,6 +53,6 @@ def torch_mkl_paths() -> list[str]:
     return [os.path.join(d, "lib", "libtorch_cpu.so") for d in (spec.submodule_search_locations or [])] if spec else []
 
 
-def numpy_openblas_paths() -> list[str]:
+def _numpy_openblas_paths() -> list[str]:
     """NumPy's bundled OpenBLAS (its wheels' ``numpy.libs``)."""
     return glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "libscipy_openblas64_*"))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.cells import cell_spec
-from harness.measure.blas import THREAD_ENV, symbols, torch_mkl_paths
+from harness.measure.blas import LETTERS, THREAD_ENV, mkl_gemms, torch_mkl_paths
 
 PROBE_SIZE = 1024  # n of the n^3 GEMM probe: large enough for a BLAS to reach its peak
 PROBE_REPEATS = 5
@@ -85,7 +85,7 @@ def _mkl_gemm_peak(dtypes: tuple[str, ...]) -> dict[str, float]:
 def mkl_gemm(dtype: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None:
     """c = a @ b for square C-contiguous matrices through MKL's Fortran ?gemm_ (None without MKL).
     Fortran is column-major, so it computes c^T = b^T a^T, with every argument by reference."""
-    address = symbols(torch_mkl_paths(), {dtype: {"float32": "sgemm_", "float64": "dgemm_"}[dtype]}).get(dtype)
+    address = mkl_gemms().get(LETTERS[dtype])
     if address is None:
         return None
     fortran = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 13)(address)
