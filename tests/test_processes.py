@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -15,7 +13,7 @@ from harness import suites
 from harness.record import results
 from harness.run.executor import LocalExecutor
 from harness.run.runner import run_suite
-from tests.support.cli import TIMEOUT, stop_when
+from tests.support.cli import TIMEOUT, start_harness, stop_when
 from tests.support.plugins import add_distribution
 from tests.support.suites import write_suite
 
@@ -78,9 +76,8 @@ def _start(tmp_path, monkeypatch, *extra):
     pid_file = tmp_path / "worker.pid"
     monkeypatch.setenv("WORKER_PID_FILE", str(pid_file))
     folder = write_suite(tmp_path / "s", seq_lens="[12, 20]", timing={"timeout": "600"})
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(folder), "--backends", "hangs-at-20", "-q",
-                             "--results-dir", str(tmp_path / "results"), "--output", str(tmp_path / "run.json"),
-                             *extra], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_harness("run", str(folder), "--backends", "hangs-at-20", "-q", "--results-dir",
+                         str(tmp_path / "results"), "--output", str(tmp_path / "run.json"), *extra, cwd=tmp_path)
     _wait_for(pid_file)
     return proc, int(pid_file.read_text())
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,7 +15,7 @@ from harness.run.runner import run_suite
 from harness.tasks import TemporalOrderTask
 from harness.testing import relative_error
 from harness_plugins.numpy_backend import NumpyBackend
-from tests.support.cli import stop_when
+from tests.support.cli import start_harness, stop_when
 from tests.support.plugins import UNAVAILABLE_PLUGIN, add_distribution, add_misbehaving
 from tests.support.suites import write_suite
 
@@ -115,9 +113,8 @@ def _points_written(path) -> int:
 def test_ctrl_c_stops_cleanly_and_keeps_finished_points(misbehaving, tmp_path):
     folder = write_suite(tmp_path / "tiny", seq_lens="[12, 20]", timing={"timeout": "600"})
     out = tmp_path / "run.json"
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(folder), "--backends", "hangs",
-                             "--output", str(out), "--results-dir", str(tmp_path / "results"), "-q"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_harness("run", str(folder), "--backends", "hangs", "--output", str(out),
+                         "--results-dir", str(tmp_path / "results"), "-q", cwd=tmp_path)
     err = stop_when(proc, lambda: _points_written(out) == 1)  # the T=12 point is recorded and T=20 hangs
     assert proc.returncode == 130, err
     data = results.read(out)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ from harness.run.runner import run_suite
 from harness.run.train import READOUT, readout, readout_backward, train
 from harness.tasks import AddingTask, CopyTask, TemporalOrderTask
 from harness_plugins.numpy_backend import NumpyBackend
-from tests.support.cli import harness, stop_when
+from tests.support.cli import harness, start_harness, stop_when
 from tests.support.plugins import add_distribution
 from tests.support.suites import write_suite
 
@@ -146,9 +144,8 @@ def test_ctrl_c_keeps_the_partial_curve_of_the_running_point(plugin_dir, tmp_pat
     suite = _suite(tmp_path)
     marker, out = tmp_path / "hanging", tmp_path / "train.json"
     monkeypatch.setenv("HANG_MARKER", str(marker))
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "train", suite.path, "--backends", "hangs-late",
-                             "--no-asv", "--output", str(out), "-q"], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = start_harness("train", suite.path, "--backends", "hangs-late", "--no-asv", "--output", str(out), "-q",
+                         cwd=tmp_path)
     err = stop_when(proc, marker.exists)
     assert proc.returncode == 130, err
     run = results.read(out)

@@ -23,6 +23,15 @@ def harness(*args: str, cwd: str | Path | None = None, env: dict | None = None,
     return result
 
 
+def start_harness(*args: str, cwd: str | Path) -> subprocess.Popen:
+    """``python -m harness ARGS`` in the background, output captured, with Ctrl-C (SIGINT) delivered
+    as at a terminal: a shell starts background jobs with SIGINT ignored, and a Python started that
+    way keeps ignoring it, so without the reset a Ctrl-C test would hang when pytest runs in one."""
+    return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
 def one_line_error(result: subprocess.CompletedProcess) -> str:
     """The single stderr line of a usage error (exit code 2, no traceback)."""
     assert result.returncode == 2, (result.returncode, result.stderr)
