@@ -126,8 +126,10 @@ def _grid(args, mode: str):
         suite = suite.with_training(seq_lens=args.seq_lens, iterations=args.iterations, seeds=args.seeds,
                                     clip=clip, clips=clips)
     else:
+        preset = suites.REGRESSION_TIMING if args.regression else {}
+        suite = suite.with_overrides(**preset)  # then the explicit options, which win over the preset
         suite = suite.with_overrides(seq_lens=args.seq_lens, repeat=args.repeat, budget=args.budget,
-                                     timeout=args.timeout, rounds=args.rounds)
+                                     timeout=args.timeout, rounds=args.rounds, compile_repeat=args.compile_repeat)
     return suite, runner.select_backends(args.backends)
 
 
@@ -166,6 +168,12 @@ def _run_and_record(args, mode: str) -> int:
     if args.label is not None:
         check_name("label", args.label)  # before measuring anything: it becomes a folder name
     suite, backends = _grid(args, mode)
+    if getattr(args, "remeasure_peak", False):
+        import os
+
+        from harness.record.provenance import REMEASURE_PEAK_ENV
+
+        os.environ[REMEASURE_PEAK_ENV] = "1"
     conf = asvdb.load_config(results_dir=args.results_dir)
     with _executor(args) as executor:
         run = runner.run_suite(suite, backends, results_dir=conf.results_dir, output=args.output,
@@ -255,10 +263,17 @@ def cmd_preview(args) -> int:
 def cmd_compare(args) -> int:
     from harness.record import asvdb
     from harness.report import compare
+    from harness.suites import REGRESSION_TIMING
 
     results_dir = asvdb.load_config(results_dir=args.results_dir).results_dir
     changes = compare.compare(results_dir, args.before, args.after, factor=args.factor, normalize=not args.raw)
     _print(compare.compare_report(changes, only_changed=args.only_changed))
+    needed = REGRESSION_TIMING["rounds"]
+    for spec in (args.before, args.after):
+        rounds = compare.timing_rounds(results_dir, spec)
+        if rounds is not None and rounds < needed:
+            print(f"warning: {spec} was timed in {rounds} round(s); on a shared machine a comparison needs "
+                  f"{needed} (harness run --regression), so its timing marks may be noise", file=sys.stderr)
     regressions = sum(c.regression for c in changes)
     if regressions:
         print(f"{regressions} significant regression(s) from {args.before} to {args.after}", file=sys.stderr)
@@ -368,7 +383,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds at most per timed measurement, over all rounds")
     p.add_argument("--rounds", type=_positive("--rounds", int),
                    help="passes over the grid that each take a share of every timing, in fresh workers "
-                        "(default: the suite's, 2)")
+                        "(default: the suite's, 1)")
+    p.add_argument("--compile-repeat", type=_positive("--compile-repeat", int),
+                   help="cold + warm compile-time samples per backend and cell, each in fresh workers "
+                        "(default: the suite's, 1)")
+    p.add_argument("--remeasure-peak", action="store_true",
+                   help="measure this machine's GEMM peak again instead of reading the cached one "
+                        "(after a hardware or BLAS change the cache key does not see)")
+    p.add_argument("--regression", action="store_true",
+                   help="regression-grade timing, what harness compare needs on a shared machine: "
+                        "--rounds 8 --repeat 32 --compile-repeat 3 (explicit options win)")
     p.add_argument("--timeout", type=_positive("--timeout"),
                    help="seconds per grid point before it is recorded as failed")
     p.set_defaults(func=cmd_run)

@@ -25,6 +25,11 @@ SUITES_PATH_ENV = "HARNESS_SUITES_PATH"
 METRIC_FAMILIES = ("time", "memory", "gradient")
 
 
+#: ``harness run --regression``: the timing a comparison on a shared machine needs (docs/user-guide.md,
+#: "Catching regressions"): eight rounds of four blocks, and three cold + warm compile-time samples.
+REGRESSION_TIMING = {"rounds": 8, "repeat": 32, "compile_repeat": 3}
+
+
 @dataclass(frozen=True)
 class Timing:
     budget: float = 1.0  # seconds spent at most per timed measurement
@@ -32,8 +37,8 @@ class Timing:
     min_blocks: int = 5
     repeat: int | None = None  # exact number of blocks: disables the adaptive stop
     timeout: float = 600.0  # seconds allowed for one grid point before it is recorded as failed
-    rounds: int = 2  # timings taken in this many passes over the grid, each in fresh workers, pooled (as asv)
-    compile_repeat: int = 3  # compile times: this many cold + warm pairs, each with a new cache (samples for compare)
+    rounds: int = 1  # timings taken in this many passes over the grid, each in fresh workers, pooled (as asv)
+    compile_repeat: int = 1  # compile times: this many cold + warm pairs, each with a new cache (samples for compare)
 
     @property
     def passes(self) -> int:

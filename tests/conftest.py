@@ -28,6 +28,21 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     return found
 
 
+@pytest.fixture(autouse=True, scope="session")
+def machine_cache(tmp_path_factory):
+    """One cache of machine measurements (the GEMM peak) for the whole session, in and out of
+    process (the CLI's subprocesses inherit it): measured once, and never in the user's ~/.cache."""
+    from harness.record.provenance import CACHE_ENV
+
+    saved = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("harness-cache"))
+    yield
+    if saved is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = saved
+
+
 @pytest.fixture(autouse=True)
 def project_results_untouched():
     """No test may write into the project's own results/ database: every run goes to a tmp folder."""

@@ -297,6 +297,10 @@ def metrics_for(run: RunResults) -> list[Metric]:
             if m.family in run.suite.metrics or (m.family == "compile" and run.compile)]
 
 
+#: The asv results file's env_vars key that holds the number of timing rounds of the run recorded.
+TIMING_ROUNDS = "HARNESS_TIMING_ROUNDS"
+
+
 def database_lock(results_dir: str | os.PathLike):
     """The inter-process lock every reader-modifier-writer of the asv database holds (recording,
     publishing): concurrent runs and a concurrent publish lose nothing."""
@@ -350,8 +354,11 @@ def _record(run: RunResults, conf, label: str | None) -> Path:
     machine = machine_info(prov)
     env = env_name(prov)
     libs = prov["libraries"]
+    # How many timing rounds stand behind the timings (harness compare warns below REGRESSION_TIMING's):
+    # asv keeps env_vars with the results file and uses them for nothing else.
+    rounds = {TIMING_ROUNDS: str(suite.timing.passes)} if run.mode == "run" else {}
     results = Results(_run_params(prov), {n: libs[n] for n in ("numpy", "torch", "numba") if libs.get(n)},
-                      commit, date, prov["python"], env, {})
+                      commit, date, prov["python"], env, rounds)
     results.load_data(str(target_dir))
     started = dt.datetime.fromisoformat(run.started_at)
     for metric in metrics:

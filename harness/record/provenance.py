@@ -73,12 +73,51 @@ def git_state(path: str | os.PathLike = ".") -> dict:
 MACHINE_ENV = "HARNESS_MACHINE"
 
 
+#: Where measurements that belong to the machine, not to a run, are kept (the GEMM peak).
+CACHE_ENV = "HARNESS_CACHE_DIR"
+#: Set to 1 to measure the machine's peak again (``harness run --remeasure-peak`` sets it).
+REMEASURE_PEAK_ENV = "HARNESS_REMEASURE_PEAK"
+
+
+def cache_dir() -> Path:
+    """``$HARNESS_CACHE_DIR``, else ``$XDG_CACHE_HOME/harness``, else ``~/.cache/harness``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "harness"
+
+
+def _peak_key(threads: int) -> str:
+    """What the peak depends on: the machine and CPU, the BLAS libraries and their settings, threads."""
+    libs = library_versions()
+    settings = ",".join(f"{k}={os.environ[k]}" for k in sorted(os.environ) if k.startswith("OPENBLAS_"))
+    return (f"{machine_name()}|{cpu_model()}|numpy {libs['numpy']}|torch {libs['torch']}|{settings}|"
+            f"{threads} threads")
+
+
 @functools.lru_cache(maxsize=None)
 def cpu_peak(threads: int) -> dict[str, float]:
-    """This machine's measured CPU GEMM peak, once per process and thread count."""
-    from harness.measure.roofline import cpu_gemm_peak
+    """This machine's CPU GEMM peak per dtype on ``threads`` threads: measured once per machine,
+    libraries and thread count and kept in :func:`cache_dir` (a few seconds saved on every run);
+    measured again when ``HARNESS_REMEASURE_PEAK=1`` or when the cache cannot be read."""
+    import json
 
-    return cpu_gemm_peak(threads)
+    from harness.measure.roofline import cpu_gemm_peak
+    from harness.record.results import write_json_atomic
+
+    path, key = cache_dir() / "peak_gflops.json", _peak_key(threads)
+    try:
+        known = json.loads(path.read_text())
+        known = known if isinstance(known, dict) else {}
+    except (OSError, ValueError):
+        known = {}
+    if isinstance(known.get(key), dict) and os.environ.get(REMEASURE_PEAK_ENV) != "1":
+        return known[key]
+    peak = cpu_gemm_peak(threads)
+    try:
+        write_json_atomic(path, {**known, key: peak})
+    except OSError:  # a read-only home: measured every run, as before
+        pass
+    return peak
 
 
 def machine_name() -> str:

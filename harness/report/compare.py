@@ -28,7 +28,7 @@ from rich.console import Group
 from rich.text import Text
 
 from harness.errors import HarnessError
-from harness.record.asvdb import LABELS_DIR, PROBE_METRIC, VS_PROBE, unrepr
+from harness.record.asvdb import LABELS_DIR, PROBE_METRIC, TIMING_ROUNDS, VS_PROBE, unrepr
 from harness.report.console import table
 
 #: A benchmark point in asv's database: (benchmark name, its parameter values as text).
@@ -120,6 +120,13 @@ def _points(per_machine: dict, name_machines: bool) -> dict[PointKey, _Point]:
             for combo, value, stat, sample in zip(itertools.product(*params), values, stats, samples):
                 out[(name, tuple(unrepr(p) for p in combo) + suffix)] = _Point(value, stat, sample, version)
     return out
+
+
+def timing_rounds(results_dir: str | Path, spec: str) -> int | None:
+    """The fewest timing rounds behind ``spec``'s timings over its machines (None: recorded before
+    the harness kept the count, or a training run)."""
+    counts = [res.env_vars.get(TIMING_ROUNDS) for res in resolve(Path(results_dir), spec).values()]
+    return min((int(c) for c in counts if c), default=None)
 
 
 def _isna(value: float | None) -> bool:

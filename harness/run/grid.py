@@ -6,7 +6,13 @@ dtype. The readout y_t = W_y h_t + b_y and the loss are the core's, never the ba
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
+import pickle
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -28,6 +34,7 @@ class PointJob:
     mode: str = "run"  # run: measure; time: a later timing round; train: learn the task; compile: compile time
     seed: int | None = None  # training points: one per seed of [train] seeds
     round: int = 1  # time jobs: which of the suite's timing rounds
+    problems: str | None = None  # a folder where the problems built for one backend wait for the next (build)
 
     def label(self) -> str:
         """How progress and logs name the point."""
@@ -56,8 +63,33 @@ def readout_params(hidden: int, outputs: int, rng: np.random.Generator) -> tuple
     return rng.uniform(-bound, bound, (outputs, hidden)), rng.uniform(-bound, bound, outputs)
 
 
-def build(task: Task, cell: str, seq_len: int, suite: Suite, seed: int) -> SeededProblem:
-    """The problem of one grid point for one seed, identical for every backend."""
+def build(task: Task, cell: str, seq_len: int, suite: Suite, seed: int, folder: str | None = None) -> SeededProblem:
+    """The problem of one grid point for one seed, identical for every backend.
+
+    Building runs the float64 reference over the whole sequence, which at T = 2000 costs more than
+    timing the point: with a ``folder`` (a run's scratch folder, :attr:`PointJob.problems`) the first
+    worker to build a problem leaves it there and the other backends' workers, and the core's
+    spectra and Lyapunov exponents, read it back. A missing or unreadable folder only means building.
+    """
+    if folder is None:
+        return _build(task, cell, seq_len, suite, seed)
+    key = (task.name, cell, seq_len, suite.hidden, suite.batch, suite.init, suite.dtype, seed)
+    path = Path(folder) / (hashlib.sha256(repr(key).encode()).hexdigest()[:32] + ".pickle")
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError):
+        pass
+    problem = _build(task, cell, seq_len, suite, seed)
+    with contextlib.suppress(OSError):  # a full disk: the next backend builds it again
+        fd, scratch = tempfile.mkstemp(dir=folder, prefix=".building-")
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(problem, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(scratch, path)  # whole or not at all, for a worker reading it at the same time
+    return problem
+
+
+def _build(task: Task, cell: str, seq_len: int, suite: Suite, seed: int) -> SeededProblem:
     rng = np.random.default_rng([seed, seq_len])
     batch = task.generate(seq_len, suite.batch, rng)
     params = init_params(cell, task.input_size, suite.hidden, rng, suite.init, steps=task.steps(seq_len))

@@ -72,7 +72,7 @@ def measure(backend: Backend, job: PointJob, task: Task) -> PointResult:
     families = ("time",) if job.mode == "time" else suite.metrics
     started = time.perf_counter()
     seeds = suite.seeds if "gradient" in families else suite.seeds[:1]
-    problems = [build(task, job.cell, job.seq_len, suite, seed) for seed in seeds]
+    problems = [build(task, job.cell, job.seq_len, suite, seed, job.problems) for seed in seeds]
     first = problems[0]
     steps, batch, _, hidden = first.timed.shape
     forward_backward = _forward_backward(backend)

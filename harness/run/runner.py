@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,13 +89,13 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat()
 
 
-def _jobs(suite: Suite, mode: str, backend: str, cell: str) -> list[PointJob]:
+def _jobs(suite: Suite, mode: str, backend: str, cell: str, problems: str | None = None) -> list[PointJob]:
     """The points of one backend and cell: every init, (H, B) and T (and, for training, every seed)."""
     if mode == "train":
         return [PointJob(backend, cell, T, suite.at(h, b, init, clip), mode, seed)
                 for init in suite.init_axis for clip in suite.train.clip_axis
                 for h, b in suite.sizes(mode) for T in suite.train.seq_lens for seed in suite.train.seeds]
-    return [PointJob(backend, cell, T, suite.at(h, b, init))
+    return [PointJob(backend, cell, T, suite.at(h, b, init), problems=problems)
             for init in suite.init_axis for h, b in suite.sizes() for T in suite.seq_lens]
 
 
@@ -133,6 +135,8 @@ def run_suite(
                        axes=suite.axes(mode))
     timeout = suite.train.timeout if mode == "train" else suite.timing.timeout
     running: dict[PointJob, PointResult] = {}  # the partial records of the points now running
+    # the problems of the grid, built once for every backend (grid.build); removed with the run
+    problems = tempfile.mkdtemp(prefix="harness-problems-") if mode == "run" else None
 
     def record(point: PointResult) -> None:
         data.points.append(point)
@@ -152,7 +156,7 @@ def run_suite(
                 data.backends[name] = BackendStatus(availability.available, availability.reason, cls.description)
                 for cell in suite.cells:
                     support = cls.supports(cell, suite.dtype) if availability else availability
-                    for job in _jobs(suite, mode, name, cell):
+                    for job in _jobs(suite, mode, name, cell, problems):
                         if support:
                             jobs.append(job)
                         else:
@@ -178,9 +182,9 @@ def run_suite(
                         data.compile.append(executor.measure_compile(name, cell, suite))
                         results.write(path, data)
                 for round_ in range(2, suite.timing.passes + 1):
-                    _timing_round(executor, data, round_, bar, lambda: results.write(path, data))
+                    _timing_round(executor, data, round_, bar, lambda: results.write(path, data), problems)
             if mode == "run":  # after every timing: this process computes, no worker is timing
-                _explain_gradients(data, task, bar, lambda: results.write(path, data))
+                _explain_gradients(data, task, bar, lambda: results.write(path, data), problems)
         data.status = "complete"
     except HarnessError as exc:  # the executor lost its cluster: what finished is kept
         data.status = "interrupted"
@@ -191,15 +195,20 @@ def run_suite(
         data.status = "interrupted"
         run.interrupted = True
     finally:
+        if problems:
+            shutil.rmtree(problems, ignore_errors=True)
         data.finished_at = _now()
         results.write(path, data)
     return run
 
 
-def _explain_gradients(data: RunResults, task, bar: GridProgress, save: Callable[[], None]) -> None:
+def _explain_gradients(data: RunResults, task, bar: GridProgress, save: Callable[[], None],
+                       problems: str | None) -> None:
     """W_hh's spectra and the top Lyapunov exponents beside every gradient profile (measure/dynamics.py).
     They depend on the cell, weights and data, not on the backend: the core computes them once per
     point of the grid, in float64, from the very problems the backends were given."""
+    from threadpoolctl import threadpool_limits
+
     from harness.measure import dynamics
     from harness.run.grid import build
 
@@ -210,8 +219,11 @@ def _explain_gradients(data: RunResults, task, bar: GridProgress, save: Callable
     bar.add(len(where))
     for (cell, seq_len, hidden, batch, init), indices in where.items():
         at = suite.at(hidden, batch, init)
-        problems = [build(task, cell, seq_len, at, seed).last_step for seed in at.seeds]
-        fields = dynamics.explanation(cell, [(p.params, p.x) for p in problems], suite.lyapunov, suite.lyapunov_steps)
+        draws = [build(task, cell, seq_len, at, seed, problems).last_step for seed in at.seeds]
+        with threadpool_limits(limits=suite.threads):  # the run's thread count: NumPy's default of every
+            # core oversubscribes a loaded machine, and small GEMMs then run many times slower
+            fields = dynamics.explanation(cell, [(p.params, p.x) for p in draws], suite.lyapunov,
+                                          suite.lyapunov_steps)
         for i in indices:
             point = data.points[i]
             data.points[i] = dataclasses.replace(point, gradient=dataclasses.replace(point.gradient, **fields))
@@ -220,14 +232,14 @@ def _explain_gradients(data: RunResults, task, bar: GridProgress, save: Callable
 
 
 def _timing_round(executor: Executor, data: RunResults, round_: int, bar: GridProgress,
-                  save: Callable[[], None]) -> None:
+                  save: Callable[[], None], problems: str | None) -> None:
     """Time every measured point once more, in fresh workers, and pool the samples with the earlier
     rounds' (asv's rounds: the spread then includes what varies between processes and over the run,
     so that ``harness compare`` does not take a drifting machine for a regression). A point whose
     later round fails keeps its earlier samples."""
     suite = data.suite
     where = {p.key: i for i, p in enumerate(data.points) if p.status == OK and p.time is not None}
-    jobs = [PointJob(name, cell, seq_len, suite.at(hidden, batch, init), "time", round=round_)
+    jobs = [PointJob(name, cell, seq_len, suite.at(hidden, batch, init), "time", round=round_, problems=problems)
             for name, cell, seq_len, hidden, batch, init in where]
     if not jobs:
         return
