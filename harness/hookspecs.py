@@ -14,6 +14,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from harness.backend import Backend
+    from harness.cell import Cell
     from harness.tasks import Task
 
 hookspec = pluggy.HookspecMarker("harness")
@@ -35,6 +36,20 @@ def harness_tasks() -> list[Task]:
     """Return the tasks this plugin offers, each a :class:`harness.tasks.Task`.
 
     The built-in tasks (copy, adding, temporal_order) are offered through this hook too.
+    """
+
+
+@hookspec
+def harness_cells() -> list[type[Cell]]:
+    """Return the recurrent cell classes this plugin offers.
+
+    Each is a subclass of :class:`harness.cell.Cell`: parameters, state, output and one step
+    function in torch operations, from which the core derives the float64 reference, BPTT, the
+    per-step gradients and the Lyapunov recursion (:mod:`harness.derived`). Return classes, not
+    instances, and import torch only inside the step (a cell module stays cheap to import). The
+    built-in cells (rnn_tanh, lstm, gru, gru_cho, rnn_relu, indrnn, mingru, lru) are offered through
+    this hook too; a name offered by two plugins is an error naming both
+    (:func:`harness.cell.registered_cells`).
     """
 
 
