@@ -6,7 +6,7 @@ layout in which BLAS runs the per-step GEMMs fastest (plugins/numba_kernels.py);
 (steps, batch, features) arrays are transposed on the way in (x, untimed) and out (views and
 copies, untimed). Memory stays at the analytic stored activations plus a few one-step buffers: backward
 keeps one step's gate gradients at a time and accumulates the weight gradients step by step.
-The per-step GEMMs go through the fastest BLAS library found (``HARNESS_NUMBA_BLAS``, below).
+The per-step GEMMs go through the fastest BLAS library found (``HARNESS_NUMBA_BLAS``, plugins/numba_blas.py).
 The only parallelism is BLAS's, set from the harness's thread option (no prange around BLAS calls).
 Forward and backward flush subnormal floats to zero in their thread, as TensorFlow's CPU kernels
 do: a vanishing gradient in float32 turns subnormal after a few hundred steps, and x86 cores then
@@ -23,18 +23,9 @@ import numpy as np
 from harness import Availability, Backend, Gradients, Outputs, Problem, hookimpl
 from harness.cells import cell_spec
 from harness.measure.denormals import denormals_flushed, flushing_available
+from harness_plugins.numba_blas import BLAS_ENV, check_blas_choice
 
 HARNESS_PLUGIN_API = 2
-
-#: the BLAS library of the per-step GEMMs (plugins/numba_kernels.py): auto takes the first found
-BLAS_ENV = "HARNESS_NUMBA_BLAS"
-BLAS_CHOICES = ("auto", "mkl", "openblas", "np.dot")
-
-
-def check_blas_choice(requested: str) -> None:
-    """ValueError naming the valid choices when ``requested`` is none of them."""
-    if requested not in BLAS_CHOICES:
-        raise ValueError(f"{BLAS_ENV}={requested!r} is not one of {', '.join(BLAS_CHOICES)}")
 
 
 def _batch_major(buffer: np.ndarray) -> np.ndarray:

@@ -26,15 +26,12 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 
-import llvmlite.binding as llvm_binding
 import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from harness.measure.blas import mkl_gemms, openblas_gemms
-from harness_plugins.numba_backend import BLAS_ENV, check_blas_choice
+from harness_plugins.numba_blas import BLAS_ENV, LIBRARIES, choose_blas, register_gemms
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # error_model="numpy": IEEE division (x/0 = inf) instead of Python's ZeroDivisionError check,
@@ -98,55 +95,11 @@ def _sigmoid(x):
 
 
 # -- BLAS ------------------------------------------------------------------------------------------
-# The per-step GEMMs are small (512 x 128 @ 128 x 32), where BLAS libraries differ most. The kernels
-# call one of three, chosen once per process (``HARNESS_NUMBA_BLAS``, default ``auto``: the first found):
-#   mkl       MKL's Fortran ?gemm_, statically linked into torch's libtorch_cpu on x86 (loaded with
-#             ctypes, without importing torch). 1.5-1.9 x faster than OpenBLAS on these shapes here:
-#             29-30 us against 47 us for 512 x 128 @ 128 x 32 and 128 x 512 @ 512 x 32.
-#   openblas  NumPy's bundled OpenBLAS (ILP64 cblas, symbols scipy_cblas_?gemm64_): ~30% faster than
-#             numba's np.dot, which binds SciPy's BLAS (60 against 87 us).
-#   np.dot    SciPy's BLAS through numba's np.dot, which takes contiguous operands only (copies).
-# The chosen library's functions are registered with LLVM as symbols; the choice travels in the type
-# of the ``blas`` argument of every kernel (uint64: MKL, int64: OpenBLAS, int32: np.dot), so each has
-# its own compiled and cached signature.
+# Which library the per-step GEMMs call, and why: plugins/numba_blas.py. The choice is made once per
+# process, here, and passed as the ``blas`` argument of every kernel; its type selects the overload.
 
-
-@dataclass(frozen=True)
-class BlasLibrary:
-    """One way to the per-step GEMMs: its ``blas`` argument and a description for the run's provenance."""
-
-    tag: np.integer
-    description: str
-
-
-LIBRARIES = {
-    "mkl": BlasLibrary(np.uint64(2), "MKL from torch's libtorch_cpu (Fortran ?gemm_, LP64)"),
-    "openblas": BlasLibrary(np.int64(1), "NumPy's OpenBLAS (cblas, ILP64)"),
-    "np.dot": BlasLibrary(np.int32(0), "SciPy's BLAS through numba's np.dot"),
-}
-#: the addresses of each library's sgemm and dgemm, registered with LLVM as harness_{name}_?gemm
-_ADDRESSES = {
-    "mkl": mkl_gemms(),
-    "openblas": openblas_gemms(),
-}
-for _name, _found in _ADDRESSES.items():
-    for _kind, _address in _found.items():
-        llvm_binding.add_symbol(f"harness_{_name}_{_kind}gemm", _address)
-#: the libraries found here, fastest first (np.dot needs nothing more than numba and SciPy)
-FOUND = (*(name for name, found in _ADDRESSES.items() if found), "np.dot")
-
-
-def choose_blas(requested: str, found: tuple[str, ...]) -> str:
-    """The library that ``requested`` (one of BLAS_CHOICES) names among those ``found``: ValueError
-    with the valid choices when it names none, or one that is not found here."""
-    check_blas_choice(requested)
-    if requested == "auto":
-        return found[0]
-    if requested not in found:
-        raise ValueError(f"{BLAS_ENV}={requested!r}: that library is not found here (found: {', '.join(found)})")
-    return requested
-
-
+#: the libraries found here, fastest first, their GEMMs registered with LLVM
+FOUND = register_gemms()
 BLAS_LIBRARY = choose_blas(os.environ.get(BLAS_ENV, "auto"), FOUND)
 #: passed as the ``blas`` argument of every kernel
 BLAS = LIBRARIES[BLAS_LIBRARY].tag

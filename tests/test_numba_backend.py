@@ -138,6 +138,7 @@ def test_per_step_gemms_go_through_the_fastest_blas_found():
     """The fast path is the one measured: MKL where torch's x86 build brings it, else NumPy's OpenBLAS;
     say so when neither is here, instead of testing the np.dot fallback twice."""
     from harness_plugins import numba_kernels
+    from harness_plugins.numba_blas import LIBRARIES
 
     if numba_kernels.FOUND == ("np.dot",):
         pytest.skip("neither torch's MKL nor NumPy's OpenBLAS is here: only the np.dot fallback can run")
@@ -145,7 +146,7 @@ def test_per_step_gemms_go_through_the_fastest_blas_found():
     if importlib.util.find_spec("torch") and platform.machine() == "x86_64":
         assert numba_kernels.BLAS_LIBRARY == "mkl"
     info = NumbaBackend(threads=1).info()["blas"]
-    assert info == numba_kernels.LIBRARIES[numba_kernels.FOUND[0]].description
+    assert info == LIBRARIES[numba_kernels.FOUND[0]].description
 
 
 @pytest.mark.parametrize("library", ["mkl", "openblas", "np.dot"])
@@ -155,10 +156,11 @@ def test_every_blas_library_found_agrees_with_the_reference(cell, dtype, library
     """Each library's calls (MKL's by-reference Fortran ones, OpenBLAS's cblas ones, np.dot's copies)
     on strided weight blocks and buffer rows, on both paths."""
     from harness_plugins import numba_kernels
+    from harness_plugins.numba_blas import LIBRARIES
 
     if library not in numba_kernels.FOUND:
         pytest.skip(f"{library} is not found here")
-    monkeypatch.setattr(numba_kernels, "BLAS", numba_kernels.LIBRARIES[library].tag)
+    monkeypatch.setattr(numba_kernels, "BLAS", LIBRARIES[library].tag)  # the kernels' ``blas`` argument
     p = random_problem(cell, (9, 3, 2, 5), dtype)
     backend = NumbaBackend(threads=1)
     backend.prepare(p)
@@ -169,8 +171,7 @@ def test_every_blas_library_found_agrees_with_the_reference(cell, dtype, library
 
 
 def test_blas_choice_names_the_valid_choices():
-    from harness_plugins.numba_backend import BLAS_CHOICES
-    from harness_plugins.numba_kernels import LIBRARIES, choose_blas
+    from harness_plugins.numba_blas import BLAS_CHOICES, LIBRARIES, choose_blas
 
     assert BLAS_CHOICES == ("auto", *LIBRARIES)
     assert choose_blas("auto", ("openblas", "np.dot")) == "openblas"
@@ -180,6 +181,17 @@ def test_blas_choice_names_the_valid_choices():
         choose_blas("mkl", ("openblas", "np.dot"))
     with pytest.raises(ValueError, match="HARNESS_NUMBA_BLAS='atlas' is not one of auto, mkl, openblas, np.dot"):
         choose_blas("atlas", ("np.dot",))
+
+
+def test_the_blas_choice_is_checked_without_importing_numba():
+    """``harness plugins`` stays fast: the backend module and its availability check import neither numba
+    nor llvmlite, nor the kernels (plugins/numba_blas.py holds the choice)."""
+    script = ("import sys; from harness_plugins.numba_backend import NumbaBackend; "
+              "assert NumbaBackend.availability(); "
+              "print(sorted(m for m in ('numba', 'llvmlite', 'harness_plugins.numba_kernels') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=TIMEOUT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == "[]"
 
 
 def test_a_misspelt_blas_choice_skips_the_backend_with_the_valid_choices(tmp_path):

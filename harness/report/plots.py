@@ -1,32 +1,21 @@
 """Plots of one run, drawn with seaborn and written as PNG and SVG with an HTML page of captions.
 
 Used by ``harness report RESULTS.json`` (one results file, no asv) and ``harness publish`` (the
-latest run of each suite, written next to asv's site).
+latest run of each suite, written next to asv's site). :func:`report` writes the page of any run: these
+figures for a benchmark run, training_plots.py's for a training run; both draw with figures.py.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from harness.measure.gradients import underflow_floor
 from harness.record import results
-from harness.record.results import PointResult, RunResults
+from harness.record.results import RunResults
+from harness.report import training_plots
 from harness.report.console import grid_axes
-from harness.suites import axis_values
-
-
-@dataclass
-class Figure:
-    stem: str  # file name without extension
-    title: str
-    caption: str
-
-
-def series(point: PointResult, axes: tuple[str, ...]) -> str:
-    """A line's name: the backend, with H, B and the init where the run varies them (a line each)."""
-    return " ".join([point.backend, *(f"{a}={v}" for a, v in zip(axes, axis_values(point, axes)))])
+from harness.report.figures import Figure, save_figure, series, setting_caption
 
 
 def summary_frame(run: RunResults):
@@ -142,26 +131,6 @@ def _draw_dynamics(run: RunResults, out_dir: Path, setting: str) -> list[Figure]
     ]
 
 
-def save_figure(grid, out_dir: Path, stem: str, title: str, title_y: float = 1.02) -> None:
-    """Title a figure (or a seaborn grid), write it as PNG and SVG, and close it."""
-    import matplotlib.pyplot as plt
-
-    figure = getattr(grid, "figure", grid)
-    figure.suptitle(title, y=title_y)
-    for ext in ("png", "svg"):
-        figure.savefig(out_dir / f"{stem}.{ext}", dpi=110 if ext == "png" else None, bbox_inches="tight")
-    plt.close(figure)
-
-
-def setting_caption(run: RunResults) -> str:
-    s, prov = run.suite, run.provenance
-    commit = (prov["git"]["commit"] or "no git")[:10]
-    batch, hidden = list(s.batch_sizes) or s.batch, list(s.hidden_sizes) or s.hidden
-    return (f"suite {s.name} (task {s.task}), batch {batch}, hidden {hidden}, {s.dtype}, "
-            f"init {list(s.inits) or s.init}, seeds {list(s.seeds)}, {prov['threads']} thread(s), on {prov['cpu']}"
-            f"{' + ' + prov['gpu'] if prov.get('gpu') else ''}, commit {commit}")
-
-
 def draw(run: RunResults, out_dir: str | Path) -> list[Figure]:
     """Draw every figure of a run into ``out_dir``; returns what was drawn, with captions."""
     import matplotlib
@@ -242,7 +211,6 @@ def report(run: RunResults, out_dir: str | Path, title: str | None = None, back_
     """Draw every figure of ``run`` (benchmark or training) into ``out_dir`` with an ``index.html``."""
     title = title or f"harness: {run.suite.name}{' (training)' if run.mode == 'train' else ''}"
     if run.mode == "train":
-        from harness.report.training_plots import draw_training, solve_tables
-
-        return write_page(draw_training(run, out_dir), out_dir, title, back_link, solve_tables=solve_tables(run))
+        return write_page(training_plots.draw_training(run, out_dir), out_dir, title, back_link,
+                          solve_tables=training_plots.solve_tables(run))
     return write_page(draw(run, out_dir), out_dir, title, back_link)

@@ -8,7 +8,7 @@ import numpy as np
 
 from harness.record.results import INTERRUPTED, OK, RunResults
 from harness.report.console import grid_axes
-from harness.report.plots import Figure, save_figure, series, setting_caption
+from harness.report.figures import Figure, save_figure, series, setting_caption
 
 
 def curves_frame(run: RunResults):
