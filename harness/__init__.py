@@ -3,8 +3,12 @@
 What a plugin author needs is importable from here::
 
     from harness import Availability, Backend, Gradients, Outputs, Problem, hookimpl
+
+``harness.load_results`` (a results file as a DataFrame) belongs to the storing layer (record/); it is
+imported on first use (PEP 562), so that ``import harness``, which every plugin does, does not load it.
 """
 from importlib.metadata import PackageNotFoundError, version as _version
+from typing import TYPE_CHECKING
 
 try:
     __version__ = _version("rnn-grad-harness")
@@ -18,7 +22,23 @@ PLUGIN_API_VERSION = 2
 from harness.errors import HarnessError  # noqa: E402
 from harness.backend import Availability, Backend, Gradients, Outputs, Problem  # noqa: E402
 from harness.hookspecs import hookimpl  # noqa: E402
-from harness.record.results import load as load_results  # noqa: E402
+
+if TYPE_CHECKING:  # for type checkers; at run time, __getattr__ below
+    from harness.record.results import load as load_results
 
 __all__ = ["PLUGIN_API_VERSION", "Availability", "Backend", "Gradients", "HarnessError", "Outputs", "Problem",
            "__version__", "hookimpl", "load_results"]
+
+
+def __getattr__(name: str):
+    """``load_results``, imported from the storing layer when first asked for."""
+    if name == "load_results":
+        from harness.record.results import load
+
+        globals()["load_results"] = load
+        return load
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -16,6 +16,7 @@ import pluggy
 
 from harness import PLUGIN_API_VERSION, hookspecs
 from harness.errors import HarnessError, check_choice, unknown_choice
+from harness.jsonsafe import jsonable
 
 if TYPE_CHECKING:
     from harness.backend import Availability, Backend
@@ -160,8 +161,6 @@ def get_registry() -> PluginRegistry:
 def machine_info() -> dict[str, Any]:
     """Provenance contributed by plugins through ``harness_machine_info``, keyed by plugin; a hook
     that raises is recorded with its error, and what a hook returns is made plain JSON."""
-    from harness.record.results import jsonable
-
     info = {}
     for impl in get_registry().manager.hook.harness_machine_info.get_hookimpls():
         try:

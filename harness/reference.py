@@ -344,6 +344,34 @@ def backward(
     return Gradients(params=grads, x=dx, h=state.dh_all, c=state.dc_all, h0=state.dh_next, c0=state.dc_next)
 
 
+def step_vjp(cell: str, params: Params, x: np.ndarray, acts: Activations, t: int, dh: np.ndarray,
+             dc: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The vector-Jacobian product of one step: (dL/dh_{t-1}, dL/dc_{t-1}) pulled back from
+    ``dh`` = dL/dh_t and ``dc`` = dL/dc_t (a cell with a cell state) through step ``t`` (0-based) of
+    the trajectory ``acts`` that :func:`forward` ran on ``x``, with no upstream gradient at the step.
+
+    ``dh`` and ``dc`` are (B, H), or (B, k, H) for k vectors per sequence, each pulled back through
+    its own sequence's step (the Lyapunov QR recursion, measure/dynamics.py); the results have their shape."""
+    steps, batch, _ = x.shape
+    hidden = acts.hs.shape[2]
+    has_c = cell_spec(cell).has_cell_state
+    copies = dh.reshape(batch, -1, hidden).shape[1]
+    rows = batch * copies  # sequence-major: a sequence's ``copies`` vectors are consecutive rows
+    back = backward(cell, params, np.repeat(x[t : t + 1], copies, axis=1), _step_activations(acts, t, steps, copies),
+                    np.zeros((1, rows, hidden), dtype=x.dtype), dh_after=dh.reshape(rows, hidden),
+                    dc_after=dc.reshape(rows, hidden) if has_c else None)
+    return back.h0.reshape(dh.shape), back.c0.reshape(dh.shape) if has_c else None
+
+
+def _step_activations(acts: Activations, t: int, steps: int, copies: int) -> Activations:
+    """Step t's activations, each sequence repeated ``copies`` times (consecutive rows)."""
+    def one(a: np.ndarray) -> np.ndarray:
+        extra = a.shape[0] - steps  # hs and the LSTM's cs hold the state before step 1 too
+        return np.repeat(a[t : t + 1 + extra], copies, axis=1)
+
+    return Activations(one(acts.hs), {name: one(a) for name, a in acts.saved.items()})
+
+
 class ReferenceBackend(Backend):
     """This module as a backend: the engine of the ``numpy`` plugin and the conformance check's
     reference for training."""

@@ -218,6 +218,11 @@ class Report:
     def passed(self) -> bool:
         return not self.availability and all(r.passed for r in self.results)
 
+    @property
+    def tolerances(self) -> dict[str, float]:
+        """The largest relative error each dtype was allowed (:data:`TOLERANCES`), for the report."""
+        return TOLERANCES
+
 
 def check_backend(backend_cls: type[Backend], cells=None, dtypes=None) -> Report:
     """Run every check for every cell and dtype the backend declares (or the subsets given)."""

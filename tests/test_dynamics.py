@@ -9,6 +9,7 @@ import pytest
 from harness_plugins.numpy_backend import NumpyBackend
 
 from harness import Problem, reference
+from harness.cells import cell_spec
 from harness.inits import init_params, random_orthogonal
 from harness.measure import gradients
 from harness.measure.dynamics import (
@@ -112,6 +113,36 @@ def test_exponents_agree_with_qr_on_finite_difference_jacobians(cell):
         logs += np.log(np.abs(np.diagonal(r, axis1=1, axis2=2)))
     expected = np.sort(logs.mean(axis=0) / x.shape[0])[::-1]
     np.testing.assert_allclose(lyapunov_exponents(cell, params, x, k), expected, atol=1e-7)
+
+
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru", "gru_cho"])
+def test_step_vjp_chained_over_every_step_is_backpropagation_through_time(cell):
+    """reference.step_vjp, the one-step pullback the Lyapunov recursion uses, taken from the last step
+    down to the first, gives BPTT's dL/dh_0 (and dL/dc_0) for gradients arriving after the last step;
+    with k vectors per sequence, (B, k, H), each one is pulled back as if alone (to rounding)."""
+    x = _x(steps=7, inputs=3)
+    params = init_params(cell, 3, H, np.random.default_rng(4), init="orthogonal=1.2")
+    acts = reference.forward(cell, params, x)
+    has_c = cell_spec(cell).has_cell_state
+    rng = np.random.default_rng(6)
+    dh, dc = rng.standard_normal((B, 2, H)), rng.standard_normal((B, 2, H)) if has_c else None
+    vh, vc = dh, dc
+    for t in range(x.shape[0] - 1, -1, -1):
+        vh, vc = reference.step_vjp(cell, params, x, acts, t, vh, vc)
+    for i in range(2):
+        want = reference.backward(cell, params, x, acts, np.zeros((x.shape[0], B, H)), dh_after=dh[:, i],
+                                  dc_after=dc[:, i] if has_c else None)
+        np.testing.assert_allclose(vh[:, i], want.h0, rtol=1e-12, atol=1e-14)
+        if has_c:
+            np.testing.assert_allclose(vc[:, i], want.c0, rtol=1e-12, atol=1e-14)
+        else:
+            assert vc is None
+        one_h, one_c = reference.step_vjp(cell, params, x, acts, 3, dh[:, i], dc[:, i] if has_c else None)
+        all_h, all_c = reference.step_vjp(cell, params, x, acts, 3, dh, dc)
+        assert one_h.shape == (B, H)
+        np.testing.assert_allclose(one_h, all_h[:, i], rtol=1e-13, atol=1e-15)  # BLAS may round by row count
+        if has_c:
+            np.testing.assert_allclose(one_c, all_c[:, i], rtol=1e-13, atol=1e-15)
 
 
 def test_block_spectra_per_gate():

@@ -10,22 +10,34 @@ computes them with the NumPy reference (docs/metrics.md, "Spectra and Lyapunov e
   J_t = d s_t / d s_{t-1} along the trajectory the data drives (s = h, or (h, c) for the LSTM), by
   the QR method: Q_T is a random orthonormal d x k frame, Q_{t-1} R_t = J_t^T Q_t, and
   lambda_i = (1/T) sum_t log |R_t[i, i]|, per sequence of the batch, then averaged over the batch.
-  J_t^T Q_t is the reference's own one-step backward (a vector-Jacobian product per column), so no
-  Jacobian is formed and every cell is covered by the code its gradients are checked with.
+  J_t^T Q_t is the reference's own one-step backward (``reference.step_vjp``, a vector-Jacobian product
+  per column), so no Jacobian is formed and every cell is covered by the code its gradients are checked with.
 - the decay rate the top exponent predicts: -lambda_1 / ln 10 decades per step, the unit and sign of
   the measured ``decay_rate`` (positive when gradients vanish).
+
+Unlike the instruments beside it, this module runs the reference model (harness/reference.py), so it
+sits one layer above them, above the plugin-facing API (docs/architecture.md, "Layers").
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from harness import reference
 from harness.cells import Params, cell_spec
-from harness.record.results import Spectrum
 
 TINY = 1e-300  # log |R_ii| of a direction the dynamics annihilate: about -690, not -inf
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """One gate block of W_hh (H x H): its spectral radius and largest singular value."""
+
+    gate: str
+    spectral_radius: float
+    sigma_max: float
 
 
 def block_spectra(cell: str, weight_hh: np.ndarray) -> tuple[Spectrum, ...]:
@@ -34,15 +46,6 @@ def block_spectra(cell: str, weight_hh: np.ndarray) -> tuple[Spectrum, ...]:
     blocks = np.split(np.asarray(weight_hh, dtype=np.float64), len(names))
     return tuple(Spectrum(name, float(np.max(np.abs(np.linalg.eigvals(b)))), float(np.linalg.norm(b, 2)))
                  for name, b in zip(names, blocks))
-
-
-def _step(acts: reference.Activations, t: int, steps: int, copies: int) -> reference.Activations:
-    """Step t's activations, each sequence repeated ``copies`` times (one per column of the frame)."""
-    def one(a: np.ndarray) -> np.ndarray:
-        extra = a.shape[0] - steps  # hs and the LSTM's cs hold the state before step 1 too
-        return np.repeat(a[t : t + 1 + extra], copies, axis=1)
-
-    return reference.Activations(one(acts.hs), {name: one(a) for name, a in acts.saved.items()})
 
 
 def lyapunov_exponents(cell: str, params: Params, x: np.ndarray, k: int, window: int = 0,
@@ -60,14 +63,13 @@ def lyapunov_exponents(cell: str, params: Params, x: np.ndarray, k: int, window:
     acts = reference.forward(cell, params, x)
     frame, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((batch, d, k)))
     logs = np.zeros((batch, k))
-    zeros = np.zeros((1, batch * k, hidden))
     first = steps - window if 0 < window < steps else 0
     for t in range(steps - 1, first - 1, -1):
-        columns = frame.transpose(0, 2, 1).reshape(batch * k, d)  # sequence-major, as np.repeat lays them
-        back = reference.backward(cell, params, np.repeat(x[t : t + 1], k, axis=1), _step(acts, t, steps, k),
-                                  zeros, dh_after=columns[:, :hidden], dc_after=columns[:, hidden:] if has_c else None)
-        pulled = np.concatenate([back.h0, back.c0], axis=1) if has_c else back.h0
-        frame, r = np.linalg.qr(pulled.reshape(batch, k, d).transpose(0, 2, 1))
+        columns = frame.transpose(0, 2, 1)  # (B, k, d): each sequence's k frame vectors
+        dh, dc = reference.step_vjp(cell, params, x, acts, t, columns[..., :hidden],
+                                    columns[..., hidden:] if has_c else None)
+        pulled = np.concatenate([dh, dc], axis=2) if has_c else dh
+        frame, r = np.linalg.qr(pulled.transpose(0, 2, 1))
         logs += np.log(np.maximum(np.abs(np.diagonal(r, axis1=1, axis2=2)), TINY))
     return np.sort(logs.mean(axis=0) / (steps - first))[::-1]
 

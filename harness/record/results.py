@@ -22,6 +22,8 @@ from typing import Any
 
 from harness.cells import cell_spec
 from harness.errors import HarnessError
+from harness.jsonsafe import jsonable  # noqa: F401 (re-exported: run/executor.py imports it from here)
+from harness.measure.dynamics import Spectrum
 from harness.measure.gradients import DecayMetrics
 from harness.measure.load import LoadSample
 from harness.measure.roofline import Flops
@@ -99,15 +101,6 @@ class Memory:
     peak_bytes: int
     tool: str  # the meter that saw the allocations
     activation_bytes: int  # analytic stored activations: steps * B * k * H * itemsize
-
-
-@dataclass(frozen=True)
-class Spectrum:
-    """One gate block of W_hh (H x H): its spectral radius and largest singular value."""
-
-    gate: str
-    spectral_radius: float
-    sigma_max: float
 
 
 @dataclass(frozen=True)
@@ -456,20 +449,6 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON data: what plugins report (info, machine info) may hold sets, bytes or
-    objects; they are recorded as sorted lists and ``repr`` text instead of breaking the results file."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (set, frozenset)):
-        return sorted((jsonable(v) for v in value), key=repr)
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return repr(value)
 
 
 def write(path: str | os.PathLike, run: RunResults) -> None:

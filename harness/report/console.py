@@ -7,23 +7,42 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, TextIO
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from harness.suites import axis_values
+from harness.suites import Suite, axis_values
 
 if TYPE_CHECKING:
     from harness.record.results import PointResult, RunResults
-    from harness.run.grid import PointJob
-    from harness.testing import Report
 
 #: Width of tables written to a file or pipe, where there is no terminal to measure.
 FILE_WIDTH = 250
+
+
+class Job(Protocol):
+    """What the progress bar reads of the point a worker runs (a ``harness.run.grid.PointJob``: the
+    running layer hands it in, this layer below it does not import it)."""
+
+    suite: Suite
+
+    def label(self) -> str: ...
+
+
+class ConformanceReport(Protocol):
+    """What :func:`check_report` reads of ``harness check``'s result (a ``harness.testing.Report``,
+    defined in the application layer above this one)."""
+
+    backend: str
+    availability: str
+    results: Sequence[Any]  # harness.testing.CheckResult
+
+    @property
+    def tolerances(self) -> Mapping[str, float]: ...
 
 
 def console(stream: TextIO | None = None) -> Console:
@@ -70,8 +89,6 @@ def grid_axes(run: RunResults) -> tuple[str, ...]:
     """The axes this run varies besides backend, cell and T ("H", "B", "init"): the columns a table
     adds after T."""
     return run.suite.axes(run.mode)
-
-
 
 
 def training_summary(run: RunResults) -> Table:
@@ -147,12 +164,12 @@ class GridProgress:
         if self._progress is not None:
             self._progress.stop()
 
-    def start(self, job: PointJob | None) -> None:
+    def start(self, job: Job | None) -> None:
         """Show the point a worker is running now (``None``: the backend is done)."""
         if self._progress is not None and job is not None:
             self._progress.update(self._task, description=f"running {job.label()}")
 
-    def progress(self, job: PointJob, partial: PointResult) -> None:
+    def progress(self, job: Job, partial: PointResult) -> None:
         """Show how far the running training point is: iteration and eval loss / baseline."""
         training = partial.training
         if self._progress is not None and training is not None:
@@ -183,10 +200,8 @@ class GridProgress:
             self._console.print(f"[{self.done}/{self.total}] {line}", markup=False)
 
 
-def check_report(report: Report) -> str:
+def check_report(report: ConformanceReport) -> str:
     """``harness check``'s output: one row per check, then the verdict."""
-    from harness.testing import TOLERANCES
-
     if report.availability:
         return f"backend {report.backend!r} is unavailable here: {report.availability}"
     rows = [[r.cell, r.dtype, r.check, "pass" if r.passed else "FAIL", f"{r.error:.2e}", r.detail]
@@ -194,4 +209,4 @@ def check_report(report: Report) -> str:
     failed = sum(not r.passed for r in report.results)
     verdict = "all checks passed" if not failed else f"{failed} of {len(report.results)} checks FAILED"
     text = render(table(["cell", "dtype", "check", "result", "max error", "detail"], rows, right=(4,)))
-    return f"{text}\n{report.backend}: {verdict} (tolerances: {TOLERANCES})"
+    return f"{text}\n{report.backend}: {verdict} (tolerances: {report.tolerances})"
