@@ -1,8 +1,19 @@
-"""The documentation's cross-references point at sections that exist."""
+"""The documentation's cross-references point at sections that exist, and the code it names exists."""
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [*ROOT.glob("harness/**/*.py"), *ROOT.glob("plugins/*.py"), *ROOT.glob("docs/*.md"), ROOT / "README.md"]
@@ -19,3 +30,124 @@ def test_citations_of_references_md_name_existing_sections():
     assert cited, "no citation found: the pattern is out of date"
     missing = [(name, section) for name, section in cited if section not in headings]
     assert not missing, f"sections cited but not in docs/references.md: {missing}"
+
+
+# -- docs/architecture.md names code that exists, and states the layers pyproject.toml enforces --------------
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+#: The first part of a dotted name that makes it a code name to check: a full name (harness.*,
+#: harness_plugins.*, asv.* of the pinned asv), a module or package directly under harness/ (``cli.cmd_run``
+#: reads as ``harness.cli.cmd_run``), or a name ``harness`` exports (``Backend.upstream``).
+FULL_ROOTS = ("harness", "harness_plugins", "asv")
+FILE_SUFFIXES = (".py", ".md", ".toml", ".json", ".html", ".j2", ".txt", ".cfg", ".yml", ".yaml", ".js", ".css",
+                 ".so")
+_SPAN = re.compile(r"`([^`\n]+)`")
+_DOTTED = re.compile(r"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)(?:\(.*\))?")  # a dotted name, maybe called: f(x, ...)
+
+
+def _short_roots() -> set[str]:
+    import harness
+
+    modules = {p.stem for p in (ROOT / "harness").glob("*.py")} - {"__init__"}
+    packages = {p.name for p in (ROOT / "harness").iterdir() if (p / "__init__.py").is_file()}
+    return modules | packages | set(harness.__all__)
+
+
+def code_names(markdown: str) -> list[str]:
+    """The code names of a page: every inline code span (fenced blocks, such as the folder map, are
+    left out) that is a dotted Python name, or such a name called (``f(a, b)``: its arguments are not
+    read), whose first part is one of the roots above. A span that ends like a file name
+    (``suite.toml``) is a file, not a name."""
+    roots = set(FULL_ROOTS) | _short_roots()
+    prose = re.sub(r"^```.*?^```", "", markdown, flags=re.S | re.M)
+    names = []
+    for span in _SPAN.findall(prose):
+        span = span.strip()
+        match = _DOTTED.fullmatch(span)
+        if match and not span.endswith(FILE_SUFFIXES) and match.group(1).split(".")[0] in roots:
+            names.append(match.group(1))
+    return names
+
+
+def _attribute(owner, name: str):
+    """``owner.name``; on a class, a dataclass field or an annotated attribute without a default counts too."""
+    if hasattr(owner, name):
+        return getattr(owner, name)
+    if isinstance(owner, type):
+        fields = {f.name for f in dataclasses.fields(owner)} if dataclasses.is_dataclass(owner) else set()
+        annotated = {a for klass in owner.__mro__ for a in getattr(klass, "__annotations__", {})}
+        if name in fields | annotated:
+            return None  # an instance attribute: nothing to look into further
+    raise AttributeError(f"{owner!r} has no attribute {name!r}")
+
+
+def resolve(name: str):
+    """Import the longest module prefix of ``name`` (``harness.`` prepended to a short name), then
+    look up the rest as attributes."""
+    parts = name.split(".")
+    if parts[0] not in FULL_ROOTS:
+        parts = ["harness", *parts]
+    for i in range(len(parts), 0, -1):
+        module_name = ".".join(parts[:i])
+        try:
+            obj = importlib.import_module(module_name)
+            break
+        except ModuleNotFoundError as exc:
+            if not (module_name + ".").startswith(f"{exc.name}."):  # it exists, but imports something missing
+                raise
+    for attribute in parts[i:]:
+        if obj is None:
+            raise AttributeError(f"{'.'.join(parts)}: looks inside an instance attribute")
+        obj = _attribute(obj, attribute)
+    return obj
+
+
+def test_code_names_rule():
+    text = ("`harness.cli.main` `cli.cmd_run(args)` `Backend.upstream(grad_h)` `suite.toml` `asv.conf.json` "
+            "`info()[\"blas\"]` `repr(point.seq_len)` `Task.steps(seq_len)` `T` `pm.check_pending()`\n"
+            "```\n`harness.not_checked`\n```\n")
+    assert code_names(text) == ["harness.cli.main", "cli.cmd_run", "Backend.upstream"]
+    assert resolve("cli.cmd_run") is resolve("harness.cli.cmd_run")
+    assert resolve("harness.record.results.RunResults.points") is None  # a dataclass field without a default
+    for missing in ("harness.cli.cmd_nothing", "harness.nothing.at_all", "harness.record.results.RunResults.nothing",
+                    "harness.record.results.RunResults.points.count"):
+        with pytest.raises((AttributeError, ModuleNotFoundError)):
+            resolve(missing)
+
+
+def test_every_code_name_in_architecture_md_exists():
+    names = code_names(ARCHITECTURE.read_text())
+    assert len(names) >= 30, f"only {len(names)} code names found: the rule is out of date"
+    missing = []
+    for name in names:
+        try:
+            resolve(name)
+        except (AttributeError, ModuleNotFoundError) as exc:
+            missing.append(f"{name} ({exc})")
+    assert not missing, "docs/architecture.md names code that does not exist:\n" + "\n".join(missing)
+
+
+def _contract_layers() -> list[set[str]]:
+    """The non-optional modules of each layer of pyproject.toml's layers contract, highest first."""
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    (layers,) = [c["layers"] for c in contracts if c["id"] == "layers"]
+    return [{m.strip() for m in re.split(r"[:|]", layer) if not m.strip().startswith("(")} for layer in layers]
+
+
+def test_the_layers_table_states_the_import_contract():
+    """docs/architecture.md's "Layers" table has one row per layer of the contract, in its order, with
+    the same modules: the layers are written down once (pyproject.toml) and described once."""
+    section = ARCHITECTURE.read_text().split("## Layers", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[2] for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("| layer ")]
+    assert [set(re.findall(r"`([^`]+)`", row)) for row in rows] == _contract_layers()
+
+
+def test_import_harness_loads_no_storing_code():
+    """``from harness import Backend``, what every plugin does, stops at the plugin-facing API; the
+    re-exported ``harness.load_results`` is imported on first use (the contract's one exception)."""
+    script = ("import sys, harness; loaded = sorted(m for m in sys.modules if m.startswith(('harness.record', "
+              "'harness.report', 'harness.run'))); print(loaded); "
+              "assert harness.load_results.__module__ == 'harness.record.results'")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -35,6 +35,8 @@ define void @set_mxcsr(i32 %v) {
   ret void
 }
 """
+
+
 @functools.cache
 def _mxcsr() -> tuple | None:
     """(get, set, engine) of this thread's MXCSR register, compiled once through llvmlite (the JIT
