@@ -19,9 +19,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 BACKENDS = ("numpy", "numba")
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install '.[test]')")
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
-    reason="chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+    reason="chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")]
 
 
 @pytest.fixture

@@ -22,6 +22,9 @@ from tests.support.suites import write_suite
 
 pytest.importorskip("distributed")
 
+# Dask end to end: clusters started per test and numba's cold compiles on both executors (minutes).
+pytestmark = pytest.mark.slow
+
 from harness.run.dask_executor import DaskExecutor  # noqa: E402  (after the skip: dask is an extra)
 
 HANG_TIMEOUT = "20"  # seconds: as in test_runner, room for a loaded machine

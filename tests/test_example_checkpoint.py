@@ -16,6 +16,8 @@ from tests.support.suites import write_suite
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "harness-checkpoint"
 
+pytestmark = pytest.mark.slow  # a pip install of the example and runs at T = 2000
+
 
 @pytest.fixture(scope="module")
 def checkpoint_site(tmp_path_factory):
