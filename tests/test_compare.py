@@ -118,3 +118,25 @@ def test_a_time_falling_is_an_improvement():
     key = ("tiny.time_forward", ("a", "lstm", "10", "4", "2"))
     faster = change(key, _Point(1.0, None, None, "v"), _Point(0.5, None, None, "v"), 1.1)
     assert faster.mark == "-" and faster.ratio == 0.5
+
+
+@pytest.mark.parametrize("rounds_before, rounds_after, warned", [
+    (8, 8, ()),                          # regression-grade on both sides: no warning
+    (1, 8, ("before",)),                 # the default single round on one side
+    (1, 2, ("before", "after")),
+])
+def test_compare_warns_when_a_side_was_timed_in_too_few_rounds(tmp_path, capsys, rounds_before, rounds_after,
+                                                                warned):
+    from harness.cli import main
+    from harness.report.compare import timing_rounds
+
+    record_synthetic(tmp_path, "before", [synthetic_point("a", 10, 1.0)], rounds=rounds_before)
+    record_synthetic(tmp_path, "after", [synthetic_point("a", 10, 1.0)], rounds=rounds_after)
+    results_dir = tmp_path / "results"
+    assert (timing_rounds(results_dir, "before"), timing_rounds(results_dir, "after")) == (rounds_before, rounds_after)
+    assert main(["compare", "before", "after", "--results-dir", str(results_dir)]) == 0
+    err = capsys.readouterr().err
+    for side, rounds in (("before", rounds_before), ("after", rounds_after)):
+        assert (f"warning: {side} was timed in {rounds} round(s)" in err) == (side in warned), err
+    if warned:
+        assert "harness run --regression" in err
