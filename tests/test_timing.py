@@ -49,6 +49,17 @@ def test_a_sample_is_the_blocks_time_divided_by_its_number_of_calls():
     assert m.median == pytest.approx(0.001) and m.iqr == pytest.approx(0.0, abs=1e-15)
 
 
+def test_the_calibration_block_is_the_first_sample():
+    """A call longer than the minimum block time is a block of one call: the block that found the
+    block size is kept, so a slow statement runs exactly ``repeat`` times, not once more."""
+    timer, clock = _timer([0.5, 0.7, 0.6])  # a fourth call would run out of costs
+    m = timer.timeit(repeat=3)
+    assert (m.number, m.samples, clock.blocks) == (1, [0.5, 0.7, 0.6], 3)
+    fast, clock = _timer([0.001] + [0.0015] * 21 + [0.001] * 21)  # calibration: 1 call, then a block of 21
+    m = fast.timeit(repeat=2)
+    assert m.number == 21 and clock.blocks == 3 and m.samples == pytest.approx([0.0015, 0.001])
+
+
 def test_adaptive_autorange_stops_at_min_blocks_once_the_spread_is_small():
     timer, clock = _timer(itertools.repeat(0.001))
     m = timer.adaptive_autorange(threshold=0.1, min_blocks=5, min_time=0.1, budget=10.0)

@@ -80,26 +80,32 @@ class Timer:
 
     def block_size(self, min_block_time: float = 0.02) -> int:
         """Grow the number of calls per block until one block takes ``min_block_time``."""
+        return self._calibrate(min_block_time)[0]
+
+    def _calibrate(self, min_block_time: float = 0.02) -> tuple[int, float]:
+        """The calls per block, and the per-call time of the last calibration block: that block ran
+        exactly that many calls after the warm-up and took at least ``min_block_time``, so it is
+        the first sample (at T = 2000 a call takes seconds: one call fewer per measurement)."""
         number = 1
         while True:
             per_call = self._block(number)
             if per_call * number >= min_block_time or number >= 1_000_000:
-                return number
+                return number, per_call
             number = max(number * 2, int(min_block_time / max(per_call, 1e-9)) + 1)
 
     def timeit(self, repeat: int) -> Measurement:
         """Exactly ``repeat`` blocks (no adaptivity), for reproducible counts."""
-        number = self.block_size()
-        return Measurement([self._block(number) for _ in range(repeat)], number)
+        number, first = self._calibrate()
+        return Measurement([first] + [self._block(number) for _ in range(repeat - 1)], number)
 
     def adaptive_autorange(
         self, threshold: float = 0.1, min_blocks: int = 5, min_time: float = 0.1, budget: float = 2.0
     ) -> Measurement:
         """Repeat blocks until IQR/median < ``threshold`` (after ``min_blocks`` and ``min_time``)
         or until ``budget`` seconds have been spent."""
-        number = self.block_size()
-        samples: list[float] = []
-        spent = 0.0
+        number, first = self._calibrate()
+        samples: list[float] = [first]
+        spent = first * number
         while True:
             samples.append(self._block(number))
             spent += samples[-1] * number
