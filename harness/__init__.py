@@ -16,8 +16,13 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 #: The plugin-API version this core implements. A plugin module declares the version it was
-#: written for as ``HARNESS_PLUGIN_API``; a mismatch is reported instead of loading the plugin.
-PLUGIN_API_VERSION = 2
+#: written for as ``HARNESS_PLUGIN_API``; a version this core does not run is reported instead of
+#: loading the plugin. 3: cells are plugins (the ``harness_cells`` hook); a backend may run any
+#: registered cell (``Backend.cells`` holding ``EVERY_CELL``) and reports every state tensor
+#: (``Outputs.states``, ``Gradients.states``). A backend written for 2 runs unchanged.
+PLUGIN_API_VERSION = 3
+#: The plugin-API versions whose plugins this core loads.
+SUPPORTED_PLUGIN_APIS = (2, 3)
 
 from harness.errors import HarnessError  # noqa: E402
 from harness.backend import Availability, Backend, Gradients, Outputs, Problem  # noqa: E402
@@ -26,8 +31,8 @@ from harness.hookspecs import hookimpl  # noqa: E402
 if TYPE_CHECKING:  # for type checkers; at run time, __getattr__ below
     from harness.record.results import load as load_results
 
-__all__ = ["PLUGIN_API_VERSION", "Availability", "Backend", "Gradients", "HarnessError", "Outputs", "Problem",
-           "__version__", "hookimpl", "load_results"]
+__all__ = ["PLUGIN_API_VERSION", "SUPPORTED_PLUGIN_APIS", "Availability", "Backend", "Gradients", "HarnessError",
+           "Outputs", "Problem", "__version__", "hookimpl", "load_results"]
 
 
 def __getattr__(name: str):

@@ -66,17 +66,37 @@ def cmd_plugins(args) -> int:
     from harness.report.console import table
 
     registry = get_registry()
+    available = {name: availability(cls) for name, cls in registry.backends.items()}
     rows = []
     for p in registry.plugins:
-        rows.append([p.name, f"{p.distribution} {p.version}", p.status, ", ".join(p.tasks) or "-", p.error])
+        offers = p.tasks + ([f"{len(p.cells)} cell{'s' if len(p.cells) > 1 else ''} (below)"] if p.cells else [])
+        rows.append([p.name, f"{p.distribution} {p.version}", p.status, ", ".join(offers) or "-", p.error])
         for name in p.backends:
             cls = registry.backends[name]
-            avail = availability(cls)
+            avail = available[name]
             state = "available" if avail else f"unavailable: {avail.reason}"
-            rows.append([f"  backend {name}", "", state, f"cells: {', '.join(cls.cells)}",
+            rows.append([f"  backend {name}", "", state, f"cells: {', '.join(_backend_cells(cls))}",
                          f"dtypes: {', '.join(cls.dtypes)}"])
     _print(table(["plugin", "distribution", "status", "tasks / cells", "error / dtypes"], rows))
+    cells = []
+    for name, cls in registry.cells.items():
+        record = registry.cell_plugins[name]
+        runs = [b for b, bcls in registry.backends.items() if name in bcls.cell_names()]
+        here = ", ".join(b for b in runs if available[b]) or "no backend available here"
+        elsewhere = [b for b in runs if not available[b]]
+        cells.append([name, f"{record.name} ({record.distribution} {record.version})",
+                      ", ".join(s.name for s in cls.state), here + (f" (not here: {', '.join(elsewhere)})"
+                                                                   if elsewhere else ""),
+                      ", ".join(cls.init_names())])
+    _print(table(["cell", "plugin (distribution)", "states", "run by", "inits"], cells, title="cells"))
     return 0
+
+
+def _backend_cells(cls) -> list[str]:
+    """The cells a backend declares, ``every cell`` spelt out for one that runs any registered cell."""
+    from harness.backend import EVERY_CELL
+
+    return ["every cell"] if EVERY_CELL in cls.cells else list(cls.cell_names())
 
 
 def cmd_suites(args) -> int:
@@ -99,13 +119,12 @@ def _grid(args, mode: str):
     """The suite with the command line's grid overrides, and the backends: checked before running."""
     from harness import inits as init_specs
     from harness import suites
-    from harness.cells import CELLS
-    from harness.errors import check_choice
+    from harness.plugins import get_registry
     from harness.run import runner
 
     suite = suites.load(args.suite)
     for cell in args.cells or ():
-        check_choice("cell", cell, CELLS)
+        get_registry().cell_class(cell)  # one line naming the known cells
     for option, values in (("--seq-lens", args.seq_lens), ("--hidden", args.hidden),
                            ("--batch", getattr(args, "batch", None))):  # harness train has no --batch
         for value in values or ():
@@ -300,7 +319,7 @@ def cmd_check(args) -> int:
 
     cls = get_registry().backend_class(args.backend)
     for cell in args.cells or ():
-        check_choice("cell", cell, cls.cells)
+        check_choice("cell", cell, cls.cell_names(), f"cells {args.backend} runs")
     for dtype in args.dtypes or ():
         check_choice("dtype", dtype, cls.dtypes)
     report = check_backend(cls, cells=args.cells, dtypes=args.dtypes)
@@ -364,9 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("plugins", help="list plugins, their backends and tasks, and availability",
+    p = sub.add_parser("plugins", help="list plugins, their backends, tasks and cells, and availability",
                        description="List every plugin (including failed and disabled ones), its "
-                                   "distribution, backends and tasks, and whether each backend can run here.")
+                                   "distribution, backends, tasks and cells, whether each backend can run here "
+                                   "and which backends run each cell.")
     p.set_defaults(func=cmd_plugins)
 
     p = sub.add_parser("suites", help="list the suites", description="List the suites found by name.")
@@ -420,11 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_results_dir(p)
     p.set_defaults(func=cmd_record)
 
-    p = sub.add_parser("check", help="conformance check of a backend against the NumPy reference",
+    p = sub.add_parser("check", help="conformance check of a backend against the float64 reference",
                        description="Check a backend on seeded shapes (edge cases B=1, T=1, H=1 included) "
-                                   "for each cell and dtype it declares: output shapes and dtypes, hidden "
-                                   "states, all gradients and per-step dL/dh_t against the NumPy float64 "
-                                   "reference, untouched inputs, deterministic repeats. Exits 1 on failure.")
+                                   "for each cell and dtype it runs: output shapes and dtypes, states, all "
+                                   "gradients and the per-step gradient of every state against the float64 "
+                                   "reference (the hand-written NumPy one for the classic cells, the one derived "
+                                   "from the cell's step for the others), untouched inputs, deterministic "
+                                   "repeats, training. Exits 1 on failure.")
     p.add_argument("backend", help="an installed backend name (see harness plugins)")
     p.add_argument("--cells", type=_csv("--cells"), help="only these cells")
     p.add_argument("--dtypes", type=_csv("--dtypes"), help="only these dtypes")

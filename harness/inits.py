@@ -1,8 +1,13 @@
 """Named initialisations of a cell's parameters: an axis of the grid (``inits = [...]``, ``--inits``).
 
-An init is written ``NAME`` or ``NAME=VALUE``; the value is the init's one parameter:
+An init is written ``NAME`` or ``NAME=VALUE``; the value is the init's one parameter. The inits a
+cell accepts are the cell's own (:attr:`harness.cell.Cell.inits`, ``default`` first), and drawing
+is the cell's (:meth:`harness.cell.Cell.init_params`): this module parses the spellings, checks that
+an init applies to every cell of a grid, and casts. The classic cells' inits (the same draws as
+before cells were plugins, bit for bit):
 
-- ``default``: torch's U(-1/sqrt(H), 1/sqrt(H)) for every weight and bias.
+- ``default``: torch's U(-1/sqrt(H), 1/sqrt(H)) for every weight and bias (each cell's declared
+  default; minGRU's nn.Linear draws, LRU's ring, ...).
 - ``orthogonal=GAIN`` (Saxe et al. 2014; Henaff et al. 2016): each gate's H x H block of ``weight_hh``
   is GAIN times a Haar-random orthogonal matrix; the rest as ``default``. GAIN defaults to 1.
 - ``identity=GAIN`` (Le et al. 2015): each block is GAIN times the identity.
@@ -15,6 +20,9 @@ An init is written ``NAME`` or ``NAME=VALUE``; the value is the init's one param
   state gets bias b = log(u), u ~ U(1, T_MAX - 1), and the gate that writes it -b (LSTM: forget f and
   input i; GRU: z keeps h, so b_z = b; gru_cho's keep gate is 1 - z, so b_z = -b), each split half in
   bias_ih and half in bias_hh. T_MAX defaults to the point's number of steps.
+
+Other cells bring their own (``irnn`` for rnn_relu, ``memory`` for indrnn, ``radius`` for lru, ...):
+``harness plugins`` lists them, and each cell's module documents them.
 """
 from __future__ import annotations
 
@@ -23,7 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.cells import CELLS, DTYPES, Params, cell_spec, param_shapes
+from harness.cell import check_params, label, one_line
+from harness.cells import DTYPES, Params, cell, cell_class, from_plugin
 from harness.errors import HarnessError, check_choice
 
 
@@ -34,20 +43,32 @@ class InitKind:
     name: str
     parameter: str | None  # what VALUE means (None: the init takes no value)
     default: float | None  # VALUE when not given (None with a parameter: the point's steps)
-    cells: tuple[str, ...] = tuple(CELLS)
+    cells: tuple[str, ...] = ()
 
 
-KINDS: dict[str, InitKind] = {
-    kind.name: kind
-    for kind in (
-        InitKind("default", None, None),
-        InitKind("orthogonal", "gain", 1.0),
-        InitKind("identity", "gain", 1.0),
-        InitKind("linear", "scale", 1.0, ("rnn_tanh",)),
-        InitKind("forget_bias", "bias", 1.0, ("lstm",)),
-        InitKind("chrono", "T_max", None, ("lstm", "gru", "gru_cho")),
-    )
-}
+def kinds() -> dict[str, InitKind]:
+    """Every init some registered cell accepts, ``default`` first, then in the order the cells (in the
+    registry's order) declare them; its parameter as the first cell declaring it names it."""
+    from harness.plugins import get_registry
+
+    found: dict[str, InitKind] = {"default": InitKind("default", None, None)}
+    for name, cls in get_registry().cells.items():
+        for init in cls.init_names():
+            spec = cls.inits.get(init)
+            kind = found.get(init) or InitKind(init, spec.parameter if spec else None, spec.default if spec else None)
+            found[init] = InitKind(kind.name, kind.parameter, kind.default, kind.cells + (name,))
+    return found
+
+
+def __getattr__(name: str):
+    """``KINDS``: :func:`kinds`, read from the registry when asked for (PEP 562)."""
+    if name == "KINDS":
+        return kinds()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+#: The classic inits' ranges, checked when an init is parsed (the cells check again when drawing).
+_NOT_NEGATIVE = ("orthogonal", "identity", "linear")
 
 
 @dataclass(frozen=True)
@@ -63,13 +84,14 @@ class Init:
         return self.kind if self.value is None else f"{self.kind}={self.value:g}"
 
     def applies_to(self, cell: str) -> bool:
-        return cell in KINDS[self.kind].cells
+        return self.kind in cell_class(cell).init_names()
 
 
 def parse(spec: str) -> Init:
     """``NAME`` or ``NAME=VALUE``; anything else is a one-line error naming the choices."""
     name, sep, text = str(spec).strip().partition("=")
-    kind = KINDS[check_choice("init", name.strip(), KINDS)]
+    known = kinds()
+    kind = known[check_choice("init", name.strip(), known)]
     if not sep:
         return Init(kind.name)
     if kind.parameter is None:
@@ -78,22 +100,27 @@ def parse(spec: str) -> Init:
         value = float(text)
     except ValueError:
         raise HarnessError(f"init {spec!r}: its {kind.parameter} must be a number, got {text.strip()!r}") from None
-    if not math.isfinite(value) or (kind.name == "chrono" and value <= 2) or (kind.name != "forget_bias" and value < 0):
-        least = "above 2" if kind.name == "chrono" else "finite and not negative"
+    if not math.isfinite(value) or (kind.name == "chrono" and value <= 2) or (kind.name in _NOT_NEGATIVE
+                                                                               and value < 0):
+        least = "above 2" if kind.name == "chrono" else "finite and not negative" if kind.name in _NOT_NEGATIVE \
+            else "finite"
         raise HarnessError(f"init {spec!r}: its {kind.parameter} must be {least}, got {text.strip()!r}")
     return Init(kind.name, None if value == kind.default else value)  # orthogonal=1 is orthogonal
 
 
 def check(specs: list[str] | tuple[str, ...], cells: tuple[str, ...]) -> tuple[str, ...]:
-    """The canonical labels of ``specs``; an init that does not apply to one of ``cells`` is an error."""
+    """The canonical labels of ``specs``; an init that does not apply to one of ``cells``, or whose
+    value the cell refuses (tried on a tiny draw), is an error."""
     labels = []
     for spec in specs:
         init = parse(spec)
-        for cell in cells:
-            if not init.applies_to(cell):
-                applies = ", ".join(KINDS[init.kind].cells)
-                raise HarnessError(f"init {init.label!r} does not apply to cell {cell!r} (it applies to: {applies}); "
+        for name in cells:
+            if not init.applies_to(name):
+                applies = ", ".join(kinds()[init.kind].cells)
+                raise HarnessError(f"init {init.label!r} does not apply to cell {name!r} (it applies to: {applies}); "
                                    f"run those cells in a suite of their own")
+            if init.value is not None:  # the cell's own range check, now rather than in every worker
+                init_params(name, 2, 3, np.random.default_rng(0), init.label, steps=100)
         if init.label in labels:
             raise HarnessError(f"init {init.label!r} is listed twice")
         labels.append(init.label)
@@ -106,16 +133,8 @@ def random_orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
-def _set_gate_bias(params: Params, cell: str, gate: str, bias: np.ndarray | float) -> None:
-    """Give ``gate`` the total bias ``bias`` (bias_ih + bias_hh), half in each."""
-    hidden = params["bias_ih"].shape[0] // cell_spec(cell).gates
-    k = cell_spec(cell).gate_names.index(gate)
-    for name in ("bias_ih", "bias_hh"):
-        params[name][k * hidden : (k + 1) * hidden] = np.asarray(bias) / 2.0
-
-
 def init_params(
-    cell: str,
+    cell_name: str,
     input_size: int,
     hidden_size: int,
     rng: np.random.Generator,
@@ -123,36 +142,24 @@ def init_params(
     dtype: str = "float64",
     steps: int | None = None,
 ) -> Params:
-    """Draw parameters in float64 by ``init`` (a spec, see the module) and cast them to ``dtype``.
+    """Draw parameters in float64 by ``init`` (a spec, see the module) with the cell's own
+    :meth:`~harness.cell.Cell.init_params`, check them (every declared parameter, of its shape,
+    finite) and cast them to ``dtype``.
 
     Every init first draws the default (so that one seed gives the same readout and data whatever
-    the init); ``steps`` is chrono's T_max when the spec gives none."""
+    the init); ``steps`` is the T_max of an init that takes one (chrono) when the spec gives none.
+    A cell whose init raises or draws NaN is a one-line error naming the cell and its plugin."""
     spec = parse(init)
     check_choice("dtype", dtype, DTYPES)
-    if not spec.applies_to(cell):
-        raise HarnessError(f"init {spec.label!r} does not apply to cell {cell!r}")
-    value = spec.value if spec.value is not None else KINDS[spec.kind].default
-    bound = 1.0 / np.sqrt(hidden_size)
-    params = {name: rng.uniform(-bound, bound, size=shape)
-              for name, shape in param_shapes(cell, input_size, hidden_size).items()}
-    gates = cell_spec(cell).gate_names
-    if spec.kind in ("orthogonal", "identity", "linear"):
-        blocks = [np.eye(hidden_size) if spec.kind == "identity" else random_orthogonal(hidden_size, rng)
-                  for _ in gates]
-        params["weight_hh"] = value * np.concatenate(blocks, axis=0)
-    if spec.kind == "linear":
-        for name in ("weight_ih", "bias_ih", "bias_hh"):
-            params[name] = np.zeros_like(params[name])
-    elif spec.kind == "forget_bias":
-        _set_gate_bias(params, cell, "f", value)
-    elif spec.kind == "chrono":
-        t_max = value if value is not None else steps
-        if t_max is None or t_max <= 2:
-            raise HarnessError(f"init 'chrono' needs T_max above 2 (chrono=T_MAX), got {t_max!r}")
-        keep = np.log(rng.uniform(1.0, t_max - 1.0, size=hidden_size))
-        if cell == "lstm":
-            _set_gate_bias(params, cell, "f", keep)
-            _set_gate_bias(params, cell, "i", -keep)
-        else:
-            _set_gate_bias(params, cell, "z", keep if cell == "gru" else -keep)
-    return {name: v.astype(dtype) for name, v in params.items()}
+    if not spec.applies_to(cell_name):
+        raise HarnessError(f"init {spec.label!r} does not apply to cell {cell_name!r}")
+    layer = cell(cell_name)
+    try:
+        params = layer.init_params(input_size, hidden_size, rng, spec.kind, spec.value, steps)
+        check_params(layer, params, input_size, hidden_size)
+    except HarnessError as exc:
+        raise HarnessError(f"{exc}{from_plugin(cell_name)}") from None
+    except Exception as exc:  # a third-party init that fails in its own way
+        raise HarnessError(f"{label(layer)}: init {spec.label!r} raised {one_line(exc)}"
+                           f"{from_plugin(cell_name)}") from None
+    return {name: np.asarray(v, dtype=np.float64).astype(dtype) for name, v in params.items()}

@@ -2,6 +2,10 @@
 
 pluggy's own ``load_setuptools_entrypoints`` aborts on the first plugin whose import fails; a
 benchmark harness must instead list the broken plugin with its error and carry on with the rest.
+The same holds for what a plugin offers: a backend, task or cell that is malformed, or whose name
+another plugin already offers, is left out and recorded on its plugin's record (``harness plugins``
+shows it), and everything else goes on. Cells of the built-in ``harness_plugins`` are collected
+first, so a third-party cell can never take the name of a built-in one.
 """
 from __future__ import annotations
 
@@ -14,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from harness import PLUGIN_API_VERSION, hookspecs
+from harness import PLUGIN_API_VERSION, SUPPORTED_PLUGIN_APIS, hookspecs
+from harness.cell import check_cell_class, one_line
 from harness.errors import HarnessError, check_choice, unknown_choice
 from harness.jsonsafe import jsonable
 
 if TYPE_CHECKING:
     from harness.backend import Availability, Backend
+    from harness.cell import Cell
     from harness.tasks import Task
 
 ENTRY_POINT_GROUP = "harness"
@@ -38,16 +44,31 @@ class PluginRecord:
     error: str = ""
     backends: list[str] = field(default_factory=list)
     tasks: list[str] = field(default_factory=list)
+    cells: list[str] = field(default_factory=list)
+
+    @property
+    def origin(self) -> str:
+        """``plugin 'NAME' (DISTRIBUTION VERSION)``: how messages name the plugin something came from."""
+        return f"plugin {self.name!r} ({self.distribution} {self.version})"
+
+    def note(self, error: str) -> None:
+        """Record a problem with something this plugin offers (it keeps its status: the rest loaded)."""
+        self.error = f"{self.error}; {error}" if self.error else error
 
 
 @dataclass
 class PluginRegistry:
-    """The plugin manager plus what was found: plugins, backends and tasks by name."""
+    """The plugin manager plus what was found: plugins, backends, tasks and cells by name."""
 
     manager: pluggy.PluginManager
     plugins: list[PluginRecord]
     backends: dict[str, type[Backend]]
     tasks: dict[str, Task]
+    cells: dict[str, type[Cell]] = field(default_factory=dict)
+    #: the plugin record of each cell, by cell name
+    cell_plugins: dict[str, PluginRecord] = field(default_factory=dict)
+    #: cells offered but left out (malformed, or a name already taken), by name: why, naming the plugin
+    rejected_cells: dict[str, str] = field(default_factory=dict)
 
     def backend_class(self, name: str) -> type[Backend]:
         """The class of backend ``name``; an unknown name lists the backends and the plugins that
@@ -59,6 +80,20 @@ class PluginRegistry:
 
     def task(self, name: str) -> Task:
         return self.tasks[check_choice("task", name, sorted(self.tasks), "available tasks")]
+
+    def cell_class(self, name: str) -> type[Cell]:
+        """The class of cell ``name``; an unknown name is one line naming the known cells (and a cell
+        of that name that was offered but left out, with why; and the plugins that did not load)."""
+        if name not in self.cells:
+            rejected = f"; {self.rejected_cells[name]}" if name in self.rejected_cells else ""
+            raise HarnessError(f"{unknown_choice('cell', name, list(self.cells), 'known cells')}{rejected}"
+                               f"{not_loaded()}")
+        return self.cells[name]
+
+    def cell_origin(self, name: str) -> str:
+        """``plugin 'NAME' (DISTRIBUTION VERSION)`` of the plugin that offers cell ``name``."""
+        record = self.cell_plugins.get(name)
+        return record.origin if record is not None else "no plugin"
 
 
 def disabled_plugins() -> set[str]:
@@ -90,12 +125,14 @@ def _load_one(pm: pluggy.PluginManager, ep: EntryPoint) -> PluginRecord:
     except Exception as exc:  # a broken plugin must not stop the others
         return _record(ep, "failed", f"{type(exc).__name__}: {exc}")
     api = getattr(plugin, "HARNESS_PLUGIN_API", None)
-    if api != PLUGIN_API_VERSION:
+    if api not in SUPPORTED_PLUGIN_APIS:
+        older = ", ".join(str(v) for v in SUPPORTED_PLUGIN_APIS if v != PLUGIN_API_VERSION)
         return _record(
             ep,
             "incompatible",
-            f"written for plugin API {api!r}, this harness implements {PLUGIN_API_VERSION} "
-            f"(set HARNESS_PLUGIN_API = {PLUGIN_API_VERSION} after updating the plugin)",
+            f"written for plugin API {api!r}, this harness implements {PLUGIN_API_VERSION}"
+            f"{f' (and still runs plugins written for {older})' if older else ''} "
+            f"(set HARNESS_PLUGIN_API = {PLUGIN_API_VERSION} after updating the plugin: docs/writing-a-backend.md)",
         )
     try:
         pm.register(plugin, name=ep.name)
@@ -155,7 +192,48 @@ def get_registry() -> PluginRegistry:
     by_name = {r.name: r for r in records}
     backends = _collect(pm, "harness_backends", by_name, key=lambda cls: cls.name)
     tasks = _collect(pm, "harness_tasks", by_name, key=lambda task: task.name)
-    return PluginRegistry(manager=pm, plugins=records, backends=backends, tasks=tasks)
+    registry = PluginRegistry(manager=pm, plugins=records, backends=backends, tasks=tasks)
+    _collect_cells(registry, by_name)
+    return registry
+
+
+def _builtin_first(impl: pluggy.HookImpl, records: dict[str, PluginRecord]) -> tuple[int, str]:
+    return (0 if records[impl.plugin_name].module.startswith("harness_plugins.") else 1, impl.plugin_name)
+
+
+def _collect_cells(registry: PluginRegistry, records: dict[str, PluginRecord]) -> None:
+    """Every plugin's ``harness_cells``, one plugin at a time, built-ins first. A class that is not a
+    well-formed cell (:func:`harness.cell.check_cell_class`) or whose name is already taken is left
+    out and recorded, naming the plugin and its distribution; the plugin's other cells are kept."""
+    impls = sorted(registry.manager.hook.harness_cells.get_hookimpls(), key=lambda i: _builtin_first(i, records))
+    for impl in impls:
+        record = records[impl.plugin_name]
+        try:
+            offered = list(call_hook(impl) or [])
+        except Exception as exc:  # the hook itself raised: none of its cells
+            record.status = "failed"
+            record.note(f"harness_cells: {one_line(exc)}")
+            continue
+        for cls in offered:
+            name = getattr(cls, "name", None)
+            key = name if isinstance(name, str) and name else repr(cls)
+            try:
+                check_cell_class(cls)
+            except HarnessError as exc:
+                why = f"harness_cells: {exc}; left out"
+            else:
+                if registry.cells.get(name) is cls:
+                    continue  # the same class offered twice by one plugin is one cell
+                if name not in registry.cells:
+                    registry.cells[name] = cls
+                    registry.cell_plugins[name] = record
+                    record.cells.append(name)
+                    continue
+                why = (f"harness_cells: cell {name!r} ({cls.__module__}.{cls.__qualname__}) is already offered by "
+                       f"{registry.cell_plugins[name].origin}; left out (uninstall one, or disable it with "
+                       f"{DISABLE_ENV})")
+            record.note(why)
+            registry.rejected_cells.setdefault(key, f"{record.origin}: {why}")
 
 
 def machine_info() -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""NumPy reference implementation of every cell: forward and backpropagation through time.
+"""NumPy reference implementation of the classic cells: forward and backpropagation through time.
+
+The classic cells (rnn_tanh, lstm, gru, gru_cho: :data:`HAND_WRITTEN`) have this hand-written
+reference, the fast one; every other cell's float64 reference is derived from its step by autograd
+(:mod:`harness.derived`, checked against this one to 1e-12 for the classic cells).
+:func:`readout_forward` and :class:`DerivedBackend` pick whichever a cell has.
 
 The structure is that of fast RNN libraries (docs/references.md, "Speed and memory"): the input
 projection is one GEMM per chunk of CHUNK steps, each step does one recurrent GEMM plus pointwise
@@ -15,8 +20,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.backend import Backend, Gradients, Outputs, Problem
-from harness.cells import CELLS, Params, cell_spec
+from harness import derived
+from harness.backend import EVERY_CELL, Backend, Gradients, Outputs, Problem
+from harness.cells import Params, cell_class
+from harness.errors import HarnessError
+
+#: The cells with a hand-written reference here, in torch's exact conventions.
+HAND_WRITTEN = ("rnn_tanh", "lstm", "gru", "gru_cho")
 
 #: Steps whose input projections (forward) and gate gradients (backward) are held at once: the
 #: input and weight-gradient GEMMs run per chunk of CHUNK * B rows, large enough for BLAS, and
@@ -143,11 +153,33 @@ _FORWARD: dict[str, Callable[..., dict]] = {
 }
 
 
+def hand_written(cell: str) -> bool:
+    """Whether ``cell`` is one of :data:`HAND_WRITTEN` as the harness's built-in cells define it (a
+    third-party cell of the same name, with the built-in ones disabled, is not)."""
+    return cell in HAND_WRITTEN and cell_class(cell).__module__.startswith("harness_plugins.cells")
+
+
+def _check_hand_written(cell: str) -> None:
+    if cell not in HAND_WRITTEN:
+        raise HarnessError(f"the hand-written reference has no cell {cell!r} (it has {', '.join(HAND_WRITTEN)}); "
+                           f"every cell has the derived one, harness.derived")
+
+
+def readout_forward(cell: str, params: Params, x: np.ndarray) -> np.ndarray:
+    """What the readout sees at each step, y_1..y_T (T, B, H), in float64 from a zero state: the
+    hand-written reference's h_t for the classic cells, the derived reference's y_t for the others."""
+    params = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    x = np.asarray(x, dtype=np.float64)
+    if hand_written(cell):
+        return forward(cell, params, x).hs[1:]
+    return derived.forward(cell_class(cell), params, x).y
+
+
 def forward(
     cell: str, params: Params, x: np.ndarray, h0: np.ndarray | None = None, c0: np.ndarray | None = None
 ) -> Activations:
     """Run the recurrence from h_0 (and c_0 for LSTM), zero unless given."""
-    cell_spec(cell)
+    _check_hand_written(cell)
     seq_len, batch, _ = x.shape
     hs = np.zeros((seq_len + 1, batch, params["weight_hh"].shape[1]), dtype=x.dtype)
     if h0 is not None:
@@ -157,7 +189,7 @@ def forward(
 
 def outputs(cell: str, acts: Activations) -> Outputs:
     """h_1..h_T (and c_1..c_T for a cell with a cell state) as views of the activations."""
-    return Outputs(h=acts.hs[1:], c=acts.saved["cs"][1:] if cell_spec(cell).has_cell_state else None)
+    return Outputs(h=acts.hs[1:], c=acts.saved["cs"][1:] if cell == "lstm" else None)
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
@@ -312,7 +344,8 @@ def backward(
     ``dh_after`` and ``dc_after`` are the gradients arriving from beyond the last step (zero for a
     whole sequence; the next segment's dL/dh_0, dL/dc_0 when a sequence is processed in segments).
     The result carries dL/dh_0 (and dL/dc_0) for that chaining."""
-    has_c = cell_spec(cell).has_cell_state
+    _check_hand_written(cell)
+    has_c = cell == "lstm"
     batch, H = grad_h.shape[1:]
 
     def carried(after: np.ndarray | None) -> np.ndarray:
@@ -354,7 +387,7 @@ def step_vjp(cell: str, params: Params, x: np.ndarray, acts: Activations, t: int
     its own sequence's step (the Lyapunov QR recursion, measure/dynamics.py); the results have their shape."""
     steps, batch, _ = x.shape
     hidden = acts.hs.shape[2]
-    has_c = cell_spec(cell).has_cell_state
+    has_c = cell == "lstm"
     copies = dh.reshape(batch, -1, hidden).shape[1]
     rows = batch * copies  # sequence-major: a sequence's ``copies`` vectors are consecutive rows
     back = backward(cell, params, np.repeat(x[t : t + 1], copies, axis=1), _step_activations(acts, t, steps, copies),
@@ -377,7 +410,7 @@ class ReferenceBackend(Backend):
     reference for training."""
 
     name = "reference"
-    cells = tuple(CELLS)  # rnn_tanh, lstm, gru and gru_cho
+    cells = HAND_WRITTEN
 
     def setup(self, problem: Problem) -> None:
         """Nothing to move: the reference works on the problem's arrays."""
@@ -400,6 +433,46 @@ class ReferenceBackend(Backend):
 
     def outputs(self) -> Outputs:
         return outputs(self.problem.cell, self._acts)
+
+    def gradients(self) -> Gradients:
+        return self._grads
+
+
+class DerivedBackend(Backend):
+    """Any registered cell through the derived float64 reference (:mod:`harness.derived`), results
+    cast to the problem's dtype: the oracle of ``harness check`` and of the training check for a cell
+    without a hand-written reference. Slow (autograd in float64), never timed."""
+
+    name = "derived"
+    cells = (EVERY_CELL,)
+
+    def setup(self, problem: Problem) -> None:
+        """Nothing to move."""
+
+    def set_upstream(self, grad_h: np.ndarray) -> None:
+        self._grad_h = grad_h
+
+    def teardown(self) -> None:
+        super().teardown()
+        self._out = self._grads = self._grad_h = None
+
+    def forward(self) -> None:
+        p = self.problem
+        self._out = derived.forward(cell_class(p.cell), p.params, p.x)
+
+    def backward(self, per_step: bool = False) -> None:
+        p = self.problem
+        with np.errstate(over="ignore", invalid="ignore"):
+            g = derived.backward(cell_class(p.cell), p.params, p.x, self._grad_h)
+        cast = {k: v.astype(p.dtype) for k, v in g.states.items()}
+        self._grads = Gradients(params={k: v.astype(p.dtype) for k, v in g.params.items()}, x=g.x.astype(p.dtype),
+                                h=cast.get("h") if per_step else None, c=cast.get("c") if per_step else None,
+                                states=cast if per_step else None)
+
+    def outputs(self) -> Outputs:
+        dtype = self.problem.dtype
+        states = {k: v.astype(dtype) for k, v in self._out.states.items()}
+        return Outputs(h=self._out.y.astype(dtype), c=states.get("c"), states=states)
 
     def gradients(self) -> Gradients:
         return self._grads

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from harness import HarnessError
-from harness.cells import CELLS
+from harness.reference import HAND_WRITTEN
 
 TEMPLATES = Path(__file__).parent / "templates" / "backend"
 NAME = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -28,7 +28,7 @@ def new_backend(name: str, directory: str | Path = ".") -> Path:
         "name": name,
         "module": module,
         "class_name": "".join(part.capitalize() for part in re.split(r"[-_]", name)) + "Backend",
-        "cells": repr(tuple(c for c in CELLS)),
+        "cells": repr(HAND_WRITTEN),  # the cells the NumPy reference it delegates to runs
     }
     for template in sorted(TEMPLATES.rglob("*.tmpl")):
         relative = template.relative_to(TEMPLATES).with_suffix("")

@@ -16,7 +16,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from harness import inits as init_specs
-from harness.cells import CELLS, DTYPES
+from harness.cells import DTYPES, cell_names
 from harness.errors import HarnessError, check_name, unknown_choice
 
 SUITE_FILE = "suite.toml"
@@ -277,7 +277,7 @@ def load(spec: str | os.PathLike) -> Suite:
 
     if "dtype" in data and data["dtype"] not in DTYPES:
         raise HarnessError(f"{file}:{_line_of(text, 'dtype')}: {unknown_choice('dtype', data['dtype'], DTYPES)}")
-    cells = check_list("cells", str, tuple(CELLS))
+    cells = check_list("cells", str, cell_names())  # every registered cell (harness plugins lists them)
     data["init"], data["inits"] = _inits(data, cells, check_list, file, text)
     for key in ("batch", "hidden"):  # one size, or a list: an axis of the grid
         if isinstance(data.get(key), list):

@@ -13,7 +13,7 @@ import numpy as np
 
 from harness.hookspecs import hookimpl
 
-HARNESS_PLUGIN_API = 2
+HARNESS_PLUGIN_API = 3
 
 
 @dataclass(frozen=True)

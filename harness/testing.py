@@ -8,9 +8,11 @@
     def test_conformance(check):
         check()
 
-For each cell and dtype the backend declares, on seeded shapes that include the edge cases B=1,
-T=1 and H=1, every output is compared with the NumPy reference run in float64 on the same
-(rounded) inputs. Errors are relative to each tensor's scale: max|a - e| / max|e|.
+For each cell and dtype the backend runs (``Backend.cell_names()``: every registered cell for a
+backend that runs any), on seeded shapes that include the edge cases B=1, T=1 and H=1, every output
+is compared with the float64 reference run on the same (rounded) inputs: the hand-written NumPy
+reference for the classic cells, the reference derived from the cell's step (:mod:`harness.derived`)
+for every other cell. Errors are relative to each tensor's scale: max|a - e| / max|e|.
 """
 from __future__ import annotations
 
@@ -21,9 +23,10 @@ from typing import Callable
 
 import numpy as np
 
-from harness import reference
-from harness.backend import Backend, Gradients, Outputs, Problem
-from harness.cells import CELLS, PARAM_NAMES, cell_spec
+from harness import derived, reference
+from harness.backend import Backend, Gradients, Outputs, Problem, output_states, state_gradients
+from harness.cell import Cell
+from harness.cells import cell_class, cell_names
 from harness.inits import init_params
 from harness.plugins import availability as availability_of
 
@@ -31,7 +34,7 @@ from harness.plugins import availability as availability_of
 TOLERANCES = {"float64": 1e-10, "float32": 1e-4}
 #: (T, B, I, H): edge cases first, then ordinary shapes.
 SHAPES = ((1, 1, 1, 1), (1, 3, 2, 4), (6, 1, 3, 5), (5, 2, 1, 1), (17, 4, 3, 8), (40, 3, 6, 16))
-CHECKS = ("shapes", "hidden states", "parameter gradients", "dL/dx", "per-step dL/dh_t",
+CHECKS = ("shapes", "hidden states", "parameter gradients", "dL/dx", "per-step dL/ds_t",
           "inputs not mutated", "deterministic", "trains like the reference")
 #: Eval-loss curves of 50 training iterations must agree with the reference's to this relative error
 #: (float64: rounding only). The training check runs in float64; a float32 result points there.
@@ -130,20 +133,47 @@ class _Comparer:
             r.error = max(r.error, err)
 
 
+@dataclass
+class Expected:
+    """The float64 reference's answer to one problem: what the readout sees, every state, every
+    gradient and the total per-step gradient of every state."""
+
+    y: np.ndarray  # (T, B, H)
+    states: dict[str, np.ndarray]  # name -> (T, B, size)
+    params: dict[str, np.ndarray]
+    x: np.ndarray
+    state_grads: dict[str, np.ndarray]  # name -> (T, B, size)
+
+
+def expected(problem: Problem) -> Expected:
+    """The float64 reference on ``problem`` (its arrays cast to float64): the hand-written one for the
+    classic cells, the derived one for the others."""
+    cell = problem.cell
+    p64 = {k: v.astype(np.float64) for k, v in problem.params.items()}
+    x64, g64 = problem.x.astype(np.float64), problem.grad_h.astype(np.float64)
+    if reference.hand_written(cell):
+        acts = reference.forward(cell, p64, x64)
+        out = reference.outputs(cell, acts)
+        want = reference.backward(cell, p64, x64, acts, g64, per_step=True)
+        states = {"h": out.h} if out.c is None else {"h": out.h, "c": out.c}
+        grads = {"h": want.h} if want.c is None else {"h": want.h, "c": want.c}
+        return Expected(out.h, states, want.params, want.x, grads)
+    cls = cell_class(cell)
+    out = derived.forward(cls, p64, x64)
+    want = derived.backward(cls, p64, x64, g64)
+    return Expected(out.y, out.states, want.params, want.x, want.states)
+
+
 def check_cell(backend_cls: type[Backend], cell: str, dtype: str, shapes=SHAPES) -> list[CheckResult]:
     """Every check for one cell and dtype; a backend that raises fails every check it reached."""
     cmp = _Comparer(cell, dtype)
-    has_c = cell_spec(cell).has_cell_state
+    cls = cell_class(cell)
     backend = backend_cls(threads=1)
     for seed, shape in enumerate(shapes):
         where = f"{cell} {dtype} T,B,I,H={shape}"
         problem = random_problem(cell, shape, dtype, seed)
         pristine = copy.deepcopy(problem)
-        p64 = {k: v.astype(np.float64) for k, v in problem.params.items()}
-        x64, g64 = problem.x.astype(np.float64), problem.grad_h.astype(np.float64)
-        acts = reference.forward(cell, p64, x64)
-        want_out = reference.outputs(cell, acts)
-        want = reference.backward(cell, p64, x64, acts, g64, per_step=True)
+        want = expected(problem)
         try:
             out, exact = _run(backend, problem, per_step=True)
             _, timed = _run(backend, problem, per_step=False)
@@ -152,28 +182,36 @@ def check_cell(backend_cls: type[Backend], cell: str, dtype: str, shapes=SHAPES)
             for r in cmp.results.values():
                 r.fail(f"{where}: raised {type(exc).__name__}: {exc}")
             continue
-        cmp.close("hidden states", where, "h", out.h, want_out.h)
-        if has_c:
-            cmp.close("hidden states", where, "c", out.c, want_out.c)
+        cmp.close("hidden states", where, _readout_name(cls), out.h, want.y)
+        got_states = output_states(cls, out)
+        for name, value in want.states.items():
+            if name == "h" and _readout_name(cls) == "h" and out.states is None:
+                continue  # API 2: out.h is the state h, compared above
+            cmp.close("hidden states", where, name, got_states.get(name), value)
         for path, grads in (("per_step=True", exact), ("per_step=False", timed)):
-            for name in PARAM_NAMES:
+            for name in cls.param_shapes(shape[2], shape[3]):
                 cmp.close("parameter gradients", f"{where} {path}", f"dL/d{name}", grads.params.get(name),
                           want.params[name])
             cmp.close("dL/dx", f"{where} {path}", "dL/dx", grads.x, want.x)
-        cmp.close("per-step dL/dh_t", where, "dL/dh_t", exact.h, want.h)
-        if has_c:
-            cmp.close("per-step dL/dh_t", where, "dL/dc_t", exact.c, want.c)
+        got_grads = state_gradients(cls, exact)
+        for name, value in want.state_grads.items():
+            cmp.close("per-step dL/ds_t", where, f"dL/d{name}_t", got_grads.get(name), value)
         for name, before in [("x", pristine.x), ("grad_h", pristine.grad_h), *pristine.params.items()]:
             now = problem.x if name == "x" else problem.grad_h if name == "grad_h" else problem.params[name]
             if not np.array_equal(now, before):
                 cmp.results["inputs not mutated"].fail(f"{where}: the backend changed its input {name}")
-        for name in PARAM_NAMES:
-            if not np.array_equal(np.asarray(timed.params[name]), np.asarray(again.params[name])):
+        for name in problem.params:
+            if not np.array_equal(np.asarray(timed.params.get(name)), np.asarray(again.params.get(name))):
                 cmp.results["deterministic"].fail(f"{where}: dL/d{name} differs between two identical calls")
         if not np.array_equal(np.asarray(timed.x), np.asarray(again.x)):
             cmp.results["deterministic"].fail(f"{where}: dL/dx differs between two identical calls")
     _check_training(backend_cls, cell, dtype, cmp.results["trains like the reference"])
     return list(cmp.results.values())
+
+
+def _readout_name(cls) -> str:
+    """How the check names what the readout sees: ``h`` where it is the state h, else ``y``."""
+    return "h" if cls.output == "h" and cls.readout_input is Cell.readout_input else "y"
 
 
 def _training_curve(backend: Backend, cell: str) -> np.ndarray:
@@ -200,7 +238,8 @@ def _check_training(backend_cls: type[Backend], cell: str, dtype: str, result: C
     except Exception as exc:
         result.fail(f"{cell} float64 training: raised {type(exc).__name__}: {exc}")
         return
-    err = relative_error(curve, _training_curve(reference.ReferenceBackend(), cell))
+    oracle = reference.ReferenceBackend() if reference.hand_written(cell) else reference.DerivedBackend()
+    err = relative_error(curve, _training_curve(oracle, cell))
     if not err <= TRAINING_TOLERANCE:
         result.fail(f"{cell} float64: eval-loss curve of 50 training iterations, relative error {err:.3g} > "
                     f"{TRAINING_TOLERANCE:g}", err)
@@ -231,9 +270,10 @@ def check_backend(backend_cls: type[Backend], cells=None, dtypes=None) -> Report
         reason = availability.reason or "unavailable, and availability() gave no reason (it must)"
         return Report(backend_cls.name, reason)
     report = Report(backend_cls.name, "")
-    for cell in cells or backend_cls.cells:
-        if cell not in CELLS:
-            continue  # a cell the core does not define has no reference to check against
+    known = cell_names()
+    for cell in cells or backend_cls.cell_names():
+        if cell not in known:
+            continue  # a cell no plugin offers has no reference to check against
         for dtype in dtypes or backend_cls.dtypes:
             report.results.extend(check_cell(backend_cls, cell, dtype))
     return report
@@ -253,5 +293,5 @@ def parametrize_with_checks(backend_cls: type[Backend]) -> Callable:
     availability = availability_of(backend_cls)
     params = [pytest.param(make(c, d), id=f"{c}-{d}",
                            marks=pytest.mark.skipif(not availability, reason=availability.reason or "unavailable"))
-              for c in backend_cls.cells if c in CELLS for d in backend_cls.dtypes]
+              for c in backend_cls.cell_names() if c in cell_names() for d in backend_cls.dtypes]
     return pytest.mark.parametrize("check", params)

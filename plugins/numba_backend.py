@@ -21,11 +21,10 @@ import os
 import numpy as np
 
 from harness import Availability, Backend, Gradients, Outputs, Problem, hookimpl
-from harness.cells import cell_spec
 from harness.measure.denormals import denormals_flushed, flushing_available
 from harness_plugins.numba_blas import BLAS_ENV, check_blas_choice
 
-HARNESS_PLUGIN_API = 2
+HARNESS_PLUGIN_API = 3
 
 
 def _batch_major(buffer: np.ndarray) -> np.ndarray:
@@ -35,7 +34,7 @@ def _batch_major(buffer: np.ndarray) -> np.ndarray:
 
 class NumbaBackend(Backend):
     name = "numba"
-    cells = ("rnn_tanh", "lstm", "gru")
+    cells = ("rnn_tanh", "lstm", "gru")  # its kernels; any other cell is skipped with that reason
     description = "Numba-JIT time loops: one recurrent GEMM + one fused pointwise loop per step"
     compiles = True
 
@@ -99,7 +98,7 @@ class NumbaBackend(Backend):
         self.dx = e("dx", T, I, B)
         self.no_steps = e("no_steps", 0, 0, 0)  # the kernels' per-step outputs when they are not asked for
         self.dh_all, self.dc_all = self._buffers.get("dh_all"), self._buffers.get("dc_all")  # per-step: on request
-        if cell_spec(problem.cell).has_cell_state:
+        if problem.cell == "lstm":  # the cell state c
             self.gates = e("gates", T, G, B)
             self.cs = e("cs", T + 1, H, B, zero=True)
             self.tcs, self.dc_next = e("tcs", T, H, B), e("dc_next", H, B)
@@ -164,12 +163,12 @@ class NumbaBackend(Backend):
     def outputs(self) -> Outputs:
         """Read-only views of the state buffers (valid until the next forward): training reads h_t
         every iteration, and a copy of every step would cost more than the readout itself."""
-        has_c = cell_spec(self.problem.cell).has_cell_state
+        has_c = self.problem.cell == "lstm"
         h = self.hx[1:, : self.hidden]
         return Outputs(h=_read_only(_batch_major(h)), c=_read_only(_batch_major(self.cs[1:])) if has_c else None)
 
     def gradients(self) -> Gradients:
-        per_step, has_c, H = self._per_step, cell_spec(self.problem.cell).has_cell_state, self.hidden
+        per_step, has_c, H = self._per_step, self.problem.cell == "lstm", self.hidden
         db_ih = self.db_ih.sum(axis=1)
         # rnn_tanh and LSTM: both biases have the same gradient (the kernels accumulate only db_ih)
         db_hh = self.db_hh.sum(axis=1) if self.problem.cell == "gru" else db_ih.copy()

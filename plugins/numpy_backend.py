@@ -6,7 +6,7 @@ import numpy as np
 from harness import hookimpl
 from harness.reference import ReferenceBackend
 
-HARNESS_PLUGIN_API = 2
+HARNESS_PLUGIN_API = 3
 
 
 class NumpyBackend(ReferenceBackend):

@@ -1,7 +1,15 @@
-"""The ``torch-cpu`` and ``torch-cuda`` backends.
+"""The ``torch-cpu`` and ``torch-cuda`` backends: every registered cell.
 
-Timed path: the fused library layers (nn.RNN / nn.LSTM / nn.GRU: oneDNN on the CPU for float32
-LSTM, cuDNN on CUDA). Per-step gradients, which a fused kernel does not expose:
+Any cell runs on the generic path (:class:`GenericPath`): stepped in torch from the cell's own step
+function (:meth:`harness.cell.Cell.step`), differentiated by autograd. The timed backward asks
+autograd for what training needs (the parameter gradients and dL/dx) and nothing more; the exact
+backward (``per_step=True``) also asks, in the same single backward pass, for the gradient of every
+state tensor each step returned: the total per-step dL/ds_t of every state (dL/dh_t, LSTM's dL/dc_t,
+LRU's dL/dre_t and dL/dim_t).
+
+The classic cells torch has layers for (rnn_tanh, lstm, gru) keep their fused paths. Timed path:
+the fused library layers (nn.RNN / nn.LSTM / nn.GRU: oneDNN on the CPU for float32 LSTM, cuDNN on
+CUDA). Per-step gradients, which a fused kernel does not expose:
 
 - rnn_tanh and LSTM, through the fused layer itself: the recurrent part of dL/dh_{t-1} is
   W_hh^T dL/da_t, which the layer's dL/dx already computes for an input extended by H zero features
@@ -27,10 +35,14 @@ from typing import ClassVar
 import numpy as np
 
 from harness import Availability, Backend, Gradients, Outputs, Problem, hookimpl
-from harness.cells import PARAM_NAMES, cell_spec
+from harness.backend import EVERY_CELL
+from harness.cell import Cell, check_step
+from harness.cells import PARAM_NAMES, cell, from_plugin
+from harness.errors import HarnessError
 from harness.measure import RssMeter
+from harness.reference import hand_written
 
-HARNESS_PLUGIN_API = 2
+HARNESS_PLUGIN_API = 3
 
 _MODULES = {"rnn_tanh": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
@@ -63,6 +75,95 @@ def _gru_step(torch, xp, gh, h, c):
 _STEPS = {"rnn_tanh": _rnn_tanh_step, "lstm": _lstm_step, "gru": _gru_step}
 #: Cells whose per-step gradients come from the fused layer (the rest are stepped; module docstring).
 FUSED_PROFILE_CELLS = ("rnn_tanh", "lstm")
+#: Cells with a fused torch layer (nn.RNN, nn.LSTM, nn.GRU); every other cell runs on the generic path.
+FUSED_CELLS = tuple(_MODULES)
+
+
+class GenericPath:
+    """Any cell, stepped in torch from its step function, with autograd (the module docstring).
+
+    ``forward`` runs the recurrence from zero states, keeping each step's state tensors (the graph)
+    and y_t, what the readout sees; ``backward(grad_y, per_step)`` is one autograd backward of
+    sum_t <grad_y_t, y_t> for the parameters and x, and with ``per_step`` also for every state
+    tensor of every step. Results are torch tensors on the problem's device."""
+
+    def __init__(self, torch, problem: Problem, device: str):
+        self.torch = torch
+        self.name = problem.cell
+        self.cell = cell(problem.cell)
+        cls = type(self.cell)
+        T, B, I, H = problem.shape
+        self.names = [s.name for s in cls.state]
+        self.readout = cls.readout_input is not Cell.readout_input  # else y_t is the output state
+        self.output = cls.output
+        self.params = {k: torch.from_numpy(v).to(device).requires_grad_(True) for k, v in problem.params.items()}
+        self.x = torch.from_numpy(problem.x).to(device).requires_grad_(True)
+        dtype = getattr(torch, problem.dtype)
+        self.state0 = {s.name: torch.zeros(B, s.size_for(H), dtype=dtype, device=device) for s in cls.state}
+        self.checked = False  # the first step of the first forward is checked (names, shapes, dtype, device)
+        self.states: list[dict] = []
+        self.y = None
+
+    def forward(self) -> None:
+        torch, p, step = self.torch, self.params, self.cell.step
+        states, ys = [], []
+        with torch.enable_grad():
+            state = self.state0
+            for x_t in self.x.unbind(0):  # unbind, not x[t]: one view per step, one gradient node
+                if self.checked:
+                    new = step(p, state, x_t)
+                else:
+                    try:
+                        new = check_step(self.cell, p, state, x_t)
+                    except HarnessError as exc:
+                        raise HarnessError(f"{exc}{from_plugin(self.name)}") from None
+                    self.checked = True
+                new = _own_tensors(new, state)
+                states.append(new)
+                if self.readout:
+                    ys.append(self.cell.readout_input(p, new, x_t))
+                state = new
+            self.y = torch.stack(ys) if self.readout else torch.stack([s[self.output] for s in states])
+        self.states = states
+
+    def backward(self, grad_y, per_step: bool):
+        """(param grads by name, dL/dx, per-step state grads by name or None), from ONE backward."""
+        torch = self.torch
+        inputs = [*self.params.values(), self.x]
+        live = [(t, n) for t, s in enumerate(self.states) for n in self.names if s[n].requires_grad] if per_step else []
+        inputs += [self.states[t][n] for t, n in live]
+        with torch.enable_grad():
+            grads = torch.autograd.grad(self.y, inputs, grad_outputs=grad_y, allow_unused=True)
+        grads = [torch.zeros_like(i) if g is None else g for i, g in zip(inputs, grads)]
+        count = len(self.params)
+        params = dict(zip(self.params, grads[:count]))
+        dx = grads[count]
+        if not per_step:
+            return params, dx, None
+        found = dict(zip(live, grads[count + 1 :]))
+        per_state = {}
+        for n in self.names:
+            zero = torch.zeros_like(self.state0[n])
+            per_state[n] = torch.stack([found.get((t, n), zero) for t in range(len(self.states))])
+        return params, dx, per_state
+
+    def outputs(self) -> tuple:
+        """(y, states by name), detached."""
+        with self.torch.no_grad():
+            return self.y.detach(), {n: self.torch.stack([s[n] for s in self.states]).detach() for n in self.names}
+
+
+def _own_tensors(new: dict, prev: dict) -> dict:
+    """A step's states, each a tensor of its own: a state returned unchanged, one tensor under two
+    names, or a leaf gets a view, so that each state of each step has its own gradient."""
+    seen = {id(v) for v in prev.values()}
+    out = {}
+    for name, v in new.items():
+        if v.requires_grad and (v.is_leaf or id(v) in seen):
+            v = v.view_as(v)
+        seen.add(id(v))
+        out[name] = v
+    return out
 
 
 def _suffix_scan(torch, a, decay):
@@ -123,7 +224,7 @@ class CudaMemoryMeter:
 
 
 class _TorchBackend(Backend):
-    cells = tuple(_MODULES)
+    cells = (EVERY_CELL,)  # the fused layers for rnn_tanh, lstm and gru; every other cell on the generic path
     device: ClassVar[str]
 
     def __init__(self, threads: int | None = None):
@@ -132,6 +233,7 @@ class _TorchBackend(Backend):
 
         self.torch = torch
         self._wide = None  # the extended layer of the per-step path (``_wide_layer``)
+        self._generic: GenericPath | None = None  # the problem's generic path, for a cell without a fused layer
         if threads:
             torch.set_num_threads(threads)
 
@@ -140,7 +242,16 @@ class _TorchBackend(Backend):
         return {**super().info(), "torch": t.__version__, "device": self.device,
                 "torch_threads": t.get_num_threads(), "mkldnn": t.backends.mkldnn.is_available()}
 
+    @staticmethod
+    def fused(cell_name: str) -> bool:
+        """Whether ``cell_name`` runs on a fused torch layer (else on the generic path)."""
+        return cell_name in FUSED_CELLS and hand_written(cell_name)
+
     def setup(self, problem: Problem) -> None:
+        if not self.fused(problem.cell):
+            self._generic = GenericPath(self.torch, problem, self.device)
+            return
+        self._generic = None
         torch = self.torch
         seq_len, batch, input_size, hidden = problem.shape
         dtype = getattr(torch, problem.dtype)
@@ -160,12 +271,19 @@ class _TorchBackend(Backend):
     def teardown(self) -> None:
         super().teardown()
         self.module = self.weights = self.out = self.x = self.grad_h = self._grads = self._wide = None
+        self._generic = None
 
-    # -- timed path: the fused layer --------------------------------------------------------------
+    # -- timed path: the fused layer, or the generic one ------------------------------------------
     def forward(self) -> None:
+        if self._generic is not None:
+            self._generic.forward()
+            return
         self.out, _ = self.module(self.x)
 
     def backward(self, per_step: bool = False) -> None:
+        if self._generic is not None:
+            self._grads = self._generic.backward(self.grad_h, per_step)
+            return
         if per_step:
             fused = self.problem.cell in FUSED_PROFILE_CELLS
             self._grads = self._fused_backward() if fused else self._stepped_backward()
@@ -216,7 +334,7 @@ class _TorchBackend(Backend):
             d_wih, d_whh, d_bih, d_bhh, dx = torch.autograd.grad(out, [*params, x], grad_outputs=self.grad_h)
         dh = self.grad_h.clone()
         dh[:-1] += dx[1:, :, inputs:]  # W_hh^T dL/da_{t+1}: the recurrent part of dL/dh_t
-        dc = self._cell_gradient(out.detach(), dh) if cell_spec(self.problem.cell).has_cell_state else None
+        dc = self._cell_gradient(out.detach(), dh) if self.problem.cell == "lstm" else None
         return (d_wih[:, :inputs], d_whh, d_bih, d_bhh), dx[:, :, :inputs], dh, dc
 
     def _wide_layer(self):
@@ -252,7 +370,7 @@ class _TorchBackend(Backend):
     def _stepped_backward(self):
         torch = self.torch
         zeros_h = torch.zeros_like(self.grad_h, requires_grad=True)
-        has_c = cell_spec(self.problem.cell).has_cell_state
+        has_c = self.problem.cell == "lstm"
         zeros_c = torch.zeros_like(self.grad_h, requires_grad=True) if has_c else None
         with torch.enable_grad():
             hs, _ = self._stepped(zeros_h, zeros_c)
@@ -266,13 +384,24 @@ class _TorchBackend(Backend):
         return None if t is None else t.detach().cpu().numpy()
 
     def outputs(self) -> Outputs:
+        if self._generic is not None:
+            y, states = self._generic.outputs()
+            states = {n: self._np(v) for n, v in states.items()}
+            return Outputs(h=self._np(y), c=states.get("c"), states=states)
         c = None
-        if cell_spec(self.problem.cell).has_cell_state:  # the fused layer returns only the last c
+        if self.problem.cell == "lstm":  # the fused layer returns only the last c
             with self.torch.no_grad():
                 c = self._np(self._stepped()[1])
         return Outputs(h=self._np(self.out), c=c)
 
     def gradients(self) -> Gradients:
+        if self._generic is not None:
+            params, dx, per_state = self._grads
+            states = None if per_state is None else {n: self._np(v) for n, v in per_state.items()}
+            readout_h = not self._generic.readout and self._generic.output == "h"
+            return Gradients(params={n: self._np(g) for n, g in params.items()}, x=self._np(dx),
+                             h=states.get("h") if states and readout_h else None,
+                             c=states.get("c") if states else None, states=states)
         params, dx, dh, dc = self._grads
         return Gradients(params={n: self._np(g) for n, g in zip(PARAM_NAMES, params)}, x=self._np(dx),
                          h=self._np(dh), c=self._np(dc))
@@ -282,7 +411,7 @@ class TorchCPUBackend(_TorchBackend):
     name = "torch-cpu"
     device = "cpu"
     description = ("torch.nn.RNN/LSTM/GRU on the CPU (oneDNN for float32 LSTM); exact dL/dh_t through the fused layer "
-                   "(rnn_tanh, LSTM) or stepped (GRU)")
+                   "(rnn_tanh, LSTM) or stepped (GRU); every other cell stepped from its step function, autograd")
 
     @classmethod
     def availability(cls) -> Availability:
@@ -297,7 +426,7 @@ class TorchCUDABackend(_TorchBackend):
     device = "cuda"
     resources = {"GPU": 1}
     description = ("torch.nn.RNN/LSTM/GRU on CUDA (cuDNN); CUDA-event timing; exact dL/dh_t through the fused layer "
-                   "(rnn_tanh, LSTM) or stepped (GRU)")
+                   "(rnn_tanh, LSTM) or stepped (GRU); every other cell stepped from its step function, autograd")
 
     @classmethod
     def availability(cls) -> Availability:

@@ -19,7 +19,8 @@ def test_public_api_is_one_import():
 
 def test_unknown_cell_names_the_valid_ones():
     p = random_problem("lstm", (7, 3, 4, 5))
-    with pytest.raises(HarnessError, match=r"unknown cell 'lstmm'; valid cells: rnn_tanh, lstm, gru, gru_cho"):
+    with pytest.raises(HarnessError, match=r"unknown cell 'lstmm'; known cells: rnn_tanh, lstm, gru, gru_cho, "
+                                           r"rnn_relu, indrnn, mingru, lru"):
         Problem("lstmm", p.params, p.x, p.grad_h)
 
 
@@ -28,8 +29,10 @@ def test_unsupported_cell_of_a_backend_names_the_supported_ones():
         name = "rnn-only"
         cells = ("rnn_tanh",)
 
-    with pytest.raises(HarnessError, match=r"does not support cell 'gru'; supported cells: rnn_tanh"):
+    with pytest.raises(HarnessError, match=r"backend 'rnn-only' has no kernel for cell 'gru'; cells it runs: rnn_tanh"):
         RnnOnly().prepare(random_problem("gru", (7, 3, 4, 5)))
+    assert NumpyBackend.supports("mingru", "float32").reason == (
+        "backend 'numpy' has no kernel for cell 'mingru'; cells it runs: rnn_tanh, lstm, gru, gru_cho")
 
 
 def test_unknown_dtype_names_the_valid_ones():
@@ -57,7 +60,8 @@ def test_mixed_float32_and_float64_arrays_are_refused(which):
 def test_wrong_parameter_shape_is_named():
     p = random_problem("gru", (7, 3, 4, 5))
     params = dict(p.params, weight_ih=np.zeros((15, 3)))  # I is 4, from x
-    with pytest.raises(HarnessError, match=r"weight_ih must have shape \(15, 4\)"):
+    with pytest.raises(HarnessError, match=r"weight_ih must have shape \(15, 4\) for gru \(I = 4, H = 5\), "
+                                           r"got \(15, 3\)"):
         Problem("gru", params, p.x, p.grad_h)
 
 

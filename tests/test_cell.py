@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pytest
 
-from harness import cells as classic
 from harness import inits as classic_inits
 from harness.cell import (
     Cell,
@@ -25,6 +24,7 @@ from harness.cell import (
 from harness.errors import HarnessError
 from harness.measure.roofline import layer_flops
 from harness_plugins.cells import CELLS
+from tests.support.legacy_inits import GATES, legacy_init_params
 
 I, H = 3, 4
 BY_NAME = {c.name: c for c in CELLS}
@@ -74,25 +74,32 @@ CLASSIC_INITS = [
 
 
 @pytest.mark.parametrize("cell, spec", CLASSIC_INITS, ids=lambda v: str(v))
-def test_classic_cells_draw_exactly_what_harness_inits_draws(cell, spec):
-    """Same seed, same init: the same parameters, bit for bit (the cells can replace harness.inits)."""
+def test_classic_cells_draw_exactly_what_harness_inits_drew(cell, spec):
+    """Same seed, same init: the same parameters, bit for bit, as harness.inits drew them before cells
+    were plugins (frozen in tests/support/legacy_inits.py); harness.inits now delegates to the cell."""
     parsed = classic_inits.parse(spec)
-    expected = classic_inits.init_params(cell, I, H, np.random.default_rng(3), spec, steps=50)
+    expected = legacy_init_params(cell, I, H, np.random.default_rng(3), spec, steps=50)
     got = BY_NAME[cell]().init_params(I, H, np.random.default_rng(3), parsed.kind, parsed.value, steps=50)
-    assert list(got) == list(expected)
+    through_inits = classic_inits.init_params(cell, I, H, np.random.default_rng(3), spec, steps=50)
+    assert list(got) == list(expected) == list(through_inits)
     for name in expected:
         np.testing.assert_array_equal(got[name], expected[name], err_msg=f"{cell} {spec} {name}")
+        np.testing.assert_array_equal(through_inits[name], expected[name], err_msg=f"{cell} {spec} {name}")
 
 
 @pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru", "gru_cho"])
-def test_classic_cells_agree_with_the_core_cell_specs(cell):
-    cls, spec = BY_NAME[cell], classic.cell_spec(cell)
-    assert cls.gate_names == spec.gate_names and cls.stored_per_step == spec.stored_per_step
-    assert [s.name for s in cls.state] == (["h", "c"] if spec.has_cell_state else ["h"])
-    assert cls().flops_per_step(8, I, H) == layer_flops(cell, 1, 8, I, H).forward
+def test_classic_cells_keep_the_layouts_of_the_old_cell_table(cell):
+    from harness.cells import cell_spec
+
+    cls, gates = BY_NAME[cell], GATES[cell]
+    spec = cell_spec(cell)  # what a backend plugin written for plugin API 2 still asks
+    assert cls.gate_names == gates == spec.gate_names and cls.stored_per_step == spec.stored_per_step
+    assert [s.name for s in cls.state] == (["h", "c"] if cell == "lstm" else ["h"])
+    assert spec.has_cell_state == (cell == "lstm") and spec.gates == len(gates)
+    assert cls().flops_per_step(8, I, H) == layer_flops(cls, 1, 8, I, H).forward == 2 * 8 * len(gates) * H * (I + H)
     params = cls().init_params(I, H, np.random.default_rng(0))
     blocks = cls().recurrent_blocks(params)
-    assert list(blocks) == list(spec.gate_names)
+    assert list(blocks) == list(gates)
     np.testing.assert_array_equal(np.concatenate(list(blocks.values())), params["weight_hh"])
 
 

@@ -57,7 +57,8 @@ def test_plugin_api_mismatch_is_reported(plugin_dir):
     old = GOOD.replace("HARNESS_PLUGIN_API = 2", "HARNESS_PLUGIN_API = 1")
     add_distribution(plugin_dir, "old", {"old_plugin": old}, {"old": "old_plugin"})
     record = next(p for p in get_registry().plugins if p.name == "old")
-    assert record.status == "incompatible" and "written for plugin API 1, this harness implements 2" in record.error
+    assert record.status == "incompatible" and "written for plugin API 1, this harness implements 3" in record.error
+    assert "still runs plugins written for 2" in record.error
     assert "third-party" not in get_registry().backends
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from harness import reference
-from harness.cells import CELLS
+from harness.reference import HAND_WRITTEN
 from harness.testing import random_problem, relative_error
 
 FD_TOL = 1e-6  # central differences with eps = 1e-6 in float64
@@ -34,7 +34,7 @@ def _fd(f, array: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     return grad
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", list(HAND_WRITTEN))
 def test_finite_differences(cell):
     p = random_problem(cell, (6, 2, 3, 4))
     params, x, grad_h = {k: v.copy() for k, v in p.params.items()}, p.x.copy(), p.grad_h

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from harness.cells import cell_class
 from harness.measure.roofline import cpu_gemm_peak, layer_flops
 from harness.measure.timing import Measurement
 from harness.record.results import OK, PointResult, RunResults, Times
@@ -12,10 +13,16 @@ from tests.support.suites import write_suite
 
 @pytest.mark.parametrize("cell, gates", [("rnn_tanh", 1), ("lstm", 4), ("gru", 3)])
 def test_layer_flops_count_the_input_and_recurrent_gemms(cell, gates):
-    flops = layer_flops(cell, steps=10, batch=32, inputs=2, hidden=128)
+    flops = layer_flops(cell_class(cell), steps=10, batch=32, inputs=2, hidden=128)
     assert flops.forward == 10 * 2 * 32 * gates * 128 * (2 + 128)  # x W_ih^T and h W_hh^T per step
     assert flops.backward == 2 * flops.forward  # dL/dx, dW_ih, dL/dh_{t-1}, dW_hh
     assert flops.forward_backward == 3 * flops.forward
+
+
+def test_layer_flops_of_a_diagonal_cell_are_the_cells_own():
+    """mingru multiplies x by two (H, I) matrices per step and has no recurrent GEMM."""
+    flops = layer_flops(cell_class("mingru"), steps=10, batch=32, inputs=2, hidden=128)
+    assert flops.forward == 10 * 2 * 32 * 2 * 128 * 2 and flops.backward == 2 * flops.forward
 
 
 def test_the_cpu_peak_probe_reports_each_dtype():
@@ -68,7 +75,7 @@ def test_achieved_gflops_and_the_fraction_of_the_backends_or_the_machines_peak(t
     from harness import suites
     from harness.record.results import BackendStatus
 
-    flops = layer_flops("lstm", 10, 2, 1, 4)
+    flops = layer_flops(cell_class("lstm"), 10, 2, 1, 4)
     both = Measurement([0.001] * 3, 1)
     point = PointResult("numpy", "lstm", 10, "float32", OK, time=Times(both, both), flops=flops, hidden=4, batch=2)
     assert point.gflops() == pytest.approx(flops.forward_backward / 0.001 / 1e9)

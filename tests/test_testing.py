@@ -115,7 +115,7 @@ def test_a_wrong_shape_fails_naming_the_shape():
     (MutatesInput, "inputs not mutated", "the backend changed its input x", False),
     (Noisy, "deterministic", "dL/dbias_ih differs between two identical calls", True),
     (WrongHiddenStates, "hidden states", "h relative error", False),  # its readout trains on them too
-    (WrongPerStep, "per-step dL/dh_t", "dL/dh_t relative error", True),
+    (WrongPerStep, "per-step dL/ds_t", "dL/dh_t relative error", True),
 ], ids=lambda v: v.name if isinstance(v, type) else None)
 def test_each_check_fails_for_the_backend_that_breaks_it(backend_cls, check, detail, only):
     failed = _failed(backend_cls)
@@ -158,7 +158,7 @@ def test_every_builtin_cpu_backend_passes_every_check(backend):
     report = check_backend(cls)
     assert report.passed, check_report(report)
     assert {r.check for r in report.results} == set(CHECKS)
-    assert {(r.cell, r.dtype) for r in report.results} == {(c, d) for c in cls.cells for d in cls.dtypes}
+    assert {(r.cell, r.dtype) for r in report.results} == {(c, d) for c in cls.cell_names() for d in cls.dtypes}
 
 
 def test_check_of_an_unavailable_backend_says_why(plugin_dir):

@@ -1,19 +1,26 @@
-"""Why g_t decays: W_hh's spectra and the Lyapunov exponents of the backward dynamics, in float64.
+"""Why g_t decays: the recurrent matrix's spectra and the Lyapunov exponents of the backward
+dynamics, in float64.
 
 Both are properties of the cell, its weights and the data, the same for every backend, so the core
-computes them with the NumPy reference (docs/metrics.md, "Spectra and Lyapunov exponents"):
+computes them from the reference model (docs/metrics.md, "Spectra and Lyapunov exponents"):
 
-- per gate block W of ``weight_hh``: its spectral radius max |eig W| and largest singular value
+- per (H, H) block W of the cell's recurrent matrix (:meth:`harness.cell.Cell.recurrent_blocks`:
+  the gate blocks of ``weight_hh`` for the classic cells; none for a diagonal recurrence such as
+  indrnn, mingru or lru): its spectral radius max |eig W| and largest singular value
   sigma_max(W) = ||W||_2 (Pascanu et al. 2013: with |activation'| <= gamma, sigma_max < 1/gamma makes
   gradients vanish);
 - the top k finite-time Lyapunov exponents of the backward dynamics v_{t-1} = J_t^T v_t, where
-  J_t = d s_t / d s_{t-1} along the trajectory the data drives (s = h, or (h, c) for the LSTM), by
-  the QR method: Q_T is a random orthonormal d x k frame, Q_{t-1} R_t = J_t^T Q_t, and
-  lambda_i = (1/T) sum_t log |R_t[i, i]|, per sequence of the batch, then averaged over the batch.
-  J_t^T Q_t is the reference's own one-step backward (``reference.step_vjp``, a vector-Jacobian product
-  per column), so no Jacobian is formed and every cell is covered by the code its gradients are checked with.
+  J_t = d s_t / d s_{t-1} along the trajectory the data drives (s = every state tensor of the cell:
+  h, (h, c) for the LSTM, (re, im) for the LRU), by the QR method: Q_T is a random orthonormal d x k
+  frame, Q_{t-1} R_t = J_t^T Q_t, and lambda_i = (1/T) sum_t log |R_t[i, i]|, per sequence of the
+  batch, then averaged over the batch. J_t^T Q_t is a vector-Jacobian product of one step: the
+  hand-written reference's (``reference.step_vjp``) for the classic cells, the derived one's
+  (``derived.step_vjp``, autograd of the cell's step) for every other cell; no Jacobian is formed.
 - the decay rate the top exponent predicts: -lambda_1 / ln 10 decades per step, the unit and sign of
-  the measured ``decay_rate`` (positive when gradients vanish).
+  the measured ``decay_rate`` (positive when gradients vanish);
+- where the cell's state Jacobian is diagonal and the same at every step
+  (:meth:`harness.cell.Cell.diagonal_recurrence`: lru's lambda, indrnn's u), the closed-form decay
+  rate -log10 max |diagonal|.
 
 Unlike the instruments beside it, this module runs the reference model (harness/reference.py), so it
 sits one layer above them, above the plugin-facing API (docs/architecture.md, "Layers").
@@ -21,12 +28,13 @@ sits one layer above them, above the plugin-facing API (docs/architecture.md, "L
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from harness import reference
-from harness.cells import Params, cell_spec
+from harness import derived, reference
+from harness.cells import Params, cell
 
 TINY = 1e-300  # log |R_ii| of a direction the dynamics annihilate: about -690, not -inf
 
@@ -40,15 +48,17 @@ class Spectrum:
     sigma_max: float
 
 
-def block_spectra(cell: str, weight_hh: np.ndarray) -> tuple[Spectrum, ...]:
-    """Per gate block of W_hh (float64): spectral radius and largest singular value."""
-    names = cell_spec(cell).gate_names
-    blocks = np.split(np.asarray(weight_hh, dtype=np.float64), len(names))
+def block_spectra(cell_name: str, params: Mapping[str, np.ndarray] | np.ndarray) -> tuple[Spectrum, ...]:
+    """Per (H, H) block of the cell's recurrent matrix (float64): spectral radius and largest
+    singular value; () for a cell without one. ``params`` may be the classic cells' weight_hh alone."""
+    if isinstance(params, np.ndarray):
+        params = {"weight_hh": params}
+    blocks = cell(cell_name).recurrent_blocks(params)
     return tuple(Spectrum(name, float(np.max(np.abs(np.linalg.eigvals(b)))), float(np.linalg.norm(b, 2)))
-                 for name, b in zip(names, blocks))
+                 for name, b in blocks.items())
 
 
-def lyapunov_exponents(cell: str, params: Params, x: np.ndarray, k: int, window: int = 0,
+def lyapunov_exponents(cell_name: str, params: Params, x: np.ndarray, k: int, window: int = 0,
                        seed: int = 0) -> np.ndarray:
     """The top ``k`` finite-time Lyapunov exponents (nats per step, descending) of the backward
     dynamics along the trajectory of ``x`` (T, B, I) from a zero state, averaged over the batch;
@@ -56,22 +66,59 @@ def lyapunov_exponents(cell: str, params: Params, x: np.ndarray, k: int, window:
     params = {name: np.asarray(v, dtype=np.float64) for name, v in params.items()}
     x = np.asarray(x, dtype=np.float64)
     steps, batch, _ = x.shape
-    hidden = params["weight_hh"].shape[1]
-    has_c = cell_spec(cell).has_cell_state
-    d = 2 * hidden if has_c else hidden
+    first = steps - window if 0 < window < steps else 0
+    if reference.hand_written(cell_name):
+        pullback, d = _hand_written_pullback(cell_name, params, x)
+    else:
+        pullback, d = _derived_pullback(cell_name, params, x)
     k = min(k, d)
-    acts = reference.forward(cell, params, x)
     frame, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((batch, d, k)))
     logs = np.zeros((batch, k))
-    first = steps - window if 0 < window < steps else 0
     for t in range(steps - 1, first - 1, -1):
-        columns = frame.transpose(0, 2, 1)  # (B, k, d): each sequence's k frame vectors
-        dh, dc = reference.step_vjp(cell, params, x, acts, t, columns[..., :hidden],
-                                    columns[..., hidden:] if has_c else None)
-        pulled = np.concatenate([dh, dc], axis=2) if has_c else dh
+        pulled = pullback(t, frame.transpose(0, 2, 1))  # (B, k, d): each sequence's k frame vectors
         frame, r = np.linalg.qr(pulled.transpose(0, 2, 1))
         logs += np.log(np.maximum(np.abs(np.diagonal(r, axis1=1, axis2=2)), TINY))
     return np.sort(logs.mean(axis=0) / (steps - first))[::-1]
+
+
+def _hand_written_pullback(cell_name: str, params: Params, x: np.ndarray):
+    """J_t^T v for the classic cells: the NumPy reference's one-step backward; s = h, or (h, c)."""
+    hidden = params["weight_hh"].shape[1]
+    has_c = cell_name == "lstm"
+    acts = reference.forward(cell_name, params, x)
+
+    def pullback(t: int, columns: np.ndarray) -> np.ndarray:
+        dh, dc = reference.step_vjp(cell_name, params, x, acts, t, columns[..., :hidden],
+                                    columns[..., hidden:] if has_c else None)
+        return np.concatenate([dh, dc], axis=2) if has_c else dh
+
+    return pullback, (2 if has_c else 1) * hidden
+
+
+def _derived_pullback(cell_name: str, params: Params, x: np.ndarray):
+    """J_t^T v for any cell: autograd of its step (derived.step_vjp); s = its state tensors in order."""
+    layer = cell(cell_name)
+    out = derived.forward(layer, params, x)
+    sizes = {name: states.shape[2] for name, states in out.states.items()}
+    offsets = np.cumsum([0, *sizes.values()])
+
+    def pullback(t: int, columns: np.ndarray) -> np.ndarray:
+        v = {name: np.ascontiguousarray(columns[..., a:b].transpose(1, 0, 2))  # (k, B, size)
+             for name, a, b in zip(sizes, offsets[:-1], offsets[1:])}
+        pulled = derived.step_vjp(layer, params, out.previous(t), x[t], v)
+        return np.concatenate([pulled[name] for name in sizes], axis=2).transpose(1, 0, 2)  # (B, k, d)
+
+    return pullback, int(offsets[-1])
+
+
+def closed_form_decay_rate(cell_name: str, params: Params) -> float | None:
+    """-log10 max |d_i| for a cell whose state Jacobian is diagonal and step-independent
+    (:meth:`harness.cell.Cell.diagonal_recurrence`); None for any other cell."""
+    diagonal = cell(cell_name).diagonal_recurrence(params)
+    if diagonal is None or not np.size(diagonal):
+        return None
+    with np.errstate(divide="ignore"):
+        return -float(np.log10(np.max(np.abs(diagonal))))
 
 
 def predicted_decay_rate(exponents: np.ndarray) -> float:
@@ -79,15 +126,19 @@ def predicted_decay_rate(exponents: np.ndarray) -> float:
     return -float(exponents[0]) / math.log(10.0) if len(exponents) else math.nan
 
 
-def explanation(cell: str, draws: list[tuple[Params, np.ndarray]], k: int, window: int = 0) -> dict:
+def explanation(cell_name: str, draws: list[tuple[Params, np.ndarray]], k: int, window: int = 0) -> dict:
     """What explains a gradient profile averaged over ``draws`` (the parameters and inputs of each
-    seed): W_hh's spectra and, for ``k`` > 0, the top-k exponents over the last ``window`` steps (0:
-    all), as the fields of :class:`~harness.record.results.Gradient` that hold them."""
-    per_draw = [block_spectra(cell, params["weight_hh"]) for params, _ in draws]
+    seed): the recurrent matrix's spectra, the closed-form decay rate where the cell has one and, for
+    ``k`` > 0, the top-k exponents over the last ``window`` steps (0: all), as the fields of
+    :class:`~harness.record.results.Gradient` that hold them."""
+    per_draw = [block_spectra(cell_name, params) for params, _ in draws]
     spectra = tuple(Spectrum(blocks[0].gate, float(np.mean([b.spectral_radius for b in blocks])),
                              float(np.mean([b.sigma_max for b in blocks]))) for blocks in zip(*per_draw))
+    fields: dict = {"spectra": spectra}
+    closed = [closed_form_decay_rate(cell_name, params) for params, _ in draws]
+    if closed and all(c is not None for c in closed):
+        fields["closed_form_decay_rate"] = float(np.mean(closed))
     if not k:
-        return {"spectra": spectra}
-    exponents = np.mean([lyapunov_exponents(cell, params, x, k, window) for params, x in draws], axis=0)
-    return {"spectra": spectra, "lyapunov": tuple(exponents.tolist()),
-            "predicted_decay_rate": predicted_decay_rate(exponents)}
+        return fields
+    exponents = np.mean([lyapunov_exponents(cell_name, params, x, k, window) for params, x in draws], axis=0)
+    return {**fields, "lyapunov": tuple(exponents.tolist()), "predicted_decay_rate": predicted_decay_rate(exponents)}

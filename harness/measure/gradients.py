@@ -1,13 +1,18 @@
 """Gradient-behaviour metrics of a profile g_t = mean over the batch of ||dL/dh_t||_2, t = 1..T.
 
 Formulas and their sources: docs/metrics.md. The loss sits on the last step only, so the lag of
-step t is T - t and g_T is the gradient the loss injects.
+step t is T - t and g_T is the gradient the loss injects. Which state's gradient g_t measures is the
+cell's: its output state (h), or, for a cell whose readout input is not a state (LRU), every state
+tensor at once (:func:`state_profiles`).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+
+from harness.cell import Cell
 
 HORIZON_FRACTION = 1e-6
 
@@ -29,6 +34,26 @@ def profile(per_step_grad: np.ndarray) -> np.ndarray:
     """g_t = mean_b ||dL/dh_t||_2 from per-step gradients of shape (T, B, H), in float64."""
     with np.errstate(over="ignore", invalid="ignore"):
         return np.linalg.norm(per_step_grad.astype(np.float64), axis=-1).mean(axis=-1)
+
+
+def profiled_states(cell: Cell | type[Cell]) -> tuple[str, ...]:
+    """The state tensors whose joint per-step gradient is g_t: the cell's output state where the
+    readout sees it (h), else every state tensor (LRU's re and im: the complex mode's norm)."""
+    cls = cell if isinstance(cell, type) else type(cell)
+    if cls.output is not None and cls.readout_input is Cell.readout_input:
+        return (cls.output,)
+    return tuple(s.name for s in cls.state)
+
+
+def state_profiles(cell: Cell | type[Cell],
+                   per_state: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+    """(g_t, g^c_t) from the total per-step gradients of the cell's states, by name (T, B, size):
+    g_t over :func:`profiled_states` (jointly: sqrt of the summed squares), g^c_t over a state named c
+    beside them (LSTM's dL/dc_t), else None."""
+    names = profiled_states(cell)
+    joint = per_state[names[0]] if len(names) == 1 else np.concatenate([per_state[n] for n in names], axis=-1)
+    other = per_state.get("c") if "c" not in names else None
+    return profile(joint), (profile(other) if other is not None else None)
 
 
 def underflow_floor(dtype: str | np.dtype) -> float:

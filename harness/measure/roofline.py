@@ -1,8 +1,9 @@
 """Roofline: the analytic FLOPs of a recurrent layer and the machine's measured GEMM peak.
 
-FLOPs count the GEMMs only (formulas in docs/metrics.md): a step of a cell with k gate blocks does
-the input and recurrent products of forward, 2 B kH (I + H), and backward twice that (dL/dx and dW_ih,
-dL/dh_{t-1} and dW_hh). The pointwise work is O(B H) per step, under 1% of the GEMMs at H >= 64.
+FLOPs count the GEMMs only (formulas in docs/metrics.md): the cell says what one forward step costs
+(:meth:`harness.cell.Cell.flops_per_step`: a classic cell with k gate blocks does the input and
+recurrent products, 2 B kH (I + H)), and backward costs twice that (dL/dx and dW_ih, dL/dh_{t-1} and
+dW_hh). The pointwise work is O(B H) per step, under 1% of the GEMMs at H >= 64.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.cells import cell_spec
+from harness.cell import Cell, as_cell
 from harness.measure.blas import LETTERS, THREAD_ENV, mkl_gemms, torch_mkl_paths
 
 PROBE_SIZE = 1024  # n of the n^3 GEMM probe: large enough for a BLAS to reach its peak
@@ -36,9 +37,10 @@ class Flops:
         return self.forward + self.backward
 
 
-def layer_flops(cell: str, steps: int, batch: int, inputs: int, hidden: int) -> Flops:
-    """FLOPs of ``steps`` steps of ``cell`` on a (batch, inputs) input with ``hidden`` units."""
-    forward = steps * 2.0 * batch * cell_spec(cell).gates * hidden * (inputs + hidden)
+def layer_flops(cell: Cell | type[Cell], steps: int, batch: int, inputs: int, hidden: int) -> Flops:
+    """FLOPs of ``steps`` steps of ``cell`` (a :class:`~harness.cell.Cell`) on a (batch, inputs) input
+    with ``hidden`` units: its :meth:`~harness.cell.Cell.flops_per_step`, and backward twice forward."""
+    forward = steps * float(as_cell(cell).flops_per_step(batch, inputs, hidden))
     return Flops(forward=forward, backward=2.0 * forward)
 
 

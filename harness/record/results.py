@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.cells import cell_spec
-from harness.errors import HarnessError
+from harness.errors import HarnessError, check_name
 from harness.jsonsafe import jsonable  # noqa: F401 (re-exported: run/executor.py imports it from here)
 from harness.measure.dynamics import Spectrum
 from harness.measure.gradients import DecayMetrics
@@ -107,8 +106,13 @@ class Memory:
 class Gradient(DecayMetrics):
     """The gradient profile g_t (t = 1..steps), g^c_t for cells with a cell state, and its metrics;
     beside it, what explains it (measure/dynamics.py, float64 from the reference, the same for every
-    backend): W_hh's spectra per gate block, the top Lyapunov exponents of the backward dynamics
-    (nats per step, mean over the batch and the seeds) and the decay rate the top one predicts."""
+    backend): the recurrent matrix's spectra per gate block (none for a diagonal recurrence), the top
+    Lyapunov exponents of the backward dynamics (nats per step, mean over the batch and the seeds),
+    the decay rate the top one predicts, and where the cell's state Jacobian is a fixed diagonal
+    (lru, indrnn), the decay rate in closed form.
+
+    g_t is the norm of the total per-step gradient of the cell's output state (dL/dh_t), or of all its
+    state tensors together for a cell whose readout input is not a state (lru: the complex modes)."""
 
     g: tuple[float, ...] = ()
     gc: tuple[float, ...] | None = None
@@ -116,6 +120,7 @@ class Gradient(DecayMetrics):
     spectra: tuple[Spectrum, ...] = ()
     lyapunov: tuple[float, ...] = ()
     predicted_decay_rate: float | None = None  # -lyapunov[0] / ln 10, in decay_rate's unit
+    closed_form_decay_rate: float | None = None  # -log10 max |diagonal recurrence| (lru, indrnn), same unit
 
     @property
     def sigma_max(self) -> float | None:
@@ -205,7 +210,7 @@ class PointResult:
     clip: float | None = None  # a training point's clipping threshold (0: off); None for harness run's points
 
     def __post_init__(self):
-        cell_spec(self.cell)  # a known cell (its name becomes part of page and figure file names)
+        check_name("cell", self.cell)  # its name becomes part of page and figure file names
 
     def gflops(self, kind: str = "forward_backward") -> float | None:
         """Achieved GFLOP/s of the timed ``forward`` or ``forward_backward`` (median time)."""
@@ -484,6 +489,8 @@ def point_row(point: PointResult) -> dict[str, Any]:
         "activation_bytes": mem.activation_bytes if mem else nan,
         "decay_rate": grad.decay_rate if grad else nan,
         "predicted_decay_rate": grad.predicted_decay_rate if grad and grad.predicted_decay_rate is not None else nan,
+        "closed_form_decay_rate": grad.closed_form_decay_rate
+        if grad and grad.closed_form_decay_rate is not None else nan,
         "lyapunov_1": grad.lyapunov[0] if grad and grad.lyapunov else nan,
         "sigma_max": grad.sigma_max if grad and grad.spectra else nan,
         "log10_ratio": grad.log10_ratio if grad else nan,

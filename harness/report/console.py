@@ -115,6 +115,13 @@ def training_summary(run: RunResults) -> Table:
     return table(headers, rows, right=range(2, len(headers) - 1))
 
 
+def _predicted(grad) -> float | None:
+    """The decay rate the top Lyapunov exponent predicts, else the closed form (lru, indrnn), else None."""
+    if grad is None:
+        return None
+    return grad.predicted_decay_rate if grad.predicted_decay_rate is not None else grad.closed_form_decay_rate
+
+
 def run_summary(run: RunResults) -> Table:
     """One row per grid point: status, median times, peak memory, gradient metrics, loss vs baseline."""
     axes = grid_axes(run)
@@ -133,7 +140,7 @@ def run_summary(run: RunResults) -> Table:
             _num(run.peak_fraction(p), 100, "{:.1f}"),
             _num(mem.peak_bytes if mem else None, 1 / 2**20, "{:.2f}"),
             _num(grad.decay_rate if grad else None, 1, "{:.2e}"),
-            _num(grad.predicted_decay_rate if grad else None, 1, "{:.2e}"),
+            _num(_predicted(grad), 1, "{:.2e}"),
             _num(grad.horizon if grad else None, 1, "{:d}"),
             _num(loss.init / loss.baseline if loss else None, 1, "{:.2f}"),
             p.note[:60],

@@ -1,13 +1,17 @@
 """From a grid point to backend problems: task data, parameters, readout and loss (float64).
 
 Every backend gets bit-identical inputs: the data, weights and the upstream gradient dL/dh_t are
-computed here from the seed with the NumPy reference in float64 and only then cast to the suite's
-dtype. The readout y_t = W_y h_t + b_y and the loss are the core's, never the backend's.
+computed here from the seed with the float64 reference (the hand-written NumPy one for the classic
+cells, the one derived from the cell's step for every other cell: ``reference.readout_forward``)
+and only then cast to the suite's dtype. The readout y_t = W_y h_t + b_y and the loss are the
+core's, never the backend's; h_t is what the cell shows the readout (its output state, or its
+readout input).
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import os
 import pickle
 import tempfile
@@ -18,6 +22,9 @@ import numpy as np
 
 from harness import reference
 from harness.backend import Problem
+from harness.cell import one_line
+from harness.cells import from_plugin
+from harness.errors import HarnessError
 from harness.inits import init_params
 from harness.suites import Suite, axis_values
 from harness.tasks import Task
@@ -94,7 +101,7 @@ def _build(task: Task, cell: str, seq_len: int, suite: Suite, seed: int) -> Seed
     batch = task.generate(seq_len, suite.batch, rng)
     params = init_params(cell, task.input_size, suite.hidden, rng, suite.init, steps=task.steps(seq_len))
     w_y, b_y = readout_params(suite.hidden, task.output_size, rng)
-    h = reference.outputs(cell, reference.forward(cell, params, batch.x)).h
+    h = reference.readout_forward(cell, params, batch.x)
     y = h @ w_y.T + b_y
     loss, dy = task.loss(y, batch)
     _, dy_last = task.loss(y, batch, last_only=True)
@@ -106,3 +113,28 @@ def _build(task: Task, cell: str, seq_len: int, suite: Suite, seed: int) -> Seed
         loss_init=loss,
         baseline=task.baseline(seq_len),
     )
+
+
+def vet_cell(task: Task, cell: str, suite: Suite) -> tuple[str, str] | None:
+    """Whether ``cell`` can run at all, checked once before its points are planned: None if so, else
+    (status, reason) for every one of its points. A cell without a hand-written reference needs torch
+    (its reference is derived by autograd): without it, "skipped". Such a cell also runs once on a
+    tiny problem (every init of the suite, three steps) through its derived reference, so that a step
+    that raises or returns the wrong shape, or an init that draws NaN, fails its points with one line
+    naming the cell and its plugin, before any worker starts, and the other cells' points run."""
+    if reference.hand_written(cell):
+        return None
+    if importlib.util.find_spec("torch") is None:
+        return "skipped", (f"cell {cell!r} needs torch: its reference is derived from its step by autograd "
+                           f"(pip install 'rnn-grad-harness[torch]')")
+    rng = np.random.default_rng(0)
+    for init in suite.init_axis:
+        try:
+            params = init_params(cell, task.input_size, 4, rng, init, steps=task.steps(min(suite.seq_lens)))
+            reference.readout_forward(cell, params, rng.standard_normal((3, 2, task.input_size)))
+        except HarnessError as exc:
+            text, where = str(exc), from_plugin(cell)
+            return "failed", text if where in text else text + where
+        except Exception as exc:  # a third-party cell may fail in any way
+            return "failed", f"cell {cell!r}: {one_line(exc)}{from_plugin(cell)}"
+    return None

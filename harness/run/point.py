@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from harness.backend import Backend, Problem, check_gradients
-from harness.cells import activation_bytes
+from harness.backend import Backend, Gradients, Problem, check_gradients, state_gradients
+from harness.cells import activation_bytes, cell_class
 from harness.measure import gradients
 from harness.measure.probe import probe
 from harness.measure.roofline import layer_flops
@@ -46,6 +46,13 @@ def time_forward_backward(backend: Backend, problem: Problem, timing: Timing) ->
     return _time(backend, _forward_backward(backend), timing)
 
 
+def profiles(cell: str, grads: Gradients) -> tuple[np.ndarray, np.ndarray | None]:
+    """(g_t, g^c_t) of one backward(per_step=True): g_t over the cell's output state (dL/dh_t), or
+    over all its states for a cell whose readout input is not a state (lru); g^c_t over LSTM's c."""
+    cls = cell_class(cell)
+    return gradients.state_profiles(cls, state_gradients(cls, grads))
+
+
 def gradient_profile(backend: Backend, problems: list[SeededProblem]) -> Gradient:
     """g_t (and g^c_t for a cell with a cell state) averaged over the seeds' draws, with its metrics."""
     curves, cell_curves, nonfinite = [], [], set()
@@ -55,9 +62,10 @@ def gradient_profile(backend: Backend, problems: list[SeededProblem]) -> Gradien
         backend.backward(per_step=True)
         grads = backend.gradients()
         nonfinite.update(check_gradients(p.last_step, grads, per_step=True))
-        curves.append(gradients.profile(grads.h))
-        if grads.c is not None:
-            cell_curves.append(gradients.profile(grads.c))
+        g, gc = profiles(p.last_step.cell, grads)
+        curves.append(g)
+        if gc is not None:
+            cell_curves.append(gc)
     with np.errstate(over="ignore", invalid="ignore"):
         g = np.mean(curves, axis=0)
         gc = tuple(np.mean(cell_curves, axis=0).tolist()) if cell_curves else None
@@ -105,7 +113,7 @@ def measure(backend: Backend, job: PointJob, task: Task) -> PointResult:
         backend=job.backend, cell=job.cell, seq_len=job.seq_len, dtype=suite.dtype, status=OK, steps=steps,
         loss=LossAtInit(first.loss_init, first.baseline), time=times, memory=memory, gradient=gradient,
         duration_s=time.perf_counter() - started, hidden=hidden, batch=batch, init=suite.init,
-        flops=layer_flops(job.cell, steps, batch, first.timed.x.shape[2], hidden) if times else None,
+        flops=layer_flops(cell_class(job.cell), steps, batch, first.timed.x.shape[2], hidden) if times else None,
     )
 
 

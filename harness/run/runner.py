@@ -22,7 +22,7 @@ from harness.record.results import (INTERRUPTED, OK, SKIPPED, BackendStatus, Poi
                                     RunResults)
 from harness.report.console import GridProgress
 from harness.run.executor import Executor, LocalExecutor
-from harness.run.grid import PointJob
+from harness.run.grid import PointJob, vet_cell
 from harness.suites import Suite
 
 
@@ -150,17 +150,19 @@ def run_suite(
     try:
         with bar:
             jobs = []
+            unfit = {cell: vet_cell(task, cell, suite) for cell in suite.cells}  # a broken cell: its points only
             for name in backends:
                 cls = registry.backend_class(name)
                 availability = executor.availability(name)
                 data.backends[name] = BackendStatus(availability.available, availability.reason, cls.description)
                 for cell in suite.cells:
                     support = cls.supports(cell, suite.dtype) if availability else availability
+                    status, reason = (SKIPPED, support.reason) if not support else unfit[cell] or (OK, "")
                     for job in _jobs(suite, mode, name, cell, problems):
-                        if support:
+                        if status == OK:
                             jobs.append(job)
                         else:
-                            record(PointResult(name, cell, job.seq_len, suite.dtype, SKIPPED, reason=support.reason,
+                            record(PointResult(name, cell, job.seq_len, suite.dtype, status, reason=reason,
                                                seed=job.seed, hidden=job.suite.hidden, batch=job.suite.batch,
                                                init=job.suite.init, clip=job.suite.clip if mode == "train" else None))
             if jobs:

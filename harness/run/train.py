@@ -22,6 +22,7 @@ from harness.measure import dynamics, gradients
 from harness.measure.denormals import flush_denormals
 from harness.record.results import (OK, Gradient, IterationTimes, PointResult, Snapshot, Training)
 from harness.run.grid import PointJob, readout_params
+from harness.run.point import profiles
 from harness.run.optim import clip_grad_norm, make_optimizer
 from harness.tasks import Batch, Task
 
@@ -119,9 +120,9 @@ class Trainer:
         self.backend.upstream(readout_backward(self.params, h, dy)[0].astype(self.dtype))
         self.backend.backward(per_step=True)
         grads = self.backend.gradients()
-        g = gradients.profile(grads.h)
+        g, gc = profiles(self.job.cell, grads)
         decay = gradients.gradient_metrics(g, floor=gradients.underflow_floor(self.dtype))
-        gc = tuple(gradients.profile(grads.c).tolist()) if grads.c is not None else None
+        gc = tuple(gc.tolist()) if gc is not None else None
         weights = {name: v for name, v in self.params.items() if name not in READOUT}
         suite = self.job.suite
         explanation = dynamics.explanation(self.job.cell, [(weights, self.held_out.x)], suite.lyapunov,

@@ -24,7 +24,7 @@ from harness_plugins.cells.mingru import MinGru
 from harness_plugins.cells.rnn_relu import RnnRelu
 from harness_plugins.cells.rnn_tanh import RnnTanh
 
-HARNESS_PLUGIN_API = 2
+HARNESS_PLUGIN_API = 3
 
 CELLS = (RnnTanh, Lstm, Gru, GruCho, RnnRelu, Indrnn, MinGru, Lru)
 
