@@ -189,3 +189,41 @@ def test_harness_run_explains_every_profile_once_for_all_backends(plugin_dir, tm
     page = report(results.read(run.path), tmp_path / "page").read_text()
     for stem in ("decay_predicted", "decay_sigma_max"):
         assert (tmp_path / "page" / f"{stem}.png").stat().st_size > 0 and f'src="{stem}.png"' in page
+
+
+def test_cells_without_a_hand_written_reference_get_exponents_from_the_derived_step():
+    """lru with every |lambda| = R: the backward dynamics is R times a rotation per mode, so every
+    exponent over (re, im) is ln R, the closed-form decay rate is -log10 R, and there is no recurrent
+    matrix to take spectra of. mingru's Jacobian depends on the input: no closed form."""
+    pytest.importorskip("torch")
+    from harness.measure.dynamics import closed_form_decay_rate, explanation
+
+    params = init_params("lru", 2, 3, np.random.default_rng(0), init="radius=0.8")
+    x = _x(steps=30)
+    np.testing.assert_allclose(lyapunov_exponents("lru", params, x, k=6), math.log(0.8), atol=1e-12)
+    assert closed_form_decay_rate("lru", params) == pytest.approx(-math.log10(0.8), abs=1e-12)
+    fields = explanation("lru", [(params, x)], k=2)
+    assert fields["spectra"] == () and fields["closed_form_decay_rate"] == pytest.approx(-math.log10(0.8))
+    assert fields["predicted_decay_rate"] == pytest.approx(fields["closed_form_decay_rate"], abs=1e-12)
+    mingru = init_params("mingru", 2, 3, np.random.default_rng(0))
+    assert "closed_form_decay_rate" not in explanation("mingru", [(mingru, x)], k=0)
+
+
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru", "gru_cho"])
+def test_the_derived_exponents_of_the_classic_cells_equal_the_hand_written_ones(cell):
+    """The same QR recursion over derived.step_vjp (autograd of the cell's step) and over the
+    hand-written reference's step_vjp: the same exponents to rounding."""
+    pytest.importorskip("torch")
+    from harness.measure import dynamics
+
+    x = _x(steps=12, inputs=3)
+    params = init_params(cell, 3, H, np.random.default_rng(4), init="orthogonal=1.2")
+    hand = lyapunov_exponents(cell, params, x, k=3)
+    pullback, d = dynamics._derived_pullback(cell, params, x)
+    assert d == (2 * H if cell == "lstm" else H)
+    frame, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((B, d, 3)))
+    logs = np.zeros((B, 3))
+    for t in range(x.shape[0] - 1, -1, -1):
+        frame, r = np.linalg.qr(pullback(t, frame.transpose(0, 2, 1)).transpose(0, 2, 1))
+        logs += np.log(np.abs(np.diagonal(r, axis1=1, axis2=2)))
+    np.testing.assert_allclose(np.sort(logs.mean(axis=0) / x.shape[0])[::-1], hand, atol=1e-12)

@@ -135,6 +135,57 @@ def test_suffix_scan_equals_the_sequential_recursion(steps):
     assert torch.equal(a[-1], got[-1])
 
 
+BUILT_IN = ["rnn_tanh", "lstm", "gru", "gru_cho", "rnn_relu", "indrnn", "mingru", "lru"]
+
+
+@pytest.mark.parametrize("backend_cls", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("cell", BUILT_IN)
+def test_the_generic_path_matches_the_float64_reference(backend_cls, cell, dtype):
+    """Every built-in cell (the classic ones too, which the backend runs fused) stepped from its step
+    function: y_t, every state, every gradient and the total per-step gradient of every state, against
+    the float64 reference on the same rounded inputs (hand-written for the classic cells, derived for
+    the others): float64 to 1e-12, float32 to harness check's 1e-4. The timed backward gives the same
+    parameter gradients and dL/dx as the exact one."""
+    import torch
+
+    from harness.testing import TOLERANCES, expected
+    from harness_plugins.torch_backend import GenericPath
+
+    device = backend_cls.device
+    problem = random_problem(cell, (25, 4, 3, 16), dtype, 3)
+    want = expected(problem)
+    path = GenericPath(torch, problem, device)
+    grad_y = torch.from_numpy(problem.grad_h).to(device)
+    path.forward()
+    params, dx, per_state = path.backward(grad_y, per_step=True)
+    y, states = path.outputs()
+    tol = 1e-12 if dtype == "float64" else TOLERANCES["float32"]
+    assert y.dtype == getattr(torch, dtype) and relative_error(y.cpu().numpy(), want.y) <= tol
+    for name, value in want.states.items():
+        assert relative_error(states[name].cpu().numpy(), value) <= tol, name
+        assert relative_error(per_state[name].cpu().numpy(), want.state_grads[name]) <= tol, name
+    for name, value in want.params.items():
+        assert relative_error(params[name].cpu().numpy(), value) <= tol, name
+    assert relative_error(dx.cpu().numpy(), want.x) <= tol
+    path.forward()
+    timed_params, timed_dx, none = path.backward(grad_y, per_step=False)
+    assert none is None and torch.equal(timed_dx, dx)
+    for name in params:
+        assert torch.equal(timed_params[name], params[name]), name
+
+
+@pytest.mark.parametrize("backend_cls", BACKENDS)
+def test_the_backend_runs_every_registered_cell_and_reports_every_state(backend_cls):
+    """lru through the backend's contract: its states re and im by name, no h (its readout input,
+    Outputs.h, is not a state)."""
+    problem = random_problem("lru", (9, 2, 3, 5), "float64", 1)
+    assert backend_cls.supports("lru", "float64") and "mingru" in backend_cls.cell_names()
+    out, grads = _run(backend_cls, problem, per_step=True)
+    assert set(out.states) == set(grads.states) == {"re", "im"} and out.h.shape == (9, 2, 5)
+    assert grads.h is None and grads.c is None and grads.states["re"].shape == (9, 2, 5)
+
+
 def test_cuda_availability_has_a_reason_when_missing():
     if CUDA:
         pytest.skip("a CUDA GPU is present")

@@ -101,7 +101,11 @@ def _build(task: Task, cell: str, seq_len: int, suite: Suite, seed: int) -> Seed
     batch = task.generate(seq_len, suite.batch, rng)
     params = init_params(cell, task.input_size, suite.hidden, rng, suite.init, steps=task.steps(seq_len))
     w_y, b_y = readout_params(suite.hidden, task.output_size, rng)
-    h = reference.readout_forward(cell, params, batch.x)
+    try:
+        h = reference.readout_forward(cell, params, batch.x)
+    except HarnessError as exc:  # a cell plugin's step that fails on this data: named with its plugin
+        where = from_plugin(cell)
+        raise HarnessError(f"{exc}{where}" if where not in str(exc) else str(exc)) from None
     y = h @ w_y.T + b_y
     loss, dy = task.loss(y, batch)
     _, dy_last = task.loss(y, batch, last_only=True)
