@@ -48,8 +48,9 @@ def harness_cells() -> list[type[Cell]]:
     per-step gradients and the Lyapunov recursion (:mod:`harness.derived`). Return classes, not
     instances, and import torch only inside the step (a cell module stays cheap to import). The
     built-in cells (rnn_tanh, lstm, gru, gru_cho, rnn_relu, indrnn, mingru, lru) are offered through
-    this hook too; a name offered by two plugins is an error naming both
-    (:func:`harness.cell.registered_cells`).
+    this hook too, and are collected first. A class that is not a well-formed cell
+    (:func:`harness.cell.check_cell_class`), or whose name another plugin already offers, is left out
+    and recorded on its plugin (``harness plugins`` shows why); the plugin's other cells are kept.
     """
 
 

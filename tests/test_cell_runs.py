@@ -173,3 +173,25 @@ def test_misbehaving_cells_fail_their_own_points_named_with_their_plugin(plugin_
     assert by_key[("torch-cpu", "late_raising", 12)].status == "ok"
     listing = harness("plugins").stdout
     assert "good_diag" in listing and "badcells" in listing
+
+
+def test_the_worked_example_of_writing_a_cell_passes_harness_check(plugin_dir):
+    """docs/writing-a-cell.md's leaky cell, installed as its plugin: registered, its inits on the init
+    axis, and the torch backend's generic path passes every check against the derived reference."""
+    import re
+    from pathlib import Path
+
+    from harness import inits
+    from harness.cell import validate_cell
+    from harness.testing import check_backend
+    from harness_plugins.torch_backend import TorchCPUBackend
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "writing-a-cell.md").read_text()
+    (source,) = [block for block in re.findall(r"```python\n(.*?)```", page, re.S) if "harness_leaky.py" in block]
+    add_distribution(plugin_dir, "harness-leaky", {"harness_leaky": source}, {"leaky": "harness_leaky"})
+    registry = get_registry()
+    assert registry.cell_origin("leaky") == "plugin 'leaky' (harness-leaky 0.1)"
+    validate_cell(registry.cells["leaky"])
+    assert inits.check(("default", "slow=0.5", "orthogonal"), ("leaky",)) == ("default", "slow=0.5", "orthogonal")
+    report = check_backend(TorchCPUBackend, cells=["leaky"])
+    assert report.passed and {r.dtype for r in report.results} == {"float32", "float64"}
