@@ -64,3 +64,20 @@ def plugin_dir(tmp_path, monkeypatch):
     get_registry.cache_clear()
     yield root
     get_registry.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def published_project(tmp_path_factory, machine_cache):
+    """A harness project with two history points (a run of the tiny suite at each of two commits) and
+    a published site: built once per session for every test that reads one (a publish costs seconds).
+    Returns (repo, first commit, second commit). Tests that add files to it remove them again."""
+    from tests.support.asv_project import commit_change, git, make_repo
+    from tests.support.cli import harness
+
+    repo = make_repo(tmp_path_factory.mktemp("asvproj") / "proj")
+    first = git(repo, "rev-parse", "HEAD")
+    harness("run", "tiny", "--backends", "numpy", "-q", cwd=repo, check=True)
+    second = commit_change(repo, "second")
+    harness("run", "tiny", "--backends", "numpy", "-q", cwd=repo, check=True)
+    harness("publish", cwd=repo, check=True)
+    return repo, first, second

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.record import asvdb
-from tests.support.asv_project import commit_change, git, make_repo
+from tests.support.asv_project import git, make_repo
 from tests.support.cli import harness as run_harness
 from tests.support.cli import section_rows
 from tests.support.runs import record_synthetic, synthetic_point
@@ -20,16 +20,10 @@ def harness(repo: Path, *args: str, check: bool = True):
     return run_harness(*args, cwd=repo, check=check)
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """Two history points (two commits), published."""
-    repo = make_repo(tmp_path_factory.mktemp("asvproj") / "proj")
-    first = git(repo, "rev-parse", "HEAD")
-    harness(repo, "run", "tiny", "--backends", "numpy", "-q")
-    second = commit_change(repo, "second")
-    harness(repo, "run", "tiny", "--backends", "numpy", "-q")
-    harness(repo, "publish")
-    return repo, first, second
+@pytest.fixture
+def project(published_project):
+    """Two history points (two commits), published (one project for the session: conftest.py)."""
+    return published_project
 
 
 def test_rerecording_a_commit_keeps_the_other_points_samples_and_statistics(tmp_path):

@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from tests.support.asv_project import make_repo
-from tests.support.cli import harness
 
 SUITE = """task = "temporal_order"
 cells = ["rnn_tanh"]
@@ -102,13 +100,11 @@ def test_malformed_suite_files(tmp_path, capsys, seed):
               capsys)
 
 
-@pytest.fixture(scope="module")
-def published(tmp_path_factory):
-    """A project with one recorded run and a published site."""
-    repo = make_repo(tmp_path_factory.mktemp("fuzzproj") / "proj")
-    harness("run", "tiny", "--backends", "numpy", "-q", cwd=repo, check=True)
-    harness("publish", cwd=repo, check=True)
-    run_file = next((repo / "results" / "runs").glob("*.json"))
+@pytest.fixture
+def published(published_project):
+    """A project with recorded runs and a published site (the session's: conftest.py), and one run's JSON."""
+    repo = published_project[0]
+    run_file = sorted((repo / "results" / "runs").glob("*.json"))[0]
     return repo, json.loads(run_file.read_text())
 
 
