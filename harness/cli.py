@@ -311,15 +311,66 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _check_target(args) -> tuple[str, str]:
+    """(kind, name) of what ``harness check`` checks: ``--backend NAME``, ``--cell NAME``, or NAME,
+    which must be exactly one installed backend or cell (else a one-line error)."""
+    from harness.plugins import get_registry, not_loaded
+
+    given = [(kind, name) for kind, name in (("name", args.name), ("backend", args.backend), ("cell", args.cell))
+             if name is not None]
+    if len(given) != 1:
+        raise HarnessError("name one thing to check: harness check NAME, or --backend NAME, or --cell NAME")
+    kind, name = given[0]
+    registry = get_registry()
+    if kind == "backend":
+        registry.backend_class(name)
+        return kind, name
+    if kind == "cell":
+        registry.cell_class(name)
+        return kind, name
+    is_backend, is_cell = name in registry.backends, name in registry.cells
+    if is_backend and is_cell:
+        raise HarnessError(f"{name!r} is both a backend and a cell ({registry.cell_origin(name)}); say which: "
+                           f"harness check --backend {name}, or harness check --cell {name}")
+    if is_backend or is_cell:
+        return ("backend" if is_backend else "cell"), name
+    rejected = f"; {registry.rejected_cells[name]}" if name in registry.rejected_cells else ""
+    raise HarnessError(f"unknown backend or cell {name!r}; installed backends: {', '.join(registry.backends)}; "
+                       f"known cells: {', '.join(registry.cells)}{rejected}{not_loaded()}")
+
+
 def cmd_check(args) -> int:
     from harness.errors import check_choice
     from harness.plugins import get_registry
+
+    kind, name = _check_target(args)
+    registry = get_registry()
+    if kind == "cell":
+        from harness.report.console import cell_check_report
+        from harness.testing import check_cell_plugin
+
+        if args.cells:
+            raise HarnessError(f"--cells applies to a backend check; {name!r} is a cell (use --backends to choose "
+                               f"which backends to check it on)")
+        cls = registry.cell_class(name)
+        claimed = [b for b, bcls in registry.backends.items() if name in bcls.cell_names()]
+        for backend in args.backends or ():
+            check_choice("backend", backend, claimed, f"backends that run cell {name}")
+        for dtype in args.dtypes or ():
+            check_choice("dtype", dtype, ("float32", "float64"))
+        report = check_cell_plugin(cls, backends=args.backends, dtypes=args.dtypes)
+        print(cell_check_report(report))
+        return 0 if report.passed else 1
+
     from harness.report.console import check_report
     from harness.testing import check_backend
 
-    cls = get_registry().backend_class(args.backend)
+    if args.backends:
+        raise HarnessError(f"--backends applies to a cell check; {name!r} is a backend (use --cells to choose "
+                           f"which of its cells to check)")
+    cls = registry.backend_class(name)
     for cell in args.cells or ():
-        check_choice("cell", cell, cls.cell_names(), f"cells {args.backend} runs")
+        check_choice("cell", cell, cls.cell_names(), f"cells {name} runs")
     for dtype in args.dtypes or ():
         check_choice("dtype", dtype, cls.dtypes)
     report = check_backend(cls, cells=args.cells, dtypes=args.dtypes)
@@ -331,6 +382,14 @@ def cmd_new_backend(args) -> int:
     from harness.scaffold import new_backend
 
     root = new_backend(args.name, args.dir)
+    print(f"wrote {root}\nnext: pip install -e {root} && harness check {args.name}")
+    return 0
+
+
+def cmd_new_cell(args) -> int:
+    from harness.scaffold import new_cell
+
+    root = new_cell(args.name, args.dir)
     print(f"wrote {root}\nnext: pip install -e {root} && harness check {args.name}")
     return 0
 
@@ -440,15 +499,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_results_dir(p)
     p.set_defaults(func=cmd_record)
 
-    p = sub.add_parser("check", help="conformance check of a backend against the float64 reference",
-                       description="Check a backend on seeded shapes (edge cases B=1, T=1, H=1 included) "
-                                   "for each cell and dtype it runs: output shapes and dtypes, states, all "
-                                   "gradients and the per-step gradient of every state against the float64 "
-                                   "reference (the hand-written NumPy one for the classic cells, the one derived "
-                                   "from the cell's step for the others), untouched inputs, deterministic "
-                                   "repeats, training. Exits 1 on failure.")
-    p.add_argument("backend", help="an installed backend name (see harness plugins)")
-    p.add_argument("--cells", type=_csv("--cells"), help="only these cells")
+    p = sub.add_parser("check", help="check a backend, or a cell plugin, against the float64 reference",
+                       description="harness check BACKEND: check a backend on seeded shapes (edge cases B=1, "
+                                   "T=1, H=1 included) for each cell and dtype it runs: output shapes and dtypes, "
+                                   "states, all gradients and the per-step gradient of every state against the "
+                                   "float64 reference (the hand-written NumPy one for the classic cells, the one "
+                                   "derived from the cell's step for the others), untouched inputs, deterministic "
+                                   "repeats, training. harness check CELL: check a cell plugin: its declaration, "
+                                   "every init, the derived float64 gradients against central finite differences "
+                                   "(T, B, I, H = 5, 2, 3, 4; eps 1e-6; 1e-6 of the largest entry + 1e-9), then "
+                                   "every installed backend that runs the cell with the backend checks (an "
+                                   "unavailable backend is skipped). Exits 1 on failure.")
+    p.add_argument("name", nargs="?", help="an installed backend or cell (see harness plugins)")
+    p.add_argument("--backend", help="check this backend (when a backend and a cell share NAME)")
+    p.add_argument("--cell", help="check this cell plugin (when a backend and a cell share NAME)")
+    p.add_argument("--cells", type=_csv("--cells"), help="a backend check: only these of its cells")
+    p.add_argument("--backends", type=_csv("--backends"),
+                   help="a cell check: only these of the backends that run it (default: all installed)")
     p.add_argument("--dtypes", type=_csv("--dtypes"), help="only these dtypes")
     p.set_defaults(func=cmd_check)
 
@@ -458,6 +525,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="backend name, e.g. my-kernel")
     p.add_argument("--dir", default=".", help="where to create harness-NAME/ (default: .)")
     p.set_defaults(func=cmd_new_backend)
+
+    p = sub.add_parser("new-cell", help="write a ready, installable cell plugin package",
+                       description="Write harness-NAME/: a pip-installable cell plugin with the entry point, a "
+                                   "leaky tanh RNN cell to start from and its tests (the checks of harness "
+                                   "check NAME, as one pytest decorator). NAME must be new: not an installed cell.")
+    p.add_argument("name", help="cell name, e.g. my_cell: lower-case letters, digits and '_'")
+    p.add_argument("--dir", default=".", help="where to create harness-NAME/ (default: .)")
+    p.set_defaults(func=cmd_new_cell)
 
     p = sub.add_parser("publish", help="build the HTML site: asv's history plus gradient/speed/memory pages",
                        description="Run asv publish on the results database, then write the harness's own "

@@ -1,34 +1,48 @@
-"""Conformance checks for backends: ``harness check BACKEND`` and, for a plugin's own test suite,
-:func:`parametrize_with_checks` (in the spirit of scikit-learn's ``parametrize_with_checks``)::
+"""Conformance checks for backends and cells: ``harness check NAME`` and, for a plugin's own test
+suite, :func:`parametrize_with_checks` (in the spirit of scikit-learn's ``parametrize_with_checks``)::
 
     from harness.testing import parametrize_with_checks
-    from my_plugin import MyBackend
+    from my_plugin import MyBackend          # or a cell: from my_cell import MyCell
 
-    @parametrize_with_checks(MyBackend)
+    @parametrize_with_checks(MyBackend)      # @parametrize_with_checks(MyCell)
     def test_conformance(check):
         check()
+
+Backends (:func:`check_backend`):
 
 For each cell and dtype the backend runs (``Backend.cell_names()``: every registered cell for a
 backend that runs any), on seeded shapes that include the edge cases B=1, T=1 and H=1, every output
 is compared with the float64 reference run on the same (rounded) inputs: the hand-written NumPy
 reference for the classic cells, the reference derived from the cell's step (:mod:`harness.derived`)
 for every other cell. Errors are relative to each tensor's scale: max|a - e| / max|e|.
+
+Cells (:func:`check_cell_plugin`): the class contract (:func:`harness.cell.check_cell_class`);
+every init with one step and readout in float64 and float32 (:func:`harness.cell.validate_cell`);
+for every init, the derived float64 reference (:mod:`harness.derived`) against central finite
+differences of the cell's own forward on T, B, I, H = 5, 2, 3, 4 (:data:`FD_SHAPE`) from a random
+initial state: every parameter gradient, dL/dx, dL/ds_0 and the total per-step gradient of every
+state tensor, with step :data:`FD_EPS` = 1e-6 and tolerance |derived - numeric| <= :data:`FD_RTOL`
+(1e-6) x the largest entry of the derived gradient + :data:`FD_ATOL` (1e-9); then every installed
+backend that claims the cell, with the backend checks above (an unavailable backend is skipped).
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from harness import derived, reference
 from harness.backend import Backend, Gradients, Outputs, Problem, output_states, state_gradients
-from harness.cell import Cell
+from harness.cell import Cell, as_cell, check_cell_class, label, one_line, validate_cell
 from harness.cells import cell_class, cell_names
+from harness.errors import HarnessError
 from harness.inits import init_params
 from harness.plugins import availability as availability_of
+from harness.plugins import get_registry
 
 #: Largest relative error allowed against the float64 reference, per dtype of the backend.
 TOLERANCES = {"float64": 1e-10, "float32": 1e-4}
@@ -279,8 +293,19 @@ def check_backend(backend_cls: type[Backend], cells=None, dtypes=None) -> Report
     return report
 
 
-def parametrize_with_checks(backend_cls: type[Backend]) -> Callable:
-    """A pytest decorator: one test per (cell, dtype) of the backend, each running every check."""
+def parametrize_with_checks(plugin_cls: type[Backend] | type[Cell]) -> Callable:
+    """A pytest decorator for a plugin's own tests: ``@parametrize_with_checks(MyBackend)`` gives
+    one test per (cell, dtype) the backend runs, each running every backend check;
+    ``@parametrize_with_checks(MyCell)`` one test per check of :func:`check_cell_plugin` (the
+    contract, each dtype's inits, each init's finite differences, each (backend, dtype) that runs
+    the cell once it is installed). The decorated test takes ``check`` and calls it."""
+    if isinstance(plugin_cls, type) and issubclass(plugin_cls, Cell):
+        return _parametrize_cell(plugin_cls)
+    return _parametrize_backend(plugin_cls)
+
+
+def _parametrize_backend(backend_cls: type[Backend]) -> Callable:
+    """One test per (cell, dtype) of the backend, each running every check."""
     import pytest
 
     def make(cell: str, dtype: str) -> Callable[[], None]:
@@ -294,4 +319,317 @@ def parametrize_with_checks(backend_cls: type[Backend]) -> Callable:
     params = [pytest.param(make(c, d), id=f"{c}-{d}",
                            marks=pytest.mark.skipif(not availability, reason=availability.reason or "unavailable"))
               for c in backend_cls.cell_names() if c in cell_names() for d in backend_cls.dtypes]
+    return pytest.mark.parametrize("check", params)
+
+
+# -- cells --------------------------------------------------------------------------------------------
+#: (T, B, I, H) of the finite-difference check of a cell's derived gradients.
+FD_SHAPE = (5, 2, 3, 4)
+#: Central differences in float64: truncation ~ eps^2, rounding ~ 1e-16 |L| / eps.
+FD_EPS = 1e-6
+#: Allowed |derived - numeric|: FD_RTOL x the largest entry of the derived gradient, + FD_ATOL.
+FD_RTOL = 1e-6
+FD_ATOL = 1e-9
+#: The finite-difference rows of a cell's report, per init.
+FD_CHECKS = ("dL/dparam", "dL/dx", "dL/ds_0", "per-step dL/ds_t")
+
+
+@dataclass
+class CellCheckResult(CheckResult):
+    """One check of a cell itself (``cell``, ``dtype``, ``check`` as for a backend, plus the init)."""
+
+    init: str = "-"
+
+
+@dataclass
+class CellReport:
+    """``harness check CELL``: the cell's own checks, then one backend report per backend that
+    claims it (an unavailable backend's report has its reason in ``availability``: skipped)."""
+
+    cell: str
+    origin: str
+    results: list[CellCheckResult] = field(default_factory=list)
+    backends: list[Report] = field(default_factory=list)
+    note: str = ""  # why no backend was checked, when none was
+
+    @property
+    def passed(self) -> bool:
+        return (all(r.passed for r in self.results)
+                and all(all(r.passed for r in b.results) for b in self.backends if not b.availability))
+
+    @property
+    def skipped(self) -> list[str]:
+        """The backends that claim the cell but cannot run here."""
+        return [b.backend for b in self.backends if b.availability]
+
+    @property
+    def tolerances(self) -> dict[str, float]:
+        return {"finite differences rtol": FD_RTOL, "atol": FD_ATOL, "eps": FD_EPS}
+
+
+def check_cell_contract(cell_cls: type[Cell]) -> list[CellCheckResult]:
+    """The declaration (:func:`check_cell_class`), then every init with one step and readout in
+    float64 and in float32 (:func:`validate_cell`). A failure stops the rows after it."""
+    name = str(getattr(cell_cls, "name", getattr(cell_cls, "__name__", "?")))
+    contract = CellCheckResult(name, "-", "contract")
+    rows = [contract]
+    try:
+        check_cell_class(cell_cls)
+        as_cell(cell_cls)
+    except HarnessError as exc:
+        contract.fail(str(exc))
+        return rows
+    for dtype in ("float64", "float32"):
+        row = CellCheckResult(name, dtype, "inits, one step, readout", init="every")
+        rows.append(row)
+        try:
+            validate_cell(cell_cls, steps=FD_SHAPE[0], dtype=dtype)
+        except HarnessError as exc:
+            row.fail(str(exc))
+        except Exception as exc:  # validate_cell names the cell; anything else is the cell's too
+            row.fail(f"{label(cell_cls)}: {one_line(exc)}")
+    return rows
+
+
+def check_cell_gradients(cell_cls: type[Cell], init: str = "default", shape: tuple[int, int, int, int] = FD_SHAPE,
+                         seed: int = 0) -> list[CellCheckResult]:
+    """The derived float64 reference of ``cell_cls`` with parameters drawn by ``init``, against
+    central finite differences of the cell's forward (see the module docstring for the tolerance).
+
+    The per-step gradient of a state is the derived reference's TOTAL one: through every use of the
+    tensor the step returned, including the other states of the same step computed from it
+    (LSTM's h_t = o tanh(c_t), coRNN's y_t = y_{t-1} + dt z_t). The numeric one perturbs that
+    tensor where the step creates it (the step is replayed under a torch function mode that adds
+    delta to the result of the operation that made it), so the same-step uses see the bump too."""
+    from harness import derived
+
+    name = str(cell_cls.name)
+    rows = {check: CellCheckResult(name, "float64", check, init=init) for check in FD_CHECKS}
+    steps, batch, input_size, hidden = shape
+    rng = np.random.default_rng(seed)
+    try:
+        cell = as_cell(cell_cls)
+        params = cell.init_params(input_size, hidden, np.random.default_rng(seed), init, steps=steps)
+        params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
+        x = rng.standard_normal((steps, batch, input_size))
+        grad_y = rng.standard_normal((steps, batch, hidden))
+        state0 = {n: 0.5 * rng.standard_normal((batch, size)) for n, size in cell.state_sizes(hidden).items()}
+        got = derived.backward(cell, params, x, grad_y, state0=state0)
+    except Exception as exc:
+        why = str(exc) if isinstance(exc, HarnessError) else f"{label(cell_cls)}: {one_line(exc)}"
+        for row in rows.values():
+            row.fail(f"init {init!r}: {why}")
+        return list(rows.values())
+
+    def loss(bump=None) -> float:
+        return _sequence_loss(cell, params, x, grad_y, state0, bump)
+
+    def compare(check: str, tensor: str, analytic: np.ndarray, numeric: np.ndarray) -> None:
+        row = rows[check]
+        scale = float(np.max(np.abs(analytic))) if analytic.size else 0.0
+        err = float(np.max(np.abs(analytic - numeric))) if analytic.size else 0.0
+        relative = err / scale if scale else err
+        if not err <= FD_RTOL * scale + FD_ATOL:  # NaN fails too
+            row.fail(f"{name} init {init!r} T,B,I,H={shape}: {tensor} derived vs finite differences: "
+                     f"max |difference| {err:.3g} > {FD_RTOL:g} x largest {scale:.3g} + {FD_ATOL:g}", relative)
+        elif np.isfinite(relative):
+            row.error = max(row.error, relative)
+
+    try:
+        for pname, value in params.items():
+            compare("dL/dparam", f"dL/d{pname}", got.params[pname], _central(loss, value))
+        compare("dL/dx", "dL/dx", got.x, _central(loss, x))
+        for sname, value in state0.items():
+            compare("dL/ds_0", f"dL/d{sname}_0", got.states0[sname], _central(loss, value))
+        for sname, analytic in got.states.items():
+            numeric = np.zeros_like(analytic)
+            for t, b, j in np.ndindex(numeric.shape):
+                up, down = loss((t, sname, (b, j), FD_EPS)), loss((t, sname, (b, j), -FD_EPS))
+                numeric[t, b, j] = (up - down) / (2 * FD_EPS)
+            compare("per-step dL/ds_t", f"dL/d{sname}_t", analytic, numeric)
+    except Exception as exc:  # the cell's forward raised on a perturbed input
+        why = str(exc) if isinstance(exc, HarnessError) else f"{label(cell_cls)}: {one_line(exc)}"
+        for row in rows.values():
+            if row.passed:
+                row.fail(f"init {init!r}: finite differences raised: {why}")
+    return list(rows.values())
+
+
+def _central(f: Callable[[], float], array: np.ndarray) -> np.ndarray:
+    """d f / d array by central differences, entry by entry (``array`` is changed and restored)."""
+    grad = np.zeros_like(array)
+    for index in np.ndindex(array.shape):
+        keep = array[index]
+        array[index] = keep + FD_EPS
+        up = f()
+        array[index] = keep - FD_EPS
+        down = f()
+        array[index] = keep
+        grad[index] = (up - down) / (2 * FD_EPS)
+    return grad
+
+
+def _sequence_loss(cell: Cell, params: Mapping[str, np.ndarray], x: np.ndarray, grad_y: np.ndarray,
+                   state0: Mapping[str, np.ndarray], bump: tuple[int, str, tuple[int, int], float] | None) -> float:
+    """L = sum_t <grad_y[t], y_t>, stepping the cell in float64 without autograd; ``bump`` = (t,
+    name, (b, j), delta) adds delta to entry (b, j) of state ``name`` where step t creates it."""
+    import torch
+
+    p = {k: torch.tensor(v, dtype=torch.float64) for k, v in params.items()}
+    state = {k: torch.tensor(v, dtype=torch.float64) for k, v in state0.items()}
+    total = 0.0
+    with torch.no_grad():
+        for t in range(x.shape[0]):
+            x_t = torch.tensor(x[t], dtype=torch.float64)
+            if bump is not None and bump[0] == t:
+                state = _bumped_step(cell, p, state, x_t, bump[1], bump[2], bump[3])
+            else:
+                state = dict(cell.step(p, state, x_t))
+            total += float((cell.readout_input(p, state, x_t) * torch.tensor(grad_y[t])).sum())
+    return total
+
+
+def _bumped_step(cell: Cell, p: dict, state: dict, x_t: Any, name: str, index: tuple[int, int], delta: float) -> dict:
+    """One step with ``delta`` added to entry ``index`` of state ``name`` where the step creates it.
+
+    The step runs once under a recording torch function mode to find the operation whose result
+    (or an element of whose tuple result) is the returned tensor, then again adding delta to that
+    result, so every later use inside the step sees it. A state that is not made by an operation of
+    this step (returned unchanged, a parameter) is bumped after the step, as the derived reference
+    then counts only its later uses."""
+    from torch.overrides import TorchFunctionMode
+
+    class Ops(TorchFunctionMode):
+        def __init__(self, at: tuple[int, int | None] | None = None):
+            super().__init__()
+            self.results: list[Any] = []  # kept alive: their ids stay unique
+            self.at = at
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            result = func(*args, **(kwargs or {}))
+            if self.at is not None and self.at[0] == len(self.results):
+                result = _add_at(result, self.at[1], index, delta)
+            self.results.append(result)
+            return result
+
+    recording = Ops()
+    with recording:
+        new = dict(cell.step(p, state, x_t))
+    target = new[name]
+    given = {id(v) for v in (*state.values(), *p.values(), x_t)}
+    at = None
+    if id(target) not in given:
+        for k in range(len(recording.results) - 1, -1, -1):
+            result = recording.results[k]
+            if result is target:
+                at = (k, None)
+            elif isinstance(result, (tuple, list)):
+                j = next((j for j, r in enumerate(result) if r is target), None)
+                at = (k, j) if j is not None else None
+            if at is not None:
+                break
+    if at is None:
+        new[name] = _add_at(target, None, index, delta)
+        return new
+    with Ops(at):
+        return dict(cell.step(p, state, x_t))
+
+
+def _add_at(result: Any, element: int | None, index: tuple[int, int], delta: float) -> Any:
+    if element is not None:
+        items = list(result)
+        items[element] = _add_at(items[element], None, index, delta)
+        return type(result)(items) if isinstance(result, list) else tuple(items)
+    bumped = result.clone()
+    bumped[index] += delta
+    return bumped
+
+
+def _claimed_by(cell: str, backends: Iterable[str | type[Backend]] | None) -> list[type[Backend]]:
+    """The backends to check for ``cell``: those given (names or classes), else every installed
+    backend whose cells include it."""
+    registry = get_registry()
+    if backends is None:
+        return [cls for cls in registry.backends.values() if cell in cls.cell_names()]
+    chosen = [registry.backend_class(b) if isinstance(b, str) else b for b in backends]
+    return [cls for cls in chosen if cell in cls.cell_names()]
+
+
+def _not_installed(cell_cls: type[Cell]) -> str:
+    """Why no backend can be checked with ``cell_cls``; empty when it is the installed cell of its name."""
+    registered = get_registry().cells.get(getattr(cell_cls, "name", None))
+    if registered is cell_cls:
+        return ""
+    if registered is None:
+        return (f"no backend checked: cell {cell_cls.name!r} is not installed (backends run installed cells; "
+                f"pip install its package)")
+    return (f"no backend checked: the installed cell {cell_cls.name!r} is {registered.__module__}."
+            f"{registered.__qualname__}, not this class")
+
+
+def check_cell_plugin(cell_cls: type[Cell], backends: Iterable[str | type[Backend]] | None = None,
+                      dtypes: Iterable[str] | None = None, inits: Iterable[str] | None = None) -> CellReport:
+    """Every check of a cell plugin (``harness check CELL``): :func:`check_cell_contract`,
+    :func:`check_cell_gradients` for each init (or ``inits``), and :func:`check_backend` on each
+    backend that claims the cell (or each of ``backends`` that does), when the cell passed its own
+    checks and is the installed cell of its name."""
+    name = str(getattr(cell_cls, "name", getattr(cell_cls, "__name__", "?")))
+    origin = get_registry().cell_origin(name) if get_registry().cells.get(name) is cell_cls else (
+        f"{getattr(cell_cls, '__module__', '?')} (not installed)")
+    report = CellReport(name, origin, check_cell_contract(cell_cls))
+    if not report.results[0].passed:
+        report.note = "nothing else checked: the class is not a valid cell"
+        return report
+    for init in inits or cell_cls.init_names():
+        report.results.extend(check_cell_gradients(cell_cls, init))
+    if not all(r.passed for r in report.results):
+        report.note = "no backend checked: the cell failed its own checks"
+        return report
+    report.note = _not_installed(cell_cls)
+    if report.note:
+        return report
+    dtypes = tuple(dtypes) if dtypes else None
+    for backend_cls in _claimed_by(name, backends):
+        chosen = [d for d in backend_cls.dtypes if dtypes is None or d in dtypes]
+        if chosen:
+            report.backends.append(check_backend(backend_cls, cells=[name], dtypes=chosen))
+    if not report.backends:
+        report.note = (f"no installed backend runs cell {name!r}" if backends is None
+                       else f"none of the chosen backends runs cell {name!r}")
+    return report
+
+
+def _parametrize_cell(cell_cls: type[Cell]) -> Callable:
+    """One test per check of :func:`check_cell_plugin`: the contract and inits, each init's finite
+    differences, each (backend, dtype) that runs the installed cell (skipped while not installed)."""
+    import pytest
+
+    def assert_passed(results: list[CheckResult]) -> None:
+        failures = [f"{r.check}: {r.detail}" for r in results if not r.passed]
+        assert not failures, "\n".join(failures)
+
+    def contract() -> None:
+        assert_passed(check_cell_contract(cell_cls))
+
+    def gradients(init: str) -> Callable[[], None]:
+        return lambda: assert_passed(check_cell_gradients(cell_cls, init))
+
+    def backend(backend_cls: type[Backend], dtype: str) -> Callable[[], None]:
+        return lambda: assert_passed(check_cell(backend_cls, cell_cls.name, dtype))
+
+    params = [pytest.param(contract, id="contract")]
+    try:
+        names = check_cell_class(cell_cls).init_names()
+    except HarnessError:
+        names = ()  # the contract test says why
+    params += [pytest.param(gradients(init), id=f"finite-differences-{init}") for init in names]
+    missing = _not_installed(cell_cls) if names else "the class is not a valid cell"
+    if missing:
+        params.append(pytest.param(None, id="backends", marks=pytest.mark.skip(reason=missing)))
+    else:
+        for backend_cls in _claimed_by(cell_cls.name, None):
+            available = availability_of(backend_cls)
+            params += [pytest.param(backend(backend_cls, d), id=f"{backend_cls.name}-{d}",
+                                    marks=pytest.mark.skipif(not available, reason=available.reason or "unavailable"))
+                       for d in backend_cls.dtypes]
     return pytest.mark.parametrize("check", params)

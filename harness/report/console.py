@@ -45,6 +45,26 @@ class ConformanceReport(Protocol):
     def tolerances(self) -> Mapping[str, float]: ...
 
 
+class CellConformanceReport(Protocol):
+    """What :func:`cell_check_report` reads of ``harness check CELL``'s result (a
+    ``harness.testing.CellReport``): the cell's own checks, then a backend report per backend."""
+
+    cell: str
+    origin: str
+    results: Sequence[Any]  # harness.testing.CellCheckResult
+    backends: Sequence[ConformanceReport]
+    note: str
+
+    @property
+    def passed(self) -> bool: ...
+
+    @property
+    def skipped(self) -> Sequence[str]: ...
+
+    @property
+    def tolerances(self) -> Mapping[str, float]: ...
+
+
 def console(stream: TextIO | None = None) -> Console:
     """A rich console on ``stream`` (stdout by default); wide and plain when it is not a terminal."""
     stream = stream or sys.stdout
@@ -217,3 +237,37 @@ def check_report(report: ConformanceReport) -> str:
     verdict = "all checks passed" if not failed else f"{failed} of {len(report.results)} checks FAILED"
     text = render(table(["cell", "dtype", "check", "result", "max error", "detail"], rows, right=(4,)))
     return f"{text}\n{report.backend}: {verdict} (tolerances: {report.tolerances})"
+
+
+def cell_check_report(report: CellConformanceReport) -> str:
+    """``harness check CELL``'s output: the cell's own checks (one row per init and check), then
+    :func:`check_report` for each backend that claims the cell (skipped where unavailable), then the
+    verdict."""
+    rows = [[r.init, r.dtype, r.check, "pass" if r.passed else "FAIL", f"{r.error:.2e}", r.detail]
+            for r in report.results]
+    tol = report.tolerances
+    parts = [f"cell {report.cell!r} from {report.origin}",
+             render(table(["init", "dtype", "check", "result", "max error", "detail"], rows, right=(4,))),
+             f"{report.cell}: derived float64 gradients against central finite differences (eps {tol['eps']:g}; "
+             f"|derived - numeric| <= {tol['finite differences rtol']:g} x the largest entry + {tol['atol']:g})"]
+    for backend in report.backends:
+        if backend.availability:
+            parts.append(f"backend {backend.backend!r}: skipped, unavailable here: {backend.availability}")
+        else:
+            parts.append(check_report(backend))
+    if report.note:
+        parts.append(report.note)
+    own = sum(not r.passed for r in report.results)
+    failed = [b.backend for b in report.backends if not b.availability and not all(r.passed for r in b.results)]
+    checked = [b.backend for b in report.backends if not b.availability]
+    if report.passed:
+        verdict = "all checks passed"
+    else:
+        verdict = " and ".join(
+            ([f"{own} of {len(report.results)} cell checks FAILED"] if own else [])
+            + ([f"backend(s) {', '.join(failed)} FAILED"] if failed else []))
+    backends = f"backends checked: {', '.join(checked) or 'none'}"
+    if report.skipped:
+        backends += f"; skipped (unavailable): {', '.join(report.skipped)}"
+    parts.append(f"{report.cell}: {verdict} ({backends})")
+    return "\n".join(parts)
