@@ -58,7 +58,9 @@ API (what the core and a cell author use)::
             step(p, state, x) -> state                  readout_input(p, state, x) -> (B, H)
             flops_per_step(B, I, H)                     recurrent_matrix(params) / recurrent_blocks(params)
             diagonal_recurrence(params)                 init_params(I, H, rng, init, value, steps)
+            scan(p, x_all, add=None) -> states (optional: a parallel form over t; has_scan(cell))
             init_names()  hidden_size(params, I)  state_sizes(H)  param_shapes(I, H)
+    has_scan(cell)
     check_cell_class(cls)  check_params(cell, params, I, H)  check_step(cell, p, state, x)
     check_readout(cell, y, B, H, dtype)  validate_cell(cell, ...)  registered_cells(results, names)
     helpers: Draw, uniform, normal, zeros, torch_uniform, linear_uniform, random_orthogonal,
@@ -265,6 +267,25 @@ class Cell:
         in closed form: -log10 max |value| decades per step. None otherwise."""
         return None
 
+    # -- optional: a parallel form of the whole sequence -----------------------------------------
+    def scan(self, p: dict[str, torch.Tensor], x: torch.Tensor,
+             add: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Every state of the sequence at once, for a cell whose recurrence runs as a parallel scan
+        over t (a linear recurrence with input-only coefficients: mingru, lru). Optional: a cell
+        that defines it (:func:`has_scan`) also runs on the ``torch-cpu-scan`` / ``torch-cuda-scan``
+        backends, timed beside its stepped path.
+
+        ``x`` is the whole input (T, B, I); the result is a dict with exactly the state's names, each
+        (T, B, size): s_1 .. s_T, the SAME values as stepping :meth:`step` from zero states (to
+        rounding). ``add``, when given, holds one (T, B, size) tensor per state, added to that state
+        after each step, before the next step uses it (s_t = step(s_{t-1}, x_t) + add_t; for a linear
+        recurrence s_t = a_t * s_{t-1} + b_t, add it to b_t): the backend passes zeros and reads the
+        total per-step gradient dL/ds_t as the gradient with respect to ``add_t``. Differentiable
+        torch operations only, as :meth:`step`. The scan backends call :meth:`readout_input` ONCE
+        with (T, B, size) states and the (T, B, I) input, so a cell with a scan form writes its
+        readout to broadcast over a leading time axis (matrix products and element-wise ops do)."""
+        raise NotImplementedError(f"cell {getattr(self, 'name', type(self).__name__)!r} has no scan form")
+
     # -- provided by the base class ---------------------------------------------------------------
     def recurrent_blocks(self, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The (H, H) blocks of :meth:`recurrent_matrix` by :attr:`gate_names`; {} without one."""
@@ -335,6 +356,12 @@ def one_line(exc: BaseException) -> str:
     """An exception as one line: ``Type: message`` with the message's whitespace collapsed."""
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def has_scan(cell: Cell | type[Cell]) -> bool:
+    """Whether ``cell`` defines the optional parallel form :meth:`Cell.scan`."""
+    cls = cell if isinstance(cell, type) else type(cell)
+    return getattr(cls, "scan", Cell.scan) is not Cell.scan
 
 
 def as_cell(cell: Cell | type[Cell]) -> Cell:

@@ -21,6 +21,14 @@ CUDA). Per-step gradients, which a fused kernel does not expose:
   same equations are stepped in torch with a zero tensor added to each h_t, whose gradient is the
   total dL/dh_t (``_stepped_backward``, also the reference the fused path is tested against).
 
+The ``torch-cpu-scan`` and ``torch-cuda-scan`` backends run the cells that declare a parallel form
+(:meth:`harness.cell.Cell.scan`: mingru and lru, by a log-space scan over t) through it
+(:class:`ScanPath`), and skip every other cell with that reason, so that one run times a cell's
+scan beside its stepped path: ``harness run SUITE --backends torch-cpu,torch-cpu-scan --cells
+mingru,lru`` (docs/performance.md, "Scan against loop"). Their exact per-step gradients come from
+the same single backward: the scan runs once more with a zero tensor added to every state (the
+``add`` of Cell.scan), whose gradient is the total dL/ds_t.
+
 torch is imported when a backend is first used, never at plugin import, so that listing plugins
 stays fast and a missing torch only makes these unavailable.
 """
@@ -36,8 +44,8 @@ import numpy as np
 
 from harness import Availability, Backend, Gradients, Outputs, Problem, hookimpl
 from harness.backend import EVERY_CELL
-from harness.cell import Cell, check_step
-from harness.cells import PARAM_NAMES, cell, from_plugin
+from harness.cell import Cell, check_step, has_scan, label
+from harness.cells import PARAM_NAMES, cell, cell_class, cell_names, from_plugin
 from harness.errors import HarnessError
 from harness.measure import RssMeter
 from harness.reference import hand_written
@@ -151,6 +159,66 @@ class GenericPath:
         """(y, states by name), detached."""
         with self.torch.no_grad():
             return self.y.detach(), {n: self.torch.stack([s[n] for s in self.states]).detach() for n in self.names}
+
+
+class ScanPath(GenericPath):
+    """A cell with a parallel form (:meth:`harness.cell.Cell.scan`): every state of the sequence
+    from one call, y_t from one :meth:`~harness.cell.Cell.readout_input` over all t, autograd
+    backward. With ``per_step`` the scan runs again with zero tensors added to the states (its
+    ``add``), in the same single backward: their gradients are the total dL/ds_t."""
+
+    def _scan(self, add=None) -> dict:
+        try:
+            states = self.cell.scan(self.params, self.x, add)
+        except HarnessError:
+            raise
+        except Exception as exc:
+            raise HarnessError(f"{label(self.cell)}: scan raised {type(exc).__name__}: {exc}"
+                               f"{from_plugin(self.name)}") from None
+        if not self.checked:
+            want = (self.x.shape[0],)
+            if not isinstance(states, dict) or set(states) != set(self.names):
+                got = sorted(states) if isinstance(states, dict) else type(states).__name__
+                raise HarnessError(f"{label(self.cell)}: scan returned {got}, expected a dict of its states "
+                                   f"{self.names}{from_plugin(self.name)}")
+            for n in self.names:
+                s, s0 = states[n], self.state0[n]
+                if tuple(s.shape) != want + tuple(s0.shape) or s.dtype != s0.dtype or s.device != s0.device:
+                    raise HarnessError(f"{label(self.cell)}: scan returned state {n} as {tuple(s.shape)} {s.dtype} on "
+                                       f"{s.device}, expected {want + tuple(s0.shape)} {s0.dtype} on {s0.device} "
+                                       f"(T, B, size){from_plugin(self.name)}")
+            self.checked = True
+        return states
+
+    def _readout(self, states):
+        return self.cell.readout_input(self.params, states, self.x) if self.readout else states[self.output]
+
+    def forward(self) -> None:
+        with self.torch.enable_grad():
+            states = self._scan()
+            self.y = self._readout(states)
+        self.stacked = states
+
+    def backward(self, grad_y, per_step: bool):
+        torch = self.torch
+        inputs = [*self.params.values(), self.x]
+        y = self.y
+        if per_step:
+            add = {n: torch.zeros_like(self.stacked[n]).requires_grad_(True) for n in self.names}
+            with torch.enable_grad():
+                y = self._readout(self._scan(add))
+            inputs += [add[n] for n in self.names]
+        with torch.enable_grad():
+            grads = torch.autograd.grad(y, inputs, grad_outputs=grad_y, allow_unused=True)
+        grads = [torch.zeros_like(i) if g is None else g for i, g in zip(inputs, grads)]
+        count = len(self.params)
+        params = dict(zip(self.params, grads[:count]))
+        per_state = dict(zip(self.names, grads[count + 1 :])) if per_step else None
+        return params, grads[count], per_state
+
+    def outputs(self) -> tuple:
+        with self.torch.no_grad():
+            return self.y.detach(), {n: v.detach() for n, v in self.stacked.items()}
 
 
 def _own_tensors(new: dict, prev: dict) -> dict:
@@ -484,6 +552,43 @@ class TorchCUDABackend(_TorchBackend):
         return CudaMemoryMeter(self.torch)
 
 
+class _ScanBackend:
+    """Mixin of the ``-scan`` backends: the cells with a parallel form, through :class:`ScanPath`."""
+
+    cells = ()  # every registered cell with a scan form: cell_names()
+    stepped: ClassVar[str]  # the backend that runs the same cells stepped
+
+    @classmethod
+    def cell_names(cls) -> tuple[str, ...]:
+        return tuple(n for n in cell_names() if has_scan(cell_class(n)))
+
+    @classmethod
+    def supports(cls, cell_name: str, dtype: str) -> Availability:
+        names = cls.cell_names()
+        if cell_name not in names:
+            return Availability(False, f"backend {cls.name!r} runs only cells with a parallel scan form (Cell.scan): "
+                                       f"{', '.join(names) or 'none installed'}; cell {cell_name!r} has none "
+                                       f"({cls.stepped} runs it stepped)")
+        return super().supports(cell_name, dtype)
+
+    def setup(self, problem: Problem) -> None:
+        self._generic = ScanPath(self.torch, problem, self.device)
+
+
+class TorchCPUScanBackend(_ScanBackend, TorchCPUBackend):
+    name = "torch-cpu-scan"
+    stepped = "torch-cpu"
+    description = ("the cells with a parallel form (Cell.scan: mingru, lru) as a log-space scan over t on the CPU, "
+                   "autograd; every other cell skipped")
+
+
+class TorchCUDAScanBackend(_ScanBackend, TorchCUDABackend):
+    name = "torch-cuda-scan"
+    stepped = "torch-cuda"
+    description = ("the cells with a parallel form (Cell.scan: mingru, lru) as a log-space scan over t on CUDA, "
+                   "CUDA-event timing, autograd; every other cell skipped")
+
+
 @hookimpl
 def harness_backends():
-    return [TorchCPUBackend, TorchCUDABackend]
+    return [TorchCPUBackend, TorchCUDABackend, TorchCPUScanBackend, TorchCUDAScanBackend]

@@ -27,6 +27,14 @@ gradient (dL/dre_j, dL/dim_j) shrinks by exactly |lambda_j| per step back from t
 Lyapunov exponents are log |lambda_j| (each twice), and the decay rate is -log10 max |lambda| per
 step (:meth:`Lru.diagonal_recurrence` returns lambda).
 
+Parallel form (:meth:`Lru.scan`, run by the ``torch-cpu-scan`` / ``torch-cuda-scan`` backends): the
+recurrence is linear with a constant diagonal coefficient, x_t = sum_{s <= t} lambda^(t - s) b_s
+with b_s = gamma * (u_s B^T), so every x_t comes at once from the complex log-space scan of
+:func:`harness_plugins.cells.mingru.log_scan` with a*_t = t log lambda = t (-exp(nu_log) + i
+exp(theta_log)) exactly; the phase t exp(theta_log) is reduced modulo 2 pi in float64 before it is
+cast to the problem's dtype (in float32 an unreduced phase of up to T x 2 pi would cost ~T x 5e-7
+radians). The output y_t = Re(x_t C^T) + u_t D^T is then one product over all t.
+
 Inits. Each draws u1, u2 ~ U(0, 1) per mode and sets |lambda|^2 uniform on the ring [r_min^2, r_max^2]
 and the phase uniform on [0, max_phase] (the paper's Lemma and code, init_lru_parameters)::
 
@@ -66,6 +74,7 @@ import numpy as np
 
 from harness.cell import Cell, CellInit, ParamSpec, StateSpec, normal
 from harness.errors import HarnessError
+from harness_plugins.cells.mingru import log_scan
 
 R_MIN, R_MAX, MAX_PHASE = 0.9, 0.999, 2.0 * math.pi
 
@@ -168,6 +177,23 @@ class Lru(Cell):
             "re": l_re * re - l_im * im + gamma * (x @ p["B_re"].T),
             "im": l_re * im + l_im * re + gamma * (x @ p["B_im"].T),
         }
+
+    def scan(self, p, x, add=None):
+        """Every (re, im) at once: a*_t = t log lambda, b_t = gamma (u_t B^T), :func:`log_scan`."""
+        import torch
+
+        steps = x.shape[0]
+        t = torch.arange(1, steps + 1, dtype=torch.float64, device=x.device)[:, None, None]
+        decay = (-p["nu_log"].exp()).to(torch.float64) * t
+        phase = torch.remainder(p["theta_log"].to(torch.float64).exp() * t, 2.0 * math.pi)
+        a_star = torch.complex(decay.to(x.dtype), phase.to(x.dtype))
+        log_lambda = torch.complex(-p["nu_log"].exp(), p["theta_log"].exp())
+        gamma = p["gamma_log"].exp()
+        b = torch.complex(gamma * (x @ p["B_re"].T), gamma * (x @ p["B_im"].T))
+        if add is not None:
+            b = b + torch.complex(add["re"], add["im"])
+        state = log_scan(log_lambda, b, a_star=a_star)
+        return {"re": state.real, "im": state.imag}
 
     def readout_input(self, p, state, x):
         return state["re"] @ p["C_re"].T - state["im"] @ p["C_im"].T + x @ p["D"].T

@@ -12,11 +12,28 @@ Parameters (two separate Linear layers, not stacked): weight_z (H, I), bias_z (H
 
 Gradient: the gates do not depend on h, so d h_t / d h_{t-1} = diag(1 - z_t), independent of h
 (and of W_h): the gradient of unit i through n steps is prod (1 - z_{t,i}), driven by the input
-alone. Because the recurrence is linear in h with input-only coefficients, it also runs as a
-parallel scan over t (the paper's log-space scan, Heinsen 2023); this file defines the sequential
-cell that every path must match. The paper's log-space variant additionally passes h~ through
-g(v) = v + 0.5 for v >= 0, sigmoid(v) otherwise, to keep it positive; that is a different
-function and is not this cell.
+alone.
+
+Parallel form (:meth:`MinGru.scan`, run by the ``torch-cpu-scan`` / ``torch-cuda-scan`` backends).
+The recurrence is linear in h with input-only coefficients, h_t = a_t * h_{t-1} + b_t with
+a_t = 1 - z_t and b_t = z_t * h~_t, so every h_t comes at once from the paper's log-space scan
+(Feng et al. 2024, Sec. 3 and appendix ``parallel_scan_log``; Heinsen 2023, "Efficient
+parallelization of a ubiquitous sequential computation")::
+
+    a*_t = sum_{s <= t} log a_s                  (torch.cumsum; log(1 - z) = -softplus(k) exactly)
+    h_t  = exp(a*_t + logcumsumexp_{s <= t}(log b_s - a*_s))
+
+The paper keeps b positive (its log-space minGRU passes h~ through g(v) = v + 0.5 for v >= 0,
+sigmoid(v) otherwise, a different function that is not this cell). Here h~ is the plain linear map
+of the sequential cell, so b may be negative: its logarithm is taken as a complex number, log|b| +
+i pi for b < 0 (Heinsen's treatment of signed values), and h_t is the real part. Cost: O(T)
+work with a cumulative sum and a cumulative log-sum-exp over t (depth log T on parallel hardware),
+in complex arithmetic: several times the FLOPs of a step; the scan pays off where steps are
+latency-bound (docs/performance.md, "Scan against loop"). Precision: the exponents a*_t reach
+about -0.7 T at this init, so a float32 scan loses about |a*_T| x 6e-8 relative (1e-4 at T ~ 2000:
+the float32 tolerance of ``harness check``); float64 agrees with the stepped reference to ~1e-13.
+An exactly zero b_t (h~ = 0) is replaced by the smallest normal number; its gradient there is 0,
+not exact.
 
 Inits: ``default`` only: every weight and bias ~ U(-1/sqrt(I), 1/sqrt(I)), torch's nn.Linear
 default for a layer from I inputs (the paper writes Linear_dh and its code uses nn.Linear), drawn
@@ -25,6 +42,35 @@ in the order weight_z, bias_z, weight_h, bias_h.
 from __future__ import annotations
 
 from harness.cell import Cell, ParamSpec, StateSpec, linear_uniform
+
+
+def log_scan(log_a, b, add=None, a_star=None):
+    """h_t = a_t * h_{t-1} + b_t (+ add_t) over the leading axis from h_0 = 0, every t at once, by
+    the log-space scan of Feng et al. 2024 / Heinsen 2023 with complex logarithms, so that b may be
+    negative or complex. ``log_a`` is log a_t, real or complex (a complex a_t rotates the state:
+    LRU's lambda), (T, ...) or broadcastable to b; ``a_star``, when given, is its cumulative sum
+    a*_t = sum_{s <= t} log a_s (computed here otherwise). Returns h (T, ...): real where b and
+    log_a are real, complex otherwise.
+
+    The scan gives h_{t-1}; the last term is added exactly, h_t = b_t + a_t h_{t-1}, so that h_1 =
+    b_1 does not depend on a_1 even in rounding (its gradient with respect to a_1 is exactly 0, as
+    the stepped cell's)."""
+    import torch
+
+    if add is not None:
+        b = b + add
+    if a_star is None:
+        a_star = log_a.cumsum(0)
+    real = not (b.is_complex() or a_star.is_complex())
+    tiny = torch.finfo(b.real.dtype if b.is_complex() else b.dtype).tiny
+    safe = torch.where(b == 0, torch.full_like(b, tiny), b)
+    if not safe.is_complex():
+        safe = safe.to(torch.complex128 if safe.dtype == torch.float64 else torch.complex64)
+    a_star, safe = a_star[:-1], safe[:-1]  # the scan up to T - 1: h_1 .. h_{T-1}
+    h = (a_star + torch.logcumsumexp(safe.log() - a_star, dim=0)).exp()
+    if real:
+        h = h.real
+    return b + log_a.exp() * torch.cat([torch.zeros_like(b[:1]), h])
 
 
 class MinGru(Cell):
@@ -45,3 +91,11 @@ class MinGru(Cell):
         z = (x @ p["weight_z"].T + p["bias_z"]).sigmoid()
         h_tilde = x @ p["weight_h"].T + p["bias_h"]
         return {"h": (1 - z) * state["h"] + z * h_tilde}
+
+    def scan(self, p, x, add=None):
+        """Every h_t at once: a_t = 1 - z_t, b_t = z_t h~_t through :func:`log_scan` (module docstring)."""
+        import torch.nn.functional as F
+
+        k = x @ p["weight_z"].T + p["bias_z"]
+        b = k.sigmoid() * (x @ p["weight_h"].T + p["bias_h"])
+        return {"h": log_scan(-F.softplus(k), b, None if add is None else add["h"])}
