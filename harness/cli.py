@@ -101,17 +101,33 @@ def _backend_cells(cls) -> list[str]:
 
 def cmd_suites(args) -> int:
     from harness import suites
-    from harness.plugins import get_registry
+    from harness.plugins import availability, get_registry
     from harness.report.console import table
 
     registry = get_registry()
     rows = []
+    in_suites: dict[str, list[str]] = {}
     for name, path in sorted(suites.available_suites().items()):
         s = suites.load(path)
         task = registry.tasks.get(s.task)
         rows.append([name, s.task, ",".join(s.cells), ",".join(map(str, s.seq_lens)),
                      task.reference if task else "task not installed", task.solved if task else "", str(path)])
+        for cell in s.cells:
+            in_suites.setdefault(cell, []).append(name)
     _print(table(["suite", "task", "cells", "T", "task source", "solved when", "path"], rows))
+    # which backends run each cell: a backend that does not is skipped for it with the reason
+    available = {name: bool(availability(cls)) for name, cls in registry.backends.items()}
+    cells = []
+    for cell in sorted(set(in_suites) | set(registry.cells), key=lambda c: (c not in registry.cells, c)):
+        if cell not in registry.cells:
+            cells.append([cell, ", ".join(in_suites[cell]), "cell not installed", ""])
+            continue
+        runs = [b for b, cls in registry.backends.items() if cell in cls.cell_names()]
+        cells.append([cell, ", ".join(in_suites.get(cell, [])) or "-",
+                      ", ".join(b for b in runs if available[b]) or "no backend available here",
+                      ", ".join(b for b in runs if not available[b]) or "-"])
+    _print(table(["cell", "in suites", "run by (here)", "run by (not available here)"], cells,
+                 title="cells and the backends that run them (others are skipped with the reason)"))
     return 0
 
 

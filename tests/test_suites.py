@@ -91,3 +91,22 @@ def test_hidden_and_batch_lists_are_axes_of_the_grid(tmp_path):
 def test_a_size_list_with_a_bad_value_names_it(tmp_path):
     with pytest.raises(HarnessError, match=r"suite.toml:\d+: hidden must be positive, got 0"):
         suites.load(write_suite(tmp_path / "s", hidden="[4, 0]"))
+
+
+def test_the_cells_suite_compares_every_built_in_cell():
+    from harness_plugins.cells import CELLS
+
+    s = suites.load(suites.resolve("cells"))
+    assert set(s.cells) == {c.name for c in CELLS} and s.task == "adding"
+    assert s.train.seeds == (0, 1, 2) and s.train.seq_lens == (100, 200)
+
+
+def test_harness_suites_says_which_backends_run_each_cell():
+    from tests.support.cli import harness
+
+    out = harness("suites", check=True).stdout
+    assert "cells and the backends that run them" in out
+    rows = {line.split()[0]: line for line in out.splitlines()[out.splitlines().index(next(
+        line for line in out.splitlines() if line.startswith("cells and the backends"))):] if line.strip()}
+    assert "torch-cpu-scan" in rows["mingru"] and "torch-cpu-scan" not in rows["lstm"]
+    assert "numba" in rows["lstm"] and "numba" not in rows["mingru"]
