@@ -175,6 +175,19 @@ def readout_forward(cell: str, params: Params, x: np.ndarray) -> np.ndarray:
     return derived.forward(cell_class(cell), params, x).y
 
 
+def readout_trajectory(cell: str, params: Params, x: np.ndarray, at: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """:func:`readout_forward`'s y_1..y_T, and the state after the first ``at`` steps (s_at, by state
+    name; s_0 = 0): where a later computation over the last steps can start instead of step 1."""
+    params = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    x = np.asarray(x, dtype=np.float64)
+    if hand_written(cell):
+        acts = forward(cell, params, x)
+        state = {"h": acts.hs[at].copy(), **({"c": acts.saved["cs"][at].copy()} if cell == "lstm" else {})}
+        return acts.hs[1:], state
+    out = derived.forward(cell_class(cell), params, x)
+    return out.y, {name: value.copy() for name, value in out.previous(at).items()}
+
+
 def forward(
     cell: str, params: Params, x: np.ndarray, h0: np.ndarray | None = None, c0: np.ndarray | None = None
 ) -> Activations:

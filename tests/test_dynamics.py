@@ -227,3 +227,25 @@ def test_the_derived_exponents_of_the_classic_cells_equal_the_hand_written_ones(
         frame, r = np.linalg.qr(pullback(t, frame.transpose(0, 2, 1)).transpose(0, 2, 1))
         logs += np.log(np.abs(np.diagonal(r, axis1=1, axis2=2)))
     np.testing.assert_allclose(np.sort(logs.mean(axis=0) / x.shape[0])[::-1], hand, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "mingru", "lru"])
+def test_exponents_from_the_window_start_equal_those_from_step_one(cell):
+    """The spectra's forward may start at the state before the Lyapunov window (grid.SeededProblem.window)
+    instead of step 1: the same trajectory, so the same exponents (to rounding: 1e-10)."""
+    from harness import suites
+    from harness.run.grid import build
+    from harness.tasks import TemporalOrderTask
+
+    suite = suites.Suite("w", "temporal_order", (cell,), (60,), batch=3, hidden=5, dtype="float64",
+                         lyapunov_steps=20)
+    problem = build(TemporalOrderTask(), cell, 60, suite, seed=1)
+    first, state = problem.window
+    assert first == 40 and state  # the state after 40 of 60 steps
+    p = problem.last_step
+    whole = lyapunov_exponents(cell, p.params, p.x, k=3, window=20)
+    windowed = lyapunov_exponents(cell, p.params, p.x, k=3, window=20, start=problem.window)
+    np.testing.assert_allclose(windowed, whole, rtol=1e-10, atol=1e-12)
+    if cell in ("lstm", "gru"):  # their Jacobians depend on the state: a wrong start state shows
+        moved = (first, {k: v + 1.0 for k, v in state.items()})
+        assert not np.allclose(lyapunov_exponents(cell, p.params, p.x, k=3, window=20, start=moved), whole)

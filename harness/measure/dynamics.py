@@ -59,18 +59,23 @@ def block_spectra(cell_name: str, params: Mapping[str, np.ndarray] | np.ndarray)
 
 
 def lyapunov_exponents(cell_name: str, params: Params, x: np.ndarray, k: int, window: int = 0,
-                       seed: int = 0) -> np.ndarray:
+                       seed: int = 0, start: tuple[int, dict[str, np.ndarray]] | None = None) -> np.ndarray:
     """The top ``k`` finite-time Lyapunov exponents (nats per step, descending) of the backward
     dynamics along the trajectory of ``x`` (T, B, I) from a zero state, averaged over the batch;
-    over the last ``window`` steps (the ones nearest the loss) when 0 < window < T."""
+    over the last ``window`` steps (the ones nearest the loss) when 0 < window < T. With ``start``
+    = (first, s_first), the state after the steps before the window (grid.SeededProblem.window), the
+    forward runs over the window only: the same trajectory for a fraction of the work at T >> window."""
     params = {name: np.asarray(v, dtype=np.float64) for name, v in params.items()}
     x = np.asarray(x, dtype=np.float64)
     steps, batch, _ = x.shape
     first = steps - window if 0 < window < steps else 0
+    state = None
+    if start is not None and start[0] == first and first > 0:
+        x, state, steps, first = x[first:], start[1], steps - first, 0
     if reference.hand_written(cell_name):
-        pullback, d = _hand_written_pullback(cell_name, params, x)
+        pullback, d = _hand_written_pullback(cell_name, params, x, state)
     else:
-        pullback, d = _derived_pullback(cell_name, params, x)
+        pullback, d = _derived_pullback(cell_name, params, x, state)
     k = min(k, d)
     frame, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((batch, d, k)))
     logs = np.zeros((batch, k))
@@ -81,11 +86,12 @@ def lyapunov_exponents(cell_name: str, params: Params, x: np.ndarray, k: int, wi
     return np.sort(logs.mean(axis=0) / (steps - first))[::-1]
 
 
-def _hand_written_pullback(cell_name: str, params: Params, x: np.ndarray):
+def _hand_written_pullback(cell_name: str, params: Params, x: np.ndarray, state: dict | None = None):
     """J_t^T v for the classic cells: the NumPy reference's one-step backward; s = h, or (h, c)."""
     hidden = params["weight_hh"].shape[1]
     has_c = cell_name == "lstm"
-    acts = reference.forward(cell_name, params, x)
+    state = state or {}
+    acts = reference.forward(cell_name, params, x, state.get("h"), state.get("c"))
 
     def pullback(t: int, columns: np.ndarray) -> np.ndarray:
         dh, dc = reference.step_vjp(cell_name, params, x, acts, t, columns[..., :hidden],
@@ -95,10 +101,10 @@ def _hand_written_pullback(cell_name: str, params: Params, x: np.ndarray):
     return pullback, (2 if has_c else 1) * hidden
 
 
-def _derived_pullback(cell_name: str, params: Params, x: np.ndarray):
+def _derived_pullback(cell_name: str, params: Params, x: np.ndarray, state: dict | None = None):
     """J_t^T v for any cell: autograd of its step (derived.step_vjp); s = its state tensors in order."""
     layer = cell(cell_name)
-    out = derived.forward(layer, params, x)
+    out = derived.forward(layer, params, x, state)
     sizes = {name: states.shape[2] for name, states in out.states.items()}
     offsets = np.cumsum([0, *sizes.values()])
 
@@ -126,7 +132,8 @@ def predicted_decay_rate(exponents: np.ndarray) -> float:
     return -float(exponents[0]) / math.log(10.0) if len(exponents) else math.nan
 
 
-def explanation(cell_name: str, draws: list[tuple[Params, np.ndarray]], k: int, window: int = 0) -> dict:
+def explanation(cell_name: str, draws: list[tuple[Params, np.ndarray]], k: int, window: int = 0,
+                starts: list[tuple[int, dict[str, np.ndarray]]] | None = None) -> dict:
     """What explains a gradient profile averaged over ``draws`` (the parameters and inputs of each
     seed): the recurrent matrix's spectra, the closed-form decay rate where the cell has one and, for
     ``k`` > 0, the top-k exponents over the last ``window`` steps (0: all), as the fields of
@@ -140,5 +147,7 @@ def explanation(cell_name: str, draws: list[tuple[Params, np.ndarray]], k: int, 
         fields["closed_form_decay_rate"] = float(np.mean(closed))
     if not k:
         return fields
-    exponents = np.mean([lyapunov_exponents(cell_name, params, x, k, window) for params, x in draws], axis=0)
+    starts = starts or [None] * len(draws)  # each draw's window start (lyapunov_exponents), where known
+    exponents = np.mean([lyapunov_exponents(cell_name, params, x, k, window, start=start)
+                         for (params, x), start in zip(draws, starts)], axis=0)
     return {**fields, "lyapunov": tuple(exponents.tolist()), "predicted_decay_rate": predicted_decay_rate(exponents)}

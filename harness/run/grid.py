@@ -62,6 +62,9 @@ class SeededProblem:
     last_step: Problem  # upstream gradient of the loss on the last step only (gradient profile)
     loss_init: float  # task loss at initialisation
     baseline: float  # the task's memoryless baseline
+    # (first, s_first): the float64 state after the steps before the suite's Lyapunov window, from
+    # which the spectra's forward starts instead of step 1 (measure/dynamics.py); (0, {}) for all steps
+    window: tuple[int, dict[str, np.ndarray]] = (0, {})
 
 
 def readout_params(hidden: int, outputs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -101,21 +104,25 @@ def _build(task: Task, cell: str, seq_len: int, suite: Suite, seed: int) -> Seed
     batch = task.generate(seq_len, suite.batch, rng)
     params = init_params(cell, task.input_size, suite.hidden, rng, suite.init, steps=task.steps(seq_len))
     w_y, b_y = readout_params(suite.hidden, task.output_size, rng)
+    # The float64 forward runs the network the backends are given: the parameters in the suite's dtype.
+    cast = {name: value.astype(suite.dtype) for name, value in params.items()}
+    x = batch.x.astype(suite.dtype)
+    steps, window = batch.x.shape[0], suite.lyapunov_steps
+    first = steps - window if 0 < window < steps else 0
     try:
-        h = reference.readout_forward(cell, params, batch.x)
+        h, start = reference.readout_trajectory(cell, cast, x, first)
     except HarnessError as exc:  # a cell plugin's step that fails on this data: named with its plugin
         where = from_plugin(cell)
         raise HarnessError(f"{exc}{where}" if where not in str(exc) else str(exc)) from None
     y = h @ w_y.T + b_y
     loss, dy = task.loss(y, batch)
     _, dy_last = task.loss(y, batch, last_only=True)
-    cast = {name: value.astype(suite.dtype) for name, value in params.items()}
-    x = batch.x.astype(suite.dtype)
     return SeededProblem(
         timed=Problem(cell, cast, x, (dy @ w_y).astype(suite.dtype)),
         last_step=Problem(cell, cast, x, (dy_last @ w_y).astype(suite.dtype)),
         loss_init=loss,
         baseline=task.baseline(seq_len),
+        window=(first, start),
     )
 
 

@@ -221,11 +221,11 @@ def _explain_gradients(data: RunResults, task, bar: GridProgress, save: Callable
     bar.add(len(where))
     for (cell, seq_len, hidden, batch, init), indices in where.items():
         at = suite.at(hidden, batch, init)
-        draws = [build(task, cell, seq_len, at, seed, problems).last_step for seed in at.seeds]
+        built = [build(task, cell, seq_len, at, seed, problems) for seed in at.seeds]
         with threadpool_limits(limits=suite.threads):  # the run's thread count: NumPy's default of every
             # core oversubscribes a loaded machine, and small GEMMs then run many times slower
-            fields = dynamics.explanation(cell, [(p.params, p.x) for p in draws], suite.lyapunov,
-                                          suite.lyapunov_steps)
+            fields = dynamics.explanation(cell, [(b.last_step.params, b.last_step.x) for b in built],
+                                          suite.lyapunov, suite.lyapunov_steps, [b.window for b in built])
         for i in indices:
             point = data.points[i]
             data.points[i] = dataclasses.replace(point, gradient=dataclasses.replace(point.gradient, **fields))
