@@ -165,3 +165,24 @@ def test_check_of_an_unavailable_backend_says_why(plugin_dir):
     add_distribution(plugin_dir, "nowhere", {"nowhere_plugin": UNAVAILABLE_PLUGIN}, {"nowhere": "nowhere_plugin"})
     result = harness("check", "nowhere")
     assert result.returncode == 1 and "unavailable here: needs a quantum computer" in result.stdout
+
+
+def test_parametrize_with_checks_of_a_cell_gives_one_test_per_check():
+    """A cell plugin's tests are one decorator: the contract, each init's finite differences, and
+    each (backend, dtype) that runs the installed cell (one skipped test while it is not installed)."""
+    pytest.importorskip("torch")
+    from harness.cells import cell_class
+    from harness.testing import parametrize_with_checks
+    from tests.test_check_cell import ForgetsSameStepPath
+
+    def ids(cls) -> list[str]:
+        return [p.id for p in parametrize_with_checks(cls).args[1]]
+
+    mingru = ids(cell_class("mingru"))
+    assert mingru[:2] == ["contract", "finite-differences-default"]
+    assert {"torch-cpu-float32", "torch-cpu-float64"} <= set(mingru) and "numpy-float64" not in mingru
+    assert ids(ForgetsSameStepPath) == ["contract", "finite-differences-default", "backends"]
+    skipped = parametrize_with_checks(ForgetsSameStepPath).args[1][-1]
+    assert "is not installed" in skipped.marks[0].kwargs["reason"]
+    contract = parametrize_with_checks(cell_class("lru")).args[1][0].values[0]
+    contract()  # passes
