@@ -194,3 +194,12 @@ def test_options_of_the_other_form_are_refused(capsys):
     assert code == 2 and "unknown backend 'numba'; backends that run cell mingru:" in err
     code, _, err = _main(capsys, "check", "mingru", "--cell", "lstm")
     assert code == 2 and "name one thing to check" in err
+
+
+def test_harness_check_of_a_broken_cell_exits_1_with_the_reason(capsys, monkeypatch):
+    monkeypatch.setitem(get_registry().cells, "broken_backward", BrokenBackward)
+    code, out, _ = _main(capsys, "check", "broken_backward")
+    assert code == 1
+    assert "dL/dW derived vs finite differences" in out and "FAIL" in out
+    assert "no backend checked: the cell failed its own checks" in out
+    assert out.rstrip().splitlines()[-1].startswith("broken_backward: ") and "cell checks FAILED" in out
