@@ -21,7 +21,7 @@ from tests.support.suites import write_suite
 
 #: Timeout of a point in the failure tests: a tiny point takes well under a second, so 20 s leaves
 #: room for a loaded machine while the hanging point does not hold the suite up for long.
-HANG_TIMEOUT = "20"
+HANG_TIMEOUT = "10"  # seconds: a tiny numpy point takes well under one, even on a loaded machine
 
 @pytest.fixture
 def misbehaving(plugin_dir):

@@ -204,6 +204,13 @@ class GridProgress:
                 f"training {job.label()}: iteration {training.eval_iterations[-1]}/{job.suite.train.iterations}, "
                 f"eval loss / baseline {training.final_ratio:.3f}"))
 
+    def note(self, what: str) -> None:
+        """Say what the run is doing between points (building problems, say)."""
+        if self._progress is not None:
+            self._progress.update(self._task, description=what)
+        elif self.enabled:
+            self._console.print(what, markup=False)
+
     def add(self, count: int) -> None:
         """``count`` more steps than planned (a later timing round)."""
         self.total += count

@@ -83,8 +83,7 @@ def build(task: Task, cell: str, seq_len: int, suite: Suite, seed: int, folder: 
     """
     if folder is None:
         return _build(task, cell, seq_len, suite, seed)
-    key = (task.name, cell, seq_len, suite.hidden, suite.batch, suite.init, suite.dtype, seed)
-    path = Path(folder) / (hashlib.sha256(repr(key).encode()).hexdigest()[:32] + ".pickle")
+    path = _path(folder, task.name, cell, seq_len, suite, seed)
     try:
         with open(path, "rb") as f:
             return pickle.load(f)
@@ -97,6 +96,43 @@ def build(task: Task, cell: str, seq_len: int, suite: Suite, seed: int, folder: 
             pickle.dump(problem, f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(scratch, path)  # whole or not at all, for a worker reading it at the same time
     return problem
+
+
+def _path(folder: str, task: str, cell: str, seq_len: int, suite: Suite, seed: int) -> Path:
+    """Where :func:`build` keeps a problem: named by everything the problem depends on."""
+    key = (task, cell, seq_len, suite.hidden, suite.batch, suite.init, suite.dtype, suite.lyapunov_steps, seed)
+    return Path(folder) / (hashlib.sha256(repr(key).encode()).hexdigest()[:32] + ".pickle")
+
+
+def build_ahead(task: Task, points: list[tuple[str, int, Suite, int]], folder: str, processes: int) -> None:
+    """Build the problems of ``points`` (cell, T, the point's suite, seed) into ``folder`` before any
+    timing starts, ``processes`` at a time: nothing is timed yet, so every CPU may work, and the
+    workers then only read them (:func:`build`). A problem that fails to build is left to the point
+    that needs it, which records why."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    todo = {_path(folder, task.name, cell, T, suite, seed): (cell, T, suite, seed) for cell, T, suite, seed in points}
+    ordered = sorted(todo.values(), key=lambda point: -point[1])  # the longest first: the pool ends together
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_one_blas_thread) as pool:
+        futures = [pool.submit(_build_into, task.name, cell, T, suite, seed, folder)
+                   for cell, T, suite, seed in ordered]
+        for future in futures:
+            with contextlib.suppress(Exception):  # BrokenProcessPool too: the points build their own
+                future.result()
+
+
+def _one_blas_thread() -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)  # one process per CPU: BLAS threads on top would oversubscribe them
+
+
+def _build_into(task_name: str, cell: str, seq_len: int, suite: Suite, seed: int, folder: str) -> None:
+    from harness.plugins import get_registry
+
+    build(get_registry().task(task_name), cell, seq_len, suite, seed, folder)
 
 
 def _build(task: Task, cell: str, seq_len: int, suite: Suite, seed: int) -> SeededProblem:

@@ -21,8 +21,8 @@ from harness.record import provenance, results
 from harness.record.results import (INTERRUPTED, OK, SKIPPED, BackendStatus, PointResult,
                                     RunResults)
 from harness.report.console import GridProgress
-from harness.run.executor import Executor, LocalExecutor
-from harness.run.grid import PointJob, vet_cell
+from harness.run.executor import Executor, LocalExecutor, allowed_cpus
+from harness.run.grid import PointJob, build_ahead, vet_cell
 from harness.suites import Suite
 
 
@@ -165,6 +165,12 @@ def run_suite(
                             record(PointResult(name, cell, job.seq_len, suite.dtype, status, reason=reason,
                                                seed=job.seed, hidden=job.suite.hidden, batch=job.suite.batch,
                                                init=job.suite.init, clip=job.suite.clip if mode == "train" else None))
+            if jobs and problems and isinstance(executor, LocalExecutor):  # its workers read this folder
+                seeds = suite.seeds if "gradient" in suite.metrics else suite.seeds[:1]
+                points = [(job.cell, job.seq_len, job.suite, seed) for job in jobs for seed in seeds]
+                processes = len(allowed_cpus())
+                bar.note(f"building the grid's problems (float64 reference) on {processes} CPUs")
+                build_ahead(task, points, problems, processes)
             if jobs:
                 bar.start(jobs[0])
 
