@@ -2,6 +2,7 @@
 installed like a user would: its own tests pass, harness lists it, checks it and runs it."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -24,10 +25,12 @@ def cornn_site(tmp_path_factory):
 def test_the_examples_own_tests_pass(cornn_site):
     result = run_pytest(EXAMPLE / "tests", cornn_site)
     assert result.returncode == 0, result.stdout
-    # per cell: contract, finite differences (default init), torch-cpu x 2 dtypes, torch-cuda x 2 (run
-    # or skipped); then the authors' cell x 2, the init bounds, the oscillator's Jacobian
+    # per cell (cornn, cornn_psmnist): the contract, the default init's finite differences and each
+    # backend x dtype that runs it (torch-cpu; torch-cuda runs or is skipped); then the authors' cell
+    # for each, the init bounds and the oscillator's Jacobian: at least 12 run and pass
     out = result.stdout
-    assert "failed" not in out and ("12 passed, 4 skipped" in out or "16 passed" in out), out
+    passed = re.search(r"(\d+) passed", out)
+    assert "failed" not in out and passed and int(passed[1]) >= 12, out
 
 
 def test_cornn_is_listed_checked_and_run(cornn_site, tmp_path):
