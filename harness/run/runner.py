@@ -214,29 +214,45 @@ def _explain_gradients(data: RunResults, task, bar: GridProgress, save: Callable
                        problems: str | None) -> None:
     """W_hh's spectra and the top Lyapunov exponents beside every gradient profile (measure/dynamics.py).
     They depend on the cell, weights and data, not on the backend: the core computes them once per
-    point of the grid, in float64, from the very problems the backends were given."""
-    from threadpoolctl import threadpool_limits
+    point of the grid, in float64, from the very problems the backends were given, on every CPU (no
+    timing runs any more) and one BLAS thread per process."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from harness.measure import dynamics
-    from harness.run.grid import build
+    from harness.run.grid import _one_blas_thread
 
     suite, where = data.suite, {}
     for i, p in enumerate(data.points):
         if p.status == OK and p.gradient is not None:
             where.setdefault((p.cell, p.seq_len, p.hidden, p.batch, p.init), []).append(i)
+    if not where:
+        return
     bar.add(len(where))
-    for (cell, seq_len, hidden, batch, init), indices in where.items():
-        at = suite.at(hidden, batch, init)
-        built = [build(task, cell, seq_len, at, seed, problems) for seed in at.seeds]
-        with threadpool_limits(limits=suite.threads):  # the run's thread count: NumPy's default of every
-            # core oversubscribes a loaded machine, and small GEMMs then run many times slower
-            fields = dynamics.explanation(cell, [(b.last_step.params, b.last_step.x) for b in built],
-                                          suite.lyapunov, suite.lyapunov_steps, [b.window for b in built])
-        for i in indices:
-            point = data.points[i]
-            data.points[i] = dataclasses.replace(point, gradient=dataclasses.replace(point.gradient, **fields))
-        bar.advance(dataclasses.replace(data.points[indices[0]], backend="core"), "spectra and Lyapunov exponents")
-        save()
+    with ProcessPoolExecutor(min(len(where), len(allowed_cpus())), initializer=_one_blas_thread,
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_explanation, task.name, cell, seq_len, suite.at(hidden, batch, init), problems):
+                   (cell, seq_len, hidden, batch, init)
+                   for cell, seq_len, hidden, batch, init in sorted(where, key=lambda key: -key[1])}
+        for future in as_completed(futures):
+            indices = where[futures[future]]
+            fields = future.result()
+            for i in indices:
+                point = data.points[i]
+                data.points[i] = dataclasses.replace(point, gradient=dataclasses.replace(point.gradient, **fields))
+            bar.advance(dataclasses.replace(data.points[indices[0]], backend="core"),
+                        "spectra and Lyapunov exponents")
+            save()
+
+
+def _explanation(task_name: str, cell: str, seq_len: int, at: Suite, problems: str | None) -> dict:
+    """One point's spectra and exponents (in a process of the pool of :func:`_explain_gradients`)."""
+    from harness.measure import dynamics
+    from harness.run.grid import build
+
+    task = get_registry().task(task_name)
+    built = [build(task, cell, seq_len, at, seed, problems) for seed in at.seeds]
+    return dynamics.explanation(cell, [(b.last_step.params, b.last_step.x) for b in built], at.lyapunov,
+                                at.lyapunov_steps, [b.window for b in built])
 
 
 def _timing_round(executor: Executor, data: RunResults, round_: int, bar: GridProgress,
