@@ -32,7 +32,7 @@ def _positive(kind: str, cast=float):
     return parse
 
 
-def _csv(kind: str, cast=str):
+def _csv(kind: str, cast=str, minimum: float | None = None):
     def parse(text: str):
         try:
             values = tuple(cast(v.strip()) for v in text.split(",") if v.strip())
@@ -40,6 +40,8 @@ def _csv(kind: str, cast=str):
             raise argparse.ArgumentTypeError(f"{kind} must be a comma-separated list, got {text!r}") from None
         if not values:
             raise argparse.ArgumentTypeError(f"{kind} must list at least one value, got {text!r}")
+        if minimum is not None and any(not v >= minimum for v in values):
+            raise argparse.ArgumentTypeError(f"{kind} must be at least {minimum:g}, got {text!r}")
         return values
 
     return parse
@@ -138,7 +140,11 @@ def _grid(args, mode: str):
     from harness.plugins import get_registry
     from harness.run import runner
 
+    if args.backends.strip() != "all" and not [n for n in args.backends.split(",") if n.strip()]:
+        raise HarnessError(f"--backends must name at least one backend, got {args.backends!r}; installed "
+                           f"backends: {', '.join(sorted(get_registry().backends)) or 'none'} (or 'all')")
     suite = suites.load(args.suite)
+    _check_threads(args)
     for cell in args.cells or ():
         get_registry().cell_class(cell)  # one line naming the known cells
     for option, values in (("--seq-lens", args.seq_lens), ("--hidden", args.hidden),
@@ -166,6 +172,19 @@ def _grid(args, mode: str):
         suite = suite.with_overrides(seq_lens=args.seq_lens, repeat=args.repeat, budget=args.budget,
                                      timeout=args.timeout, rounds=args.rounds, compile_repeat=args.compile_repeat)
     return suite, runner.select_backends(args.backends)
+
+
+def _check_threads(args) -> None:
+    """--threads at most this machine's CPU count (the CPUs the run may use), unless --oversubscribe;
+    a cluster's workers (--scheduler) run on other machines, whose CPUs are not counted here."""
+    from harness.run.executor import allowed_cpus
+
+    if args.threads is None or getattr(args, "scheduler", None) or args.oversubscribe:
+        return
+    cpus = len(allowed_cpus())
+    if args.threads > cpus:
+        raise HarnessError(f"--threads {args.threads} is more than the {cpus} CPU(s) this run may use; "
+                           f"use at most {cpus}, or add --oversubscribe to run more threads than CPUs anyway")
 
 
 EXECUTORS = ("local", "dask")
@@ -200,8 +219,11 @@ def _run_and_record(args, mode: str) -> int:
     from harness.report import console
     from harness.run import runner
 
+    from harness.record.provenance import machine_name
+
     if args.label is not None:
         check_name("label", args.label)  # before measuring anything: it becomes a folder name
+    machine_name()  # $HARNESS_MACHINE, or the host name: it becomes the asv machine's folder
     suite, backends = _grid(args, mode)
     if getattr(args, "remeasure_peak", False):
         import os
@@ -212,7 +234,7 @@ def _run_and_record(args, mode: str) -> int:
     conf = asvdb.load_config(results_dir=args.results_dir)
     with _executor(args) as executor:
         run = runner.run_suite(suite, backends, results_dir=conf.results_dir, output=args.output,
-                               progress=not args.quiet, mode=mode, executor=executor)
+                               progress=not args.quiet, mode=mode, executor=executor, force=args.force)
     _print(console.summary(run.results))
     counts = run.results.counts
     print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped -> {run.path}")
@@ -227,7 +249,7 @@ def _run_and_record(args, mode: str) -> int:
         where = f"cold {c.cold_s:.3g} s, warm {c.warm_s:.3g} s" if c.status == "ok" else f"failed: {c.reason}"
         print(f"compile time {c.backend} {c.cell} {c.dtype}: {where}")
     if not args.no_asv:
-        _record_into_asv(run.results, conf, args.label)
+        _record_into_asv(run.results, conf, args.label, run.path)
     if run.interrupted:
         print("interrupted: every finished point was kept", file=sys.stderr)
         return 130
@@ -250,7 +272,7 @@ def cmd_record(args) -> int:
     if args.label is not None:
         check_name("label", args.label)
     _record_into_asv(_read_results_file(args.results_file), asvdb.load_config(results_dir=args.results_dir),
-                     args.label)
+                     args.label, args.results_file)
     return 0
 
 
@@ -269,10 +291,13 @@ def _read_results_file(text: str):
         raise HarnessError(f"not a harness results file: {exc}") from None
 
 
-def _record_into_asv(run, conf, label: str | None) -> None:
+def _record_into_asv(run, conf, label: str | None, source) -> None:
     from harness.record import asvdb
 
-    written = asvdb.record_run(run, conf, label=label)
+    try:
+        written = asvdb.record_run(run, conf, label=label)
+    except asvdb.MalformedRun as exc:  # the file's fault, not the database's: the database is untouched
+        raise HarnessError(f"malformed results file {source}: {exc}; the asv database was not changed") from None
     label = asvdb.label_for(run.provenance, label)
     where = f"under label {label!r} (kept out of the history graphs)" if label else "as a history point"
     print(f"recorded into asv {where}: {', '.join(map(str, written))}")
@@ -300,6 +325,9 @@ def cmd_compare(args) -> int:
     from harness.report import compare
     from harness.suites import REGRESSION_TIMING
 
+    for which, spec in (("before", args.before), ("after", args.after)):
+        if not spec.strip():
+            raise HarnessError(f"compare: {which} is empty; give a commit prefix or a label")
     results_dir = asvdb.load_config(results_dir=args.results_dir).results_dir
     changes = compare.compare(results_dir, args.before, args.after, factor=args.factor, normalize=not args.raw)
     _print(compare.compare_report(changes, only_changed=args.only_changed))
@@ -421,9 +449,12 @@ def _add_grid_options(p: argparse.ArgumentParser, seq_lens: str) -> None:
                    help="override the initialisations, e.g. default,orthogonal=1.5,forget_bias=1: an axis "
                         "(docs/metrics.md, 'Initialisations')")
     p.add_argument("--threads", type=_positive("--threads", int),
-                   help="threads for BLAS, numba and torch (default: the suite's)")
+                   help="threads for BLAS, numba and torch (default: the suite's); at most the CPU count")
+    p.add_argument("--oversubscribe", action="store_true",
+                   help="allow --threads above this machine's CPU count (the threads then share the CPUs)")
     _add_results_dir(p)
-    p.add_argument("--output", help="results file (default: RESULTS_DIR/runs/SUITE-TIMESTAMP.json)")
+    p.add_argument("--output", help="results file, a new path (default: RESULTS_DIR/runs/SUITE-TIMESTAMP.json)")
+    p.add_argument("--force", action="store_true", help="let --output replace an existing results file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--label", help="record into asv under this label, outside the history graphs "
                                    "(default: a label only for a dirty or untracked tree)")
@@ -498,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "snapshots and W_hh spectra while it learns, time per iteration.")
     _add_grid_options(p, "the [train] sequence lengths")
     p.add_argument("--iterations", type=_positive("--iterations", int), help="training iterations (default: [train])")
-    p.add_argument("--seeds", type=_csv("--seeds", int), help="seeds, e.g. 0,1,2 (default: [train] seeds)")
+    p.add_argument("--seeds", type=_csv("--seeds", int, minimum=0), help="seeds, e.g. 0,1,2 (default: [train] seeds)")
     p.add_argument("--clip", type=_csv("--clip", float),
                    help="gradient-norm clipping thresholds, 0 = off; several make an axis, e.g. 0,1 (default: [train])")
     p.add_argument("--share-cpus", action="store_true",

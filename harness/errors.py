@@ -7,6 +7,9 @@ from collections.abc import Iterable
 #: Names that become file or folder names (suites, labels): letters, digits, '.', '_' and '-', starting
 #: with a letter or digit, so that none can climb out of the results directory or be absolute.
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+#: Version strings that become part of a file name (python, numpy, torch: the asv environment name): a
+#: safe name that may also hold '+', as PEP 440 local versions do (torch 2.3.0+cpu).
+SAFE_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]{0,99}")
 
 
 class HarnessError(Exception):
@@ -34,9 +37,11 @@ def check_choice(kind: str, value: str, valid: Iterable[str], valid_label: str |
     return value
 
 
-def check_name(kind: str, value: str) -> str:
-    """Return ``value`` if it is a safe file name (:data:`SAFE_NAME`), else a one-line error."""
-    if not isinstance(value, str) or not SAFE_NAME.fullmatch(value):
-        raise HarnessError(f"invalid {kind} {value!r}: use letters, digits, '.', '_' and '-', starting with a letter "
-                           f"or digit (it becomes a file name)")
+def check_name(kind: str, value: str, version: bool = False) -> str:
+    """Return ``value`` if it is a safe file name (:data:`SAFE_NAME`; :data:`SAFE_VERSION` for a
+    ``version``), else a one-line error."""
+    pattern, plus = (SAFE_VERSION, "'+', ") if version else (SAFE_NAME, "")
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise HarnessError(f"invalid {kind} {value!r}: use letters, digits, '.', {plus}'_' and '-', starting with a "
+                           f"letter or digit (it becomes a file name)")
     return value

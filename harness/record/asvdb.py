@@ -19,10 +19,12 @@ import copy
 import dataclasses
 import datetime as dt
 import hashlib
+import html
 import itertools
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -218,9 +220,16 @@ def _benchmark(suite: Suite, metric: Metric, params: list[list[str]]) -> dict:
     }
 
 
+def _text(value: Any) -> str:
+    """Free text (a CPU or GPU model, the OS) as asv shows it: escaped, since asv's machine tooltip
+    renders machine.json as HTML (``html.escape`` leaves ordinary model names unchanged)."""
+    return html.escape(str(value), quote=True)
+
+
 def machine_info(prov: dict) -> dict:
-    return {"machine": prov["machine"], "os": prov["os"], "arch": prov["arch"], "cpu": prov["cpu"],
-            "num_cpu": str(prov["cpu_count"]), "ram": _ram(), "gpu": prov.get("gpu") or ""}
+    return {"machine": check_name("machine name", prov["machine"]), "os": _text(prov["os"]),
+            "arch": _text(prov["arch"]), "cpu": _text(prov["cpu"]), "num_cpu": str(prov["cpu_count"]),
+            "ram": _text(_ram()), "gpu": _text(prov.get("gpu") or "")}
 
 
 def _ram() -> str:
@@ -232,9 +241,62 @@ def _ram() -> str:
 
 
 def env_name(prov: dict) -> str:
+    """The asv environment: part of a results file's name, so every version in it is checked."""
     libs = prov["libraries"]
+    check_name("python version", prov["python"], version=True)
+    for n in ("numpy", "torch", "numba"):
+        if libs.get(n):
+            check_name(f"{n} version", libs[n], version=True)
     parts = [f"py{prov['python']}"] + [f"{n}{libs[n]}" for n in ("numpy", "torch", "numba") if libs.get(n)]
-    return "harness-" + "-".join(parts) + f"-threads{prov['threads']}"
+    return "harness-" + "-".join(parts) + f"-threads{int(prov['threads'])}"
+
+
+class MalformedRun(HarnessError):
+    """A results file whose provenance cannot be recorded (a field missing, of the wrong type, or a
+    name that would become an unsafe path): nothing of the asv database is touched."""
+
+
+_PROVENANCE_TEXT = ("os", "arch", "cpu")
+
+
+def check_provenance(prov: Any) -> None:
+    """What :func:`_record` reads of a run's provenance, checked before the database is opened:
+    a :class:`MalformedRun` names the field and the problem."""
+    def bad(field: str, problem: str) -> MalformedRun:
+        return MalformedRun(f"provenance.{field} {problem}")
+
+    if not isinstance(prov, dict):
+        raise MalformedRun(f"provenance is not an object ({type(prov).__name__})")
+    for key in ("machine", *_PROVENANCE_TEXT, "python", "cpu_count", "libraries", "threads", "git"):
+        if key not in prov:
+            raise bad(key, "is missing")
+    for key in ("machine", *_PROVENANCE_TEXT, "python"):
+        if not isinstance(prov[key], str):
+            raise bad(key, f"must be text, got {prov[key]!r:.80}")
+    if prov.get("gpu") is not None and not isinstance(prov["gpu"], str):
+        raise bad("gpu", f"must be text or null, got {prov['gpu']!r:.80}")
+    for key in ("cpu_count", "threads"):
+        if isinstance(prov[key], bool) or not isinstance(prov[key], int) or prov[key] < 1:
+            raise bad(key, f"must be a positive integer, got {prov[key]!r:.80}")
+    libs = prov["libraries"]
+    if not isinstance(libs, dict) or not all(isinstance(v, str) or v is None for v in libs.values()):
+        raise bad("libraries", "must map library names to version text or null")
+    git = prov["git"]
+    if not isinstance(git, dict) or not {"commit", "commit_date_ms", "dirty"} <= set(git):
+        raise bad("git", "must be an object with commit, commit_date_ms and dirty")
+    if git["commit"] is not None and not (isinstance(git["commit"], str) and _COMMIT.fullmatch(git["commit"])):
+        raise bad("git.commit", f"must be a hexadecimal commit hash or null, got {git['commit']!r:.80}")
+    date = git["commit_date_ms"]
+    if date is not None and (isinstance(date, bool) or not isinstance(date, int)):
+        raise bad("git.commit_date_ms", f"must be an integer or null, got {date!r:.80}")
+    try:
+        check_name("machine name", prov["machine"])
+        env_name(prov)
+    except HarnessError as exc:
+        raise MalformedRun(f"provenance: {exc}") from None
+
+
+_COMMIT = re.compile(r"[0-9a-f]{7,64}")
 
 
 def _run_params(prov: dict) -> dict:
@@ -318,9 +380,25 @@ def record_run(run: RunResults, conf, label: str | None = None) -> list[Path]:
     replace their old values, every other point keeps its value, samples and statistics (asv's
     own ``selected_idx`` merge). Each file is replaced atomically.
     """
+    check_provenance(run.provenance)  # a malformed results file is not a damaged database
+    for name, prov in run.machines.items():
+        where = f"machines[{name!r}]"
+        if not isinstance(prov, dict):
+            raise MalformedRun(f"{where} is not an object")
+        try:
+            check_provenance({**run.provenance, **prov})
+        except MalformedRun as exc:
+            raise MalformedRun(f"{where}: {exc}") from None
+    try:
+        dt.datetime.fromisoformat(run.started_at)
+    except (TypeError, ValueError):
+        raise MalformedRun(f"started_at {run.started_at!r:.80} is not an ISO date and time") from None
+    parts = run.by_machine().values()
+    for part in parts:
+        check_provenance(part.provenance)
     with database_lock(conf.results_dir):
         try:
-            return [_record(part, conf, label) for part in run.by_machine().values()]
+            return [_record(part, conf, label) for part in parts]
         except (ValueError, KeyError, TypeError) as exc:  # a truncated or hand-edited database file
             raise HarnessError(f"the asv database in {conf.results_dir} is damaged ({type(exc).__name__}: {exc}); "
                                f"repair or remove the file, then `harness record RUN.json`") from None

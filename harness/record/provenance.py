@@ -121,7 +121,15 @@ def cpu_peak(threads: int) -> dict[str, float]:
 
 
 def machine_name() -> str:
-    return os.environ.get(MACHINE_ENV) or platform.node()
+    """``$HARNESS_MACHINE``, else the host name: checked, since it becomes the asv machine's folder."""
+    from harness.errors import HarnessError, check_name
+
+    given = os.environ.get(MACHINE_ENV)
+    try:
+        return check_name("machine name", given or platform.node())
+    except HarnessError as exc:
+        where = f"${MACHINE_ENV}" if given else f"the host name; set ${MACHINE_ENV} to name this machine"
+        raise HarnessError(f"{exc} ({where})") from None
 
 
 def collect(threads: int) -> dict:
