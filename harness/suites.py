@@ -357,7 +357,7 @@ def _timing(table: dict, file, text: str) -> Timing:
         if key in table and not 0 < table[key] < math.inf:  # NaN compares False
             raise HarnessError(f"{file}:{_line_of(text, 'timing.' + key)}: timing.{key} must be positive and finite, "
                                f"got {table[key]!r}")
-    if "threshold" in table and table["threshold"] < 0:
-        raise HarnessError(f"{file}:{_line_of(text, 'timing.threshold')}: timing.threshold must not be negative, "
-                           f"got {table['threshold']!r}")
+    if "threshold" in table and not 0 <= table["threshold"] < math.inf:  # NaN compares False
+        raise HarnessError(f"{file}:{_line_of(text, 'timing.threshold')}: timing.threshold must be non-negative "
+                           f"and finite, got {table['threshold']!r}")
     return Timing(**table)

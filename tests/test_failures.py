@@ -8,6 +8,7 @@ import stat
 import pytest
 
 from tests.support.cli import harness, one_line_error
+from tests.support.plugins import add_distribution
 from tests.support.suites import write_suite
 
 
@@ -35,6 +36,8 @@ def test_a_port_out_of_range_is_a_usage_error():
     (b'task = "copy"\ncells = ["lstm"]\nseq_lens = [10]\n[timing]\nrounds = 0\n',
      "suite.toml:5: timing.rounds must be positive and finite, got 0"),
     (b'task = "copy"\ncells = ["lstm"]\nseq_lens = [10]\nseeds = [-1]\n', "suite.toml:4: seeds must be non-negative"),
+    (b'task = "copy"\ncells = ["lstm"]\nseq_lens = [10]\n[timing]\nthreshold = nan\n',
+     "suite.toml:5: timing.threshold must be non-negative and finite, got nan"),
 ])
 def test_bad_suite_files_are_one_line_errors(tmp_path, content, expected):
     (tmp_path / "bad").mkdir()
@@ -90,3 +93,87 @@ def test_results_files_follow_the_users_umask(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["run", "long_range", "--backends", ","], "--backends must name at least one backend, got ','; installed "
+                                                "backends: "),
+    (["run", "long_range", "--backends", ""], "--backends must name at least one backend, got ''; installed "
+                                               "backends: "),
+    (["train", "adding", "--seeds=-1"], "--seeds must be at least 0, got '-1'"),
+    (["compare", "", ""], "compare: before is empty; give a commit prefix or a label"),
+    (["compare", "abc", " "], "compare: after is empty"),
+])
+def test_empty_and_out_of_range_values_are_one_line_errors(args, expected):
+    line = one_line_error(harness(*args))
+    assert expected in line
+    if "--backends" in args:
+        assert "numpy" in line  # the installed backends are named
+
+
+def test_more_threads_than_cpus_needs_oversubscribe(tmp_path):
+    cpus = len(os.sched_getaffinity(0))
+    suite = str(write_suite(tmp_path / "s"))
+    line = one_line_error(harness("run", suite, "--backends", "numpy", "--threads", str(cpus + 1),
+                                  "--results-dir", str(tmp_path / "r")))
+    assert f"--threads {cpus + 1} is more than the {cpus} CPU(s) this run may use" in line
+    assert "--oversubscribe" in line and not (tmp_path / "r").exists()
+    out = tmp_path / "run.json"
+    ran = harness("run", suite, "--backends", "numpy", "--threads", str(cpus + 1), "--oversubscribe", "--no-asv", "-q",
+                  "--output", str(out))
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(out.read_text())["provenance"]["threads"] == cpus + 1
+
+
+def test_a_malformed_results_file_is_not_called_a_damaged_database(tmp_path):
+    out = tmp_path / "run.json"
+    harness("run", str(write_suite(tmp_path / "s")), "--backends", "numpy", "--no-asv", "-q", "--output", str(out),
+            check=True)
+    data = json.loads(out.read_text())
+    del data["provenance"]["machine"]
+    data["provenance"]["libraries"] = ["numpy"]
+    out.write_text(json.dumps(data))
+    line = one_line_error(harness("record", str(out), "--results-dir", str(tmp_path / "results")))
+    assert f"malformed results file {out}: provenance.machine is missing" in line
+    assert "damaged" not in line and "the asv database was not changed" in line
+    data["provenance"]["machine"] = "box"
+    out.write_text(json.dumps(data))
+    line = one_line_error(harness("record", str(out), "--results-dir", str(tmp_path / "results")))
+    assert "provenance.libraries must map library names to version text or null" in line
+    assert not (tmp_path / "results" / "benchmarks.json").exists()
+
+
+HUGE_MESSAGE = """
+from harness import hookimpl
+from harness_plugins.numpy_backend import NumpyBackend
+HARNESS_PLUGIN_API = 2
+class Verbose(NumpyBackend):
+    name = "verbose"
+    def forward(self):
+        raise RuntimeError("start " + "x" * 20_000_000 + " end")
+@hookimpl
+def harness_backends():
+    return [Verbose]
+"""
+
+
+def test_a_20_mb_failure_reason_is_capped_with_a_note(plugin_dir, tmp_path):
+    add_distribution(plugin_dir, "verbose", {"verbose_plugin": HUGE_MESSAGE}, {"verbose": "verbose_plugin"})
+    out = tmp_path / "run.json"
+    result = harness("run", str(write_suite(tmp_path / "s")), "--backends", "verbose", "--no-asv", "-q",
+                     "--output", str(out))
+    assert result.returncode == 1, result.stderr
+    assert out.stat().st_size < 100_000
+    (point,) = json.loads(out.read_text())["points"]
+    reason = point["reason"]
+    assert point["status"] == "failed" and len(reason) < 10_200
+    assert reason.startswith("RuntimeError: start xxx") and "characters cut: the reason was" in reason
+    assert reason.rstrip().endswith("xxx end")  # the traceback's last line, the exception, is kept
+
+
+def test_cap_reason_keeps_short_reasons_and_both_ends_of_long_ones():
+    from harness.run.executor import cap_reason
+
+    assert cap_reason("short") == "short"
+    capped = cap_reason("a" * 50 + "b" * 50, limit=20)
+    assert capped.startswith("a" * 16) and capped.endswith("b" * 4) and "80 characters cut" in capped

@@ -21,7 +21,7 @@ from harness.backend import Availability
 from harness.errors import HarnessError
 from harness.record import provenance
 from harness.record.results import CompileResult, PointResult
-from harness.run.executor import LocalExecutor, OnProgress, OnResult, failed
+from harness.run.executor import LocalExecutor, OnProgress, OnResult, cap_reason, failed
 from harness.run.grid import PointJob
 from harness.suites import Suite
 
@@ -274,7 +274,7 @@ class DaskExecutor:
         future = self._submit(_compile_on_worker, backend, cell, suite, self.memory_limit, backend=backend)
         outcome = self._outcome(future)
         if isinstance(outcome, _Failure):
-            return CompileResult(backend, cell, suite.dtype, "failed", reason=outcome.reason)
+            return CompileResult(backend, cell, suite.dtype, "failed", reason=cap_reason(outcome.reason))
         result, machine, prov = outcome
         self.machines[machine] = prov
         return _with_machine(result, machine)

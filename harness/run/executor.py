@@ -57,9 +57,24 @@ class Executor(Protocol):
         """The compile time of ``backend``'s ``cell``, cold and warm, on one machine."""
 
 
+#: Characters of a failure reason kept in the results file (its start and its end, where the traceback's
+#: last frames and the exception are): a backend's exception message may be megabytes long.
+REASON_LIMIT = 10_000
+
+
+def cap_reason(reason: str, limit: int = REASON_LIMIT) -> str:
+    """``reason``, or its first and last characters (``limit`` in all) with a note of how much was cut."""
+    reason = str(reason)
+    if len(reason) <= limit:
+        return reason
+    head, tail = limit * 4 // 5, limit // 5
+    return (f"{reason[:head]}\n[... {len(reason) - head - tail} characters cut: the reason was {len(reason)} "
+            f"characters long ...]\n{reason[-tail:]}")
+
+
 def failed(job: PointJob, reason: str) -> PointResult:
-    """The record of a point that did not finish."""
-    return PointResult(job.backend, job.cell, job.seq_len, job.suite.dtype, FAILED, reason=reason,
+    """The record of a point that did not finish (its reason capped: :func:`cap_reason`)."""
+    return PointResult(job.backend, job.cell, job.seq_len, job.suite.dtype, FAILED, reason=cap_reason(reason),
                        hidden=job.suite.hidden, batch=job.suite.batch, seed=job.seed, init=job.suite.init,
                        clip=job.suite.clip if job.mode == "train" else None)
 
@@ -140,7 +155,7 @@ def _worker_main(conn, backend_name: str, threads: int, memory_limit: int | None
         try:
             conn.send(("ok", _run_job(backend, job, registry.task(job.suite.task), conn)))
         except BaseException as exc:
-            conn.send(("failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+            conn.send(("failed", cap_reason(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")))
 
 
 @contextlib.contextmanager
@@ -319,7 +334,7 @@ class LocalExecutor:
                               timeout=suite.timing.timeout, env=cls.compile_cache_env(cache))
                     if not outcome or isinstance(outcome[0], PointResult):  # a failed record: it did not finish
                         reason = outcome[0].reason if outcome else "no result"
-                        return CompileResult(backend, cell, suite.dtype, FAILED, reason=reason)
+                        return CompileResult(backend, cell, suite.dtype, FAILED, reason=cap_reason(reason))
                     seconds.append(outcome[0])
         return CompileResult(backend, cell, suite.dtype, OK, cold_s=statistics.median(cold),
                              warm_s=statistics.median(warm), cold_samples=tuple(cold), warm_samples=tuple(warm))
