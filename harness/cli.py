@@ -217,13 +217,16 @@ def _run_and_record(args, mode: str) -> int:
     from harness.errors import check_name
     from harness.record import asvdb
     from harness.report import console
+    from harness.record.provenance import library_versions, machine_name
     from harness.run import runner
-
-    from harness.record.provenance import machine_name
 
     if args.label is not None:
         check_name("label", args.label)  # before measuring anything: it becomes a folder name
     machine_name()  # $HARNESS_MACHINE, or the host name: it becomes the asv machine's folder
+    if not args.no_asv:  # the python and library versions name the asv environment's file
+        import platform
+
+        asvdb.env_name({"python": platform.python_version(), "libraries": library_versions(), "threads": 1})
     suite, backends = _grid(args, mode)
     if getattr(args, "remeasure_peak", False):
         import os

@@ -218,3 +218,19 @@ def test_the_probes_version_starts_new_series_for_what_is_measured_in_its_units(
             versions.setdefault(m.name, set()).add(asvdb.benchmark_version(suite, m))
     changed = {name for name, v in versions.items() if len(v) == 2}
     assert changed == {"machine_probe", "time_forward_vs_probe", "time_forward_backward_vs_probe"}
+
+
+def test_machine_fields_are_escaped_for_asv_and_ordinary_ones_unchanged():
+    from tests.support.runs import PROVENANCE
+
+    ordinary = {**PROVENANCE, "cpu": "Intel(R) Xeon(R) Platinum 8480+ @ 2.0GHz", "gpu": "NVIDIA H100 80GB HBM3"}
+    info = asvdb.machine_info(ordinary)
+    assert info["cpu"] == ordinary["cpu"] and info["gpu"] == ordinary["gpu"] and info["os"] == "Linux"
+    hostile = asvdb.machine_info({**PROVENANCE, "os": "<img src=x onerror=alert(1)>", "gpu": "a & 'b'"})
+    assert hostile["os"] == "&lt;img src=x onerror=alert(1)&gt;" and hostile["gpu"] == "a &amp; &#x27;b&#x27;"
+    # a PEP 440 local version (torch's +cpu) is a safe part of the environment's file name
+    name = asvdb.env_name({**PROVENANCE, "libraries": {"numpy": "2.0", "torch": "2.3.0+cpu"}})
+    assert name == "harness-py3.11-numpy2.0-torch2.3.0+cpu-threads1"
+    asvdb.check_provenance(PROVENANCE)
+    with pytest.raises(asvdb.MalformedRun, match="invalid torch version '../x'"):
+        asvdb.check_provenance({**PROVENANCE, "libraries": {"torch": "../x"}})
