@@ -275,8 +275,9 @@ def check_provenance(prov: Any) -> None:
             raise bad(key, f"must be text, got {prov[key]!r:.80}")
     if prov.get("gpu") is not None and not isinstance(prov["gpu"], str):
         raise bad("gpu", f"must be text or null, got {prov['gpu']!r:.80}")
-    for key in ("cpu_count", "threads"):
-        if isinstance(prov[key], bool) or not isinstance(prov[key], int) or prov[key] < 1:
+    for key in ("cpu_count", "threads"):  # os.cpu_count() may not know
+        if (prov[key] is not None or key == "threads") and (
+                isinstance(prov[key], bool) or not isinstance(prov[key], int) or prov[key] < 1):
             raise bad(key, f"must be a positive integer, got {prov[key]!r:.80}")
     libs = prov["libraries"]
     if not isinstance(libs, dict) or not all(isinstance(v, str) or v is None for v in libs.values()):
