@@ -15,7 +15,10 @@ def main(paths):
     runs = []
     for path in paths:
         r = {}
-        for p in json.load(open(path))["points"]:
+        text = open(path).read()
+        if not text.strip():  # a file claimed by a run still going
+            continue
+        for p in json.loads(text)["points"]:
             if p["status"] == "ok":
                 r[(p["backend"], p["cell"], p["seq_len"])] = (p["time"]["forward"]["median"],
                                                              p["time"]["forward_backward"]["median"])
