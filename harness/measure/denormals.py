@@ -57,23 +57,30 @@ def _mxcsr() -> tuple | None:
     return get, set_, engine
 
 
-def flush_denormals() -> str:
-    """Set FTZ and DAZ for this thread; returns how, or why not (recorded with training points)."""
+@contextmanager
+def flushed_while_training() -> Iterator[str]:
+    """FTZ and DAZ in this thread for the block, the caller's setting restored after it (an in-process
+    caller, such as ``harness check``'s training check, keeps its own); yields how, or why not
+    (recorded with training points)."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
-        return f"not flushed: no known way on {platform.machine()}"
-    mxcsr = _mxcsr()
-    if mxcsr is not None:
-        get, set_, _ = mxcsr
-        set_(get() | _MXCSR_FTZ_DAZ)
-        return "flushed (MXCSR FTZ and DAZ through llvmlite)"
+        yield f"not flushed: no known way on {platform.machine()}"
+        return
+    if _mxcsr() is not None:
+        with denormals_flushed():
+            yield "flushed (MXCSR FTZ and DAZ through llvmlite)"
+        return
     try:
         import torch
-
-        if torch.set_flush_denormal(True):
-            return "flushed (torch.set_flush_denormal)"
     except ImportError:
-        pass
-    return "not flushed: needs llvmlite (numba) or torch"
+        yield "not flushed: needs llvmlite (numba) or torch"
+        return
+    if not torch.set_flush_denormal(True):
+        yield "not flushed: needs llvmlite (numba) or torch"
+        return
+    try:
+        yield "flushed (torch.set_flush_denormal)"
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def flushing_available() -> bool:

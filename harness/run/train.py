@@ -19,7 +19,7 @@ import numpy as np
 from harness.backend import Backend, Problem
 from harness.inits import init_params
 from harness.measure import dynamics, gradients
-from harness.measure.denormals import flush_denormals
+from harness.measure.denormals import flushed_while_training
 from harness.record.results import (OK, Gradient, IterationTimes, PointResult, Snapshot, Training)
 from harness.run.grid import PointJob, readout_params
 from harness.run.point import profiles
@@ -179,11 +179,17 @@ class Trainer:
 
 
 def train(backend: Backend, job: PointJob, task: Task, on_progress: OnProgress | None = None) -> PointResult:
-    """Train one point; ``on_progress`` sees the partial record after every evaluation."""
+    """Train one point, subnormal floats flushed to zero (docs/training.md); ``on_progress`` sees the
+    partial record after every evaluation."""
+    with flushed_while_training() as denormals:
+        return _train(backend, job, task, on_progress, denormals)
+
+
+def _train(backend: Backend, job: PointJob, task: Task, on_progress: OnProgress | None, denormals: str) -> PointResult:
     started = time.perf_counter()
     trainer = Trainer(backend, job, task)
     settings = job.suite.train
-    curves = _Curves(baseline=task.baseline(job.seq_len), budget=settings.iterations, denormals=flush_denormals())
+    curves = _Curves(baseline=task.baseline(job.seq_len), budget=settings.iterations, denormals=denormals)
     clock = backend.clock()
 
     def result(status: str = OK, times: IterationTimes | None = None) -> PointResult:
