@@ -94,10 +94,9 @@ def test_a_size_list_with_a_bad_value_names_it(tmp_path):
 
 
 def test_the_cells_suite_compares_every_built_in_cell():
-    from harness_plugins.cells import CELLS
-
-    s = suites.load(suites.resolve("cells"))
-    assert set(s.cells) == {c.name for c in CELLS} and s.task == "adding"
+    s = suites.load(suites.resolve("cells"))  # the built-in cells when the suite was written
+    assert {"rnn_tanh", "lstm", "gru", "gru_cho", "rnn_relu", "indrnn", "mingru", "lru"} <= set(s.cells)
+    assert s.task == "adding"
     assert s.train.seeds == (0, 1, 2) and s.train.seq_lens == (100, 200)
 
 
