@@ -26,12 +26,13 @@ def _problem(cell, init="default", seed=0, steps=T, batch=B, inputs=I, hidden=H)
 
 @pytest.mark.parametrize("cls", CELLS, ids=lambda c: c.name)
 def test_derived_backward_matches_central_differences(cls):
-    """Every parameter gradient, dL/dx, dL/ds_0 and the per-step dL/ds_t of every state (LSTM's c_t,
-    which h_t is computed from in the same step, is checked against the reference below) agree with
-    central differences (eps 1e-6) to 1e-6 of the largest entry."""
+    """Every parameter gradient, dL/dx, dL/ds_0 and the per-step dL/ds_t of every state agree with
+    central differences (eps 1e-6) to 1e-6 of the largest entry; a state that another state is
+    computed from in the same step (LSTM's c_t; lru_block's first layer, re1 and im1) is checked
+    through that use by harness check (tests/test_check_cell.py) and, for LSTM, the reference below."""
     cell = cls()
     params, x, grad_y, state0 = _problem(cell)
-    per_step = ("h",) if cls is Lstm else None
+    per_step = {"lstm": ("h",), "lru_block": ("re2", "im2")}.get(cls.name)
     assert check_against_finite_differences(cell, params, x, grad_y, state0, per_step) < RTOL
 
 

@@ -41,7 +41,7 @@ def test_the_built_in_cells_come_through_the_harness_cells_hook():
     record = next(p for p in registry.plugins if p.name == "cells")
     assert record.status == "loaded", record.error
     found = registered_cells(registry.manager.hook.harness_cells())
-    assert list(found) == ["rnn_tanh", "lstm", "gru", "gru_cho", "rnn_relu", "indrnn", "mingru", "lru"]
+    assert list(found) == ["rnn_tanh", "lstm", "gru", "gru_cho", "rnn_relu", "indrnn", "mingru", "lru", "lru_block"]
 
 
 @pytest.mark.parametrize("cls", CELLS, ids=lambda c: c.name)

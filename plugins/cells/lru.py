@@ -63,8 +63,8 @@ represent that delay), but NOT the adding problem, whose target sum_t u0_t u1_t 
 two input channels at the same step: no linear filter forms it, at any T, so an lru point on
 adding stays near the baseline whatever its gradients do. The paper places the LRU in a block
 with a nonlinearity after the recurrence and stacks blocks (so a later layer's input is nonlinear
-in the past); that block is not offered here: a one-layer point measures how the recurrence
-propagates gradients, which the block does not change.
+in the past): that is the ``lru_block`` cell (two blocks, :mod:`harness_plugins.cells.lru_block`).
+A one-layer ``lru`` point measures how the recurrence itself propagates gradients.
 """
 from __future__ import annotations
 
