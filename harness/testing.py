@@ -437,10 +437,10 @@ def check_cell_gradients(cell_cls: type[Cell], init: str = "default", shape: tup
 
     try:
         for pname, value in params.items():
-            compare("dL/dparam", f"dL/d{pname}", got.params[pname], _central(loss, value))
-        compare("dL/dx", "dL/dx", got.x, _central(loss, x))
+            compare("dL/dparam", f"dL/d{pname}", got.params[pname], central_difference(loss, value))
+        compare("dL/dx", "dL/dx", got.x, central_difference(loss, x))
         for sname, value in state0.items():
-            compare("dL/ds_0", f"dL/d{sname}_0", got.states0[sname], _central(loss, value))
+            compare("dL/ds_0", f"dL/d{sname}_0", got.states0[sname], central_difference(loss, value))
         for sname, analytic in got.states.items():
             numeric = np.zeros_like(analytic)
             for t, b, j in np.ndindex(numeric.shape):
@@ -455,17 +455,18 @@ def check_cell_gradients(cell_cls: type[Cell], init: str = "default", shape: tup
     return list(rows.values())
 
 
-def _central(f: Callable[[], float], array: np.ndarray) -> np.ndarray:
-    """d f / d array by central differences, entry by entry (``array`` is changed and restored)."""
+def central_difference(f: Callable[[], float], array: np.ndarray, eps: float = FD_EPS) -> np.ndarray:
+    """d f / d array by central differences, entry by entry (``array`` is changed and restored): the
+    oracle for anything derived (the tests of the references use it too)."""
     grad = np.zeros_like(array)
     for index in np.ndindex(array.shape):
         keep = array[index]
-        array[index] = keep + FD_EPS
+        array[index] = keep + eps
         up = f()
-        array[index] = keep - FD_EPS
+        array[index] = keep - eps
         down = f()
         array[index] = keep
-        grad[index] = (up - down) / (2 * FD_EPS)
+        grad[index] = (up - down) / (2 * eps)
     return grad
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from harness import reference
 from harness.reference import HAND_WRITTEN
-from harness.testing import random_problem, relative_error
+from harness.testing import central_difference, random_problem, relative_error
 
 FD_TOL = 1e-6  # central differences with eps = 1e-6 in float64
 TORCH_TOL = 1e-10
@@ -21,17 +21,6 @@ def _loss(cell, params, x, grad_h, h0=None, c0=None) -> float:
     return float(np.sum(grad_h * acts.hs[1:]))
 
 
-def _fd(f, array: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    grad = np.zeros_like(array)
-    for idx in np.ndindex(array.shape):
-        old = array[idx]
-        array[idx] = old + eps
-        up = f()
-        array[idx] = old - eps
-        down = f()
-        array[idx] = old
-        grad[idx] = (up - down) / (2 * eps)
-    return grad
 
 
 @pytest.mark.parametrize("cell", list(HAND_WRITTEN))
@@ -42,8 +31,8 @@ def test_finite_differences(cell):
     grads = reference.backward(cell, params, x, acts, grad_h, per_step=True)
     loss = lambda: _loss(cell, params, x, grad_h)  # noqa: E731
     for name in params:
-        assert relative_error(grads.params[name], _fd(loss, params[name])) <= FD_TOL, name
-    assert relative_error(grads.x, _fd(loss, x)) <= FD_TOL
+        assert relative_error(grads.params[name], central_difference(loss, params[name])) <= FD_TOL, name
+    assert relative_error(grads.x, central_difference(loss, x)) <= FD_TOL
     # dL/dh_t: restart the recurrence from a perturbed h_t (c_t held fixed) over the remaining steps.
     hs = acts.hs
     cs = acts.saved["cs"] if cell == "lstm" else None
@@ -55,7 +44,7 @@ def test_finite_differences(cell):
             rest = _loss(cell, params, x[t + 1 :], grad_h[t + 1 :], h0=h_t, c0=c_t) if t + 1 < len(x) else 0.0
             return rest + float(np.sum(grad_h[t] * h_t))
 
-        assert relative_error(grads.h[t], _fd(tail, h_t)) <= FD_TOL, t
+        assert relative_error(grads.h[t], central_difference(tail, h_t)) <= FD_TOL, t
 
 
 @pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
