@@ -170,7 +170,8 @@ def _grid(args, mode: str):
         preset = suites.REGRESSION_TIMING if args.regression else {}
         suite = suite.with_overrides(**preset)  # then the explicit options, which win over the preset
         suite = suite.with_overrides(seq_lens=args.seq_lens, repeat=args.repeat, budget=args.budget,
-                                     timeout=args.timeout, rounds=args.rounds, compile_repeat=args.compile_repeat)
+                                     timeout=args.timeout, rounds=args.rounds, compile_repeat=args.compile_repeat,
+                                     isolate=args.isolate)
     return suite, runner.select_backends(args.backends)
 
 
@@ -519,9 +520,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--remeasure-peak", action="store_true",
                    help="measure this machine's GEMM peak again instead of reading the cached one "
                         "(after a hardware or BLAS change the cache key does not see)")
+    p.add_argument("--isolate", action="store_true", default=None,
+                   help="run nothing beside the timings: the gradient profiles, memory peaks and spectra "
+                        "wait until every timing is taken, instead of running on the CPUs the timings leave "
+                        "free (slower; what --regression does)")
     p.add_argument("--regression", action="store_true",
                    help="regression-grade timing, what harness compare needs on a shared machine: "
-                        "--rounds 8 --repeat 32 --compile-repeat 3 (explicit options win)")
+                        "--rounds 8 --repeat 32 --compile-repeat 3 --isolate (explicit options win)")
     p.add_argument("--timeout", type=_positive("--timeout"),
                    help="seconds per grid point before it is recorded as failed")
     p.set_defaults(func=cmd_run)

@@ -26,19 +26,23 @@ METRIC_FAMILIES = ("time", "memory", "gradient")
 
 
 #: ``harness run --regression``: the timing a comparison on a shared machine needs (docs/user-guide.md,
-#: "Catching regressions"): eight rounds of four blocks, and three cold + warm compile-time samples.
-REGRESSION_TIMING = {"rounds": 8, "repeat": 32, "compile_repeat": 3}
+#: "Catching regressions"): eight rounds of four blocks, three cold + warm compile-time samples, and
+#: nothing running beside the timings.
+REGRESSION_TIMING = {"rounds": 8, "repeat": 32, "compile_repeat": 3, "isolate": True}
 
 
 @dataclass(frozen=True)
 class Timing:
-    budget: float = 1.0  # seconds spent at most per timed measurement
+    budget: float = 0.5  # seconds spent at most per timed measurement (3 blocks at least)
     threshold: float = 0.1  # stop repeating when IQR / median falls below this
     min_blocks: int = 5
     repeat: int | None = None  # exact number of blocks: disables the adaptive stop
     timeout: float = 600.0  # seconds allowed for one grid point before it is recorded as failed
     rounds: int = 1  # timings taken in this many passes over the grid, each in fresh workers, pooled (as asv)
     compile_repeat: int = 1  # compile times: this many cold + warm pairs, each with a new cache (samples for compare)
+    # nothing runs beside the timings: no gradient profile, memory peak or spectrum on the spare CPUs
+    # (executor.spare_cpus), which then wait until every timing is taken
+    isolate: bool = False
 
     @property
     def passes(self) -> int:
@@ -157,7 +161,7 @@ _TOP_KEYS = {
     "metrics": list, "description": str,
 }
 _TIMING_KEYS = {"budget": (int, float), "threshold": (int, float), "min_blocks": int, "repeat": int,
-                "timeout": (int, float), "rounds": int, "compile_repeat": int}
+                "timeout": (int, float), "rounds": int, "compile_repeat": int, "isolate": bool}
 _TRAIN_KEYS = {"seq_lens": list, "optimizer": str, "lr": (int, float), "momentum": (int, float),
                "alpha": (int, float), "iterations": int, "batch": int, "clip": (int, float, list), "eval_every": int,
                "eval_size": int, "profile_every": int, "seeds": list, "timeout": (int, float)}
@@ -218,7 +222,7 @@ def _check_table(table: dict, schema: dict, text: str, where: str, section: str)
             line = _line_of(text, section + key)
             raise HarnessError(f"{where}:{line}: {unknown_choice('key', section + key, schema)}")
         expected = schema[key]
-        if not isinstance(value, expected) or isinstance(value, bool):
+        if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
             names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
             line = _line_of(text, section + key)
             raise HarnessError(f"{where}:{line}: {section}{key} must be {names}, got {value!r}")

@@ -54,6 +54,17 @@ def test_a_point_missing_a_measured_family_fails_loudly(tmp_path):
         record_synthetic(tmp_path, "broken", [broken])
 
 
+def test_an_interrupted_run_records_the_timings_of_a_point_whose_profile_never_ran(tmp_path):
+    """Interrupted between a point's timings and its gradient profile and memory peak (runner._profile):
+    the timings are recorded, the memory peak and the gradient metrics are NaN."""
+    timed_only = dataclasses.replace(synthetic_point("a", 10, 1.0), memory=None, gradient=None)
+    (path,), _ = record_synthetic(tmp_path, "stopped", [timed_only], status="interrupted")
+    stored = json.loads(path.read_text())["results"]
+    first = {name: entry[0][0] for name, entry in stored.items() if entry and entry[0]}  # result column, point 1
+    assert first["tiny.time_forward_backward"] == pytest.approx(1.0)
+    assert math.isnan(first["tiny.peak_memory"]) and math.isnan(first["tiny.grad_abs_decay_rate"])
+
+
 def _graph(repo: Path, name: str) -> list:
     paths = [p for p in (repo / "results/html/graphs").rglob(f"{name}.json") if "summary" not in p.parts]
     assert len(paths) == 1, paths

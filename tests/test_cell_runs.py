@@ -27,7 +27,7 @@ class NoCompileTime(LocalExecutor):
     """Every point as `harness run` measures it, but not numba's cold compile time (30 s on a 2-core
     machine; test_runner and test_numba_backend measure it)."""
 
-    def measure_compile(self, backend, cell, suite):
+    def measure_compile(self, backend, cell, suite, into=None):
         return CompileResult(backend, cell, suite.dtype, "skipped", reason="not measured in this test")
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -119,9 +120,11 @@ def test_default_run_shows_progress_and_exits_1_when_a_point_failed(plugin_dir, 
     folder = write_suite(tmp_path / "tiny", seq_lens="[12, 20]")
     result = harness("run", str(folder), "--backends", "fails-at-20", "--no-asv", "--results-dir", str(tmp_path))
     assert result.returncode == 1, result.stderr
-    # Without a terminal the progress bar is one plain line per finished point, on stderr.
-    assert "[1/2] fails-at-20 rnn_tanh T=12: ok" in result.stderr
-    assert "[2/2] fails-at-20 rnn_tanh T=20: failed (RuntimeError: no)" in result.stderr
+    # Without a terminal the progress bar is one plain line per finished job, on stderr: each point's
+    # timings, its gradient profile and memory peak (beside them), the spectra of each T.
+    assert re.search(r"^\[\d/6\] fails-at-20 rnn_tanh T=12: ok$", result.stderr, re.M), result.stderr
+    assert re.search(r"^\[\d/6\] fails-at-20 rnn_tanh T=20: failed \(RuntimeError: no\)$", result.stderr, re.M)
+    assert re.search(r"^\[\d/6\] fails-at-20 rnn_tanh T=12 gradient profile and memory peak: ok$", result.stderr, re.M)
     assert "1 ok, 1 failed, 0 skipped" in result.stdout
 
 

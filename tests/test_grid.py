@@ -24,7 +24,7 @@ def test_problems_built_ahead_are_the_ones_each_point_would_build(tmp_path):
     task, folder = TemporalOrderTask(), tmp_path / "problems"
     folder.mkdir()
     points = [(cell, T, suite, seed) for cell in ("rnn_tanh", "gru") for T in (12, 16) for seed in (0, 1)]
-    build_ahead(task, points + points[:3], str(folder), processes=2)  # repeated points are built once
+    build_ahead(task, points + points[:3], str(folder), 2)  # repeated points are built once
     assert len(list(folder.glob("*.pickle"))) == len(points)
     for cell, T, at, seed in points:
         _same(build(task, cell, T, at, seed, str(folder)), build(task, cell, T, at, seed))

@@ -93,6 +93,10 @@ class Timer:
                 return number, per_call
             number = max(number * 2, int(min_block_time / max(per_call, 1e-9)) + 1)
 
+    def blocks(self, number: int, repeat: int) -> Measurement:
+        """Exactly ``repeat`` blocks of ``number`` calls (a block size calibrated earlier)."""
+        return Measurement([self._block(number) for _ in range(repeat)], number)
+
     def timeit(self, repeat: int) -> Measurement:
         """Exactly ``repeat`` blocks (no adaptivity), for reproducible counts."""
         number, first = self._calibrate()

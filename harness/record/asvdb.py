@@ -319,15 +319,20 @@ def label_for(prov: dict, label: str | None) -> str | None:
     return None
 
 
-def _point_value(metric: Metric, records: Points) -> tuple[float | None, list | None, int | None]:
+def _point_value(metric: Metric, records: Points,
+                 complete: bool = True) -> tuple[float | None, list | None, int | None]:
     """asv's encoding of one point: None if a record failed, NaN if none was measured (skipped or
     interrupted), else value, samples, number.
 
-    A record that is ok has every family its suite measured; a missing one is a bug (schema drift)
-    and raises, rather than becoming a silent NaN in the history."""
+    In a complete run a record that is ok has every family its suite measured; a missing one is a
+    bug (schema drift) and raises, rather than becoming a silent NaN in the history. An interrupted
+    run may have stopped between a point's timings and its gradient profile and memory peak
+    (runner._profile): those are NaN."""
     if any(p.status == FAILED for p in records):
         return None, None, None
     ok = [p for p in records if p.status == OK]
+    if not complete and metric.family in ("time", "memory", "gradient"):
+        ok = [p for p in ok if getattr(p, metric.family) is not None]
     if not ok:
         return math.nan, None, None
     return metric.value(ok), metric.samples(ok), metric.number(ok)
@@ -445,7 +450,8 @@ def _record(run: RunResults, conf, label: str | None) -> Path:
         combos = list(itertools.product(*bench["params"]))
         values, samples, numbers = [], [], []
         for combo in combos:
-            value, sample, number = _point_value(metric, points[combo]) if combo in points else (math.nan, None, None)
+            value, sample, number = (_point_value(metric, points[combo], run.status == "complete")
+                                     if combo in points else (math.nan, None, None))
             values.append(value)
             samples.append(sample)
             numbers.append(number)

@@ -21,7 +21,7 @@ from harness.backend import Availability
 from harness.errors import HarnessError
 from harness.record import provenance
 from harness.record.results import CompileResult, PointResult
-from harness.run.executor import LocalExecutor, OnProgress, OnResult, cap_reason, failed
+from harness.run.executor import LocalExecutor, OnProgress, OnResult, cap_reason, failed, timed
 from harness.run.grid import PointJob
 from harness.suites import Suite
 
@@ -34,15 +34,6 @@ STARTED = "harness-point-started"  # the event topic a task logs when it begins 
 CONNECT_TIMEOUT = "30s"
 POLL_S = 5.0  # how often a run waiting on its points looks whether the cluster still has a worker
 NO_WORKER_S = 120.0  # a cluster without a worker for this long ends the run: nothing could finish
-
-
-def timed(job: PointJob, share_cpus: bool = False) -> bool:
-    """Whether ``job`` records a timing or a memory peak (and so must have its machine to itself)."""
-    if job.mode in ("time", "compile"):
-        return True
-    if job.mode == "train":
-        return not share_cpus
-    return bool({"time", "memory"} & set(job.suite.metrics))
 
 
 # -- on the Dask worker --------------------------------------------------------------------------------
@@ -270,7 +261,8 @@ class DaskExecutor:
         on_result(job, _with_machine(point, machine))
 
     @_one_line_when_disconnected
-    def measure_compile(self, backend: str, cell: str, suite: Suite) -> CompileResult:
+    def measure_compile(self, backend: str, cell: str, suite: Suite, into: str | None = None) -> CompileResult:
+        """On a Dask worker; ``into`` is not used: the workers, on other machines, keep their own caches."""
         future = self._submit(_compile_on_worker, backend, cell, suite, self.memory_limit, backend=backend)
         outcome = self._outcome(future)
         if isinstance(outcome, _Failure):

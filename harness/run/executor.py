@@ -11,19 +11,22 @@ import contextlib
 import dataclasses
 import multiprocessing as mp
 import os
+import queue
 import signal
 import statistics
 import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from harness.backend import Availability
 from harness.measure.blas import THREAD_ENV
 from harness.record.results import FAILED, OK, CompileResult, PointResult, jsonable
 from harness.run.grid import PointJob
+from harness.run.processes import exit_with_parent
 from harness.suites import Suite
 
 START_TIMEOUT = 300.0  # seconds for a worker to import its backend
@@ -53,13 +56,27 @@ class Executor(Protocol):
         result)`` for each, where ``result.status`` is ``"ok"`` or ``"failed"`` (with
         ``result.reason``), and ``on_progress(job, partial)`` whenever a running point reports."""
 
-    def measure_compile(self, backend: str, cell: str, suite: Suite) -> CompileResult:
-        """The compile time of ``backend``'s ``cell``, cold and warm, on one machine."""
+    def measure_compile(self, backend: str, cell: str, suite: Suite, into: str | None = None) -> CompileResult:
+        """The compile time of ``backend``'s ``cell``, cold and warm, on one machine; the code
+        compiled is added to the cache folder ``into`` (where this executor's workers run)."""
 
 
 #: Characters of a failure reason kept in the results file (its start and its end, where the traceback's
 #: last frames and the exception are): a backend's exception message may be megabytes long.
 REASON_LIMIT = 10_000
+
+
+def timed(job: PointJob, share_cpus: bool = False) -> bool:
+    """Whether ``job`` records a timing, and so must have its machine to itself. A ``profile`` job
+    (gradient profile and memory peak) does not: the peak is that of the point's own process
+    (tracemalloc, its RSS, torch's allocator), which a process beside it does not change."""
+    if job.mode in ("time", "compile"):
+        return True
+    if job.mode == "train":
+        return not share_cpus
+    if job.mode == "profile":
+        return False
+    return "time" in job.suite.metrics  # run: every family of the suite in one job
 
 
 def cap_reason(reason: str, limit: int = REASON_LIMIT) -> str:
@@ -93,12 +110,37 @@ def allowed_cpus() -> list[int]:
     return sorted(os.sched_getaffinity(0))
 
 
-def pin_to_cpus(threads: int) -> list[int]:
-    """Pin this process to the first ``threads`` CPUs it may use (as asv's --cpu-affinity does), so
-    that a timing does not migrate between cores; returns the CPUs."""
-    cpus = allowed_cpus()[: max(1, threads)]
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, cpus)
+def timing_cpus(threads: int) -> list[int]:
+    """The CPUs a timed worker is pinned to: the first ``threads`` this process may use."""
+    return allowed_cpus()[: max(1, threads)]
+
+
+def spare_cpus(threads: int) -> list[int]:
+    """The CPUs where untimed work may run while a point is timed: those the timed worker is not
+    pinned to that share no core with them (a core's hardware threads slow each other down). None
+    where Linux does not say which CPUs are hardware threads of one core.
+
+    Measured on a 2-core VM (docs/performance.md, "Untimed work beside the timings"): a gradient
+    profile at T = 2000 running on the other core changed forward + backward medians by -5% to +0.2%,
+    within the spread of the timings alone."""
+    cpus = allowed_cpus()
+    pinned = set(timing_cpus(threads))
+    shared: set[int] = set()
+    for cpu in pinned:
+        try:
+            text = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text()
+        except OSError:
+            return []
+        shared |= _cpu_list(text)
+    return [cpu for cpu in cpus if cpu not in pinned | shared]
+
+
+def _cpu_list(text: str) -> set[int]:
+    """Linux's CPU list syntax: ``0-3,8``."""
+    cpus: set[int] = set()
+    for part in text.strip().split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
     return cpus
 
 
@@ -113,23 +155,17 @@ def _run_job(backend, job: PointJob, task, conn) -> PointResult | float:
     before = load.sample()
     if job.mode == "train":
         result = train(backend, job, task, on_progress=lambda partial: conn.send(("progress", partial)))
-    else:  # run, time
+    else:  # run, time, profile
         result = measure(backend, job, task)
     after = load.sample()
     return dataclasses.replace(result, load_before=before, load_after=after, busy=load.busy(before, after))
 
 
-def _watch_parent(parent: int) -> None:
-    """End this worker when its parent is gone (killed, even with SIGKILL): no orphan keeps running."""
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(1)
-
-
-def _worker_main(conn, backend_name: str, threads: int, memory_limit: int | None, parent: int, pin: bool) -> None:
+def _worker_main(conn, backend_name: str, threads: int, memory_limit: int | None, parent: int,
+                 cpus: list[int] | None) -> None:
     """Entry point of a worker process: import the backend once, then run jobs as they come."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    exit_with_parent(parent)
     if memory_limit:
         import resource
 
@@ -137,7 +173,9 @@ def _worker_main(conn, backend_name: str, threads: int, memory_limit: int | None
     try:
         from harness.plugins import get_registry
 
-        cpus = pin_to_cpus(threads) if pin else allowed_cpus()
+        if cpus and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, cpus)  # as asv's --cpu-affinity: a timing does not migrate between cores
+        cpus = allowed_cpus()
         registry = get_registry()
         backend = registry.backend_class(backend_name)(threads=threads)
         try:
@@ -185,10 +223,10 @@ def _exit_reason(proc) -> str:
 
 class _Worker:
     def __init__(self, backend: str, threads: int, env: dict[str, str] | None = None,
-                 memory_limit: int | None = None, pin: bool = True):
+                 memory_limit: int | None = None, cpus: list[int] | None = None):
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, backend, threads, memory_limit, os.getpid(), pin),
+        self.proc = ctx.Process(target=_worker_main, args=(child, backend, threads, memory_limit, os.getpid(), cpus),
                                 daemon=True, name=f"harness-{backend}")
         with _environment({**{k: str(threads) for k in THREAD_ENV}, **(env or {})}):
             self.proc.start()
@@ -225,18 +263,20 @@ class _Worker:
 
 
 class LocalExecutor:
-    """Points one after another on this machine (timings must not share the CPU), in one worker
-    process per backend; ``memory_limit`` (bytes) caps each worker's address space (Linux resource
-    limits). With ``keep_workers`` a backend's worker outlives ``run`` until :meth:`close` (a Dask
-    worker reuses it for point after point); ``pin=False`` leaves workers unpinned (points that
-    record no timing, run side by side)."""
+    """The points of a run on this machine, in one worker process per backend: timed points one
+    after another (timings must not share a core), each worker pinned to the timing CPUs; untimed
+    points (:func:`timed`) beside them on the spare CPUs (:func:`spare_cpus`), or after them on
+    every CPU. ``memory_limit`` (bytes) caps each worker's address space (Linux resource limits).
+    With ``keep_workers`` a backend's worker outlives ``run`` until :meth:`close` (a Dask worker
+    reuses it for point after point); ``pin=False`` leaves workers unpinned, ``cpus`` pins them there."""
 
-    def __init__(self, memory_limit: int | None = None, keep_workers: bool = False, pin: bool = True):
+    def __init__(self, memory_limit: int | None = None, keep_workers: bool = False, pin: bool = True,
+                 cpus: list[int] | None = None):
         self.backend_info: dict[str, dict[str, Any]] = {}
         self.machines: dict[str, dict[str, Any]] = {}  # every point is measured here
         self.memory_limit = memory_limit
         self.keep_workers = keep_workers
-        self.pin = pin
+        self.pin, self.cpus = pin, cpus
         self._workers: dict[tuple, _Worker] = {}
 
     def availability(self, backend: str) -> Availability:
@@ -259,7 +299,8 @@ class LocalExecutor:
         """The running worker for ``backend`` (started, and waited for, when there is none)."""
         key = self._key(backend, threads, env)
         if key not in self._workers:
-            worker = _Worker(backend, threads, env, self.memory_limit, self.pin)
+            cpus = self.cpus if self.cpus is not None else timing_cpus(threads) if self.pin else None
+            worker = _Worker(backend, threads, env, self.memory_limit, cpus)
             error = worker.wait_ready(min(START_TIMEOUT, timeout))
             if error is not None:
                 worker.stop(kill=True)
@@ -272,22 +313,43 @@ class LocalExecutor:
         for key in [k for k in self._workers if k != keep]:
             self._workers.pop(key).stop(kill=kill)
 
-    def run(self, jobs: list[PointJob], on_result: OnResult, threads: int, timeout: float,
+    def run(self, jobs: Iterable[PointJob], on_result: OnResult, threads: int, timeout: float,
             on_progress: OnProgress | None = None, env: dict[str, str] | None = None) -> None:
-        start_errors: dict[str, str] = {}  # a backend that cannot start is not retried per point
+        """Timed jobs one after another; the untimed jobs of a list beside them on the spare CPUs
+        (none when a job's suite asks for ``[timing] isolate``), else after them, side by side on
+        every CPU. The callbacks are called one at a time."""
+        if not isinstance(jobs, list) or all(timed(job) for job in jobs):
+            return self._one_by_one(jobs, on_result, threads, timeout, on_progress, env)
+        alone = [job for job in jobs if timed(job)]
+        untimed = [job for job in jobs if not timed(job)]
+        isolate = any(job.suite.timing.isolate for job in jobs)
+        beside = spare_cpus(threads) if alone and not isolate else []
+        lanes = ([[cpu] for cpu in beside] if beside else
+                 [None] * min(len(untimed), max(1, len(allowed_cpus()) // max(1, threads))))
+        calls, starts = _OneAtATime(on_result, on_progress), _Starts()
+        if not beside:
+            self._one_by_one(alone, calls.on_result, threads, timeout, calls.on_progress, env, starts)
+        with _Lanes(self, untimed, lanes, calls, threads, timeout, env, starts):
+            if beside:
+                self._one_by_one(alone, calls.on_result, threads, timeout, calls.on_progress, env, starts)
+
+    def _one_by_one(self, jobs: Iterable[PointJob], on_result: OnResult, threads: int, timeout: float,
+                    on_progress: OnProgress | None, env: dict[str, str] | None, starts: _Starts | None = None) -> None:
+        starts = starts or _Starts()
         try:
             for job in jobs:
-                if job.backend in start_errors:
-                    on_result(job, failed(job, start_errors[job.backend]))
-                    continue
                 key = self._key(job.backend, threads, env)
                 if not self.keep_workers:
                     self._drop(keep=key)  # one backend's worker at a time
-                try:
-                    worker = self._worker(job.backend, threads, env, timeout)
-                except _StartError as exc:
-                    start_errors[job.backend] = str(exc)
-                    on_result(job, failed(job, str(exc)))
+                with starts.lock(job.backend):  # a lane beside waits for this start's outcome
+                    error = starts.errors.get(job.backend)
+                    if error is None:
+                        try:
+                            worker = self._worker(job.backend, threads, env, timeout)
+                        except _StartError as exc:
+                            error = starts.errors[job.backend] = str(exc)
+                if error is not None:
+                    on_result(job, failed(job, error))
                     continue
                 status, payload = self._send(worker, job, timeout, on_progress)
                 if status == "ok":
@@ -315,10 +377,12 @@ class LocalExecutor:
             if on_progress is not None:
                 on_progress(job, payload)
 
-    def measure_compile(self, backend: str, cell: str, suite: Suite) -> CompileResult:
+    def measure_compile(self, backend: str, cell: str, suite: Suite, into: str | None = None) -> CompileResult:
         """``compile_repeat`` times, two fresh workers sharing one new cache directory: cold (the
         directory empty), then warm (what the cold worker left in it). Several samples, so that
-        ``harness compare`` can tell a slower compiler from a noisy one."""
+        ``harness compare`` can tell a slower compiler from a noisy one. What the first cold worker
+        compiled is copied into ``into``, where a file of the same name is kept (the same function
+        compiled for another cell: any specialisation missing there is compiled by whoever needs it)."""
         from harness.plugins import get_registry
 
         cls = get_registry().backend_class(backend)
@@ -336,8 +400,116 @@ class LocalExecutor:
                         reason = outcome[0].reason if outcome else "no result"
                         return CompileResult(backend, cell, suite.dtype, FAILED, reason=cap_reason(reason))
                     seconds.append(outcome[0])
+                if into and len(cold) == 1:
+                    _merge_tree(cache, into)
         return CompileResult(backend, cell, suite.dtype, OK, cold_s=statistics.median(cold),
                              warm_s=statistics.median(warm), cold_samples=tuple(cold), warm_samples=tuple(warm))
+
+
+class _Starts:
+    """The backends whose worker could not start, shared by a run's lanes: such a backend is tried
+    once, not once per lane or per point."""
+
+    def __init__(self):
+        self.errors: dict[str, str] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def lock(self, backend: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(backend, threading.Lock())
+
+
+class _OneAtATime:
+    """The run's callbacks, called by one thread at a time; silent once the run stops (a worker
+    killed because the run stops is no result)."""
+
+    def __init__(self, on_result: OnResult, on_progress: OnProgress | None):
+        self._lock, self.stopped = threading.Lock(), threading.Event()
+        self._result, self._progress = on_result, on_progress
+
+    def on_result(self, job: PointJob, result: Any) -> None:
+        with self._lock:
+            if not self.stopped.is_set():
+                self._result(job, result)
+
+    def on_progress(self, job: PointJob, partial: PointResult) -> None:
+        with self._lock:
+            if self._progress is not None and not self.stopped.is_set():
+                self._progress(job, partial)
+
+
+class _Lanes:
+    """Untimed jobs on several executors at once, in threads (their workers are processes): each
+    lane takes the next job when its last is done, so it keeps a backend's worker while the jobs
+    it takes are that backend's. ``lanes``: each lane's CPUs (None: unpinned). Leaving the block
+    waits for them; leaving it with an exception (Ctrl-C) stops them and kills their workers."""
+
+    def __init__(self, parent: LocalExecutor, jobs: list[PointJob], lanes: list[list[int] | None],
+                 calls: _OneAtATime, threads: int, timeout: float, env: dict[str, str] | None, starts: _Starts):
+        self._parent, self._calls, self._starts, self._errors = parent, calls, starts, []
+        self._pending: queue.SimpleQueue = queue.SimpleQueue()
+        for job in jobs:
+            self._pending.put(job)
+        self._executors = [LocalExecutor(parent.memory_limit, pin=False, cpus=cpus) for cpus in lanes]
+        self._threads = [threading.Thread(target=self._lane, args=(executor, threads, timeout, env), daemon=True)
+                         for executor in self._executors]
+
+    def _taken(self) -> Iterator[PointJob]:
+        while True:
+            try:
+                yield self._pending.get_nowait()
+            except queue.Empty:
+                return
+
+    def _lane(self, executor: LocalExecutor, threads: int, timeout: float, env: dict[str, str] | None) -> None:
+        try:
+            executor._one_by_one(self._taken(), self._calls.on_result, threads, timeout, self._calls.on_progress, env,
+                                 self._starts)
+        except BaseException as exc:  # raised by a callback: the run stops, the caller's thread re-raises it
+            self._errors.append(exc)
+            list(self._taken())  # no lane takes another job
+
+    def __enter__(self) -> _Lanes:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, kind, *exc) -> None:
+        stop = kind is not None
+        try:
+            if not stop:
+                for thread in self._threads:
+                    while thread.is_alive():
+                        thread.join(0.2)  # a short wait: Ctrl-C reaches the caller's thread
+        except BaseException:
+            stop = True
+            raise
+        finally:
+            if stop or self._errors:
+                self._calls.stopped.set()
+                list(self._taken())
+                for executor in self._executors:
+                    for worker in list(executor._workers.values()):
+                        with contextlib.suppress(Exception):
+                            worker.proc.kill()
+            for executor in self._executors:  # what the timed worker reported comes first
+                for backend, info in executor.backend_info.items():
+                    self._parent.backend_info.setdefault(backend, info)
+        if self._errors and not stop:
+            raise self._errors[0]
+
+
+def _merge_tree(source: str, into: str) -> None:
+    """Copy the files of ``source`` into ``into``, keeping those already there."""
+    import shutil
+    from pathlib import Path
+
+    for path in Path(source).rglob("*"):
+        target = Path(into) / path.relative_to(source)
+        if path.is_file() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
 
 
 class _StartError(Exception):

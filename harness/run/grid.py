@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import multiprocessing
 import os
 import pickle
 import tempfile
@@ -26,6 +27,7 @@ from harness.cell import one_line
 from harness.cells import from_plugin
 from harness.errors import HarnessError
 from harness.inits import init_params
+from harness.run.processes import pool_process
 from harness.suites import Suite, axis_values
 from harness.tasks import Task
 
@@ -38,7 +40,9 @@ class PointJob:
     cell: str
     seq_len: int  # the task's T
     suite: Suite
-    mode: str = "run"  # run: measure; time: a later timing round; train: learn the task; compile: compile time
+    # run: every measurement the suite asks for; time: its timings (round ``round``); profile: the rest
+    # (gradient profile, memory peak); train: learn the task; compile: compile time
+    mode: str = "run"
     seed: int | None = None  # training points: one per seed of [train] seeds
     round: int = 1  # time jobs: which of the suite's timing rounds
     problems: str | None = None  # a folder where the problems built for one backend wait for the next (build)
@@ -48,7 +52,8 @@ class PointJob:
         if self.mode == "compile":
             return f"{self.backend} {self.cell} {self.suite.dtype} compile time"
         seed = f" seed {self.seed}" if self.seed is not None else ""
-        rounds = f" (timing round {self.round}/{self.suite.timing.passes})" if self.mode == "time" else ""
+        passes = self.suite.timing.passes
+        rounds = f" (timing round {self.round}/{passes})" if self.mode == "time" and passes > 1 else ""
         axes = self.suite.axes(self.mode)
         where = "".join(f" {a}={v}" for a, v in zip(axes, axis_values(self.suite, axes)))
         return f"{self.backend} {self.cell} T={self.seq_len}{where}{seed}{rounds}"
@@ -104,29 +109,23 @@ def _path(folder: str, task: str, cell: str, seq_len: int, suite: Suite, seed: i
     return Path(folder) / (hashlib.sha256(repr(key).encode()).hexdigest()[:32] + ".pickle")
 
 
-def build_ahead(task: Task, points: list[tuple[str, int, Suite, int]], folder: str, processes: int) -> None:
-    """Build the problems of ``points`` (cell, T, the point's suite, seed) into ``folder`` before any
-    timing starts, ``processes`` at a time: nothing is timed yet, so every CPU may work, and the
-    workers then only read them (:func:`build`). A problem that fails to build is left to the point
-    that needs it, which records why."""
-    import multiprocessing
+def build_ahead(task: Task, points: list[tuple[str, int, Suite, int]], folder: str, processes: int,
+                cpus: list[int] | None = None) -> None:
+    """Build the problems of ``points`` (cell, T, the point's suite, seed) into ``folder``,
+    ``processes`` at a time (on ``cpus``, or any CPU): nothing is timed on those CPUs meanwhile, and
+    the workers then only read them (:func:`build`). A problem that fails to build is left to the
+    point that needs it, which records why."""
     from concurrent.futures import ProcessPoolExecutor
 
     todo = {_path(folder, task.name, cell, T, suite, seed): (cell, T, suite, seed) for cell, T, suite, seed in points}
     ordered = sorted(todo.values(), key=lambda point: -point[1])  # the longest first: the pool ends together
-    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_one_blas_thread) as pool:
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"), initializer=pool_process,
+                             initargs=(cpus,)) as pool:
         futures = [pool.submit(_build_into, task.name, cell, T, suite, seed, folder)
                    for cell, T, suite, seed in ordered]
         for future in futures:
             with contextlib.suppress(Exception):  # BrokenProcessPool too: the points build their own
                 future.result()
-
-
-def _one_blas_thread() -> None:
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=1)  # one process per CPU: BLAS threads on top would oversubscribe them
 
 
 def _build_into(task_name: str, cell: str, seq_len: int, suite: Suite, seed: int, folder: str) -> None:

@@ -73,13 +73,20 @@ def gradient_profile(backend: Backend, problems: list[SeededProblem]) -> Gradien
     return Gradient(**vars(decay), g=tuple(g.tolist()), gc=gc, nonfinite=tuple(sorted(nonfinite)))
 
 
+def job_families(job: PointJob) -> tuple[str, ...]:
+    """The measurement families ``job`` takes: a ``run`` job every family the suite asks for; a
+    ``time`` job its timings; a ``profile`` job the rest (gradient profile and memory peak), which
+    need no machine to themselves (executor.timed)."""
+    metrics = job.suite.metrics
+    return {"time": ("time",), "profile": tuple(f for f in metrics if f != "time")}.get(job.mode, metrics)
+
+
 def measure(backend: Backend, job: PointJob, task: Task) -> PointResult:
-    """Every measurement family the suite asks for, for one grid point (a ``time`` job: a later
-    round's timings only)."""
+    """The measurement families of one grid point that ``job`` takes (:func:`job_families`)."""
     suite = job.suite
-    families = ("time",) if job.mode == "time" else suite.metrics
+    measured = job_families(job)
     started = time.perf_counter()
-    seeds = suite.seeds if "gradient" in families else suite.seeds[:1]
+    seeds = suite.seeds if "gradient" in measured else suite.seeds[:1]
     problems = [build(task, job.cell, job.seq_len, suite, seed, job.problems) for seed in seeds]
     first = problems[0]
     steps, batch, _, hidden = first.timed.shape
@@ -90,9 +97,9 @@ def measure(backend: Backend, job: PointJob, task: Task) -> PointResult:
     backend.synchronize()
     check_gradients(first.timed, backend.gradients(), per_step=False)  # a wrong shape fails the point
 
-    gradient = gradient_profile(backend, problems) if "gradient" in families else None
+    gradient = gradient_profile(backend, problems) if "gradient" in measured else None
     times = None
-    if "time" in families:
+    if "time" in measured:
         backend.prepare(first.timed)
         before = probe()  # the machine's speed on either side of each timing (measure/probe.py)
         forward = _time(backend, backend.forward, suite.timing, job.round)
@@ -100,7 +107,7 @@ def measure(backend: Backend, job: PointJob, task: Task) -> PointResult:
         both = _time(backend, forward_backward, suite.timing, job.round)
         times = Times.probed(forward, both, before, between, probe())
     memory = None
-    if "memory" in families:
+    if "memory" in measured:
         backend.teardown()  # counted from prepare on: a backend's preallocated buffers are its memory
         meter = backend.memory_meter()
         with meter:

@@ -5,11 +5,13 @@ everything that finished. Unavailable backends and unsupported cells are recorde
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +23,9 @@ from harness.record import provenance, results
 from harness.record.results import (INTERRUPTED, OK, SKIPPED, BackendStatus, PointResult,
                                     RunResults)
 from harness.report.console import GridProgress
-from harness.run.executor import Executor, LocalExecutor, allowed_cpus
+from harness.run.executor import Executor, LocalExecutor, allowed_cpus, spare_cpus
 from harness.run.grid import PointJob, build_ahead, vet_cell
+from harness.run.processes import pool_process
 from harness.suites import Suite
 
 
@@ -115,7 +118,8 @@ def _jobs(suite: Suite, mode: str, backend: str, cell: str, problems: str | None
         return [PointJob(backend, cell, T, suite.at(h, b, init, clip), mode, seed)
                 for init in suite.init_axis for clip in suite.train.clip_axis
                 for h, b in suite.sizes(mode) for T in suite.train.seq_lens for seed in suite.train.seeds]
-    return [PointJob(backend, cell, T, suite.at(h, b, init), problems=problems)
+    first = "time" if "time" in suite.metrics else "profile"  # the timings first, alone on the machine
+    return [PointJob(backend, cell, T, suite.at(h, b, init), first, problems=problems)
             for init in suite.init_axis for h, b in suite.sizes() for T in suite.seq_lens]
 
 
@@ -158,16 +162,23 @@ def run_suite(
     running: dict[PointJob, PointResult] = {}  # the partial records of the points now running
     # the problems of the grid, built once for every backend (grid.build); removed with the run
     problems = tempfile.mkdtemp(prefix="harness-problems-") if mode == "run" else None
+    # the code compiled while its compile time was measured, loaded by the run's workers (_compile_times)
+    local = isinstance(executor, LocalExecutor)
+    compiled = tempfile.mkdtemp(prefix="harness-compiled-") if mode == "run" and local else None
 
-    def record(point: PointResult) -> None:
-        data.points.append(point)
+    def save() -> None:
         results.write(path, data)
-        bar.advance(point)
+
+    def record(point: PointResult, what: str = "") -> None:
+        data.points.append(point)
+        save()
+        bar.advance(point, what)
 
     def on_progress(job: PointJob, partial: PointResult) -> None:
         running[job] = partial
         bar.progress(job, partial)
 
+    spectra = None
     try:
         with bar:
             jobs = []
@@ -186,34 +197,49 @@ def run_suite(
                             record(PointResult(name, cell, job.seq_len, suite.dtype, status, reason=reason,
                                                seed=job.seed, hidden=job.suite.hidden, batch=job.suite.batch,
                                                init=job.suite.init, clip=job.suite.clip if mode == "train" else None))
-            if jobs and problems and isinstance(executor, LocalExecutor):  # its workers read this folder
+            timed = mode == "run" and "time" in suite.metrics
+            spectra = _Spectra.planned(task, suite, jobs, problems, executor, bar) if mode == "run" else None
+            if jobs and problems and local:  # its workers read this folder
                 seeds = suite.seeds if "gradient" in suite.metrics else suite.seeds[:1]
                 points = [(job.cell, job.seq_len, job.suite, seed) for job in jobs for seed in seeds]
-                processes = len(allowed_cpus())
-                bar.note(f"building the grid's problems (float64 reference) on {processes} CPUs")
-                build_ahead(task, points, problems, processes)
+                if spectra and spectra.beside:  # on the spare CPUs, while compile times and timings are taken
+                    spectra.start(build=points)
+                else:
+                    processes = len(allowed_cpus())
+                    bar.note(f"building the grid's problems (float64 reference) on {processes} CPUs")
+                    build_ahead(task, points, problems, processes)
+            env = _compile_times(executor, data, jobs, bar, save, compiled) if timed else {}
+            profiles = ([dataclasses.replace(job, mode="profile") for job in jobs]
+                        if timed and set(suite.metrics) - {"time"} else [])
             if jobs:
                 bar.start(jobs[0])
+                bar.add(len(profiles))
+                where: dict[tuple, int] = {}  # run: a point's record, to which its other job's result is added
 
                 def on_result(job: PointJob, point: PointResult) -> None:
                     running.pop(job, None)
-                    record(point)
-                    bar.start(_next(jobs, job))
+                    what = "gradient profile and memory peak" if job.mode == "profile" else ""
+                    if mode == "run" and _key(job) in where:
+                        i = where[_key(job)]
+                        data.points[i] = _merged(data.points[i], point, job.mode == "profile")
+                        save()
+                        bar.advance(data.points[i], what)
+                    else:
+                        where[_key(job)] = len(data.points)
+                        record(point, what)
+                    if job.mode != "profile":
+                        bar.start(_next(jobs, job))
 
-                executor.run(jobs, on_result, threads=suite.threads, timeout=timeout, on_progress=on_progress)
+                executor.run(jobs + profiles, on_result, threads=suite.threads, timeout=timeout,
+                             on_progress=on_progress, env=env)
             for name in {job.backend for job in jobs}:
                 data.backends[name] = dataclasses.replace(data.backends[name],
                                                           info=executor.backend_info.get(name, {}))
-            if mode == "run" and "time" in suite.metrics:
-                for name, cell in dict.fromkeys((job.backend, job.cell) for job in jobs):
-                    if registry.backend_class(name).compiles:
-                        bar.start(PointJob(name, cell, min(suite.seq_lens), suite, "compile"))
-                        data.compile.append(executor.measure_compile(name, cell, suite))
-                        results.write(path, data)
+            if timed:
                 for round_ in range(2, suite.timing.passes + 1):
-                    _timing_round(executor, data, round_, bar, lambda: results.write(path, data), problems)
-            if mode == "run":  # after every timing: this process computes, no worker is timing
-                _explain_gradients(data, task, bar, lambda: results.write(path, data), problems)
+                    _timing_round(executor, data, round_, bar, save, problems, env)
+            if spectra:
+                spectra.attach(data)  # computed beside the timings, or now (no timing runs any more)
         data.status = "complete"
     except HarnessError as exc:  # the executor lost its cluster: what finished is kept
         data.status = "interrupted"
@@ -224,45 +250,100 @@ def run_suite(
         data.status = "interrupted"
         run.interrupted = True
     finally:
-        if problems:
-            shutil.rmtree(problems, ignore_errors=True)
+        if spectra:
+            spectra.stop()
+        for folder in (problems, compiled):
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
         data.finished_at = _now()
         results.write(path, data)
     return run
 
 
-def _explain_gradients(data: RunResults, task, bar: GridProgress, save: Callable[[], None],
-                       problems: str | None) -> None:
+class _Spectra:
     """W_hh's spectra and the top Lyapunov exponents beside every gradient profile (measure/dynamics.py).
     They depend on the cell, weights and data, not on the backend: the core computes them once per
-    point of the grid, in float64, from the very problems the backends were given, on every CPU (no
-    timing runs any more) and one BLAS thread per process."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    (cell, T, H, B, init) of the grid, in float64, from the very problems the backends are given,
+    in a pool of processes with one BLAS thread each: on the spare CPUs while the timings are taken
+    (``beside``; executor.spare_cpus), or on every CPU once no timing runs any more."""
 
-    from harness.run.grid import _one_blas_thread
+    def __init__(self, task, keys: dict[tuple, Suite], problems: str | None, cpus: list[int], beside: bool,
+                 bar: GridProgress):
+        self.beside, self._cpus, self._bar = beside, cpus, bar
+        self._task, self._keys, self._problems = task, keys, problems
+        self._found: dict[tuple, dict | Exception] = {}
+        self._error: BaseException | None = None
+        self._pool = None
+        self._build: list = []
+        self._thread = threading.Thread(target=self._compute, daemon=True)
+        bar.add(len(keys))
 
-    suite, where = data.suite, {}
-    for i, p in enumerate(data.points):
-        if p.status == OK and p.gradient is not None:
-            where.setdefault((p.cell, p.seq_len, p.hidden, p.batch, p.init), []).append(i)
-    if not where:
-        return
-    bar.add(len(where))
-    with ProcessPoolExecutor(min(len(where), len(allowed_cpus())), initializer=_one_blas_thread,
-                             mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_explanation, task.name, cell, seq_len, suite.at(hidden, batch, init), problems):
-                   (cell, seq_len, hidden, batch, init)
-                   for cell, seq_len, hidden, batch, init in sorted(where, key=lambda key: -key[1])}
-        for future in as_completed(futures):
-            indices = where[futures[future]]
-            fields = future.result()
-            for i in indices:
-                point = data.points[i]
-                data.points[i] = dataclasses.replace(point, gradient=dataclasses.replace(point.gradient, **fields))
-            bar.advance(dataclasses.replace(data.points[indices[0]], backend="core"),
-                        "spectra and Lyapunov exponents")
-            save()
+    @classmethod
+    def planned(cls, task, suite: Suite, jobs: list[PointJob], problems: str | None, executor: Executor,
+                bar: GridProgress) -> _Spectra | None:
+        """The spectra of ``jobs``' points, where the suite measures gradients (None where it does not)."""
+        if "gradient" not in suite.metrics or not jobs:
+            return None
+        keys = {(job.cell, job.seq_len, job.suite.hidden, job.suite.batch, job.suite.init): job.suite for job in jobs}
+        spare = (spare_cpus(suite.threads) if isinstance(executor, LocalExecutor) and "time" in suite.metrics
+                 and not suite.timing.isolate else [])
+        return cls(task, keys, problems, spare or allowed_cpus(), bool(spare), bar)
+
+    def start(self, build: list[tuple[str, int, Suite, int]] = ()) -> None:
+        """Compute them in the background, after building the problems of ``build`` (grid.build_ahead)."""
+        self._build = list(build)
+        self._thread.start()
+
+    def _compute(self) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        try:
+            if self._build:
+                build_ahead(self._task, self._build, self._problems, len(self._cpus), self._cpus)
+            with ProcessPoolExecutor(min(len(self._keys), len(self._cpus)), initializer=pool_process,
+                                     initargs=(self._cpus,), mp_context=multiprocessing.get_context("spawn")) as pool:
+                self._pool = pool
+                futures = {pool.submit(_explanation, self._task.name, key[0], key[1], self._keys[key],
+                                       self._problems): key
+                           for key in sorted(self._keys, key=lambda key: -key[1])}  # the longest first
+                for future in as_completed(futures):
+                    key = futures[future]
+                    try:
+                        self._found[key] = future.result()
+                    except Exception as exc:  # a cell whose backends fail too: raised by attach if one did not
+                        self._found[key] = exc
+                    cell, seq_len, hidden, batch, init = key
+                    self._bar.advance(PointResult("core", cell, seq_len, self._keys[key].dtype, OK, hidden=hidden,
+                                                  batch=batch, init=init), "spectra and Lyapunov exponents")
+        except BaseException as exc:  # re-raised by attach, in the runner's thread
+            self._error = exc
+
+    def attach(self, data: RunResults) -> None:
+        """Wait for the spectra (compute them now when not started) and add them to every gradient profile."""
+        if not self._thread.is_alive() and not self._found and self._error is None:
+            self._compute()
+        while self._thread.is_alive():
+            self._thread.join(0.2)  # a short wait: Ctrl-C reaches this thread
+        if self._error is not None:
+            raise self._error
+        for i, point in enumerate(data.points):
+            key = (point.cell, point.seq_len, point.hidden, point.batch, point.init)
+            if point.gradient is not None and key in self._found:
+                found = self._found[key]
+                if isinstance(found, Exception):
+                    raise found
+                data.points[i] = dataclasses.replace(point, gradient=dataclasses.replace(point.gradient, **found))
+
+    def stop(self) -> None:
+        """End the pool's processes (an interrupted run)."""
+        pool = self._pool
+        if pool is not None and self._thread.is_alive():
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                with contextlib.suppress(Exception):
+                    process.kill()
 
 
 def _explanation(task_name: str, cell: str, seq_len: int, at: Suite, problems: str | None) -> dict:
@@ -276,8 +357,41 @@ def _explanation(task_name: str, cell: str, seq_len: int, at: Suite, problems: s
                                 at.lyapunov_steps, [b.window for b in built])
 
 
+def _compile_times(executor: Executor, data: RunResults, jobs: list[PointJob], bar: GridProgress,
+                   save: Callable[[], None], compiled: str | None) -> dict[str, str]:
+    """The compile time of every compiling backend's cells, before any point, each in fresh workers
+    (executor.measure_compile). The code compiled there is kept in ``compiled``, and the environment
+    returned points the run's workers at it: no point compiles, the first run on a machine included."""
+    registry, suite, env = get_registry(), data.suite, {}
+    for name, cell in dict.fromkeys((job.backend, job.cell) for job in jobs):
+        cls = registry.backend_class(name)
+        if cls.compiles:
+            bar.start(PointJob(name, cell, min(suite.seq_lens), suite, "compile"))
+            data.compile.append(executor.measure_compile(name, cell, suite, into=compiled))
+            save()
+            if compiled:
+                env.update(cls.compile_cache_env(compiled))
+    return env
+
+
+def _merged(earlier: PointResult, later: PointResult, profile: bool) -> PointResult:
+    """One point's record from its two jobs, finished in either order: the timings (and the machine's
+    load while they were taken) of the ``time`` job, the memory peak and gradient profile of the
+    ``profile`` job (``later`` is the profile when ``profile``). Failed when either failed, with why."""
+    timed, profiled = (earlier, later) if profile else (later, earlier)
+    point = dataclasses.replace(timed, memory=profiled.memory, gradient=profiled.gradient,
+                                duration_s=(timed.duration_s or 0.0) + (profiled.duration_s or 0.0))
+    bad = next((p for p in (timed, profiled) if p.status != OK), None)
+    return point if bad is None else dataclasses.replace(point, status=bad.status, reason=bad.reason)
+
+
+def _key(job: PointJob) -> tuple:
+    """The :attr:`PointResult.key` of the point ``job`` measures."""
+    return job.backend, job.cell, job.seq_len, job.suite.hidden, job.suite.batch, job.suite.init
+
+
 def _timing_round(executor: Executor, data: RunResults, round_: int, bar: GridProgress,
-                  save: Callable[[], None], problems: str | None) -> None:
+                  save: Callable[[], None], problems: str | None, env: dict[str, str]) -> None:
     """Time every measured point once more, in fresh workers, and pool the samples with the earlier
     rounds' (asv's rounds: the spread then includes what varies between processes and over the run,
     so that ``harness compare`` does not take a drifting machine for a regression). A point whose
@@ -292,14 +406,14 @@ def _timing_round(executor: Executor, data: RunResults, round_: int, bar: GridPr
     bar.start(jobs[0])
 
     def on_result(job: PointJob, later: PointResult) -> None:
-        i = where[(job.backend, job.cell, job.seq_len, job.suite.hidden, job.suite.batch, job.suite.init)]
+        i = where[_key(job)]
         if later.status == OK:
             data.points[i] = data.points[i].pooled_with(later)
             save()
         bar.advance(later, f"timing round {round_}/{suite.timing.passes}")
         bar.start(_next(jobs, job))
 
-    executor.run(jobs, on_result, threads=suite.threads, timeout=suite.timing.timeout)
+    executor.run(jobs, on_result, threads=suite.threads, timeout=suite.timing.timeout, env=env)
 
 
 def _next(jobs: list[PointJob], done: PointJob) -> PointJob | None:

@@ -76,15 +76,19 @@ class Explodes(NumpyBackend):
             self._grads.h[: self._grads.h.shape[0] // 2] = float("inf")  # the first half overflowed
 
 class LaterRoundFails(NumpyBackend):
-    # Fails in every process but the first one that ran it (the marker file names that process).
+    # Fails while timed (under harness.run.point._time) in any process but the first one that timed
+    # it (the marker file names that process): timing rounds 2, 3, ... fail; its gradient profiles
+    # and memory peaks, measured in other processes but never timed, do not.
     name = "later-round-fails"
     def forward(self):
-        marker = os.environ["HARNESS_TEST_MARKER"]
-        if not os.path.exists(marker):
-            with open(marker, "w") as f:
-                f.write(str(os.getpid()))
-        elif open(marker).read() != str(os.getpid()):
-            raise RuntimeError("a later round")
+        import inspect
+        if any(frame.function == "_time" for frame in inspect.stack()):
+            marker = os.environ["HARNESS_TEST_MARKER"]
+            if not os.path.exists(marker):
+                with open(marker, "w") as f:
+                    f.write(str(os.getpid()))
+            elif open(marker).read() != str(os.getpid()):
+                raise RuntimeError("a later round")
         super().forward()
 
 class KillsDaskWorker(NumpyBackend):

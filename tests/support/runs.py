@@ -35,12 +35,13 @@ def synthetic_point(backend: str, seq_len: int, median: float, status: str = OK,
 
 
 def record_synthetic(tmp_path: Path, label: str, points: list[PointResult], suite_name: str = "tiny",
-                     results_dir: Path | None = None, compile: list[CompileResult] = (), rounds: int = 8):
-    """Record ``points`` (and compile times) as one run of suite ``suite_name`` timed in ``rounds``
-    rounds under ``label`` in ``results_dir`` (tmp_path/results by default)."""
+                     results_dir: Path | None = None, compile: list[CompileResult] = (), rounds: int = 8,
+                     status: str = "complete"):
+    """Record ``points`` (and compile times) as one run (``status``) of suite ``suite_name`` timed in
+    ``rounds`` rounds under ``label`` in ``results_dir`` (tmp_path/results by default)."""
     suite = suites.load(write_suite(tmp_path / "suite")).with_overrides(rounds=rounds, repeat=4 * rounds)
     suite = dataclasses.replace(suite, name=suite_name)
     run = RunResults(suite=suite, started_at="2026-11-26T07:00:00+00:00", provenance=PROVENANCE, points=points,
-                     compile=list(compile))
+                     compile=list(compile), status=status)
     conf = asvdb.load_config(path=tmp_path / "none.json", results_dir=results_dir or tmp_path / "results")
     return asvdb.record_run(run, conf, label=label), conf
