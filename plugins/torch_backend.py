@@ -566,9 +566,9 @@ class _ScanBackend:
     def supports(cls, cell_name: str, dtype: str) -> Availability:
         names = cls.cell_names()
         if cell_name not in names:
-            return Availability(False, f"backend {cls.name!r} runs only cells with a parallel scan form (Cell.scan): "
-                                       f"{', '.join(names) or 'none installed'}; cell {cell_name!r} has none "
-                                       f"({cls.stepped} runs it stepped)")
+            return Availability(False, f"cell {cell_name!r} has no parallel scan form (Cell.scan; {cls.stepped} runs "
+                                       f"it stepped); backend {cls.name!r} runs only the cells that have one: "
+                                       f"{', '.join(names) or 'none installed'}")
         return super().supports(cell_name, dtype)
 
     def setup(self, problem: Problem) -> None:

@@ -26,8 +26,8 @@ def test_which_cells_have_a_scan_form():
 
 def test_other_cells_are_skipped_with_the_reason():
     why = TorchCPUScanBackend.supports("lstm", "float32")
-    assert not why and why.reason == ("backend 'torch-cpu-scan' runs only cells with a parallel scan form (Cell.scan): "
-                                      "mingru, lru; cell 'lstm' has none (torch-cpu runs it stepped)")
+    assert not why and why.reason == ("cell 'lstm' has no parallel scan form (Cell.scan; torch-cpu runs it stepped); "
+                                      "backend 'torch-cpu-scan' runs only the cells that have one: mingru, lru")
     assert TorchCPUScanBackend.supports("mingru", "float32")
 
 

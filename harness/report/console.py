@@ -209,7 +209,7 @@ class GridProgress:
         if self._progress is not None:
             self._progress.update(self._task, description=what)
         elif self.enabled:
-            self._console.print(what, markup=False)
+            self._console.print(what, markup=False, soft_wrap=True)
 
     def add(self, count: int) -> None:
         """``count`` more steps than planned (a later timing round)."""
@@ -231,7 +231,7 @@ class GridProgress:
         if self._progress is not None:
             self._progress.update(self._task, advance=1, description=line)
         elif self.enabled:
-            self._console.print(f"[{self.done}/{self.total}] {line}", markup=False)
+            self._console.print(f"[{self.done}/{self.total}] {line}", markup=False, soft_wrap=True)
 
 
 def check_report(report: ConformanceReport) -> str:
