@@ -341,6 +341,10 @@ def cmd_compare(args) -> int:
         if rounds is not None and rounds < needed:
             print(f"warning: {spec} was timed in {rounds} round(s); on a shared machine a comparison needs "
                   f"{needed} (harness run --regression), so its timing marks may be noise", file=sys.stderr)
+        if compare.timed_beside(results_dir, spec):
+            print(f"warning: {spec} was timed with untimed work beside its timings on the spare CPUs, which can "
+                  f"slow a timing by a few percent (harness run --isolate or --regression: nothing beside)",
+                  file=sys.stderr)
     regressions = sum(c.regression for c in changes)
     if regressions:
         print(f"{regressions} significant regression(s) from {args.before} to {args.after}", file=sys.stderr)

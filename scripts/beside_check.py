@@ -15,6 +15,9 @@ import sys
 import tempfile
 import time
 
+from threadpoolctl import threadpool_limits
+
+from harness.measure.blas import THREAD_ENV
 from harness.measure.timing import Timer
 from harness.plugins import get_registry
 from harness.run import point
@@ -41,6 +44,8 @@ def main() -> None:
     spare = spare_cpus(1)
     if not spare:
         sys.exit("no spare CPU here: nothing runs beside the timings")
+    os.environ.update({name: "1" for name in THREAD_ENV})  # one thread, as the harness's workers (and the child)
+    threadpool_limits(limits=1)  # the BLAS libraries this process has loaded already
     os.sched_setaffinity(0, timing_cpus(1))
     suite, folder = load("long_range"), tempfile.mkdtemp(prefix="beside-")
     task = get_registry().task(suite.task)
@@ -64,8 +69,7 @@ def main() -> None:
         child = subprocess.Popen(["taskset", "-c", ",".join(map(str, spare)), sys.executable, "-c",
                                   f"import sys; sys.path.insert(0, 'scripts'); import beside_check; "
                                   f"beside_check._profiles({folder!r})"],
-                                 env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                                      "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"})
+                                 env=os.environ)
         time.sleep(5)  # its imports and first profile
         for case in CASES:
             busy[case].append(median(case))

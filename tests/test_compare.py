@@ -120,6 +120,19 @@ def test_a_time_falling_is_an_improvement():
     assert faster.mark == "-" and faster.ratio == 0.5
 
 
+@pytest.mark.parametrize("isolated_before, isolated_after", [(True, True), (False, True), (False, False)])
+def test_compare_warns_when_a_side_was_timed_with_untimed_work_beside(tmp_path, capsys, isolated_before,
+                                                                      isolated_after):
+    from harness.cli import main
+
+    record_synthetic(tmp_path, "before", [synthetic_point("a", 10, 1.0)], isolate=isolated_before)
+    record_synthetic(tmp_path, "after", [synthetic_point("a", 10, 1.0)], isolate=isolated_after)
+    assert main(["compare", "before", "after", "--results-dir", str(tmp_path / "results")]) == 0
+    err = capsys.readouterr().err
+    for side, isolated in (("before", isolated_before), ("after", isolated_after)):
+        assert (f"warning: {side} was timed with untimed work beside its timings" in err) == (not isolated), err
+
+
 @pytest.mark.parametrize("rounds_before, rounds_after, warned", [
     (8, 8, ()),                          # regression-grade on both sides: no warning
     (1, 8, ("before",)),                 # the default single round on one side

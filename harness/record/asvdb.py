@@ -365,8 +365,10 @@ def metrics_for(run: RunResults) -> list[Metric]:
             if m.family in run.suite.metrics or (m.family == "compile" and run.compile)]
 
 
-#: The asv results file's env_vars key that holds the number of timing rounds of the run recorded.
+#: The asv results file's env_vars keys that hold how the run recorded was timed: its number of timing
+#: rounds, and "1" where nothing ran beside the timings (``[timing] isolate``), else "0".
 TIMING_ROUNDS = "HARNESS_TIMING_ROUNDS"
+TIMING_ISOLATED = "HARNESS_TIMING_ISOLATED"
 
 
 def database_lock(results_dir: str | os.PathLike):
@@ -440,7 +442,8 @@ def _record(run: RunResults, conf, label: str | None) -> Path:
     libs = prov["libraries"]
     # How many timing rounds stand behind the timings (harness compare warns below REGRESSION_TIMING's):
     # asv keeps env_vars with the results file and uses them for nothing else.
-    rounds = {TIMING_ROUNDS: str(suite.timing.passes)} if run.mode == "run" else {}
+    rounds = ({TIMING_ROUNDS: str(suite.timing.passes), TIMING_ISOLATED: str(int(suite.timing.isolate))}
+              if run.mode == "run" else {})
     results = Results(_run_params(prov), {n: libs[n] for n in ("numpy", "torch", "numba") if libs.get(n)},
                       commit, date, prov["python"], env, rounds)
     results.load_data(str(target_dir))

@@ -28,7 +28,7 @@ from rich.console import Group
 from rich.text import Text
 
 from harness.errors import HarnessError
-from harness.record.asvdb import LABELS_DIR, PROBE_METRIC, TIMING_ROUNDS, VS_PROBE, unrepr
+from harness.record.asvdb import LABELS_DIR, PROBE_METRIC, TIMING_ISOLATED, TIMING_ROUNDS, VS_PROBE, unrepr
 from harness.report.console import table
 
 #: A benchmark point in asv's database: (benchmark name, its parameter values as text).
@@ -127,6 +127,12 @@ def timing_rounds(results_dir: str | Path, spec: str) -> int | None:
     the harness kept the count, or a training run)."""
     counts = [res.env_vars.get(TIMING_ROUNDS) for res in resolve(Path(results_dir), spec).values()]
     return min((int(c) for c in counts if c), default=None)
+
+
+def timed_beside(results_dir: str | Path, spec: str) -> bool:
+    """Whether some of ``spec``'s timings were taken with untimed work allowed beside them (not
+    ``[timing] isolate``; unknown for files recorded before the harness kept it: False)."""
+    return any(res.env_vars.get(TIMING_ISOLATED) == "0" for res in resolve(Path(results_dir), spec).values())
 
 
 def _isna(value: float | None) -> bool:

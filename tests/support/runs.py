@@ -36,10 +36,12 @@ def synthetic_point(backend: str, seq_len: int, median: float, status: str = OK,
 
 def record_synthetic(tmp_path: Path, label: str, points: list[PointResult], suite_name: str = "tiny",
                      results_dir: Path | None = None, compile: list[CompileResult] = (), rounds: int = 8,
-                     status: str = "complete"):
+                     status: str = "complete", isolate: bool = True):
     """Record ``points`` (and compile times) as one run (``status``) of suite ``suite_name`` timed in
-    ``rounds`` rounds under ``label`` in ``results_dir`` (tmp_path/results by default)."""
-    suite = suites.load(write_suite(tmp_path / "suite")).with_overrides(rounds=rounds, repeat=4 * rounds)
+    ``rounds`` rounds (``isolate``: nothing beside the timings, as harness run --regression) under
+    ``label`` in ``results_dir`` (tmp_path/results by default)."""
+    suite = suites.load(write_suite(tmp_path / "suite")).with_overrides(rounds=rounds, repeat=4 * rounds,
+                                                                         isolate=isolate)
     suite = dataclasses.replace(suite, name=suite_name)
     run = RunResults(suite=suite, started_at="2026-11-26T07:00:00+00:00", provenance=PROVENANCE, points=points,
                      compile=list(compile), status=status)
