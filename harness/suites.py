@@ -59,7 +59,7 @@ class Timing:
 
 
 @dataclass(frozen=True)
-class Training:
+class TrainSettings:
     """The ``[train]`` table: how ``harness train`` learns the task (docs/training.md)."""
 
     seq_lens: tuple[int, ...] = (50, 100)
@@ -108,7 +108,7 @@ class Suite:
     metrics: tuple[str, ...] = METRIC_FAMILIES
     description: str = ""
     timing: Timing = field(default_factory=Timing)
-    train: Training = field(default_factory=Training)
+    train: TrainSettings = field(default_factory=TrainSettings)
     path: str = ""
     sha256: str = ""
 
@@ -149,7 +149,7 @@ class Suite:
         return replace(self, timing=replace(self.timing, **timing), **changes)
 
     def with_training(self, **changes) -> Suite:
-        """A copy with the given ``Training`` fields replaced; ``None`` keeps a value."""
+        """A copy with the given ``TrainSettings`` fields replaced; ``None`` keeps a value."""
         changes = {k: v for k, v in changes.items() if v is not None}
         return replace(self, train=replace(self.train, **changes))
 
@@ -327,7 +327,7 @@ def _inits(data: dict, cells: tuple[str, ...], check_list, file, text: str) -> t
         raise HarnessError(f"{file}:{_line_of(text, key)}: {exc}") from None
 
 
-def _training(table: dict, check_list, file, text: str) -> Training:
+def _training(table: dict, check_list, file, text: str) -> TrainSettings:
     """The validated ``[train]`` table."""
     values = dict(table)
     for key in ("seq_lens", "seeds"):
@@ -352,7 +352,7 @@ def _training(table: dict, check_list, file, text: str) -> Training:
         if key in values and not 0 <= values[key] < math.inf:
             raise HarnessError(f"{file}:{_line_of(text, 'train.' + key)}: train.{key} must not be negative, "
                                f"got {values[key]!r}")
-    return Training(**values)
+    return TrainSettings(**values)
 
 
 def _timing(table: dict, file, text: str) -> Timing:

@@ -235,9 +235,9 @@ def test_machine_fields_are_escaped_for_asv_and_ordinary_ones_unchanged():
     from tests.support.runs import PROVENANCE
 
     ordinary = {**PROVENANCE, "cpu": "Intel(R) Xeon(R) Platinum 8480+ @ 2.0GHz", "gpu": "NVIDIA H100 80GB HBM3"}
-    info = asvdb.machine_info(ordinary)
+    info = asvdb.asv_machine(ordinary)
     assert info["cpu"] == ordinary["cpu"] and info["gpu"] == ordinary["gpu"] and info["os"] == "Linux"
-    hostile = asvdb.machine_info({**PROVENANCE, "os": "<img src=x onerror=alert(1)>", "gpu": "a & 'b'"})
+    hostile = asvdb.asv_machine({**PROVENANCE, "os": "<img src=x onerror=alert(1)>", "gpu": "a & 'b'"})
     assert hostile["os"] == "&lt;img src=x onerror=alert(1)&gt;" and hostile["gpu"] == "a &amp; &#x27;b&#x27;"
     # a PEP 440 local version (torch's +cpu) is a safe part of the environment's file name
     name = asvdb.env_name({**PROVENANCE, "libraries": {"numpy": "2.0", "torch": "2.3.0+cpu"}})

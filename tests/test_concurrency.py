@@ -71,3 +71,30 @@ def test_recording_while_publishing_loses_nothing(tmp_path):
     assert set(bench["tiny.time_forward_backward"]["params"][0]) == {repr(b) for b in
                                                                      ["first", *(f"backend{i}" for i in range(4))]}
     assert (tmp_path / "results" / "html" / "index.html").is_file()
+
+
+def _swap_sites(target: str, tag: str, rounds: int, barrier) -> None:
+    from harness.report.site import _swap_in
+
+    barrier.wait()  # all three at once
+    for i in range(rounds):
+        built = Path(target).parent / f"built-{tag}-{i}"
+        built.mkdir()
+        (built / "index.html").write_text(f"{tag} {i}")
+        _swap_in(built, Path(target))
+
+
+def test_concurrent_publishes_swap_their_sites_in_one_after_the_other(tmp_path):
+    """Three processes replacing one site folder 200 times each, all at once: none fails, and the site
+    left is one of theirs, whole."""
+    target = tmp_path / "html"
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(3)
+    procs = [ctx.Process(target=_swap_sites, args=(str(target), tag, 200, barrier)) for tag in "abc"]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+    assert [proc.exitcode for proc in procs] == [0, 0, 0]
+    assert (target / "index.html").read_text().split()[0] in "abc"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(("built-", ".html-old-"))]

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 
 from harness import suites
-from harness.record.results import OK, Gradient, PointResult, RunResults
+from harness.record.results import OK, GradientProfile, PointResult, RunResults
 from harness.report import plots
 from tests.support.suites import write_suite
 
@@ -17,7 +17,7 @@ def _run(tmp_path, task: str, dtype: str, profiles: dict[int, np.ndarray]) -> Ru
     suite = dataclasses.replace(suites.load(write_suite(tmp_path / "s")), task=task, dtype=dtype, cells=("gru",))
     points = []
     for T, g in profiles.items():
-        gradient = Gradient(decay_rate=0.1, log10_ratio=1.0, horizon=3, exploded=False, first_nonfinite_lag=None,
+        gradient = GradientProfile(decay_rate=0.1, log10_ratio=1.0, horizon=3, exploded=False, first_nonfinite_lag=None,
                             vanished=False, g=tuple(g.tolist()), gc=None)
         points.append(PointResult("numpy", "gru", T, dtype, OK, steps=len(g), gradient=gradient))
     return RunResults(suite=suite, started_at="now", provenance=PROVENANCE, points=points)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 
 import pytest
@@ -33,6 +34,18 @@ class HangsAt20(NumpyBackend):
             time.sleep(3600)
         super().forward()
 
+class HoldsTheLockAt20(NumpyBackend):
+    # Hangs in C code that keeps the interpreter lock (ctypes.PyDLL does not release it): no thread
+    # of the worker runs any more, only the kernel can end it.
+    name = "holds-the-lock-at-20"
+    def forward(self):
+        if self.problem.x.shape[0] == 20:
+            import ctypes
+            with open(os.environ["WORKER_PID_FILE"], "w") as f:
+                f.write(str(os.getpid()))
+            ctypes.PyDLL(None).sleep(3600)
+        super().forward()
+
 class SlowStart(NumpyBackend):
     name = "slow-start"
     def __init__(self, threads=None):
@@ -46,7 +59,7 @@ class Hungry(NumpyBackend):
 
 @hookimpl
 def harness_backends():
-    return [HangsAt20, SlowStart, Hungry]
+    return [HangsAt20, HoldsTheLockAt20, SlowStart, Hungry]
 """
 
 
@@ -72,11 +85,11 @@ def _alive(pid: int) -> bool:
         return f.read().split(")")[-1].split()[0] != "Z"
 
 
-def _start(tmp_path, monkeypatch, *extra):
+def _start(tmp_path, monkeypatch, *extra, backend="hangs-at-20"):
     pid_file = tmp_path / "worker.pid"
     monkeypatch.setenv("WORKER_PID_FILE", str(pid_file))
     folder = write_suite(tmp_path / "s", seq_lens="[12, 20]", timing={"timeout": "600"})
-    proc = start_harness("run", str(folder), "--backends", "hangs-at-20", "-q", "--results-dir",
+    proc = start_harness("run", str(folder), "--backends", backend, "-q", "--results-dir",
                          str(tmp_path / "results"), "--output", str(tmp_path / "run.json"), *extra, cwd=tmp_path)
     _wait_for(pid_file)
     return proc, int(pid_file.read_text())
@@ -87,6 +100,20 @@ def test_a_worker_exits_when_its_parent_is_killed(plugin, tmp_path, monkeypatch)
     proc.kill()
     proc.communicate(timeout=60)
     end = time.monotonic() + 60
+    while _alive(worker) and time.monotonic() < end:
+        time.sleep(0.2)
+    assert not _alive(worker)
+
+
+def test_a_worker_stuck_holding_the_interpreter_lock_exits_when_its_parent_is_killed(plugin, tmp_path, monkeypatch):
+    """The kernel's parent-death signal (Linux), which needs no thread of the worker to run."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the parent-death signal is Linux's")
+    proc, worker = _start(tmp_path, monkeypatch, backend="holds-the-lock-at-20")
+    time.sleep(0.5)  # inside the C call
+    proc.kill()
+    proc.communicate(timeout=60)
+    end = time.monotonic() + 10
     while _alive(worker) and time.monotonic() < end:
         time.sleep(0.2)
     assert not _alive(worker)

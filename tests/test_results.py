@@ -9,8 +9,8 @@ import pytest
 from harness import suites
 from harness.measure.timing import Measurement
 from harness.record import results
-from harness.record.results import (FAILED, OK, SKIPPED, Gradient, LossAtInit, Memory, PointResult, ResultsFormatError,
-                                    RunResults, Times)
+from harness.record.results import (FAILED, OK, SKIPPED, GradientProfile, LossAtInit, Memory, PointResult,
+                                    ResultsFormatError, RunResults, Times)
 from tests.support.suites import write_suite
 
 
@@ -18,7 +18,7 @@ from tests.support.suites import write_suite
 def run(tmp_path) -> RunResults:
     suite = suites.load(write_suite(tmp_path / "tiny", cells='["lstm"]'))
     times = Times(Measurement([0.002, 0.003, 0.004], 5), Measurement([0.01, 0.02, 0.03], 2))
-    gradient = Gradient(decay_rate=0.3, log10_ratio=math.nan, horizon=None, exploded=True, first_nonfinite_lag=2,
+    gradient = GradientProfile(decay_rate=0.3, log10_ratio=math.nan, horizon=None, exploded=True, first_nonfinite_lag=2,
                         vanished=False, g=(math.inf, math.nan, 1.0), gc=(0.5, 0.25, 1.0))
     ok = PointResult("numpy", "lstm", 12, "float64", OK, steps=12, loss=LossAtInit(1.39, 1.386), time=times,
                      memory=Memory(4096, "tracemalloc", 2048), gradient=gradient, duration_s=0.7, hidden=4, batch=2,

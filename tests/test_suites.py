@@ -55,7 +55,7 @@ def test_invalid_values_name_file_line_and_choices(tmp_path, overrides, message)
 
 
 def test_the_train_table_has_defaults_and_its_own_values(tmp_path):
-    assert suites.load(write_suite(tmp_path / "plain")).train == suites.Training()
+    assert suites.load(write_suite(tmp_path / "plain")).train == suites.TrainSettings()
     folder = write_suite(tmp_path / "t")
     (folder / "suite.toml").write_text((folder / "suite.toml").read_text() +
                                        '\n[train]\nseq_lens = [20, 40]\noptimizer = "sgd"\nlr = 0.01\nseeds = [0, 1]\n')

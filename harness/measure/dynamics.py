@@ -137,7 +137,7 @@ def explanation(cell_name: str, draws: list[tuple[Params, np.ndarray]], k: int, 
     """What explains a gradient profile averaged over ``draws`` (the parameters and inputs of each
     seed): the recurrent matrix's spectra, the closed-form decay rate where the cell has one and, for
     ``k`` > 0, the top-k exponents over the last ``window`` steps (0: all), as the fields of
-    :class:`~harness.record.results.Gradient` that hold them."""
+    :class:`~harness.record.results.GradientProfile` that hold them."""
     per_draw = [block_spectra(cell_name, params) for params, _ in draws]
     spectra = tuple(Spectrum(blocks[0].gate, float(np.mean([b.spectral_radius for b in blocks])),
                              float(np.mean([b.sigma_max for b in blocks]))) for blocks in zip(*per_draw))

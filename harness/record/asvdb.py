@@ -41,8 +41,8 @@ from harness.suites import Suite
 
 CONFIG_FILE = "asv.conf.json"
 METRIC_DEFINITIONS_VERSION = 3  # bump when a metric's meaning changes: asv then starts a new series
-PARAM_NAMES = ["backend", "cell", "seq_len", "hidden", "batch", "init"]
-TRAIN_PARAM_NAMES = (*PARAM_NAMES, "clip")  # training points: the clipping threshold is an axis too
+ASV_PARAMS = ["backend", "cell", "seq_len", "hidden", "batch", "init"]
+TRAIN_ASV_PARAMS = (*ASV_PARAMS, "clip")  # training points: the clipping threshold is an axis too
 LABELS_DIR = "labels"
 PROBE_METRIC = "machine_probe"  # the machine probe's own benchmark (measure/probe.py)
 VS_PROBE = "_vs_probe"  # the suffix of a timing's benchmark in units of the probe: what compare judges
@@ -64,7 +64,7 @@ class Metric:
     samples: Callable[[Points], list[float] | None] = lambda points: None
     number: Callable[[Points], int | None] = lambda points: None  # calls per sample; None: tracked value
     description: str = ""
-    param_names: tuple[str, ...] = tuple(PARAM_NAMES)
+    param_names: tuple[str, ...] = tuple(ASV_PARAMS)
     derived_from: str = ""  # a metric computed from another (GFLOP/s from the time): compare marks only that one
     definition: str = ""  # what else defines it (the probe's version): part of its asv version where set
 
@@ -154,16 +154,16 @@ TRAIN_METRICS = (
     Metric("train_final_loss_ratio", "train", "track", "ratio",
            lambda points: float(np.mean([p.training.final_ratio for p in points])),
            description="last eval loss / the task's memoryless baseline, mean over the seeds (below 1 learns)",
-           param_names=TRAIN_PARAM_NAMES),
+           param_names=TRAIN_ASV_PARAMS),
     Metric("train_iterations_to_solve", "train", "track", "iterations",
            lambda points: float(np.median([iterations_to_solve(p) for p in points])),
            description="first eval iteration meeting the task's solved criterion, median over the seeds; "
                        "an unsolved run counts as the iteration budget + 1",
-           param_names=TRAIN_PARAM_NAMES),
+           param_names=TRAIN_ASV_PARAMS),
     Metric("train_time_per_iteration", "train", "track", "seconds",
            lambda points: float(np.median([p.training.times.iteration_s for p in points])),
            description="median seconds per training iteration (backend forward + backward and the core's share)",
-           param_names=TRAIN_PARAM_NAMES),
+           param_names=TRAIN_ASV_PARAMS),
 )
 
 
@@ -226,7 +226,7 @@ def _text(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def machine_info(prov: dict) -> dict:
+def asv_machine(prov: dict) -> dict:
     return {"machine": check_name("machine name", prov["machine"]), "os": _text(prov["os"]),
             "arch": _text(prov["arch"]), "cpu": _text(prov["cpu"]), "num_cpu": str(prov["cpu_count"]),
             "ram": _text(_ram()), "gpu": _text(prov.get("gpu") or "")}
@@ -302,7 +302,7 @@ _COMMIT = re.compile(r"[0-9a-f]{7,64}")
 
 def _run_params(prov: dict) -> dict:
     libs = prov["libraries"]
-    params = {**machine_info(prov), "python": prov["python"], "threads": str(prov["threads"])}
+    params = {**asv_machine(prov), "python": prov["python"], "threads": str(prov["threads"])}
     params.update({n: libs[n] for n in ("numpy", "torch", "numba") if libs.get(n)})
     return params
 
@@ -437,7 +437,7 @@ def _record(run: RunResults, conf, label: str | None) -> Path:
     git = prov["git"]
     commit = git["commit"] or "0" * 40
     date = git["commit_date_ms"] or int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
-    machine = machine_info(prov)
+    machine = asv_machine(prov)
     env = env_name(prov)
     libs = prov["libraries"]
     # How many timing rounds stand behind the timings (harness compare warns below REGRESSION_TIMING's):

@@ -103,7 +103,7 @@ class Memory:
 
 
 @dataclass(frozen=True)
-class Gradient(DecayMetrics):
+class GradientProfile(DecayMetrics):
     """The gradient profile g_t (t = 1..steps), g^c_t for cells with a cell state, and its metrics;
     beside it, what explains it (measure/dynamics.py, float64 from the reference, the same for every
     backend): the recurrent matrix's spectra per gate block (none for a diagonal recurrence), the top
@@ -134,7 +134,7 @@ class Snapshot:
     one iteration."""
 
     iteration: int
-    gradient: Gradient
+    gradient: GradientProfile
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,7 @@ class PointResult:
     loss: LossAtInit | None = None
     time: Times | None = None
     memory: Memory | None = None
-    gradient: Gradient | None = None
+    gradient: GradientProfile | None = None
     duration_s: float | None = None  # wall time of the whole point in its worker
     seed: int | None = None  # training points: the seed of data, weights and batches
     training: Training | None = None  # training points: curves, snapshots, iteration times

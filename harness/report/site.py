@@ -133,12 +133,17 @@ def _write_harness_pages(results_dir: Path, pages: Path) -> None:
 
 
 def _swap_in(built: Path, target: Path) -> None:
-    """Replace ``target`` by ``built``: two renames, so the old site stays whole until the new one is."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}-old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(built, target)
+    """Replace ``target`` by ``built``: two renames, so the old site stays whole until the new one is;
+    under a lock of the site's own, so that concurrent publishes swap one after the other (the last
+    one's site stays) instead of renaming the same folder at once."""
+    from filelock import FileLock
+
+    with FileLock(str(target.with_name(f".{target.name}.lock"))):
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}-old-{os.getpid()}")
+            os.replace(target, old)
+        os.replace(built, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 

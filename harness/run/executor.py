@@ -26,7 +26,7 @@ from harness.backend import Availability
 from harness.measure.blas import THREAD_ENV
 from harness.record.results import FAILED, OK, CompileResult, PointResult, jsonable
 from harness.run.grid import PointJob
-from harness.run.processes import exit_with_parent
+from harness.run.processes import exit_with_parent, started_by_main_thread
 from harness.suites import Suite
 
 START_TIMEOUT = 300.0  # seconds for a worker to import its backend
@@ -162,10 +162,10 @@ def _run_job(backend, job: PointJob, task, conn) -> PointResult | float:
 
 
 def _worker_main(conn, backend_name: str, threads: int, memory_limit: int | None, parent: int,
-                 cpus: list[int] | None) -> None:
+                 cpus: list[int] | None, kernel: bool = False) -> None:
     """Entry point of a worker process: import the backend once, then run jobs as they come."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop
-    exit_with_parent(parent)
+    exit_with_parent(parent, kernel)
     if memory_limit:
         import resource
 
@@ -223,10 +223,11 @@ def _exit_reason(proc) -> str:
 
 class _Worker:
     def __init__(self, backend: str, threads: int, env: dict[str, str] | None = None,
-                 memory_limit: int | None = None, cpus: list[int] | None = None):
+                 memory_limit: int | None = None, cpus: list[int] | None = None, kernel: bool = False):
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, backend, threads, memory_limit, os.getpid(), cpus),
+        self.proc = ctx.Process(target=_worker_main, args=(child, backend, threads, memory_limit, os.getpid(), cpus,
+                                                           kernel),
                                 daemon=True, name=f"harness-{backend}")
         with _environment({**{k: str(threads) for k in THREAD_ENV}, **(env or {})}):
             self.proc.start()
@@ -300,7 +301,10 @@ class LocalExecutor:
         key = self._key(backend, threads, env)
         if key not in self._workers:
             cpus = self.cpus if self.cpus is not None else timing_cpus(threads) if self.pin else None
-            worker = _Worker(backend, threads, env, self.memory_limit, cpus)
+            # The kernel's parent-death signal follows the thread that starts the worker: fine when that
+            # thread stops the worker itself (at the end of run) or is the main thread.
+            kernel = not self.keep_workers or started_by_main_thread()
+            worker = _Worker(backend, threads, env, self.memory_limit, cpus, kernel)
             error = worker.wait_ready(min(START_TIMEOUT, timeout))
             if error is not None:
                 worker.stop(kill=True)
@@ -326,6 +330,9 @@ class LocalExecutor:
         beside = spare_cpus(threads) if alone and not isolate else []
         lanes = ([[cpu] for cpu in beside] if beside else
                  [None] * min(len(untimed), max(1, len(allowed_cpus()) // max(1, threads))))
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()  # started here, before the lanes' threads start processes too
         calls, starts = _OneAtATime(on_result, on_progress), _Starts()
         if not beside:
             self._one_by_one(alone, calls.on_result, threads, timeout, calls.on_progress, env, starts)

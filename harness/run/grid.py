@@ -9,6 +9,7 @@ readout input).
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import hashlib
 import importlib.util
@@ -109,23 +110,33 @@ def _path(folder: str, task: str, cell: str, seq_len: int, suite: Suite, seed: i
     return Path(folder) / (hashlib.sha256(repr(key).encode()).hexdigest()[:32] + ".pickle")
 
 
-def build_ahead(task: Task, points: list[tuple[str, int, Suite, int]], folder: str, processes: int,
-                cpus: list[int] | None = None) -> None:
+def build_ahead(task: Task, points: list[tuple[str, int, Suite, int]], folder: str, processes: int) -> None:
     """Build the problems of ``points`` (cell, T, the point's suite, seed) into ``folder``,
-    ``processes`` at a time (on ``cpus``, or any CPU): nothing is timed on those CPUs meanwhile, and
-    the workers then only read them (:func:`build`). A problem that fails to build is left to the
-    point that needs it, which records why."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    todo = {_path(folder, task.name, cell, T, suite, seed): (cell, T, suite, seed) for cell, T, suite, seed in points}
-    ordered = sorted(todo.values(), key=lambda point: -point[1])  # the longest first: the pool ends together
-    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"), initializer=pool_process,
-                             initargs=(cpus,)) as pool:
-        futures = [pool.submit(_build_into, task.name, cell, T, suite, seed, folder)
-                   for cell, T, suite, seed in ordered]
-        for future in futures:
+    ``processes`` at a time, before any timing: nothing is timed yet, so every CPU may work, and the
+    workers then only read them (:func:`build`). A problem that fails to build is left to the point
+    that needs it, which records why."""
+    with untimed_pool(processes) as pool:
+        for future in submit_builds(pool, task, points, folder):
             with contextlib.suppress(Exception):  # BrokenProcessPool too: the points build their own
                 future.result()
+
+
+def untimed_pool(processes: int, cpus: list[int] | None = None) -> concurrent.futures.ProcessPoolExecutor:
+    """A pool of ``processes`` processes for the core's untimed work (problems, spectra), on ``cpus``
+    (or any CPU), one BLAS thread each. Its processes start at its first submit: submit from the main
+    thread (multiprocessing's resource tracker and semaphores are then made there, never by two
+    threads at once)."""
+    return concurrent.futures.ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=pool_process, initargs=(cpus, True))
+
+
+def submit_builds(pool: concurrent.futures.Executor, task: Task, points: list[tuple[str, int, Suite, int]],
+                  folder: str) -> list[concurrent.futures.Future]:
+    """Submit the building of ``points``' problems into ``folder`` (each once, the longest first: the pool
+    ends together)."""
+    todo = {_path(folder, task.name, cell, T, suite, seed): (cell, T, suite, seed) for cell, T, suite, seed in points}
+    ordered = sorted(todo.values(), key=lambda point: -point[1])
+    return [pool.submit(_build_into, task.name, cell, T, suite, seed, folder) for cell, T, suite, seed in ordered]
 
 
 def _build_into(task_name: str, cell: str, seq_len: int, suite: Suite, seed: int, folder: str) -> None:

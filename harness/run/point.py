@@ -16,7 +16,7 @@ from harness.measure import gradients
 from harness.measure.probe import probe
 from harness.measure.roofline import layer_flops
 from harness.measure.timing import Measurement, Timer
-from harness.record.results import OK, Gradient, LossAtInit, Memory, PointResult, Times
+from harness.record.results import OK, GradientProfile, LossAtInit, Memory, PointResult, Times
 from harness.run.grid import PointJob, SeededProblem, build
 from harness.suites import Timing
 from harness.tasks import Task
@@ -53,7 +53,7 @@ def profiles(cell: str, grads: Gradients) -> tuple[np.ndarray, np.ndarray | None
     return gradients.state_profiles(cls, state_gradients(cls, grads))
 
 
-def gradient_profile(backend: Backend, problems: list[SeededProblem]) -> Gradient:
+def gradient_profile(backend: Backend, problems: list[SeededProblem]) -> GradientProfile:
     """g_t (and g^c_t for a cell with a cell state) averaged over the seeds' draws, with its metrics."""
     curves, cell_curves, nonfinite = [], [], set()
     for p in problems:
@@ -70,7 +70,7 @@ def gradient_profile(backend: Backend, problems: list[SeededProblem]) -> Gradien
         g = np.mean(curves, axis=0)
         gc = tuple(np.mean(cell_curves, axis=0).tolist()) if cell_curves else None
     decay = gradients.gradient_metrics(g, floor=gradients.underflow_floor(problems[0].last_step.dtype))
-    return Gradient(**vars(decay), g=tuple(g.tolist()), gc=gc, nonfinite=tuple(sorted(nonfinite)))
+    return GradientProfile(**vars(decay), g=tuple(g.tolist()), gc=gc, nonfinite=tuple(sorted(nonfinite)))
 
 
 def job_families(job: PointJob) -> tuple[str, ...]:

@@ -5,6 +5,7 @@ everything that finished. Unavailable backends and unsupported cells are recorde
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
@@ -24,8 +25,7 @@ from harness.record.results import (INTERRUPTED, OK, SKIPPED, BackendStatus, Poi
                                     RunResults)
 from harness.report.console import GridProgress
 from harness.run.executor import Executor, LocalExecutor, allowed_cpus, spare_cpus
-from harness.run.grid import PointJob, build_ahead, vet_cell
-from harness.run.processes import pool_process
+from harness.run.grid import PointJob, build_ahead, submit_builds, untimed_pool, vet_cell
 from harness.suites import Suite
 
 
@@ -273,9 +273,9 @@ class _Spectra:
         self._task, self._keys, self._problems = task, keys, problems
         self._found: dict[tuple, dict | Exception] = {}
         self._error: BaseException | None = None
-        self._pool = None
-        self._build: list = []
-        self._thread = threading.Thread(target=self._compute, daemon=True)
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._futures: dict[concurrent.futures.Future, tuple] = {}
+        self._thread = threading.Thread(target=self._collect, daemon=True)
         bar.add(len(keys))
 
     @classmethod
@@ -290,41 +290,37 @@ class _Spectra:
         return cls(task, keys, problems, spare or allowed_cpus(), bool(spare), bar)
 
     def start(self, build: list[tuple[str, int, Suite, int]] = ()) -> None:
-        """Compute them in the background, after building the problems of ``build`` (grid.build_ahead)."""
-        self._build = list(build)
+        """Build the problems of ``build`` (grid.submit_builds), then compute the spectra, in the pool;
+        a thread collects them meanwhile. Called from the main thread (grid.untimed_pool)."""
+        self._pool = untimed_pool(min(len(self._keys), len(self._cpus)), self._cpus)
+        if build:
+            submit_builds(self._pool, self._task, list(build), self._problems)  # a failed build: the reader builds
+        self._futures = {self._pool.submit(_explanation, self._task.name, key[0], key[1], self._keys[key],
+                                           self._problems): key
+                         for key in sorted(self._keys, key=lambda key: -key[1])}  # the longest first
         self._thread.start()
 
-    def _compute(self) -> None:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
+    def _collect(self) -> None:
         try:
-            if self._build:
-                build_ahead(self._task, self._build, self._problems, len(self._cpus), self._cpus)
-            with ProcessPoolExecutor(min(len(self._keys), len(self._cpus)), initializer=pool_process,
-                                     initargs=(self._cpus,), mp_context=multiprocessing.get_context("spawn")) as pool:
-                self._pool = pool
-                futures = {pool.submit(_explanation, self._task.name, key[0], key[1], self._keys[key],
-                                       self._problems): key
-                           for key in sorted(self._keys, key=lambda key: -key[1])}  # the longest first
-                for future in as_completed(futures):
-                    key = futures[future]
-                    try:
-                        self._found[key] = future.result()
-                    except Exception as exc:  # a cell whose backends fail too: raised by attach if one did not
-                        self._found[key] = exc
-                    cell, seq_len, hidden, batch, init = key
-                    self._bar.advance(PointResult("core", cell, seq_len, self._keys[key].dtype, OK, hidden=hidden,
-                                                  batch=batch, init=init), "spectra and Lyapunov exponents")
+            for future in concurrent.futures.as_completed(self._futures):
+                key = self._futures[future]
+                try:
+                    self._found[key] = future.result()
+                except Exception as exc:  # a cell whose backends fail too: raised by attach if one did not
+                    self._found[key] = exc
+                cell, seq_len, hidden, batch, init = key
+                self._bar.advance(PointResult("core", cell, seq_len, self._keys[key].dtype, OK, hidden=hidden,
+                                              batch=batch, init=init), "spectra and Lyapunov exponents")
         except BaseException as exc:  # re-raised by attach, in the runner's thread
             self._error = exc
 
     def attach(self, data: RunResults) -> None:
         """Wait for the spectra (compute them now when not started) and add them to every gradient profile."""
-        if not self._thread.is_alive() and not self._found and self._error is None:
-            self._compute()
+        if self._pool is None:
+            self.start()
         while self._thread.is_alive():
             self._thread.join(0.2)  # a short wait: Ctrl-C reaches this thread
+        self._pool.shutdown()
         if self._error is not None:
             raise self._error
         for i, point in enumerate(data.points):
@@ -336,9 +332,9 @@ class _Spectra:
                 data.points[i] = dataclasses.replace(point, gradient=dataclasses.replace(point.gradient, **found))
 
     def stop(self) -> None:
-        """End the pool's processes (an interrupted run)."""
+        """End the pool's processes (an interrupted run; nothing left to do otherwise)."""
         pool = self._pool
-        if pool is not None and self._thread.is_alive():
+        if pool is not None:
             processes = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
             for process in processes:

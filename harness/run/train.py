@@ -20,7 +20,7 @@ from harness.backend import Backend, Problem
 from harness.inits import init_params
 from harness.measure import dynamics, gradients
 from harness.measure.denormals import flushed_while_training
-from harness.record.results import (OK, Gradient, IterationTimes, PointResult, Snapshot, Training)
+from harness.record.results import (OK, GradientProfile, IterationTimes, PointResult, Snapshot, Training)
 from harness.run.grid import PointJob, readout_params
 from harness.run.point import profiles
 from harness.run.optim import clip_grad_norm, make_optimizer
@@ -29,7 +29,7 @@ from harness.tasks import Batch, Task
 READOUT = ("readout_weight", "readout_bias")
 
 #: Called with the training so far (a PointResult) after every evaluation.
-OnProgress = Callable[[PointResult], None]
+OnEvaluation = Callable[[PointResult], None]
 
 
 def readout(params: dict[str, np.ndarray], h: np.ndarray) -> np.ndarray:
@@ -127,7 +127,7 @@ class Trainer:
         suite = self.job.suite
         explanation = dynamics.explanation(self.job.cell, [(weights, self.held_out.x)], suite.lyapunov,
                                            suite.lyapunov_steps)
-        return Snapshot(iteration, Gradient(**vars(decay), g=tuple(g.tolist()), gc=gc, **explanation))
+        return Snapshot(iteration, GradientProfile(**vars(decay), g=tuple(g.tolist()), gc=gc, **explanation))
 
     def time_forward_backward(self, clock, calls: int = 3) -> list[float]:
         """Seconds of ``calls`` forward + backward passes of a training-shaped problem with a dense
@@ -178,14 +178,15 @@ class Trainer:
         return loss, norm, clipped, backend_s
 
 
-def train(backend: Backend, job: PointJob, task: Task, on_progress: OnProgress | None = None) -> PointResult:
+def train(backend: Backend, job: PointJob, task: Task, on_progress: OnEvaluation | None = None) -> PointResult:
     """Train one point, subnormal floats flushed to zero (docs/training.md); ``on_progress`` sees the
     partial record after every evaluation."""
     with flushed_while_training() as denormals:
         return _train(backend, job, task, on_progress, denormals)
 
 
-def _train(backend: Backend, job: PointJob, task: Task, on_progress: OnProgress | None, denormals: str) -> PointResult:
+def _train(backend: Backend, job: PointJob, task: Task, on_progress: OnEvaluation | None,
+           denormals: str) -> PointResult:
     started = time.perf_counter()
     trainer = Trainer(backend, job, task)
     settings = job.suite.train

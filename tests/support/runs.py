@@ -7,7 +7,8 @@ from pathlib import Path
 from harness import suites
 from harness.measure.timing import Measurement
 from harness.record import asvdb
-from harness.record.results import OK, CompileResult, Gradient, LossAtInit, Memory, PointResult, RunResults, Times
+from harness.record.results import (OK, CompileResult, GradientProfile, LossAtInit, Memory, PointResult, RunResults,
+                                    Times)
 from tests.support.suites import write_suite
 
 PROVENANCE = {"machine": "testbox", "os": "Linux", "arch": "x86_64", "cpu": "cpu", "cpu_count": 2, "gpu": None,
@@ -27,7 +28,7 @@ def synthetic_point(backend: str, seq_len: int, median: float, status: str = OK,
     if probe is not None:
         probes = Measurement([probe * (1 + f / 100) for f in (-1.0, 0.0, 1.0)], 10)
         times = Times.probed(times.forward, times.forward_backward, probes, probes, probes)
-    gradient = Gradient(decay_rate=0.1, log10_ratio=1.0, horizon=horizon, exploded=horizon is None,
+    gradient = GradientProfile(decay_rate=0.1, log10_ratio=1.0, horizon=horizon, exploded=horizon is None,
                         first_nonfinite_lag=None, vanished=False, g=(1.0,), gc=None)
     return PointResult(backend, "lstm", seq_len, "float32", OK, steps=steps or seq_len, loss=LossAtInit(1.0, 1.0),
                        time=times, memory=Memory(1000, "tracemalloc", 500), gradient=gradient, hidden=4, batch=2,
