@@ -410,7 +410,9 @@ def cmd_check(args) -> int:
             check_choice("backend", backend, claimed, f"backends that run cell {name}")
         for dtype in args.dtypes or ():
             check_choice("dtype", dtype, ("float32", "float64"))
-        report = check_cell_plugin(cls, backends=args.backends, dtypes=args.dtypes)
+        report = _checked(kind, check_cell_plugin, cls, args.backends, args.dtypes, args.timeout)
+        if report is None:
+            return 1
         print(cell_check_report(report))
         return 0 if report.passed else 1
 
@@ -425,9 +427,25 @@ def cmd_check(args) -> int:
         check_choice("cell", cell, cls.cell_names(), f"cells {name} runs")
     for dtype in args.dtypes or ():
         check_choice("dtype", dtype, cls.dtypes)
-    report = check_backend(cls, cells=args.cells, dtypes=args.dtypes)
+    report = _checked(kind, check_backend, cls, args.cells, args.dtypes, args.timeout)
+    if report is None:
+        return 1
     print(check_report(report))
     return 0 if report.passed else 1
+
+
+def _checked(kind: str, check, cls: type, members: list[str] | None, dtypes: list[str] | None, timeout: float):
+    """``check(cls, members, dtypes)`` (testing.check_backend or check_cell_plugin) in a process of its
+    own: a plugin that crashes, exhausts memory or hangs fails the check with one line saying so
+    (None), and the CLI goes on."""
+    from harness.run.processes import ChildFailed, in_child
+
+    try:
+        return in_child(check, cls, members, dtypes, timeout=timeout)
+    except ChildFailed as exc:
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        print(f"{kind} {cls.name}: FAILED: the check did not finish: {lines[-1] if lines else exc}", file=sys.stderr)
+        return None
 
 
 def cmd_new_backend(args) -> int:
@@ -576,6 +594,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", type=_csv("--backends"),
                    help="a cell check: only these of the backends that run it (default: all installed)")
     p.add_argument("--dtypes", type=_csv("--dtypes"), help="only these dtypes")
+    p.add_argument("--timeout", type=_positive("--timeout"), default=1800.0,
+                   help="seconds before a hanging check is stopped and failed (default 1800); the check runs "
+                        "in a process of its own, so a plugin that crashes or hangs fails it with the reason")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("new-backend", help="write a ready, installable backend plugin package",

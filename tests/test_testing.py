@@ -167,6 +167,40 @@ def test_check_of_an_unavailable_backend_says_why(plugin_dir):
     assert result.returncode == 1 and "unavailable here: needs a quantum computer" in result.stdout
 
 
+CRASHING_PLUGIN = """
+import os, signal, time
+from harness import hookimpl
+from harness_plugins.numpy_backend import NumpyBackend
+HARNESS_PLUGIN_API = 2
+
+class Segfaults(NumpyBackend):
+    name = "segfaults"
+    def forward(self):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+class Hangs(NumpyBackend):
+    name = "hangs"
+    def forward(self):
+        time.sleep(3600)
+
+@hookimpl
+def harness_backends():
+    return [Segfaults, Hangs]
+"""
+
+
+@pytest.mark.parametrize("backend, extra, why", [
+    ("segfaults", (), "the check did not finish: its process died (signal SIGSEGV)"),
+    ("hangs", ("--timeout", "3"), "the check did not finish: timed out after 3 s"),
+])
+def test_check_of_a_backend_that_crashes_or_hangs_fails_with_one_line(plugin_dir, backend, extra, why):
+    """harness check runs the plugin's code in a process of its own: the CLI reports, it does not die."""
+    add_distribution(plugin_dir, "crashing", {"crashing_plugin": CRASHING_PLUGIN}, {"crashing": "crashing_plugin"})
+    result = harness("check", backend, "--cells", "rnn_tanh", "--dtypes", "float64", *extra)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == f"backend {backend}: FAILED: {why}", result.stderr
+
+
 def test_parametrize_with_checks_of_a_cell_gives_one_test_per_check():
     """A cell plugin's tests are one decorator: the contract, each init's finite differences, and
     each (backend, dtype) that runs the installed cell (one skipped test while it is not installed)."""

@@ -26,7 +26,7 @@ from harness.backend import Availability
 from harness.measure.blas import THREAD_ENV
 from harness.record.results import FAILED, OK, CompileResult, PointResult, jsonable
 from harness.run.grid import PointJob
-from harness.run.processes import exit_with_parent, started_by_main_thread
+from harness.run.processes import exit_reason, exit_with_parent, started_by_main_thread
 from harness.suites import Suite
 
 START_TIMEOUT = 300.0  # seconds for a worker to import its backend
@@ -212,15 +212,6 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _exit_reason(proc) -> str:
-    code = proc.exitcode
-    if code == -signal.SIGKILL:
-        return "worker process died (signal SIGKILL: most likely the system's out-of-memory killer)"
-    if code is not None and code < 0:
-        return f"worker process died (signal {signal.Signals(-code).name})"
-    return f"worker process died (exit code {code})"
-
-
 class _Worker:
     def __init__(self, backend: str, threads: int, env: dict[str, str] | None = None,
                  memory_limit: int | None = None, cpus: list[int] | None = None, kernel: bool = False):
@@ -250,7 +241,7 @@ class _Worker:
             return self.conn.recv()
         except (EOFError, ConnectionError, OSError):
             self.proc.join(5)
-            return "died", _exit_reason(self.proc)
+            return "died", f"worker process {exit_reason(self.proc)}"
 
     def stop(self, kill: bool = False) -> None:
         if not kill:

@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import multiprocessing
 import os
 import signal
 import sys
 import threading
 import time
+import traceback
+from collections.abc import Callable
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -49,3 +53,53 @@ def pool_process(cpus: list[int] | None = None, kernel: bool = False) -> None:
     threadpool_limits(limits=1)
     if cpus and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cpus)
+
+
+def exit_reason(process: multiprocessing.process.BaseProcess) -> str:
+    """Why a child process ended, in a few words (SIGKILL: most likely the out-of-memory killer)."""
+    code = process.exitcode
+    if code == -signal.SIGKILL:
+        return "died (signal SIGKILL: most likely the system's out-of-memory killer)"
+    if code is not None and code < 0:
+        return f"died (signal {signal.Signals(-code).name})"
+    return f"died (exit code {code})"
+
+
+class ChildFailed(Exception):
+    """:func:`in_child`'s call did not return: it raised (the traceback), its process died, or it hung."""
+
+
+def in_child(fn: Callable[..., Any], *args: Any, timeout: float) -> Any:
+    """``fn(*args)`` in a fresh process (``fn`` and its arguments picklable), so that plugin code
+    that crashes, exhausts memory or hangs takes only that process down: its result, or
+    :class:`ChildFailed` with the reason (its traceback, how it died, or the timeout)."""
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_child_main, args=(send, fn, args, os.getpid()), daemon=True)
+    process.start()
+    send.close()
+    try:
+        if not receive.poll(timeout):
+            raise ChildFailed(f"timed out after {timeout:g} s")
+        try:
+            status, value = receive.recv()
+        except (EOFError, OSError):
+            process.join(5)
+            raise ChildFailed(f"its process {exit_reason(process)}") from None
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join(5)
+        receive.close()
+    if status == "error":
+        raise ChildFailed(value)
+    return value
+
+
+def _child_main(send, fn: Callable[..., Any], args: tuple, parent: int) -> None:
+    exit_with_parent(parent, kernel=started_by_main_thread())
+    try:
+        result = ("ok", fn(*args))
+    except BaseException:
+        result = ("error", traceback.format_exc())
+    send.send(result)
