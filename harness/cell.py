@@ -80,7 +80,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from harness.errors import SAFE_NAME, HarnessError
+from harness.errors import SAFE_NAME, HarnessError, message
 
 if TYPE_CHECKING:
     import torch
@@ -354,7 +354,7 @@ def label(cell: Cell | type[Cell]) -> str:
 
 def one_line(exc: BaseException) -> str:
     """An exception as one line: ``Type: message`` with the message's whitespace collapsed."""
-    text = " ".join(str(exc).split())
+    text = " ".join(message(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -9,7 +9,7 @@ import signal
 import sys
 
 from harness import __version__
-from harness.errors import HarnessError
+from harness.errors import HarnessError, message
 
 
 class _Parser(argparse.ArgumentParser):
@@ -671,3 +671,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk, a read-only folder, a path that is a folder: one line, not a traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"harness: error: {exc.strerror or message(exc)}{where}", file=sys.stderr)
+        return 2

@@ -45,3 +45,13 @@ def check_name(kind: str, value: str, version: bool = False) -> str:
         raise HarnessError(f"invalid {kind} {value!r}: use letters, digits, '.', {plus}'_' and '-', starting with a "
                            f"letter or digit (it becomes a file name)")
     return value
+
+
+def message(exc: BaseException) -> str:
+    """``str(exc)``, or a note of its type where its ``__str__`` itself raises (a plugin's exception
+    must not take its own reason down with it)."""
+    try:
+        return str(exc)
+    except Exception as inner:  # noqa: BLE001 - any error of a third party's __str__
+        return (f"<the message of this {type(exc).__name__} could not be shown: its __str__ raised "
+                f"{type(inner).__name__}>")

@@ -177,3 +177,69 @@ def test_cap_reason_keeps_short_reasons_and_both_ends_of_long_ones():
     assert cap_reason("short") == "short"
     capped = cap_reason("a" * 50 + "b" * 50, limit=20)
     assert capped.startswith("a" * 16) and capped.endswith("b" * 4) and "80 characters cut" in capped
+
+
+UNPRINTABLE = """
+from harness import hookimpl
+from harness_plugins.numpy_backend import NumpyBackend
+HARNESS_PLUGIN_API = 2
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise ValueError("no message for you")
+
+class RaisesUnprintable(NumpyBackend):
+    name = "raises-unprintable"
+    def forward(self):
+        raise Unprintable()
+
+@hookimpl
+def harness_backends():
+    return [RaisesUnprintable]
+"""
+
+
+def test_a_backend_exception_whose_str_raises_still_fails_its_point_with_a_reason(plugin_dir, tmp_path):
+    add_distribution(plugin_dir, "unprintable", {"unprintable_plugin": UNPRINTABLE},
+                     {"unprintable": "unprintable_plugin"})
+    out = tmp_path / "run.json"
+    result = harness("run", str(write_suite(tmp_path / "s")), "--backends", "raises-unprintable", "--no-asv", "-q",
+                     "--output", str(out))
+    assert result.returncode == 1, result.stderr
+    reasons = {p["reason"].splitlines()[0] for p in json.loads(out.read_text())["points"]}
+    assert reasons == {"Unprintable: <the message of this Unprintable could not be shown: its __str__ raised "
+                       "ValueError>"}
+
+
+def test_report_on_json_nested_too_deeply_is_one_line(tmp_path):
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    line = one_line_error(harness("report", str(tmp_path / "deep.json")))
+    assert "nested too deeply" in line
+
+
+def test_preview_on_a_port_in_use_is_one_line(tmp_path):
+    import socket
+
+    (tmp_path / "results" / "html").mkdir(parents=True)
+    (tmp_path / "results" / "html" / "index.html").write_text("<html></html>")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = one_line_error(harness("preview", "--results-dir", str(tmp_path / "results"), "--port", str(port)))
+    assert line == (f"harness: error: cannot serve on 127.0.0.1:{port}: Address already in use; choose another "
+                    f"port with --port")
+
+
+def test_an_os_error_anywhere_is_one_line_with_exit_2(monkeypatch, capsys):
+    """A full disk or a read-only folder met by any command (here: record, faked) is one line, not a traceback."""
+    import errno
+
+    from harness import cli
+
+    def full(args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/results/vm/machine.json")
+
+    monkeypatch.setattr(cli, "cmd_record", full)
+    assert cli.main(["record", "x.json"]) == 2
+    assert capsys.readouterr().err == "harness: error: No space left on device: /results/vm/machine.json\n"

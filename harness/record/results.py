@@ -468,7 +468,12 @@ def read(path: str | os.PathLike) -> RunResults:
             data = json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ResultsFormatError(f"{path}: not JSON ({exc})") from None
-    return from_json(data, str(path))
+    except RecursionError:
+        raise ResultsFormatError(f"{path}: not a results file (JSON nested too deeply to read)") from None
+    try:
+        return from_json(data, str(path))
+    except RecursionError:
+        raise ResultsFormatError(f"{path}: not a results file (nested too deeply)") from None
 
 
 # -- the one DataFrame ---------------------------------------------------------------------------------

@@ -154,6 +154,11 @@ def serve(directory: str | Path, port: int = 8080, host: str = "127.0.0.1") -> N
     if not (directory / "index.html").is_file():
         raise HarnessError(f"nothing to serve in {directory}: run `harness publish` first")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
-    with http.server.ThreadingHTTPServer((host, port), handler) as server:
+    try:
+        server = http.server.ThreadingHTTPServer((host, port), handler)
+    except OSError as exc:  # a port in use, a host that is not this machine's
+        raise HarnessError(f"cannot serve on {host}:{port}: {exc.strerror or exc}; choose another port with "
+                           f"--port") from None
+    with server:
         print(f"serving {directory} at http://{host}:{server.server_address[1]}/ (Ctrl-C to stop)")
         server.serve_forever()

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from harness.backend import Availability
+from harness.errors import message
 from harness.measure.blas import THREAD_ENV
 from harness.record.results import FAILED, OK, CompileResult, PointResult, jsonable
 from harness.run.grid import PointJob
@@ -193,7 +194,7 @@ def _worker_main(conn, backend_name: str, threads: int, memory_limit: int | None
         try:
             conn.send(("ok", _run_job(backend, job, registry.task(job.suite.task), conn)))
         except BaseException as exc:
-            conn.send(("failed", cap_reason(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")))
+            conn.send(("failed", cap_reason(f"{type(exc).__name__}: {message(exc)}\n{_traceback()}")))
 
 
 @contextlib.contextmanager
@@ -210,6 +211,15 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _traceback() -> str:
+    """The traceback being handled, or what can be said of it where formatting it raises (an
+    exception whose ``__str__`` raises)."""
+    try:
+        return traceback.format_exc()
+    except Exception as exc:  # noqa: BLE001
+        return f"(the traceback could not be formatted: {type(exc).__name__})"
 
 
 class _Worker:
