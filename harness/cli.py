@@ -4,9 +4,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import re
 import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 from harness import __version__
 from harness.errors import HarnessError, message
@@ -230,8 +233,6 @@ def _run_and_record(args, mode: str) -> int:
         asvdb.env_name({"python": platform.python_version(), "libraries": library_versions(), "threads": 1})
     suite, backends = _grid(args, mode)
     if getattr(args, "remeasure_peak", False):
-        import os
-
         from harness.record.provenance import REMEASURE_PEAK_ENV
 
         os.environ[REMEASURE_PEAK_ENV] = "1"
@@ -296,10 +297,13 @@ def _read_results_file(text: str):
 
 
 def _record_into_asv(run, conf, label: str | None, source) -> None:
+    """Add ``run`` to the asv database: whole, as Ctrl-C and SIGTERM wait until it is written
+    (:func:`_interrupts_deferred`), then stop the command with exit 130."""
     from harness.record import asvdb
 
     try:
-        written = asvdb.record_run(run, conf, label=label)
+        with _interrupts_deferred():
+            written = asvdb.record_run(run, conf, label=label)
     except asvdb.MalformedRun as exc:  # the file's fault, not the database's: the database is untouched
         raise HarnessError(f"malformed results file {source}: {exc}; the asv database was not changed") from None
     label = asvdb.label_for(run.provenance, label)
@@ -657,6 +661,44 @@ def build_parser() -> argparse.ArgumentParser:
 def _terminated(signum, frame):
     """SIGTERM stops a run as Ctrl-C does: finished points kept, the file marked interrupted."""
     raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block is done (a write that must be whole), then interrupt
+    as they would have (KeyboardInterrupt: exit 130). Python runs signal handlers in the main thread
+    only, so the block runs there undisturbed whichever thread the signal reached."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    before = {signum: signal.signal(signum, lambda number, frame: pending.append(number))
+              for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+    if pending:
+        raise KeyboardInterrupt
+
+
+def _exit_interrupted(signum, frame) -> None:
+    """After the command is done, an interrupt has nothing left to stop or keep: exit 130 at once."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
+
+
+def entry() -> int:
+    """The console script and ``python -m harness``: :func:`main`, with an interrupt at any instant
+    ending the command with exit 130 (SIGTERM's default would give 143)."""
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return main()
+    finally:
+        signal.signal(signal.SIGTERM, _exit_interrupted)
+        signal.signal(signal.SIGINT, _exit_interrupted)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -143,3 +143,38 @@ def test_a_worker_over_its_memory_limit_fails_the_point_saying_so(plugin, tmp_pa
     assert by_backend["hungry"].status == "failed" and "MemoryError" in by_backend["hungry"].reason
     assert "memory limit, 1.5 GiB, was reached" in by_backend["hungry"].reason
     assert by_backend["numpy"].status == "ok"
+
+
+def test_an_interrupt_during_the_asv_write_waits_until_it_is_whole(tmp_path, monkeypatch):
+    """SIGTERM arrives in the middle of recording: the database is written whole, then the command
+    stops as interrupted (KeyboardInterrupt, exit 130), whichever instant the signal came at."""
+    from pathlib import Path
+
+    from harness import cli
+    from harness.record import asvdb
+    from harness.record.results import RunResults
+    from tests.support.runs import PROVENANCE, record_synthetic, synthetic_point
+
+    _, conf = record_synthetic(tmp_path, "first", [synthetic_point("a", 10, 1.0)])
+    steps, real = [], asvdb.record_run
+
+    def record_with_a_signal(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # mid-write: its handler waits
+        steps.append("signalled")
+        written = real(*args, **kwargs)
+        steps.append("written")
+        return written
+
+    monkeypatch.setattr(asvdb, "record_run", record_with_a_signal)
+    run = RunResults(suite=suites.load(write_suite(tmp_path / "s2")), started_at="2026-11-26T08:00:00+00:00",
+                     provenance=PROVENANCE, points=[synthetic_point("a", 10, 1.0)], status="complete")
+    before = signal.signal(signal.SIGTERM, cli._terminated)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            cli._record_into_asv(run, conf, "second", "run.json")
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert steps == ["signalled", "written"]
+    labels = Path(conf.results_dir) / "labels"
+    assert {p.name for p in labels.iterdir()} == {"first", "second"}
+    assert (Path(conf.results_dir) / "benchmarks.json").is_file()
