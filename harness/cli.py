@@ -360,7 +360,13 @@ def cmd_report(args) -> int:
 
     from harness.report import plots
 
+    from harness.record import asvdb
+
     run = _read_results_file(args.results_file)
+    try:
+        asvdb.check_provenance(run.provenance)  # the plots' captions name its machine and commit
+    except asvdb.MalformedRun as exc:
+        raise HarnessError(f"not a harness results file: {args.results_file}: {exc}") from None
     path = Path(args.results_file)
     out = Path(args.out) if args.out else path.with_name(path.stem + "-report")
     print(f"wrote {plots.report(run, out)}")

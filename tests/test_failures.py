@@ -243,3 +243,30 @@ def test_an_os_error_anywhere_is_one_line_with_exit_2(monkeypatch, capsys):
     monkeypatch.setattr(cli, "cmd_record", full)
     assert cli.main(["record", "x.json"]) == 2
     assert capsys.readouterr().err == "harness: error: No space left on device: /results/vm/machine.json\n"
+
+
+def test_publish_of_a_damaged_database_or_outside_the_repository_is_one_line(tmp_path):
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "benchmarks.json").write_text("[1, 2]")
+    line = one_line_error(harness("publish", "--results-dir", str(damaged)))  # from the checkout
+    assert line == f"harness: error: asv cannot publish {damaged}: No version specified in {damaged}/benchmarks.json."
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "benchmarks.json").write_text('{"version": 2}')
+    line = one_line_error(harness("publish", "--results-dir", str(elsewhere), cwd=tmp_path))  # no git repository
+    assert line.startswith("harness: error: asv publish needs the project's git repository ('.' from here)")
+
+
+def test_report_on_a_results_file_without_its_provenance_is_one_line(tmp_path):
+    from harness import suites
+    from harness.record import results
+    from harness.record.results import RunResults
+    from tests.support.runs import PROVENANCE, synthetic_point
+
+    run = RunResults(suite=suites.load(write_suite(tmp_path / "s")), started_at="2026-11-26T08:00:00+00:00",
+                     provenance={k: v for k, v in PROVENANCE.items() if k != "git"},
+                     points=[synthetic_point("a", 10, 1.0)], status="complete")
+    results.write(tmp_path / "run.json", run)
+    line = one_line_error(harness("report", str(tmp_path / "run.json")))
+    assert line == f"harness: error: not a harness results file: {tmp_path / 'run.json'}: provenance.git is missing"

@@ -58,14 +58,23 @@ def latest_runs(results_dir: str | Path) -> dict[str, tuple[Path, results.RunRes
 
 
 def _asv_publish(conf, html_dir: Path) -> None:
-    """asv publish in-process into ``html_dir``, showing only its errors: it warns about every folder
-    under the results directory without a machine.json (runs/, labels/, html/), by design here."""
+    """asv publish in-process into ``html_dir``, silent: it warns about every folder under the results
+    directory without a machine.json (runs/, labels/, html/), by design here, and its errors become
+    one line each."""
     from asv.commands.publish import Publish
     from asv.console import log
+    from asv.util import ProcessError, UserError
 
     conf.html_dir = str(html_dir)
-    with log.set_level(logging.ERROR):
-        Publish.run(conf, pull=False)
+    try:
+        with log.set_level(logging.CRITICAL):
+            Publish.run(conf, pull=False)
+    except UserError as exc:  # a damaged database: benchmarks.json that is not asv's
+        raise HarnessError(f"asv cannot publish {conf.results_dir}: {str(exc).splitlines()[0]}") from None
+    except ProcessError as exc:  # git: the project's repository (asv.conf.json's "repo") is not here
+        raise HarnessError(f"asv publish needs the project's git repository ({conf.repo!r} from here) to date "
+                           f"the commits: run harness publish in the project's checkout (git exited "
+                           f"{exc.retcode})") from None
 
 
 def _use_vendored_dependencies(html_dir: Path) -> None:
