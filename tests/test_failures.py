@@ -270,3 +270,30 @@ def test_report_on_a_results_file_without_its_provenance_is_one_line(tmp_path):
     results.write(tmp_path / "run.json", run)
     line = one_line_error(harness("report", str(tmp_path / "run.json")))
     assert line == f"harness: error: not a harness results file: {tmp_path / 'run.json'}: provenance.git is missing"
+
+
+def test_a_disk_that_fills_up_during_a_run_is_one_line_and_the_file_keeps_what_was_written(tmp_path, monkeypatch):
+    import errno
+
+    from harness import suites
+    from harness.errors import HarnessError
+    from harness.record import results
+    from harness.run.runner import run_suite
+
+    real, calls = results.write, []
+
+    def fills_up(path, data):
+        calls.append(len(data.points))
+        if len(calls) > 2:  # the first two points fit, then the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(path, data)
+
+    monkeypatch.setattr(results, "write", fills_up)
+    suite = suites.load(write_suite(tmp_path / "s", seq_lens="[12, 16, 20]", metrics='["time"]'))
+    out = tmp_path / "run.json"
+    with pytest.raises(HarnessError) as raised:
+        run_suite(suite, ["numpy"], output=out, progress=False)
+    assert str(raised.value) == (f"cannot write the results file {out}: No space left on device; it keeps the 2 "
+                                 f"point(s) written before")
+    kept = json.loads(out.read_text())
+    assert kept["status"] == "running" and len(kept["points"]) == 2

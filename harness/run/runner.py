@@ -166,8 +166,17 @@ def run_suite(
     local = isinstance(executor, LocalExecutor)
     compiled = tempfile.mkdtemp(prefix="harness-compiled-") if mode == "run" and local else None
 
+    kept: list[int] = [0]  # the points in the file as last written
+    unwritable: list[str] = []  # why the file cannot be written any more (a full disk): nothing more is
+
     def save() -> None:
-        results.write(path, data)
+        try:
+            results.write(path, data)
+        except OSError as exc:
+            unwritable.append(exc.strerror or str(exc))
+            raise HarnessError(f"cannot write the results file {path}: {unwritable[0]}; it keeps the "
+                               f"{kept[0]} point(s) written before") from None
+        kept[0] = len(data.points)
 
     def record(point: PointResult, what: str = "") -> None:
         data.points.append(point)
@@ -241,8 +250,10 @@ def run_suite(
             if spectra:
                 spectra.attach(data)  # computed beside the timings, or now (no timing runs any more)
         data.status = "complete"
-    except HarnessError as exc:  # the executor lost its cluster: what finished is kept
+    except HarnessError as exc:  # the executor lost its cluster, or the disk is full: what was written is kept
         data.status = "interrupted"
+        if unwritable:
+            raise
         raise HarnessError(f"{exc}; the {len(data.points)} finished points are kept in {path}") from None
     except KeyboardInterrupt:
         for partial in running.values():  # a training point keeps the curve it had when stopped
@@ -256,7 +267,8 @@ def run_suite(
             if folder:
                 shutil.rmtree(folder, ignore_errors=True)
         data.finished_at = _now()
-        results.write(path, data)
+        if not unwritable:
+            save()
     return run
 
 
