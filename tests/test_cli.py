@@ -130,6 +130,17 @@ def test_default_run_shows_progress_and_exits_1_when_a_point_failed(plugin_dir, 
     assert "1 ok, 1 failed, 0 skipped" in result.stdout
 
 
+def test_the_points_of_a_skipped_backend_are_one_progress_line(plugin_dir, tmp_path):
+    from tests.support.plugins import UNAVAILABLE_PLUGIN
+
+    add_distribution(plugin_dir, "limited", {"limited_plugin": UNAVAILABLE_PLUGIN}, {"limited": "limited_plugin"})
+    folder = write_suite(tmp_path / "tiny", seq_lens="[12, 20]")
+    result = harness("run", str(folder), "--backends", "nowhere", "--no-asv", "--results-dir", str(tmp_path))
+    assert result.stderr.splitlines() == ["[2/2] nowhere rnn_tanh T=12..20 (2 points): skipped (needs a quantum "
+                                          "computer)"], result.stderr
+    assert "0 ok, 0 failed, 2 skipped" in result.stdout
+
+
 def test_timing_and_thread_options_take_effect(tmp_path):
     folder = write_suite(tmp_path / "tiny", timing={"repeat": "2", "timeout": "120"})
     out = tmp_path / "run.json"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import sys
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
@@ -168,6 +169,11 @@ def run_summary(run: RunResults) -> Table:
     return table(headers, rows, right=range(2, len(headers) - 1))
 
 
+def _short(note: str, width: int = 100) -> str:
+    """A point's note on one progress line: its first line, cut at a word with an ellipsis."""
+    return textwrap.shorten(note.splitlines()[0] if note else "", width, placeholder=" ...")
+
+
 class GridProgress:
     """Progress over the points of a run: a live rich bar on a terminal, plain lines otherwise."""
 
@@ -227,9 +233,23 @@ class GridProgress:
         on_axes = "".join(f" {a}={v}" for a, v in zip(self.axes, axis_values(point, self.axes)))
         line = f"{point.backend} {point.cell} T={point.seq_len}{on_axes}{seed}{what}{where}: {point.status}"
         if point.note:
-            line += f" ({point.note[:80]})"
+            line += f" ({_short(point.note)})"
+        self._show(line, 1)
+
+    def advance_all(self, points: list[PointResult]) -> None:
+        """Count points that did not run, for one reason (a backend's cell skipped, say): one line."""
+        if len(points) == 1:
+            return self.advance(points[0])
+        self.done += len(points)
+        first, lengths = points[0], sorted({p.seq_len for p in points})
+        line = f"{first.backend} {first.cell} T={lengths[0]}..{lengths[-1]} ({len(points)} points): {first.status}"
+        if first.note:
+            line += f" ({_short(first.note)})"
+        self._show(line, len(points))
+
+    def _show(self, line: str, steps: int) -> None:
         if self._progress is not None:
-            self._progress.update(self._task, advance=1, description=line)
+            self._progress.update(self._task, advance=steps, description=line)
         elif self.enabled:
             self._console.print(f"[{self.done}/{self.total}] {line}", markup=False, soft_wrap=True)
 

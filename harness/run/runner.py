@@ -199,13 +199,19 @@ def run_suite(
                 for cell in suite.cells:
                     support = cls.supports(cell, suite.dtype) if availability else availability
                     status, reason = (SKIPPED, support.reason) if not support else unfit[cell] or (OK, "")
+                    unrun = []
                     for job in _jobs(suite, mode, name, cell, problems):
                         if status == OK:
                             jobs.append(job)
                         else:
-                            record(PointResult(name, cell, job.seq_len, suite.dtype, status, reason=reason,
-                                               seed=job.seed, hidden=job.suite.hidden, batch=job.suite.batch,
-                                               init=job.suite.init, clip=job.suite.clip if mode == "train" else None))
+                            unrun.append(PointResult(name, cell, job.seq_len, suite.dtype, status, reason=reason,
+                                                     seed=job.seed, hidden=job.suite.hidden, batch=job.suite.batch,
+                                                     init=job.suite.init,
+                                                     clip=job.suite.clip if mode == "train" else None))
+                    if unrun:  # recorded together, one progress line for them all
+                        data.points.extend(unrun)
+                        save()
+                        bar.advance_all(unrun)
             timed = mode == "run" and "time" in suite.metrics
             spectra = _Spectra.planned(task, suite, jobs, problems, executor, bar) if mode == "run" else None
             if jobs and problems and local:  # its workers read this folder
