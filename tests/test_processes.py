@@ -31,20 +31,18 @@ class HangsAt20(NumpyBackend):
         if self.problem.x.shape[0] == 20:
             with open(os.environ["WORKER_PID_FILE"], "w") as f:
                 f.write(str(os.getpid()))
-            time.sleep(3600)
+            self.hang()
         super().forward()
+    def hang(self):
+        time.sleep(3600)
 
-class HoldsTheLockAt20(NumpyBackend):
+class HoldsTheLockAt20(HangsAt20):
     # Hangs in C code that keeps the interpreter lock (ctypes.PyDLL does not release it): no thread
     # of the worker runs any more, only the kernel can end it.
     name = "holds-the-lock-at-20"
-    def forward(self):
-        if self.problem.x.shape[0] == 20:
-            import ctypes
-            with open(os.environ["WORKER_PID_FILE"], "w") as f:
-                f.write(str(os.getpid()))
-            ctypes.PyDLL(None).sleep(3600)
-        super().forward()
+    def hang(self):
+        import ctypes
+        ctypes.PyDLL(None).sleep(3600)
 
 class SlowStart(NumpyBackend):
     name = "slow-start"

@@ -27,6 +27,7 @@ from harness.errors import message
 from harness.measure.blas import THREAD_ENV
 from harness.record.results import FAILED, OK, CompileResult, PointResult, jsonable
 from harness.run.grid import PointJob
+from harness.run.point import job_families
 from harness.run.processes import exit_reason, exit_with_parent, started_by_main_thread
 from harness.suites import Suite
 
@@ -71,13 +72,11 @@ def timed(job: PointJob, share_cpus: bool = False) -> bool:
     """Whether ``job`` records a timing, and so must have its machine to itself. A ``profile`` job
     (gradient profile and memory peak) does not: the peak is that of the point's own process
     (tracemalloc, its RSS, torch's allocator), which a process beside it does not change."""
-    if job.mode in ("time", "compile"):
+    if job.mode == "compile":
         return True
     if job.mode == "train":
         return not share_cpus
-    if job.mode == "profile":
-        return False
-    return "time" in job.suite.metrics  # run: every family of the suite in one job
+    return "time" in job_families(job)
 
 
 def cap_reason(reason: str, limit: int = REASON_LIMIT) -> str:
