@@ -1,6 +1,7 @@
 """harness compare: asv's significance decision on the stored samples, marks, factor, and the exit code."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -153,3 +154,23 @@ def test_compare_warns_when_a_side_was_timed_in_too_few_rounds(tmp_path, capsys,
         assert (f"warning: {side} was timed in {rounds} round(s)" in err) == (side in warned), err
     if warned:
         assert "harness run --regression" in err
+
+
+def _with_gradient(point, **flags):
+    return dataclasses.replace(point, gradient=dataclasses.replace(point.gradient, **flags))
+
+
+def test_a_point_with_broken_gradients_is_never_compared_with_a_healthy_one(tmp_path):
+    """NaN that no explosion explains (a backend computing something else) records the point as failed,
+    so a fast broken backend is a regression ("!"), not a speed-up; an explosion keeps its timings."""
+    record_synthetic(tmp_path, "before", [synthetic_point(name, 10, 1.0) for name in "abc"])
+    record_synthetic(tmp_path, "after", [
+        _with_gradient(synthetic_point("a", 10, 0.5), nonfinite=("dL/dweight_ih",)),  # finite profile, NaN weights
+        _with_gradient(synthetic_point("b", 10, 0.5), nonfinite_from_start=True),  # NaN where the loss enters
+        _with_gradient(synthetic_point("c", 10, 0.5), nonfinite=("dL/dx",), exploded=True)])  # an explosion
+    changes = _changes(tmp_path / "results", "before", "after")
+    for name in "ab":
+        for metric in (TIMING, "tiny.peak_memory", "tiny.grad_abs_decay_rate"):
+            c = changes[(metric, name)]
+            assert c.mark == "!" and c.after is None and c.regression, (metric, name)
+    assert changes[(TIMING, "c")].mark == "-" and changes[(TIMING, "c")].after == pytest.approx(0.5)

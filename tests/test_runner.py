@@ -245,6 +245,7 @@ def test_results_of_the_wrong_shape_fail_the_point_and_non_finite_ones_are_class
     end = by_backend["nan-at-the-end"]
     assert end.gradient.nonfinite_from_start and not end.gradient.exploded
     assert "not an explosion" in end.note
+    assert nan.gradient.broken and end.gradient.broken and "recorded as failed in the history" in nan.note
 
 
 def test_a_grid_over_hidden_and_batch_sizes_measures_each_size(tmp_path):

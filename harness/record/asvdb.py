@@ -36,7 +36,7 @@ import numpy as np
 
 from harness.errors import HarnessError, check_name
 from harness.measure.probe import PROBE_VERSION
-from harness.record.results import FAILED, OK, PointResult, RunResults, write_json_atomic
+from harness.record.results import FAILED, OK, CompileResult, PointResult, RunResults, write_json_atomic
 from harness.suites import Suite
 
 CONFIG_FILE = "asv.conf.json"
@@ -319,16 +319,23 @@ def label_for(prov: dict, label: str | None) -> str | None:
     return None
 
 
+def _failed(record: PointResult | CompileResult) -> bool:
+    gradient = getattr(record, "gradient", None)  # a CompileResult has none
+    return record.status == FAILED or (gradient is not None and gradient.broken)
+
+
 def _point_value(metric: Metric, records: Points,
                  complete: bool = True) -> tuple[float | None, list | None, int | None]:
     """asv's encoding of one point: None if a record failed, NaN if none was measured (skipped or
-    interrupted), else value, samples, number.
+    interrupted), else value, samples, number. A point whose gradients are broken (non-finite with no
+    explosion to explain them: GradientProfile.broken) counts as failed: a backend that computes NaN
+    may be fast, and its timings must not sit in the history beside healthy ones.
 
     In a complete run a record that is ok has every family its suite measured; a missing one is a
     bug (schema drift) and raises, rather than becoming a silent NaN in the history. An interrupted
     run may have stopped between a point's timings and its gradient profile and memory peak
     (runner._profile): those are NaN."""
-    if any(p.status == FAILED for p in records):
+    if any(_failed(p) for p in records):
         return None, None, None
     ok = [p for p in records if p.status == OK]
     if not complete and metric.family in ("time", "memory", "gradient"):

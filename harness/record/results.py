@@ -127,6 +127,13 @@ class GradientProfile(DecayMetrics):
         """The largest sigma_max over W_hh's gate blocks (Pascanu's bound reads it)."""
         return max((s.sigma_max for s in self.spectra), default=None)
 
+    @property
+    def broken(self) -> bool:
+        """NaN or inf that no explosion explains: where the loss enters, or in a gradient while the
+        profile stayed finite. The backend computed something else, so its timings are not comparable
+        with a healthy backend's (asvdb records them as failed)."""
+        return self.nonfinite_from_start or (bool(self.nonfinite) and not self.exploded)
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -251,6 +258,8 @@ class PointResult:
                 notes.append("non-finite gradient where the loss enters (not an explosion)")
             if self.gradient.nonfinite:
                 notes.append(f"non-finite {', '.join(self.gradient.nonfinite)}")
+            if self.gradient.broken:
+                notes.append("recorded as failed in the history")
         if self.busy and self.load_before is not None and self.load_after is not None:
             notes.append(f"busy machine (load {max(self.load_before.load1, self.load_after.load1):.1f})")
         return "; ".join(notes)
