@@ -6,14 +6,19 @@ Screenshots are saved in the test's temporary folder.
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.support.asv_project import make_repo
+from tests.support.asv_project import git, make_repo
 from tests.support.cli import harness
+from tests.support.runs import PROVENANCE, write_results_file
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -24,10 +29,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     reason="chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")]
 
 
-@pytest.fixture
-def site(tmp_path):
-    repo = make_repo(tmp_path / "proj")
-    harness("run", "tiny", "--backends", ",".join(BACKENDS), "-q", cwd=repo, check=True)
+@contextlib.contextmanager
+def _served(repo: Path) -> Iterator[str]:
+    """``harness publish`` in ``repo``, then ``harness preview`` on a free port: yields the site's URL."""
     harness("publish", cwd=repo, check=True)
     server = subprocess.Popen([sys.executable, "-m", "harness", "preview", "--port", "0"], cwd=repo,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -37,6 +41,14 @@ def site(tmp_path):
     finally:
         server.terminate()
         server.wait(10)
+
+
+@pytest.fixture
+def site(tmp_path):
+    repo = make_repo(tmp_path / "proj")
+    harness("run", "tiny", "--backends", ",".join(BACKENDS), "-q", cwd=repo, check=True)
+    with _served(repo) as url:
+        yield url
 
 
 @pytest.fixture
@@ -106,3 +118,29 @@ def test_published_site_renders_in_a_browser(site, browser, tmp_path):
     assert any("every step the layer ran" in c for c in captions)
     browser.save_screenshot(str(tmp_path / "gradient-page.png"))
     assert _console_errors(browser) == []
+
+
+def test_a_hostile_machine_tooltip_shows_its_script_as_text(browser, tmp_path):
+    """asv's graph page renders machine.json into the machine button's tooltip as HTML (issue 29, item 1):
+    a shared results file's OS, CPU and GPU fields are escaped, so hovering shows the script as text and
+    never runs it."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    script = "<img src=x onerror=window.pwned=1>"
+    repo = make_repo(tmp_path / "proj")
+    prov = copy.deepcopy(PROVENANCE)
+    prov.update(os=script, cpu=script, gpu=script)
+    prov["git"] = {"commit": git(repo, "rev-parse", "HEAD"), "commit_date_ms": 1_700_000_000_000, "dirty": False}
+    harness("record", str(write_results_file(tmp_path, prov)), cwd=repo, check=True)
+    with _served(repo) as url:
+        browser.get(url + "index.html#suite.time_forward_backward")
+        button = _wait_for(browser, lambda: [b for b in browser.find_elements(By.CSS_SELECTOR, "a.btn")
+                                             if b.text == "testbox"])[0]
+        ActionChains(browser).move_to_element(button).perform()
+        tip = _wait_for(browser, lambda: [t for t in browser.find_elements(By.CSS_SELECTOR, ".tooltip")
+                                          if "os:" in t.text])[0]
+        browser.save_screenshot(str(tmp_path / "machine-tooltip.png"))
+        assert f"os: {script}" in tip.text and f"cpu: {script}" in tip.text  # the markup, shown as text
+        assert tip.find_elements(By.TAG_NAME, "img") == []
+        assert browser.execute_script("return window.pwned === undefined")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
+from tests.support.runs import PROVENANCE, write_results_file
 
 SUITE = """task = "temporal_order"
 cells = ["rnn_tanh"]
@@ -73,7 +74,10 @@ def _mutate_json(data, rng: random.Random):
 
 
 def _run_main(args: list[str], capsys) -> tuple[int, str]:
-    code = main(args)
+    try:
+        code = main(args)
+    except SystemExit as exit:  # argparse's own refusals (one line, exit 2)
+        code = exit.code
     err = capsys.readouterr().err
     assert code in (0, 1, 2), (args, code, err)
     if code == 2:
@@ -128,3 +132,68 @@ def test_malformed_results_files_in_report_and_publish(published, tmp_path, caps
              if not name.startswith(("html/", "runs/zz-fuzz"))}
     assert after == database  # report and publish change no data
     bad.unlink()
+
+
+# Issue 29's hostile inputs: names that become paths or reach asv's HTML, and option values out of range.
+HOSTILE = ["../../x", "/tmp/escaped", "<img src=x onerror=alert(1)>", "a\x00b", "x" * 5000, "..", "", "$(id)",
+           "a/b", "..\\x", "1.0/../../x", None, 7, [], {}]
+PROVENANCE_FIELDS = [("machine",), ("os",), ("cpu",), ("gpu",), ("arch",), ("python",), ("libraries", "numpy"),
+                     ("libraries", "torch"), ("git", "commit"), ("threads",), ("cpu_count",)]
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_hostile_provenance_given_to_record(tmp_path, capsys, monkeypatch, seed):
+    """A shared results file whose provenance holds paths, script or junk: recorded with its text escaped
+    (exit 0) or refused in one line (exit 2); either way nothing lands outside the results folder."""
+    rng = random.Random(seed)
+    work = tmp_path / "deep" / "er"
+    work.mkdir(parents=True)
+    path = write_results_file(work, PROVENANCE)
+    data = json.loads(path.read_text())
+    for _ in range(rng.randint(1, 3)):
+        *parents, leaf = rng.choice(PROVENANCE_FIELDS)
+        node = data["provenance"]
+        for key in parents:
+            node = node[key]
+        node[leaf] = rng.choice(HOSTILE)
+    path.write_text(json.dumps(data))
+    before = _digest(tmp_path)
+    monkeypatch.chdir(work)
+    code, err = _run_main(["record", str(path), "--results-dir", str(work / "results")], capsys)
+    assert code in (0, 2), err
+    written = {name for name in _digest(tmp_path) if name not in before}
+    assert all(name.startswith("deep/er/results/") for name in written), written
+    if code == 2:
+        assert not written  # refused before the database was opened
+    else:
+        assert not any(b"<img" in (tmp_path / name).read_bytes() for name in written)
+
+
+BAD_OPTIONS = {  # option -> values each refused before anything runs (harness run and train)
+    "--backends": [",", "", "no-such-backend", "numpy,,"],
+    "--cells": [",", "no_such_cell"],
+    "--seq-lens": [",", "0", "-5", "x", "1e400"],
+    "--threads": ["0", "-1", "999", "nan"],
+    "--label": ["../x", "a/b", "", "<b>"],
+    "--output": ["/dev/null", "."],
+}
+BAD_RUN_OPTIONS = {"--timeout": ["nan", "-1", "0", "inf"], "--repeat": ["0", "-2"]}
+BAD_TRAIN_OPTIONS = {"--seeds": ["-1", ",", "x"], "--iterations": ["0", "-3"], "--clip": ["-1", "nan"]}
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_hostile_command_lines(tmp_path, capsys, monkeypatch, seed):
+    """One to three bad option values at once, on run or train: one line and exit 2, nothing written."""
+    rng = random.Random(seed)
+    folder = tmp_path / "suite"
+    folder.mkdir()
+    (folder / "suite.toml").write_text(SUITE)
+    monkeypatch.chdir(tmp_path)
+    command = "train" if seed % 3 == 0 else "run"
+    bad = {**BAD_OPTIONS, **(BAD_TRAIN_OPTIONS if command == "train" else BAD_RUN_OPTIONS)}
+    args = [command, str(folder), "-q", "--no-asv", "--results-dir", str(tmp_path / "r")]
+    for option in rng.sample(sorted(bad), rng.randint(1, 3)):
+        args += [f"{option}={rng.choice(bad[option])}"]
+    code, err = _run_main(args, capsys)
+    assert code == 2, (args, err)
+    assert not (tmp_path / "r").exists()

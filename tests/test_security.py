@@ -7,25 +7,13 @@ import os
 
 import pytest
 
-from harness import suites
 from harness.record import results
-from harness.record.results import RunResults
 from tests.support.asv_project import git, make_repo
 from tests.support.cli import harness, one_line_error
-from tests.support.runs import PROVENANCE, synthetic_point
+from tests.support.runs import PROVENANCE, write_results_file
 from tests.support.suites import write_suite
 
 SCRIPT = "<img src=x onerror=alert(1)>"
-
-
-def _results_file(tmp_path, provenance: dict, name: str = "run.json"):
-    """A results file of one synthetic point with ``provenance``."""
-    suite = suites.load(write_suite(tmp_path / "suite"))
-    run = RunResults(suite=suite, started_at="2026-11-26T07:00:00+00:00", provenance=provenance,
-                     points=[synthetic_point("numpy", 12, 1.0)])
-    path = tmp_path / name
-    results.write(path, run)
-    return path
 
 
 def _files(folder) -> dict[str, str]:
@@ -37,7 +25,7 @@ def test_script_in_the_provenance_never_reaches_the_asv_site_raw(tmp_path):
     prov = copy.deepcopy(PROVENANCE)
     prov.update(os=SCRIPT, cpu=f"cpu {SCRIPT}", gpu=SCRIPT, arch=SCRIPT)
     prov["git"] = {"commit": git(repo, "rev-parse", "HEAD"), "commit_date_ms": 1_700_000_000_000, "dirty": False}
-    harness("record", str(_results_file(tmp_path, prov)), cwd=repo, check=True)
+    harness("record", str(write_results_file(tmp_path, prov)), cwd=repo, check=True)
     machine = (repo / "results" / "testbox" / "machine.json").read_text()
     assert "&lt;img src=x onerror=alert(1)&gt;" in machine  # shown as text in asv's HTML tooltip
     harness("publish", cwd=repo, check=True)
@@ -71,7 +59,7 @@ def test_a_results_file_naming_a_path_is_refused_by_record(tmp_path, field, valu
         prov[field] = value
     work = tmp_path / "deep" / "er"
     work.mkdir(parents=True)
-    path = _results_file(work, prov)
+    path = write_results_file(work, prov)
     line = one_line_error(harness("record", str(path), "--results-dir", str(work / "results")))
     assert f"malformed results file {path}" in line and message in line
     assert "damaged" not in line

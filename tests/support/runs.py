@@ -6,7 +6,7 @@ from pathlib import Path
 
 from harness import suites
 from harness.measure.timing import Measurement
-from harness.record import asvdb
+from harness.record import asvdb, results
 from harness.record.results import (OK, CompileResult, GradientProfile, LossAtInit, Memory, PointResult, RunResults,
                                     Times)
 from tests.support.suites import write_suite
@@ -48,3 +48,13 @@ def record_synthetic(tmp_path: Path, label: str, points: list[PointResult], suit
                      compile=list(compile), status=status)
     conf = asvdb.load_config(path=tmp_path / "none.json", results_dir=results_dir or tmp_path / "results")
     return asvdb.record_run(run, conf, label=label), conf
+
+
+def write_results_file(tmp_path: Path, provenance: dict, name: str = "run.json") -> Path:
+    """A results file (suite "suite", as a user's shared file) of one synthetic numpy point with ``provenance``."""
+    suite = suites.load(write_suite(tmp_path / "suite"))
+    run = RunResults(suite=suite, started_at="2026-11-26T07:00:00+00:00", provenance=provenance,
+                     points=[synthetic_point("numpy", 12, 1.0)])
+    path = tmp_path / name
+    results.write(path, run)
+    return path
