@@ -7,7 +7,8 @@ import stat
 
 import pytest
 
-from tests.support.cli import harness, one_line_error
+from tests.support.asv_project import make_repo
+from tests.support.cli import harness, harness_read_only, one_line_error, read_only_mounts
 from tests.support.plugins import add_distribution
 from tests.support.suites import write_suite
 
@@ -297,3 +298,29 @@ def test_a_disk_that_fills_up_during_a_run_is_one_line_and_the_file_keeps_what_w
                                  f"point(s) written before")
     kept = json.loads(out.read_text())
     assert kept["status"] == "running" and len(kept["points"]) == 2
+
+
+@pytest.mark.skipif(not read_only_mounts(), reason="needs unshare and mount (root with CAP_SYS_ADMIN) for a "
+                                                    "read-only file system")
+def test_a_read_only_results_folder_is_one_line_for_every_command_and_changes_nothing(tmp_path):
+    """record, publish, report and run (into the folder, or --output into it) on a read-only file system:
+    one line naming the path and exit 2, with everything already written kept as it was."""
+    repo = make_repo(tmp_path / "proj")
+    grid = ("tiny", "--backends", "numpy", "--cells", "rnn_tanh", "--seq-lens", "12", "-q")
+    harness("run", *grid, cwd=repo, check=True)
+    run_file = next((repo / "results" / "runs").glob("*.json"))
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    kept = {p: p.read_bytes() for p in (repo / "results").rglob("*") if p.is_file()}
+    for folder, args in [
+        (repo / "results", ("record", str(run_file))),
+        (repo / "results", ("publish",)),
+        (read_only, ("report", str(run_file), "--out", str(read_only / "report"))),
+        (repo / "results", ("run", *grid)),
+        (read_only, ("run", *grid, "--no-asv", "--output", str(read_only / "run.json"))),
+    ]:
+        line = one_line_error(harness_read_only(folder, *args, cwd=repo))
+        assert line.startswith("harness: error: ") and "Read-only file system" in line and folder.name in line, \
+            (args, line)
+    assert {p: p.read_bytes() for p in (repo / "results").rglob("*") if p.is_file()} == kept
+    assert list(read_only.iterdir()) == []

@@ -117,8 +117,11 @@ def publish(conf) -> Path:
     results_dir, html_dir = Path(conf.results_dir), Path(conf.html_dir)
     if not (results_dir / "benchmarks.json").is_file():
         raise HarnessError(f"no results to publish in {results_dir}: run `harness run SUITE` first")
-    html_dir.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{html_dir.name}-building-", dir=html_dir.parent))
+    try:
+        html_dir.parent.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f".{html_dir.name}-building-", dir=html_dir.parent))
+    except OSError as e:  # the scratch folder's random name would mean nothing to the user
+        raise HarnessError(f"cannot write the site into {html_dir}: {e.strerror}") from e
     try:
         with database_lock(results_dir):
             _asv_publish(copy.copy(conf), building)

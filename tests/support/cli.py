@@ -1,9 +1,11 @@
 """Running the ``harness`` command in a subprocess, always with a time limit."""
 from __future__ import annotations
 
+import functools
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,31 @@ def harness(*args: str, cwd: str | Path | None = None, env: dict | None = None,
     if check and result.returncode != 0:
         raise AssertionError(f"harness {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
     return result
+
+
+def _read_only_command(folder: Path, args: list[str]) -> list[str]:
+    """``args`` run in a mount namespace of their own, where ``folder`` is a read-only bind mount of itself."""
+    mount = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+    return ["unshare", "--mount", "sh", "-c", mount, str(folder), *args]
+
+
+@functools.cache
+def read_only_mounts() -> bool:
+    """Whether this machine lets the tests mount a folder read-only (unshare and mount, as root with
+    CAP_SYS_ADMIN): a real read-only file system, which chmod cannot give a root user."""
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            probe = subprocess.run(_read_only_command(Path(folder), ["touch", f"{folder}/x"]), capture_output=True,
+                                   text=True, timeout=60)
+        except OSError:  # no unshare
+            return False
+        return probe.returncode != 0 and "Read-only file system" in probe.stderr
+
+
+def harness_read_only(folder: Path, *args: str, cwd: str | Path | None = None) -> subprocess.CompletedProcess:
+    """``python -m harness ARGS`` with ``folder`` on a read-only file system (see :func:`read_only_mounts`)."""
+    return subprocess.run(_read_only_command(folder, [sys.executable, "-m", "harness", *args]), cwd=cwd,
+                          capture_output=True, text=True, timeout=TIMEOUT)
 
 
 def start_harness(*args: str, cwd: str | Path) -> subprocess.Popen:
