@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -109,12 +110,29 @@ def test_a_worker_stuck_holding_the_interpreter_lock_exits_when_its_parent_is_ki
         pytest.skip("the parent-death signal is Linux's")
     proc, worker = _start(tmp_path, monkeypatch, backend="holds-the-lock-at-20")
     time.sleep(0.5)  # inside the C call
+    trackers = _resource_trackers(proc.pid)
+    assert trackers  # the run started one (else the check below would be empty)
     proc.kill()
     proc.communicate(timeout=60)
     end = time.monotonic() + 10
-    while _alive(worker) and time.monotonic() < end:
+    while any(map(_alive, [worker, *trackers])) and time.monotonic() < end:
         time.sleep(0.2)
     assert not _alive(worker)
+    assert not [pid for pid in trackers if _alive(pid)]  # it ends once no process holds its pipe
+
+
+def _resource_trackers(parent: int) -> list[int]:
+    """multiprocessing's resource tracker processes started by ``parent``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().split(")")[-1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if ppid == parent and b"resource_tracker" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def test_sigterm_keeps_finished_points_and_records_them(plugin, tmp_path, monkeypatch):
