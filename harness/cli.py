@@ -550,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cold + warm compile-time samples per backend and cell, each in fresh workers "
                         "(default: the suite's, 1)")
     p.add_argument("--remeasure-peak", action="store_true",
-                   help="measure this machine's GEMM peak again instead of reading the cached one "
+                   help="measure this machine's roof and GEMM engines again instead of reading the cached one "
                         "(after a hardware or BLAS change the cache key does not see)")
     p.add_argument("--isolate", action="store_true", default=None,
                    help="run nothing beside the timings: the gradient profiles, memory peaks and spectra "

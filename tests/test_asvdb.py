@@ -148,7 +148,8 @@ def test_compare_between_commits_prints_ratios(project):
         assert machine > 0 and judged > 0
         assert fields[-6] == "numpy" and fields[-5] in ("rnn_tanh", "gru") and fields[-4] in ("12", "16")
         assert fields[-3:] == ["4", "2", "default"]
-        assert ratio == pytest.approx(after / before, rel=0.01)  # printed with 4 and 2 significant digits
+        # printed with 2 decimals (+-0.005), from before and after printed with 4 significant digits
+        assert ratio == pytest.approx(after / before, abs=0.005 + 0.002 * after / before)
     assert (result.returncode == 1) == ("significant regression" in result.stderr)
 
 

@@ -1,4 +1,4 @@
-"""Roofline: the analytic FLOPs of a recurrent layer and the machine's measured GEMM peak.
+"""Roofline: the analytic FLOPs of a recurrent layer, and the GEMM engines measured under the roof.
 
 FLOPs count the GEMMs only (formulas in docs/metrics.md): the cell says what one forward step costs
 (:meth:`harness.cell.Cell.flops_per_step`: a classic cell with k gate blocks does the input and
@@ -8,6 +8,7 @@ dW_hh). The pointwise work is O(B H) per step, under 1% of the GEMMs at H >= 64.
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import json
 import os
 import subprocess
@@ -15,11 +16,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from harness.cell import Cell, as_cell
-from harness.measure.blas import LETTERS, THREAD_ENV, mkl_gemms, torch_mkl_paths
+from harness.measure.blas import LETTERS, THREAD_ENV, mkl_gemms
 
 PROBE_SIZE = 1024  # n of the n^3 GEMM probe: large enough for a BLAS to reach its peak
 PROBE_REPEATS = 5
@@ -44,18 +46,25 @@ def layer_flops(cell: Cell | type[Cell], steps: int, batch: int, inputs: int, hi
     return Flops(forward=forward, backward=2.0 * forward)
 
 
-def cpu_gemm_peak(threads: int, dtypes: tuple[str, ...] = ("float32", "float64")) -> dict[str, float]:
-    """This machine's CPU GEMM peak in GFLOP/s per dtype on ``threads`` threads: the best of NumPy's
-    BLAS and of MKL where torch's libtorch_cpu holds it (the numba backend's GEMMs run on it, and
-    NumPy's OpenBLAS may be held to older kernels: a peak below what a backend reaches would put it
-    above 100%). A GPU backend reports its own."""
-    peak = numpy_gemm_peak(threads, dtypes)
-    for dtype, value in mkl_gemm_peak(threads, dtypes).items():
-        peak[dtype] = max(peak[dtype], value)
-    return peak
+def gemm_engines(threads: int, dtypes: tuple[str, ...] = ("float32", "float64")) -> dict[str, dict[str, float]]:
+    """GFLOP/s per dtype of each GEMM engine present, on ``threads`` threads: NumPy's BLAS (in this
+    process, with threadpoolctl), and in a child process started with ``threads`` in its environment
+    (MKL reads its thread count there, once) MKL's ?gemm_ where torch's libtorch_cpu holds it,
+    ``torch.mm`` and oneDNN's inner product through torch (float32). They are lines under the roof
+    (measure/roof.py), never the roof: oneDNN's fused RNNs reach more than NumPy's BLAS does."""
+    engines = {f"numpy ({_numpy_blas()})": numpy_gemm(threads, dtypes)}
+    if importlib.util.find_spec("torch") is None:
+        return engines
+    env = {**os.environ, **{name: str(threads) for name in THREAD_ENV}}
+    try:
+        child = subprocess.run([sys.executable, "-m", __name__, *dtypes], env=env, capture_output=True, text=True,
+                               timeout=300)
+        return {**engines, **(json.loads(child.stdout) if child.returncode == 0 else {})}
+    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):  # the engines there go unreported
+        return engines
 
 
-def numpy_gemm_peak(threads: int, dtypes: tuple[str, ...]) -> dict[str, float]:
+def numpy_gemm(threads: int, dtypes: tuple[str, ...]) -> dict[str, float]:
     """GFLOP/s of NumPy's matmul on an n^3 GEMM, its thread pool limited with threadpoolctl."""
     from threadpoolctl import threadpool_limits
 
@@ -63,25 +72,30 @@ def numpy_gemm_peak(threads: int, dtypes: tuple[str, ...]) -> dict[str, float]:
         return {dtype: _best_gflops(lambda a, b, c: np.matmul(a, b, out=c), dtype) for dtype in dtypes}
 
 
-def mkl_gemm_peak(threads: int, dtypes: tuple[str, ...]) -> dict[str, float]:
-    """GFLOP/s of MKL's ?gemm_ on an n^3 GEMM, measured in a child process started with ``threads``
-    in its environment (MKL reads its thread count there, once); {} where there is no MKL to load or
-    the child fails (NumPy's peak then stands alone)."""
-    if not any(os.path.exists(path) for path in torch_mkl_paths()):
-        return {}
-    env = {**os.environ, **{name: str(threads) for name in THREAD_ENV}}
-    try:
-        child = subprocess.run([sys.executable, "-m", __name__, *dtypes], env=env, capture_output=True, text=True,
-                               timeout=120)
-        return json.loads(child.stdout) if child.returncode == 0 else {}
-    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):
-        return {}
+def _numpy_blas() -> str:
+    """The BLAS library NumPy calls, as threadpoolctl names it (openblas, mkl, ...)."""
+    from threadpoolctl import threadpool_info
+
+    return next((pool["internal_api"] for pool in threadpool_info() if pool["user_api"] == "blas"), "unknown BLAS")
 
 
-def _mkl_gemm_peak(dtypes: tuple[str, ...]) -> dict[str, float]:
-    """MKL's GFLOP/s in this process (the child of :func:`mkl_gemm_peak`)."""
-    gemms = {dtype: mkl_gemm(dtype) for dtype in dtypes}
-    return {dtype: _best_gflops(gemm, dtype) for dtype, gemm in gemms.items() if gemm is not None}
+def _child_engines(dtypes: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """MKL's, torch.mm's and oneDNN's GFLOP/s in this process (the child of :func:`gemm_engines`)."""
+    import torch
+
+    engines: dict[str, dict[str, float]] = {}
+    mkl = {dtype: _best_gflops(gemm, dtype) for dtype in dtypes if (gemm := mkl_gemm(dtype)) is not None}
+    if mkl:
+        engines["mkl"] = mkl
+    engines["torch.mm"] = {dtype: _best_gflops(lambda a, b, c: torch.mm(torch.from_numpy(a), torch.from_numpy(b),
+                                                                        out=torch.from_numpy(c)), dtype)
+                           for dtype in dtypes}
+    if torch.backends.mkldnn.is_available() and "float32" in dtypes:
+        def onednn(a, b, c):
+            torch._C._nn.mkldnn_linear(a, b, None)  # x W^T in oneDNN's layout: the same FLOPs as a @ b
+
+        engines["onednn"] = {"float32": _best_gflops(onednn, "float32", lambda x: torch.from_numpy(x).to_mkldnn())}
+    return engines
 
 
 def mkl_gemm(dtype: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None:
@@ -102,11 +116,13 @@ def mkl_gemm(dtype: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray], None]
     return gemm
 
 
-def _best_gflops(gemm: Callable[[np.ndarray, np.ndarray, np.ndarray], object], dtype: str) -> float:
-    """GFLOP/s of the fastest of a few ``gemm(a, b, c)`` (c = a @ b) on n x n matrices."""
+def _best_gflops(gemm: Callable[[Any, Any, Any], object], dtype: str,
+                 convert: Callable[[np.ndarray], Any] = lambda x: x) -> float:
+    """GFLOP/s of the fastest of a few ``gemm(a, b, c)`` (c = a @ b) on n x n matrices (``convert``:
+    from NumPy's arrays to the engine's own)."""
     rng = np.random.default_rng(0)
-    a, b = (rng.standard_normal((PROBE_SIZE, PROBE_SIZE)).astype(dtype) for _ in range(2))
-    c = np.empty_like(a)
+    a, b = (convert(rng.standard_normal((PROBE_SIZE, PROBE_SIZE)).astype(dtype)) for _ in range(2))
+    c = np.empty((PROBE_SIZE, PROBE_SIZE), dtype)
     gemm(a, b, c)  # warm-up: thread pool start, page faults
     best = float("inf")
     for _ in range(PROBE_REPEATS):
@@ -116,5 +132,5 @@ def _best_gflops(gemm: Callable[[np.ndarray, np.ndarray, np.ndarray], object], d
     return 2 * PROBE_SIZE**3 / best / 1e9
 
 
-if __name__ == "__main__":  # the child of mkl_gemm_peak: python -m harness.measure.roofline DTYPE...
-    print(json.dumps(_mkl_gemm_peak(tuple(sys.argv[1:]))))
+if __name__ == "__main__":  # the child of gemm_engines: python -m harness.measure.roofline DTYPE...
+    print(json.dumps(_child_engines(tuple(sys.argv[1:]))))

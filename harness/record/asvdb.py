@@ -36,6 +36,7 @@ import numpy as np
 
 from harness.errors import HarnessError, check_name
 from harness.measure.probe import PROBE_VERSION
+from harness.record.provenance import PEAK_VERSION
 from harness.record.results import FAILED, OK, CompileResult, PointResult, RunResults, write_json_atomic
 from harness.suites import Suite
 
@@ -346,15 +347,16 @@ def _point_value(metric: Metric, records: Points,
 
 
 def roofline_metrics(run: RunResults | None = None) -> tuple[Metric, ...]:
-    """Achieved GFLOP/s and the fraction of the GEMM peak (which needs the run: its machines' peaks)."""
+    """Achieved GFLOP/s and the fraction of the peak (which needs the run: its machines' roofs)."""
     return (
         Metric("gflops_forward_backward", "time", "track", "GFLOP/s", _first(lambda p: p.gflops()),
                description="analytic GEMM FLOPs of forward + backward over the median time",
                derived_from="time_forward_backward"),
         Metric("peak_fraction_forward_backward", "time", "track", "fraction",
                _first(lambda p: run.peak_fraction(p) if run is not None else None),
-               description="achieved GFLOP/s over the measured GEMM peak of the device that ran it",
-               derived_from="time_forward_backward"),
+               description="achieved GFLOP/s over the peak of the device that ran it: a CPU's FMA roof "
+                           "(measure/roof.py), a GPU's GEMM peak",
+               derived_from="time_forward_backward", definition=PEAK_VERSION),
     )
 
 

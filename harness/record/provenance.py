@@ -73,7 +73,7 @@ def git_state(path: str | os.PathLike = ".") -> dict:
 MACHINE_ENV = "HARNESS_MACHINE"
 
 
-#: Where measurements that belong to the machine, not to a run, are kept (the GEMM peak).
+#: Where measurements that belong to the machine, not to a run, are kept (the roof and the GEMM engines).
 CACHE_ENV = "HARNESS_CACHE_DIR"
 #: Set to 1 to measure the machine's peak again (``harness run --remeasure-peak`` sets it).
 REMEASURE_PEAK_ENV = "HARNESS_REMEASURE_PEAK"
@@ -86,22 +86,30 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "harness"
 
 
+#: Bumped when what :func:`cpu_peak` measures changes, so that a cached value of the old kind is not
+#: read; a results file without it holds a GEMM peak from before the roof (RunResults.peak_gflops).
+PEAK_VERSION = "roof 1"
+
+
 def _peak_key(threads: int) -> str:
     """What the peak depends on: the machine and CPU, the BLAS libraries and their settings, threads."""
     libs = library_versions()
     settings = ",".join(f"{k}={os.environ[k]}" for k in sorted(os.environ) if k.startswith("OPENBLAS_"))
-    return (f"{machine_name()}|{cpu_model()}|numpy {libs['numpy']}|torch {libs['torch']}|{settings}|"
+    return (f"{PEAK_VERSION}|{machine_name()}|{cpu_model()}|numpy {libs['numpy']}|torch {libs['torch']}|{settings}|"
             f"{threads} threads")
 
 
 @functools.lru_cache(maxsize=None)
-def cpu_peak(threads: int) -> dict[str, float]:
-    """This machine's CPU GEMM peak per dtype on ``threads`` threads: measured once per machine,
-    libraries and thread count and kept in :func:`cache_dir` (a few seconds saved on every run);
-    measured again when ``HARNESS_REMEASURE_PEAK=1`` or when the cache cannot be read."""
+def cpu_peak(threads: int) -> dict[str, dict]:
+    """This machine's CPU roof per dtype on ``threads`` threads (``peak_gflops``: the FMA microkernel of
+    measure/roof.py, what "% of peak" divides by) and its GEMM engines under it (``gemm_gflops``:
+    engine -> dtype -> GFLOP/s): measured once per machine, libraries and thread count and kept in
+    :func:`cache_dir` (seconds saved on every run); measured again when ``HARNESS_REMEASURE_PEAK=1``
+    or when the cache cannot be read."""
     import json
 
-    from harness.measure.roofline import cpu_gemm_peak
+    from harness.measure.roof import cpu_roof
+    from harness.measure.roofline import gemm_engines
     from harness.record.results import write_json_atomic
 
     path, key = cache_dir() / "peak_gflops.json", _peak_key(threads)
@@ -110,9 +118,11 @@ def cpu_peak(threads: int) -> dict[str, float]:
         known = known if isinstance(known, dict) else {}
     except (OSError, ValueError):
         known = {}
-    if isinstance(known.get(key), dict) and os.environ.get(REMEASURE_PEAK_ENV) != "1":
-        return known[key]
-    peak = cpu_gemm_peak(threads)
+    cached = known.get(key)
+    if isinstance(cached, dict) and cached.get("peak_version") == PEAK_VERSION and \
+            os.environ.get(REMEASURE_PEAK_ENV) != "1":
+        return cached
+    peak = {"peak_gflops": cpu_roof(threads), "peak_version": PEAK_VERSION, "gemm_gflops": gemm_engines(threads)}
     try:
         write_json_atomic(path, {**known, key: peak})
     except OSError:  # a read-only home: measured every run, as before
@@ -147,6 +157,6 @@ def collect(threads: int) -> dict:
         "python_executable": sys.executable,
         "libraries": library_versions(),
         "threads": threads,
-        "peak_gflops": cpu_peak(max(threads, 1)),  # BLAS GEMM on the run's thread count, per dtype
+        **cpu_peak(max(threads, 1)),  # the roof (peak_gflops) and GEMM engines, on the run's thread count
         "git": git_state(),
     }

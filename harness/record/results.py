@@ -290,11 +290,13 @@ class RunResults:
     schema: int = SCHEMA
 
     def peak_gflops(self, point: PointResult) -> float | None:
-        """The GEMM peak (GFLOP/s) of what ran ``point``: its backend's device where the backend
-        measured one (a GPU), else the CPU of the machine that measured it."""
+        """The peak (GFLOP/s) of what ran ``point``: its backend's device where the backend measured
+        one (a GPU's GEMM peak), else the roof of the CPU of the machine that measured it (None in a
+        file from before the roof, whose peak was a GEMM library's: one an engine could exceed)."""
         device = self.backends[point.backend].info.get("peak_gflops", {}) if point.backend in self.backends else {}
         machine = self.machines.get(point.machine, self.provenance) if point.machine else self.provenance
-        return device.get(point.dtype) or machine.get("peak_gflops", {}).get(point.dtype)
+        roof = machine.get("peak_gflops", {}) if "peak_version" in machine else {}
+        return device.get(point.dtype) or roof.get(point.dtype)
 
     def peak_fraction(self, point: PointResult) -> float | None:
         """Achieved / peak GFLOP/s of the point's forward + backward."""

@@ -177,9 +177,11 @@ def draw(run: RunResults, out_dir: str | Path) -> list[Figure]:
         ("gflops", "gflops_forward_backward", "achieved GFLOP/s", "log",
          "Achieved GFLOP/s against T", "Analytic GEMM FLOPs of forward + backward (docs/metrics.md) over the "
          "median time: how much of the machine the backend uses."),
-        ("peak_fraction", "peak_percent", "% of GEMM peak", "linear",
-         "Fraction of the GEMM peak against T", "Achieved GFLOP/s as a percentage of the machine's measured GEMM "
-         "peak for the dtype (the CPU's BLAS on the run's threads, or the GPU's for a GPU backend)."),
+        ("peak_fraction", "peak_percent", "% of peak", "linear",
+         "Fraction of the peak against T", "Achieved GFLOP/s as a percentage of the peak for the dtype: the CPU's "
+         "roof on the run's threads (an FMA microkernel, which no engine can exceed), or a GPU backend's GEMM "
+         "peak. Dotted lines: each GEMM engine's rate on a 1024^3 product (NumPy's BLAS, MKL, torch.mm, oneDNN) "
+         "under the CPU's roof, the solid line at 100%."),
         ("memory", "peak_mib", "peak memory (MiB)", "log",
          "Peak memory against T", "Peak bytes the backend allocated from prepare to the end of backward "
          "(tracemalloc, RSS or the CUDA allocator, per backend), log-log."),
@@ -192,9 +194,27 @@ def draw(run: RunResults, out_dir: str | Path) -> list[Figure]:
                            markers=True, dashes=False, height=3, aspect=1.2, facet_kws={"sharey": False})
         grid.set(xscale="log", yscale=yscale)
         grid.set_axis_labels("sequence length T", label)
+        if stem == "peak_fraction":
+            caption += _engine_lines(grid, run)
         save_figure(grid, out_dir, stem, title, title_y=1.03)
         figures.append(Figure(stem, title, f"{caption} {setting}."))
     return figures + _draw_dynamics(run, out_dir, setting)
+
+
+def _engine_lines(grid, run: RunResults) -> str:
+    """The roof (100%) and a dotted line per GEMM engine at its percentage of the CPU's roof (the
+    run's dtype), on every panel; returns the engines' percentages for the caption (labels on the
+    lines would overlap where engines are close)."""
+    roof = run.provenance.get("peak_gflops", {}).get(run.suite.dtype) if "peak_version" in run.provenance else None
+    engines = {engine: 100 * rates[run.suite.dtype] / roof
+               for engine, rates in run.provenance.get("gemm_gflops", {}).items() if roof and run.suite.dtype in rates}
+    for ax in grid.axes.flat:
+        ax.set_ylim(0, 105)
+        ax.axhline(100, color="0.2", linewidth=1)
+        for percent in engines.values():
+            ax.axhline(percent, color="0.5", linestyle=":", linewidth=1)
+    listed = ", ".join(f"{engine} {percent:.0f}%" for engine, percent in sorted(engines.items(), key=lambda e: -e[1]))
+    return f" The CPU's GEMM engines ({run.suite.dtype}): {listed}." if listed else ""
 
 
 def write_page(figures: list[Figure], out_dir: str | Path, title: str, back_link: str | None = None,
