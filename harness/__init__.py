@@ -29,7 +29,7 @@ from harness.backend import Availability, Backend, Gradients, Outputs, Problem  
 from harness.hookspecs import hookimpl  # noqa: E402
 
 if TYPE_CHECKING:  # for type checkers; at run time, __getattr__ below
-    from harness.record.results import load as load_results
+    from harness.record.dataframe import load as load_results
 
 __all__ = ["PLUGIN_API_VERSION", "SUPPORTED_PLUGIN_APIS", "Availability", "Backend", "Gradients", "HarnessError",
            "Outputs", "Problem", "__version__", "hookimpl", "load_results"]
@@ -38,7 +38,7 @@ __all__ = ["PLUGIN_API_VERSION", "SUPPORTED_PLUGIN_APIS", "Availability", "Backe
 def __getattr__(name: str):
     """``load_results``, imported from the storing layer when first asked for."""
     if name == "load_results":
-        from harness.record.results import load
+        from harness.record.dataframe import load
 
         globals()["load_results"] = load
         return load

@@ -285,13 +285,13 @@ def _read_results_file(text: str):
     """A results file named on the command line, or a one-line error saying why it is not one."""
     from pathlib import Path
 
-    from harness.record import results
+    from harness.record import files
 
     path = Path(text)
     if not path.is_file():
         raise HarnessError(f"no such results file: {path}")
     try:
-        return results.read(path)
+        return files.read(path)
     except ValueError as exc:
         raise HarnessError(f"not a harness results file: {exc}") from None
 

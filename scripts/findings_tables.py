@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 import sys
 
-from harness.record import results
+from harness.record import files, results
 
 
 def _points(paths: list[str]):
     for path in paths:
-        yield from (p for p in results.read(path).points if p.status == results.OK)
+        yield from (p for p in files.read(path).points if p.status == results.OK)
 
 
 def decay(paths: list[str]) -> None:
@@ -49,7 +49,7 @@ def train(paths: list[str]) -> None:
           "decay rate at 0 -> end | predicted at 0 -> end |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for path in paths:
-        for p in results.read(path).points:
+        for p in files.read(path).points:
             t = p.training
             if t is None:
                 continue

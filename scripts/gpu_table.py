@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from harness.plugins import get_registry
-from harness.record import results
+from harness.record import files, results
 from harness.report.console import render, table
 from harness.run.grid import PointJob, build
 from harness_plugins.torch_backend import FUSED_PROFILE_CELLS, TorchCUDABackend
@@ -72,7 +72,7 @@ def profile_path(job: PointJob, task) -> float:
 
 
 def rows_of(path: str) -> tuple[list[list[str]], dict]:
-    run = results.read(path)
+    run = files.read(path)
     suite, task = run.suite, get_registry().task(run.suite.task)
     dtype = getattr(torch, suite.dtype)
     rows = []
@@ -100,7 +100,7 @@ def main(paths: list[str]) -> None:
     info, sections = {}, []
     for path in paths:
         rows, info = rows_of(path)
-        sections.append((results.read(path).suite.name, rows))
+        sections.append((files.read(path).suite.name, rows))
     print(f"device: {info.get('gpu')}  torch {info.get('torch')}  cuDNN {info.get('cudnn')}  "
           f"TF32 during timing: matmul={info.get('tf32_matmul')} cudnn={info.get('tf32_cudnn')}  "
           f"GEMM peak: " + ", ".join(f"{d} {v / 1e3:.1f} TFLOP/s" for d, v in info.get("peak_gflops", {}).items()))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness.record import results
+from harness.record import files, results
 from harness.report.console import render, table
 
 
@@ -18,7 +18,7 @@ def main() -> None:
     parser.add_argument("--baseline", default="torch-cpu", help="the backend the others are divided by")
     args = parser.parse_args()
     for path in args.files:
-        run = results.read(path)
+        run = files.read(path)
         ok = {(p.backend, p.cell, p.seq_len, p.hidden, p.batch): p for p in run.points if p.status == results.OK}
         backends = sorted({key[0] for key in ok} - {args.baseline})
         rows = []

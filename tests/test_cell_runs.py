@@ -9,7 +9,7 @@ import pytest
 
 from harness import suites
 from harness.plugins import get_registry
-from harness.record import results
+from harness.record import files
 from harness.record.results import CompileResult
 from harness.run.executor import LocalExecutor
 from harness.run.runner import run_suite
@@ -37,7 +37,7 @@ def _run(tmp_path, cells, backends, **settings):
                          metrics='["time", "memory", "gradient"]', **settings)
     run = run_suite(suites.load(folder), backends, results_dir=tmp_path / "r", progress=False,
                     executor=NoCompileTime())
-    return results.read(run.path)
+    return files.read(run.path)
 
 
 def test_the_long_range_cells_run_where_a_backend_runs_them_and_are_skipped_with_why_elsewhere(tmp_path):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from harness import suites
-from harness.record import results
+from harness.record import files
 from harness.run.executor import LocalExecutor
 from harness.run.runner import run_suite
 from tests.support.asv_project import make_repo
@@ -39,7 +39,7 @@ def test_a_dask_run_records_what_a_local_run_records(tmp_path):
     local = _run(suite, ["numpy", "numba"], tmp_path / "local", LocalExecutor()).results
     with DaskExecutor(workers=2) as executor:
         remote = _run(suite, ["numpy", "numba"], tmp_path / "dask", executor)
-    on_disk = results.read(remote.path)
+    on_disk = files.read(remote.path)
     assert on_disk.status == "complete" and len(on_disk.points) == len(local.points) == 8
     mine = on_disk.provenance["machine"]
     by_key = {p.key: p for p in on_disk.points}
@@ -60,7 +60,7 @@ def test_raising_hanging_and_dying_points_fail_alone_on_dask(plugin_dir, tmp_pat
     suite = suites.load(write_suite(tmp_path / "tiny", seq_lens="[20, 12]", timing={"timeout": HANG_TIMEOUT}))
     with DaskExecutor(workers=2) as executor:
         run = _run(suite, ["raises", "hangs", "dies", "numpy"], tmp_path, executor)
-    by_key = {(p.backend, p.seq_len): p for p in results.read(run.path).points}
+    by_key = {(p.backend, p.seq_len): p for p in files.read(run.path).points}
     assert "deliberate failure at T=20" in by_key[("raises", 20)].reason
     assert f"timed out after {HANG_TIMEOUT} s" in by_key[("hangs", 20)].reason
     assert "SIGKILL" in by_key[("dies", 20)].reason
@@ -75,7 +75,7 @@ def test_a_killed_dask_worker_fails_its_point_once_and_loses_nothing_finished(pl
     suite = suites.load(write_suite(tmp_path / "tiny", seq_lens="[20, 12, 16]", metrics='["gradient"]'))
     with DaskExecutor(workers=2) as executor:
         run = _run(suite, ["kills-dask-worker", "numpy"], tmp_path, executor)
-    on_disk = results.read(run.path)
+    on_disk = files.read(run.path)
     by_key = {(p.backend, p.seq_len): p for p in on_disk.points}
     assert len(on_disk.points) == 6 and on_disk.status == "complete"
     killed = by_key[("kills-dask-worker", 20)]
@@ -90,7 +90,7 @@ def test_a_worker_restarted_after_it_died_runs_the_points_left(plugin_dir, tmp_p
     suite = suites.load(write_suite(tmp_path / "tiny", seq_lens="[12, 20, 24]", metrics='["gradient"]'))
     with DaskExecutor(workers=1) as executor:
         run = _run(suite, ["kills-dask-worker"], tmp_path, executor)
-    by_len = {p.seq_len: p for p in results.read(run.path).points}
+    by_len = {p.seq_len: p for p in files.read(run.path).points}
     assert {t: p.status for t, p in by_len.items()} == {12: "ok", 20: "failed", 24: "ok"}, by_len[24].reason
 
 
@@ -108,7 +108,7 @@ def test_a_cluster_left_without_workers_ends_the_run_and_keeps_what_finished(mon
         with pytest.raises(HarnessError, match="has had no worker for 1 s"):
             _run(suite, ["numpy"], tmp_path, executor)
     (path,) = (tmp_path / "results" / "runs").glob("*.json")
-    assert results.read(path).status == "interrupted"
+    assert files.read(path).status == "interrupted"
 
 
 def _start(*args: str, env: dict[str, str]) -> subprocess.Popen:

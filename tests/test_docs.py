@@ -147,7 +147,7 @@ def test_import_harness_loads_no_storing_code():
     re-exported ``harness.load_results`` is imported on first use (the contract's one exception)."""
     script = ("import sys, harness; loaded = sorted(m for m in sys.modules if m.startswith(('harness.record', "
               "'harness.report', 'harness.run'))); print(loaded); "
-              "assert harness.load_results.__module__ == 'harness.record.results'")
+              "assert harness.load_results.__module__ == 'harness.record.dataframe'")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -159,7 +159,7 @@ def test_harness_run_explains_every_profile_once_for_all_backends(plugin_dir, tm
     spectra and exponents (the same for both backends), and the predicted decay rate is the measured
     one, -log10(s)."""
     from harness import suites
-    from harness.record import results
+    from harness.record import files
     from harness.run.runner import run_suite
     from tests.support.plugins import add_misbehaving
     from tests.support.suites import write_suite
@@ -174,7 +174,7 @@ def test_harness_run_explains_every_profile_once_for_all_backends(plugin_dir, tm
     folder = write_suite(tmp_path / "s", inits='["linear=0.5", "linear=0.8"]', seq_lens="[30]", seeds="[0, 1]",
                          metrics='["gradient"]', lyapunov_steps="0")
     run = run_suite(suites.load(folder), ["numpy", "threads"], results_dir=tmp_path / "r", progress=False)
-    points = results.read(run.path).points
+    points = files.read(run.path).points
     assert sorted((p.backend, p.init) for p in points) == [("numpy", "linear=0.5"), ("numpy", "linear=0.8"),
                                                            ("threads", "linear=0.5"), ("threads", "linear=0.8")]
     for p in points:
@@ -187,7 +187,7 @@ def test_harness_run_explains_every_profile_once_for_all_backends(plugin_dir, tm
     assert computed == ["rnn_tanh", "rnn_tanh"]  # once per grid point (two inits), not once per backend
     from harness.report.plots import report
 
-    page = report(results.read(run.path), tmp_path / "page").read_text()
+    page = report(files.read(run.path), tmp_path / "page").read_text()
     for stem in ("decay_predicted", "decay_sigma_max"):
         assert (tmp_path / "page" / f"{stem}.png").stat().st_size > 0 and f'src="{stem}.png"' in page
 

@@ -261,14 +261,14 @@ def test_publish_of_a_damaged_database_or_outside_the_repository_is_one_line(tmp
 
 def test_report_on_a_results_file_without_its_provenance_is_one_line(tmp_path):
     from harness import suites
-    from harness.record import results
+    from harness.record import files
     from harness.record.results import RunResults
     from tests.support.runs import PROVENANCE, synthetic_point
 
     run = RunResults(suite=suites.load(write_suite(tmp_path / "s")), started_at="2026-11-26T08:00:00+00:00",
                      provenance={k: v for k, v in PROVENANCE.items() if k != "git"},
                      points=[synthetic_point("a", 10, 1.0)], status="complete")
-    results.write(tmp_path / "run.json", run)
+    files.write(tmp_path / "run.json", run)
     line = one_line_error(harness("report", str(tmp_path / "run.json")))
     assert line == f"harness: error: not a harness results file: {tmp_path / 'run.json'}: provenance.git is missing"
 
@@ -278,10 +278,10 @@ def test_a_disk_that_fills_up_during_a_run_is_one_line_and_the_file_keeps_what_w
 
     from harness import suites
     from harness.errors import HarnessError
-    from harness.record import results
+    from harness.record import files
     from harness.run.runner import run_suite
 
-    real, calls = results.write, []
+    real, calls = files.write, []
 
     def fills_up(path, data):
         calls.append(len(data.points))
@@ -289,7 +289,7 @@ def test_a_disk_that_fills_up_during_a_run_is_one_line_and_the_file_keeps_what_w
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real(path, data)
 
-    monkeypatch.setattr(results, "write", fills_up)
+    monkeypatch.setattr(files, "write", fills_up)
     suite = suites.load(write_suite(tmp_path / "s", seq_lens="[12, 16, 20]", metrics='["time"]'))
     out = tmp_path / "run.json"
     with pytest.raises(HarnessError) as raised:

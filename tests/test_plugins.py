@@ -179,7 +179,7 @@ def harness_machine_info():
 
 
 def test_a_misbehaving_plugin_stops_nothing(plugin_dir, tmp_path):
-    from harness.record import results
+    from harness.record import files
     from tests.support.suites import write_suite
 
     add_distribution(plugin_dir, "misbehaving", {"misbehaving_plugin": MISBEHAVING_PLUGIN},
@@ -193,7 +193,7 @@ def test_a_misbehaving_plugin_stops_nothing(plugin_dir, tmp_path):
     run = harness("run", str(write_suite(tmp_path / "s")), "--backends", "numpy,raising-availability,odd-info",
                   "--no-asv", "-q", "--output", str(out))
     assert run.returncode == 0, run.stderr
-    data = results.read(out)
+    data = files.read(out)
     assert {p.backend: p.status for p in data.points} == {"numpy": "ok", "raising-availability": "skipped",
                                                          "odd-info": "ok"}
     odd = data.backends["odd-info"].info

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness import suites
-from harness.record import results
+from harness.record import files
 from harness.run.executor import LocalExecutor
 from harness.run.runner import run_suite
 from tests.support.cli import TIMEOUT, start_harness, stop_when
@@ -30,8 +30,8 @@ class HangsAt20(NumpyBackend):
     name = "hangs-at-20"
     def forward(self):
         if self.problem.x.shape[0] == 20:
-            with open(os.environ["WORKER_PID_FILE"], "w") as f:
-                f.write(str(os.getpid()))
+            with open(os.environ["WORKER_PID_FILE"], "a") as f:  # the point's timing and profile workers
+                f.write(f"{os.getpid()}\\n")
             self.hang()
         super().forward()
     def hang(self):
@@ -68,11 +68,9 @@ def plugin(plugin_dir):
     return plugin_dir
 
 
-def _wait_for(path, deadline: float = TIMEOUT) -> None:
-    end = time.monotonic() + deadline
-    while not path.exists() and time.monotonic() < end:
-        time.sleep(0.2)
-    assert path.exists()
+def _workers(pid_file: Path) -> list[int]:
+    """The workers that reached the hang (each writes a whole line)."""
+    return [int(line) for line in pid_file.read_text().splitlines()] if pid_file.exists() else []
 
 
 def _alive(pid: int) -> bool:
@@ -90,34 +88,39 @@ def _start(tmp_path, monkeypatch, *extra, backend="hangs-at-20"):
     folder = write_suite(tmp_path / "s", seq_lens="[12, 20]", timing={"timeout": "600"})
     proc = start_harness("run", str(folder), "--backends", backend, "-q", "--results-dir",
                          str(tmp_path / "results"), "--output", str(tmp_path / "run.json"), *extra, cwd=tmp_path)
-    _wait_for(pid_file)
-    return proc, int(pid_file.read_text())
+    end = time.monotonic() + TIMEOUT
+    while not (pid_file.exists() and pid_file.read_text().endswith("\n")) and time.monotonic() < end:
+        if proc.poll() is not None:  # the run ended before any worker reached the hang
+            raise AssertionError(f"harness run exited {proc.returncode}: {proc.communicate()[1]}")
+        time.sleep(0.2)
+    assert _workers(pid_file)
+    return proc, pid_file
 
 
 def test_a_worker_exits_when_its_parent_is_killed(plugin, tmp_path, monkeypatch):
-    proc, worker = _start(tmp_path, monkeypatch)
+    proc, pid_file = _start(tmp_path, monkeypatch)
     proc.kill()
     proc.communicate(timeout=60)
     end = time.monotonic() + 60
-    while _alive(worker) and time.monotonic() < end:
+    while any(map(_alive, _workers(pid_file))) and time.monotonic() < end:
         time.sleep(0.2)
-    assert not _alive(worker)
+    assert not [pid for pid in _workers(pid_file) if _alive(pid)]
 
 
 def test_a_worker_stuck_holding_the_interpreter_lock_exits_when_its_parent_is_killed(plugin, tmp_path, monkeypatch):
     """The kernel's parent-death signal (Linux), which needs no thread of the worker to run."""
     if not sys.platform.startswith("linux"):
         pytest.skip("the parent-death signal is Linux's")
-    proc, worker = _start(tmp_path, monkeypatch, backend="holds-the-lock-at-20")
+    proc, pid_file = _start(tmp_path, monkeypatch, backend="holds-the-lock-at-20")
     time.sleep(0.5)  # inside the C call
     trackers = _resource_trackers(proc.pid)
     assert trackers  # the run started one (else the check below would be empty)
     proc.kill()
     proc.communicate(timeout=60)
     end = time.monotonic() + 10
-    while any(map(_alive, [worker, *trackers])) and time.monotonic() < end:
+    while any(map(_alive, [*_workers(pid_file), *trackers])) and time.monotonic() < end:
         time.sleep(0.2)
-    assert not _alive(worker)
+    assert not [pid for pid in _workers(pid_file) if _alive(pid)]
     assert not [pid for pid in trackers if _alive(pid)]  # it ends once no process holds its pipe
 
 
@@ -139,7 +142,7 @@ def test_sigterm_keeps_finished_points_and_records_them(plugin, tmp_path, monkey
     proc, _ = _start(tmp_path, monkeypatch, "--label", "stopped")
     err = stop_when(proc, lambda: True, signal.SIGTERM)
     assert proc.returncode == 130, err
-    data = results.read(tmp_path / "run.json")
+    data = files.read(tmp_path / "run.json")
     assert data.status == "interrupted" and [(p.seq_len, p.status) for p in data.points] == [(12, "ok")]
     assert "s.time_forward" in json.loads((tmp_path / "results" / "benchmarks.json").read_text())
 

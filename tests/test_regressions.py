@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from harness import suites
-from harness.record import results
+from harness.record import files
 from harness.run.runner import run_suite
 from tests.support.plugins import add_distribution
 from tests.support.suites import write_suite
@@ -72,6 +72,6 @@ def test_compile_time_is_measured_cold_then_warm_in_fresh_workers(plugins, tmp_p
         assert c.cold_s == pytest.approx(5.0) and c.warm_s == pytest.approx(0.5)  # first call minus the rest
         # every sample had a new cache: each cold one compiled, each warm one loaded
         assert c.cold_samples == pytest.approx((5.0, 5.0)) and c.warm_samples == pytest.approx((0.5, 0.5))
-    assert results.read(run.path).compile == run.results.compile
+    assert files.read(run.path).compile == run.results.compile
     numpy_run = run_suite(suite, ["numpy"], results_dir=tmp_path, progress=False)
     assert numpy_run.results.compile == []  # a backend that does not compile has no compile time

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
 from harness import suites
 from harness.measure.timing import Measurement
-from harness.record import results
+from harness.record import codec, dataframe, files
 from harness.record.results import (FAILED, OK, SKIPPED, GradientProfile, LossAtInit, Memory, PointResult,
                                     ResultsFormatError, RunResults, Times)
 from tests.support.suites import write_suite
@@ -31,20 +32,22 @@ def run(tmp_path) -> RunResults:
 
 def test_a_file_from_before_the_size_axes_reads_with_the_suites_sizes(run, tmp_path):
     path = tmp_path / "run.json"
-    results.write(path, run)
+    files.write(path, run)
     data = json.loads(path.read_text())
+    data["schema"] = 2  # as the previous version wrote it
     for point in data["points"]:
         del point["hidden"], point["batch"]
     path.write_text(json.dumps(data))
-    assert {(p.hidden, p.batch) for p in results.read(path).points} == {(run.suite.hidden, run.suite.batch)}
+    assert {(p.hidden, p.batch) for p in files.read(path).points} == {(run.suite.hidden, run.suite.batch)}
 
 
 def test_a_file_from_before_the_init_axis_reads_with_its_one_init(run, tmp_path):
     """Its suite had init and init_gain, its points no init, its training snapshots W_hh's spectra
     beside the gradient rather than in it."""
     path = tmp_path / "run.json"
-    results.write(path, run)
+    files.write(path, run)
     data = json.loads(path.read_text())
+    data["schema"] = 2  # as the previous version wrote it
     data["suite"]["init"], data["suite"]["init_gain"] = "orthogonal", 1.5
     for point in data["points"]:
         del point["init"]
@@ -55,17 +58,18 @@ def test_a_file_from_before_the_init_axis_reads_with_its_one_init(run, tmp_path)
                                      "snapshots": [{"iteration": 0, "gradient": data["points"][0]["gradient"],
                                                     "spectra": spectra}]}
     path.write_text(json.dumps(data))
-    back = results.read(path)
+    back = files.read(path)
     assert back.suite.init == "orthogonal=1.5" and {p.init for p in back.points} == {"orthogonal=1.5"}
     assert back.points[0].training.snapshots[0].gradient.sigma_max == 0.6
+    assert back.points[0].training.planned_iterations == 1  # schema 2's Training.budget
 
 
 def test_round_trip_is_exact_and_standard_json(run, tmp_path):
     path = tmp_path / "run.json"
-    results.write(path, run)
+    files.write(path, run)
     text = path.read_text()
     assert "NaN" not in text and "Infinity" not in text
-    back = results.read(path)
+    back = files.read(path)
     assert back.points[1:] == run.points[1:] and back.suite == run.suite
     g = back.points[0].gradient
     assert math.isinf(g.g[0]) and math.isnan(g.g[1]) and math.isnan(g.log10_ratio) and g.gc == (0.5, 0.25, 1.0)
@@ -78,19 +82,31 @@ def test_round_trip_is_exact_and_standard_json(run, tmp_path):
     (lambda d: d["points"][0].update(horizon=3), r"points\[0\]: unknown keys \['horizon'\]"),
     (lambda d: d["points"][0]["time"]["forward"].update(samples="fast"), r"forward\.samples: expected a list"),
     (lambda d: d["points"][0].update(seq_len="12"), r"points\[0\]\.seq_len: expected int, got '12'"),
-    (lambda d: d.update(schema=1), r"results schema 1, this harness reads 2"),
+    (lambda d: d.update(schema=1), r"results schema 1, this harness reads 2 to 3"),
+    (lambda d: d.update(schema=4), r"results schema 4, this harness reads 2 to 3"),
+    (lambda d: d["points"][0].update(status="fine"), r"points\[0\]\.status: 'fine' is not one of 'ok', 'failed'"),
 ])
 def test_schema_drift_fails_loudly(run, drift, message):
-    data = json.loads(json.dumps(results.to_json(run)))
+    data = json.loads(json.dumps(codec.to_json(run)))
     drift(data)
     with pytest.raises(ResultsFormatError, match=message):
-        results.from_json(data)
+        codec.from_json(data)
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parents[1].glob("docs/findings/**/*.json")),
+                         ids=lambda p: p.name)
+def test_the_results_files_the_previous_version_wrote_still_read(path):
+    """The findings' committed results files (schema 2, written before the versioned migrations)."""
+    assert json.loads(path.read_text())["schema"] == 2
+    run = files.read(path)
+    assert run.points and all(p.hidden is not None and p.init is not None for p in run.points)
+    assert all(p.training.planned_iterations >= p.training.iterations for p in run.points if p.training)
 
 
 def test_a_file_that_is_not_json_is_a_format_error(tmp_path):
     (tmp_path / "x.json").write_bytes(b"\xff\xfe not json")
     with pytest.raises(ResultsFormatError, match="not JSON"):
-        results.read(tmp_path / "x.json")
+        files.read(tmp_path / "x.json")
 
 
 def test_notes_never_fail_on_an_empty_reason():
@@ -99,7 +115,7 @@ def test_notes_never_fail_on_an_empty_reason():
 
 
 def test_the_dataframe_has_one_row_per_point(run):
-    frame = results.frame(run)
+    frame = dataframe.frame(run)
     assert list(frame["status"]) == ["ok", "failed", "skipped"]
     assert frame.loc[0, "peak_bytes"] == 4096 and frame.loc[0, "forward_backward_median_s"] == 0.02
     assert math.isnan(frame.loc[1, "peak_bytes"]) and frame.attrs["suite"] == "tiny"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from harness import suites
-from harness.record import results
+from harness.record import dataframe, files
 from harness.run import grid, point
 from harness.run.runner import run_suite
 from harness.tasks import TemporalOrderTask
@@ -44,7 +44,7 @@ def test_raising_hanging_and_dying_backends_are_failed_and_the_grid_goes_on(misb
     for backend in ("raises", "hangs", "dies", "numpy"):  # the restarted worker finishes the grid
         assert by_key[(backend, 12)].status == "ok"
     assert by_key[("numpy", 20)].status == "ok"
-    on_disk = results.read(run.path)
+    on_disk = files.read(run.path)
     assert on_disk.status == "complete" and len(on_disk.points) == 8
     assert on_disk.counts == {"ok": 5, "failed": 3, "skipped": 0, "interrupted": 0}
 
@@ -55,7 +55,7 @@ def test_timings_are_pooled_over_rounds_taken_in_fresh_workers(misbehaving, tmp_
     monkeypatch.setenv("HARNESS_TEST_MARKER", str(tmp_path / "marker"))
     suite = suites.load(write_suite(tmp_path / "tiny", timing={"repeat": "7", "rounds": "3"}))
     run = run_suite(suite, ["numpy", "later-round-fails"], results_dir=tmp_path / "results", progress=False)
-    on_disk = {(p.backend, p.seq_len): p for p in results.read(run.path).points}
+    on_disk = {(p.backend, p.seq_len): p for p in files.read(run.path).points}
     for T in suite.seq_lens:
         assert len(on_disk[("numpy", T)].time.forward_backward.samples) == 7
         assert len(on_disk[("numpy", T)].time.forward.samples) == 7
@@ -117,7 +117,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_points(misbehaving, tmp_path):
                          "--results-dir", str(tmp_path / "results"), "-q", cwd=tmp_path)
     err = stop_when(proc, lambda: _points_written(out) == 1)  # the T=12 point is recorded and T=20 hangs
     assert proc.returncode == 130, err
-    data = results.read(out)
+    data = files.read(out)
     assert data.status == "interrupted"
     assert [(p.seq_len, p.status) for p in data.points] == [(12, "ok")]
 
@@ -125,10 +125,10 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_points(misbehaving, tmp_path):
 def test_results_file_is_self_describing_and_loads_as_a_dataframe(tmp_path):
     suite = suites.load(write_suite(tmp_path / "tiny", cells='["lstm"]', seq_lens="[12, 16]"))
     run = run_suite(suite, ["numpy"], results_dir=tmp_path, progress=False)
-    data = results.read(run.path)
+    data = files.read(run.path)
     assert {"cpu", "machine", "libraries", "threads", "git", "python"} <= set(data.provenance)
     assert data.suite == suite and data.suite.sha256 == suite.sha256
-    frame = results.load(run.path)
+    frame = dataframe.load(run.path)
     assert list(frame["seq_len"]) == [12, 16] and set(frame["status"]) == {"ok"}
     assert (frame["forward_backward_median_s"] > 0).all() and (frame["peak_bytes"] > 0).all()
     assert len(frame["g"].iloc[1]) == 16
@@ -143,7 +143,7 @@ def test_an_exploded_profile_round_trips_through_the_results_file(misbehaving, t
     text = run.path.read_text()
     json.loads(text)  # standard JSON: no bare Infinity or NaN
     assert "Infinity" not in text and '"inf"' in text
-    gradient = results.read(run.path).points[0].gradient
+    gradient = files.read(run.path).points[0].gradient
     assert gradient.exploded and gradient.first_nonfinite_lag == 6
     assert all(math.isinf(v) for v in gradient.g[:6]) and all(math.isfinite(v) for v in gradient.g[6:])
     assert gradient == run.results.points[0].gradient
@@ -253,9 +253,9 @@ def test_a_grid_over_hidden_and_batch_sizes_measures_each_size(tmp_path):
     suite = suites.load(write_suite(tmp_path / "tiny", hidden="[4, 8]", batch="[2, 3]", seq_lens="[12]",
                                     metrics='["time", "memory"]', timing={"repeat": "2", "rounds": "1"}))
     run = run_suite(suite, ["numpy"], results_dir=tmp_path / "results", progress=False)
-    points = results.read(run.path).points
+    points = files.read(run.path).points
     assert sorted((p.hidden, p.batch) for p in points) == [(4, 2), (4, 3), (8, 2), (8, 3)]
     for p in points:
         assert p.status == "ok" and p.memory.activation_bytes == 12 * p.batch * 1 * p.hidden * 8  # rnn_tanh, f64
-    frame = results.frame(results.read(run.path))
+    frame = dataframe.frame(files.read(run.path))
     assert sorted(zip(frame["hidden"], frame["batch"])) == [(4, 2), (4, 3), (8, 2), (8, 3)]

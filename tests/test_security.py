@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from harness.record import results
+from harness.record import files
 from tests.support.asv_project import git, make_repo
 from tests.support.cli import harness, one_line_error
 from tests.support.runs import PROVENANCE, write_results_file
@@ -79,7 +79,7 @@ def test_output_refuses_an_existing_file_unless_forced(tmp_path):
     assert out.read_text() == "precious"
     result = _run(tmp_path, out, "--force")
     assert result.returncode == 0, result.stderr
-    assert results.read(out).counts["ok"] == 1
+    assert files.read(out).counts["ok"] == 1
 
 
 def test_output_refuses_a_symbolic_link_and_leaves_its_target(tmp_path):

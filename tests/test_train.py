@@ -10,7 +10,7 @@ import pytest
 
 from harness import suites
 from harness.plugins import get_registry
-from harness.record import results
+from harness.record import files
 from harness.run.grid import PointJob
 from harness.run.runner import run_suite
 from harness.run.train import READOUT, readout, readout_backward, train
@@ -67,7 +67,7 @@ def test_clipping_is_an_axis_recorded_with_how_often_it_clipped(tmp_path):
     suite = _suite(tmp_path, clip="[0, 1e-3]", iterations="10", eval_every="5", profile_every="5")
     assert suite.axes("train") == ("clip",) and suite.train.clips == (0.0, 0.001)
     run = run_suite(suite, ["numpy"], results_dir=tmp_path / "r", progress=False, mode="train")
-    by_clip = {p.clip: p.training for p in results.read(run.path).points}
+    by_clip = {p.clip: p.training for p in files.read(run.path).points}
     assert by_clip[0.0].clipped_fraction == 0.0 and by_clip[0.001].clipped_fraction == 1.0
     for snapshot in by_clip[0.0].snapshots:
         assert [s.gate for s in snapshot.gradient.spectra] == ["r", "z", "n"]
@@ -148,13 +148,13 @@ def test_ctrl_c_keeps_the_partial_curve_of_the_running_point(plugin_dir, tmp_pat
                          cwd=tmp_path)
     err = stop_when(proc, marker.exists)
     assert proc.returncode == 130, err
-    run = results.read(out)
+    run = files.read(out)
     (point,) = run.points
     assert run.status == "interrupted" and point.status == "interrupted"
     # The backend hung at its 40th forward, in the third ten iterations: the evaluations at 0, 10 and 20
     # had reported, with the curve up to the last of them.
     t = point.training
-    assert t.eval_iterations == (0, 10, 20) and len(t.train_loss) == 20 < t.budget
+    assert t.eval_iterations == (0, 10, 20) and len(t.train_loss) == 20 < t.planned_iterations
 
 
 @pytest.mark.slow
@@ -167,7 +167,7 @@ def test_harness_train_learns_the_adding_problem_end_to_end(tmp_path):
     result = harness("train", str(folder), "--backends", "numba", "--no-asv", "--output", str(out), cwd=tmp_path,
                      env={**os.environ})
     assert result.returncode == 0, result.stderr
-    point = results.read(out).points[0]
+    point = files.read(out).points[0]
     assert point.training.solved_at is not None and point.training.final_ratio <= 0.1
     assert f"solved at iteration {point.training.solved_at}" in result.stdout
     data = json.loads(out.read_text())

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from harness import HarnessError, suites
-from harness.record import results
+from harness.record import files, results
 from harness.report import plots
 from tests.support.cli import harness, one_line_error
 from tests.support.runs import synthetic_point
@@ -49,7 +49,7 @@ def test_a_results_file_with_an_unsafe_name_is_not_a_results_file(tmp_path, fiel
         data["points"][0]["cell"] = value
     out.write_text(json.dumps(data))
     with pytest.raises(results.ResultsFormatError, match=message):
-        results.read(out)
+        files.read(out)
     line = one_line_error(harness("report", str(out)))
     assert "not a harness results file" in line
 

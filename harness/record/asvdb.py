@@ -37,7 +37,8 @@ import numpy as np
 from harness.errors import HarnessError, check_name
 from harness.measure.probe import PROBE_VERSION
 from harness.record.provenance import PEAK_VERSION
-from harness.record.results import FAILED, OK, CompileResult, PointResult, RunResults, write_json_atomic
+from harness.record.files import write_json_atomic
+from harness.record.results import FAILED, OK, CompileResult, PointResult, RunResults
 from harness.suites import Suite
 
 CONFIG_FILE = "asv.conf.json"
@@ -148,7 +149,7 @@ def iterations_to_solve(point: PointResult) -> int:
     """The first eval iteration that met the task's criterion; an unsolved run counts as the budget
     plus one: worse than any solved run, and neither asv's "skipped" (NaN) nor its "failed" (null)."""
     t = point.training
-    return t.solved_at if t.solved_at is not None else t.budget + 1
+    return t.solved_at if t.solved_at is not None else t.planned_iterations + 1
 
 
 TRAIN_METRICS = (

@@ -110,7 +110,7 @@ def cpu_peak(threads: int) -> dict[str, dict]:
 
     from harness.measure.roof import cpu_roof
     from harness.measure.roofline import gemm_engines
-    from harness.record.results import write_json_atomic
+    from harness.record.files import write_json_atomic
 
     path, key = cache_dir() / "peak_gflops.json", _peak_key(threads)
     try:

@@ -1,27 +1,19 @@
-"""The typed record of a run and its grid points: built by the runner, stored and read back here only.
+"""The typed record of a run and its grid points (the results file's schema), built by the runner.
 
 One results file per run is self-describing JSON (the suite, provenance, each backend's status and one
-:class:`PointResult` per grid point), written atomically. Every reader (summary table, plots, asv
-recorder, pandas) works on these dataclasses or on the one DataFrame :func:`frame` builds, so a new
-field is added in one place. Reading is strict: a missing or unknown key is a :class:`ResultsFormatError`,
-never a silent NaN.
+:class:`PointResult` per grid point). Every reader (summary table, plots, asv recorder, pandas) works
+on these dataclasses or on the one DataFrame ``record.frame`` builds, so a new field is added in one
+place. Beside this module: ``record.codec`` (the strict JSON codec), ``record.migrations`` (one step
+per older schema number), ``record.files`` (atomic reading and writing), ``record.frame`` (pandas).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
-import math
-import os
-import tempfile
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
+from enum import Enum
 from typing import Any
 
-from harness.errors import HarnessError, check_name
-from harness.jsonsafe import jsonable  # noqa: F401 (re-exported: run/executor.py imports it from here)
+from harness.errors import check_name
 from harness.measure.dynamics import Spectrum
 from harness.measure.gradients import DecayMetrics
 from harness.measure.load import LoadSample
@@ -29,10 +21,25 @@ from harness.measure.roofline import Flops
 from harness.measure.timing import Measurement
 from harness.suites import Suite
 
-SCHEMA = 2
-#: The status of a grid point; "interrupted" keeps the partial curves of a training point stopped by Ctrl-C.
-OK, FAILED, SKIPPED, INTERRUPTED = "ok", "failed", "skipped", "interrupted"
-STATUSES = (OK, FAILED, SKIPPED, INTERRUPTED)
+#: The results file's schema number: bumped with a step in record/migrations.py whenever a change
+#: would make an older file read differently (renamed, moved or newly required keys).
+SCHEMA = 3
+
+
+class Status(str, Enum):
+    """The status of a grid point; "interrupted" keeps the partial curves of a training point stopped by
+    Ctrl-C. A ``str`` (equal to its value, written to JSON as it), as enum.StrEnum is from Python 3.11."""
+
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+OK, FAILED, SKIPPED, INTERRUPTED = Status  # the names every module compares with
 
 
 class ResultsFormatError(ValueError):
@@ -86,7 +93,7 @@ class CompileResult:
     backend: str
     cell: str
     dtype: str
-    status: str
+    status: Status
     reason: str = ""
     cold_s: float | None = None
     warm_s: float | None = None
@@ -159,7 +166,7 @@ class Training:
     """What one training run (backend, cell, T, seed) recorded."""
 
     iterations: int  # completed
-    budget: int  # planned: the suite's [train] iterations
+    planned_iterations: int  # the suite's [train] iterations
     baseline: float  # the task's memoryless baseline loss
     train_loss: tuple[float, ...]  # every iteration
     grad_norm: tuple[float, ...]  # global L2 norm before clipping, every iteration
@@ -196,7 +203,7 @@ class PointResult:
     cell: str
     seq_len: int
     dtype: str
-    status: str  # ok, failed or skipped
+    status: Status
     reason: str = ""  # why it failed or was skipped
     steps: int | None = None
     loss: LossAtInit | None = None
@@ -218,6 +225,7 @@ class PointResult:
 
     def __post_init__(self):
         check_name("cell", self.cell)  # its name becomes part of page and figure file names
+        object.__setattr__(self, "status", Status(self.status))  # "ok" given as text is Status.OK
 
     def gflops(self, kind: str = "forward_backward") -> float | None:
         """Achieved GFLOP/s of the timed ``forward`` or ``forward_backward`` (median time)."""
@@ -327,221 +335,4 @@ class RunResults:
 
     @property
     def counts(self) -> dict[str, int]:
-        return {status: self.count(status) for status in STATUSES}
-
-
-# -- JSON encoding ------------------------------------------------------------------------------------
-def _encode(value: Any) -> Any:
-    """Dataclasses to dicts; NaN/inf as strings (JSON has none), so files stay standard JSON."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {k: _encode(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_encode(v) for v in value]
-    return value
-
-
-def _decode(kind: Any, value: Any, where: str) -> Any:
-    """``value`` read from JSON as type ``kind``: nested dataclasses, tuples, NaN/inf strings."""
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _decode(inner, value, where)
-    if dataclasses.is_dataclass(kind):
-        return _dataclass(kind, value, where)
-    if origin in (tuple, list):
-        if not isinstance(value, list):
-            raise ResultsFormatError(f"{where}: expected a list, got {type(value).__name__}")
-        items = [_decode(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ResultsFormatError(f"{where}: expected an object, got {type(value).__name__}")
-        return {k: _decode(args[1], v, f"{where}.{k}") for k, v in value.items()}
-    if kind is float and value in ("nan", "inf", "-inf"):
-        return float(value)
-    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if kind is Any or (isinstance(kind, type) and isinstance(value, kind) and not
-                       (isinstance(value, bool) and kind is not bool)):
-        return _restore_floats(value) if kind is Any else value
-    raise ResultsFormatError(f"{where}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
-
-
-def _restore_floats(value: Any) -> Any:
-    if value in ("nan", "inf", "-inf"):
-        return float(value)
-    if isinstance(value, dict):
-        return {k: _restore_floats(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_restore_floats(v) for v in value]
-    return value
-
-
-def _dataclass(cls: type, data: Any, where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ResultsFormatError(f"{where}: expected an object for {cls.__name__}, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(data) - set(fields)
-    if unknown:
-        raise ResultsFormatError(f"{where}: unknown keys {sorted(unknown)} for {cls.__name__}")
-    kwargs = {}
-    for name, f in fields.items():
-        if not f.init:
-            continue  # derived (a Measurement's median and IQR): recomputed from the samples
-        if name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ResultsFormatError(f"{where}: missing key {name!r} of {cls.__name__}")
-            continue
-        kwargs[name] = _decode(hints[name], data[name], f"{where}.{name}")
-    try:
-        return cls(**kwargs)
-    except HarnessError as exc:  # a value its dataclass refuses (an unsafe suite name)
-        raise ResultsFormatError(f"{where}: {exc}") from None
-
-
-def to_json(run: RunResults) -> dict:
-    """The JSON-ready form of a run (the inverse of :func:`from_json`)."""
-    return _encode(run)
-
-
-def from_json(data: Any, where: str = "results") -> RunResults:
-    """A run from its JSON form; raises :class:`ResultsFormatError` on any schema mismatch."""
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise ResultsFormatError(f"{where}: results schema {found!r}, this harness reads {SCHEMA}")
-    _suite_before_the_init_axis(data.get("suite"))
-    _snapshots_before_the_exponents(data.get("points"))
-    run = _dataclass(RunResults, data, where)
-    run.points = [p if p.hidden is not None else dataclasses.replace(p, hidden=run.suite.hidden, batch=run.suite.batch)
-                  for p in run.points]  # written before the size axes: the suite's one size
-    run.points = [p if p.init is not None else dataclasses.replace(p, init=run.suite.init) for p in run.points]
-    return run
-
-
-def _snapshots_before_the_exponents(points: Any) -> None:
-    """A training snapshot kept W_hh's spectra beside its gradient; they now live in the gradient."""
-    for point in points if isinstance(points, list) else ():
-        training = point.get("training") if isinstance(point, dict) else None
-        for snapshot in (training or {}).get("snapshots") or ():
-            if isinstance(snapshot, dict) and "spectra" in snapshot and isinstance(snapshot.get("gradient"), dict):
-                snapshot["gradient"]["spectra"] = snapshot.pop("spectra")
-
-
-def _suite_before_the_init_axis(suite: Any) -> None:
-    """A suite written with ``init`` and ``init_gain`` gets the one init spec they meant."""
-    if isinstance(suite, dict) and "init_gain" in suite:
-        gain = suite.pop("init_gain")
-        if gain != 1.0 and suite.get("init") in ("orthogonal", "identity"):
-            suite["init"] = f"{suite['init']}={gain:g}"
-
-
-# -- files ---------------------------------------------------------------------------------------------
-def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Write JSON to a temporary file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a results file gets the user's usual mode
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_encode(data), f, indent=1, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write(path: str | os.PathLike, run: RunResults) -> None:
-    """Write a results file atomically: readers see the old or the new file, never half of one."""
-    write_json_atomic(path, to_json(run))
-
-
-def read(path: str | os.PathLike) -> RunResults:
-    """A results file as a :class:`RunResults`; a file of another schema is a :class:`ResultsFormatError`."""
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ResultsFormatError(f"{path}: not JSON ({exc})") from None
-    except RecursionError:
-        raise ResultsFormatError(f"{path}: not a results file (JSON nested too deeply to read)") from None
-    try:
-        return from_json(data, str(path))
-    except RecursionError:
-        raise ResultsFormatError(f"{path}: not a results file (nested too deeply)") from None
-
-
-# -- the one DataFrame ---------------------------------------------------------------------------------
-def point_row(point: PointResult) -> dict[str, Any]:
-    """One flat row of a point: status, times, memory, gradient metrics, training outcome; curves as tuples."""
-    nan = math.nan
-    t, mem, grad, loss, train = point.time, point.memory, point.gradient, point.loss, point.training
-    return {
-        "backend": point.backend, "cell": point.cell, "seq_len": point.seq_len, "hidden": point.hidden,
-        "batch": point.batch, "init": point.init, "steps": point.steps,
-        "dtype": point.dtype, "status": point.status, "reason": point.reason,
-        "forward_median_s": t.forward.median if t else nan,
-        "forward_iqr_s": t.forward.iqr if t else nan,
-        "forward_backward_median_s": t.forward_backward.median if t else nan,
-        "forward_backward_iqr_s": t.forward_backward.iqr if t else nan,
-        "gflops_forward_backward": point.gflops() or nan,
-        "peak_bytes": mem.peak_bytes if mem else nan,
-        "activation_bytes": mem.activation_bytes if mem else nan,
-        "decay_rate": grad.decay_rate if grad else nan,
-        "predicted_decay_rate": grad.predicted_decay_rate if grad and grad.predicted_decay_rate is not None else nan,
-        "closed_form_decay_rate": grad.closed_form_decay_rate
-        if grad and grad.closed_form_decay_rate is not None else nan,
-        "lyapunov_1": grad.lyapunov[0] if grad and grad.lyapunov else nan,
-        "sigma_max": grad.sigma_max if grad and grad.spectra else nan,
-        "log10_ratio": grad.log10_ratio if grad else nan,
-        "horizon": grad.horizon if grad else None,
-        "exploded": grad.exploded if grad else None,
-        "vanished": grad.vanished if grad else None,
-        "g": grad.g if grad else None,
-        "gc": grad.gc if grad else None,
-        "loss_init": loss.init if loss else nan,
-        "loss_baseline": loss.baseline if loss else nan,
-        "seed": point.seed,
-        "final_ratio": train.final_ratio if train and train.eval_loss else nan,
-        "clip": point.clip,
-        "clipped_fraction": train.clipped_fraction if train else nan,
-        "solved_at": train.solved_at if train else None,
-        "diverged_at": train.diverged_at if train else None,
-        "iteration_s": train.times.iteration_s if train and train.times else nan,
-        "core_s": train.times.core_s if train and train.times else nan,
-        "train_fwd_bwd_s": train.times.fwd_bwd_s if train and train.times else nan,
-    }
-
-
-def frame(run: RunResults):
-    """One row per grid point (see :func:`point_row`); the suite and provenance in ``attrs``."""
-    import pandas as pd
-
-    table = pd.DataFrame([point_row(p) for p in run.points], columns=list(point_row(_EMPTY_POINT)))
-    table.attrs["suite"] = run.suite.name
-    table.attrs["provenance"] = run.provenance
-    return table
-
-
-_EMPTY_POINT = PointResult("", "rnn_tanh", 0, "", SKIPPED)  # only its keys are used
-
-
-def load(path: str | os.PathLike):
-    """A results file as a pandas DataFrame, one row per grid point (see :func:`frame`)."""
-    return frame(read(path))
+        return {status.value: self.count(status) for status in Status}

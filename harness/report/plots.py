@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.measure.gradients import underflow_floor
-from harness.record import results
+from harness.record import dataframe, results
 from harness.record.results import RunResults
 from harness.report import training_plots
 from harness.report.console import grid_axes
@@ -21,7 +21,7 @@ from harness.report.figures import Figure, save_figure, series, setting_caption
 def summary_frame(run: RunResults):
     """One row per successful point: T, forward+backward seconds, peak MiB, decay rate."""
     axes = grid_axes(run)
-    rows = results.frame(run)
+    rows = dataframe.frame(run)
     rows = rows[rows["status"] == results.OK]
     ok = [p for p in run.points if p.status == results.OK]
     fraction = [run.peak_fraction(p) for p in ok]

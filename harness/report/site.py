@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.record import results
+from harness.record import files, results
 from harness.report import plots
 from harness.report.html import render_page
 
@@ -48,7 +48,7 @@ def latest_runs(results_dir: str | Path) -> dict[str, tuple[Path, results.RunRes
     newest: dict[str, tuple[Path, results.RunResults]] = {}
     for path in sorted(Path(results_dir, "runs").glob("*.json")):
         try:
-            run = results.read(path)
+            run = files.read(path)
         except (OSError, ValueError):
             continue
         name = run.suite.name + ("-train" if run.mode == "train" else "")

@@ -59,7 +59,7 @@ def solve_tables(run: RunResults) -> list[dict]:
                 runs = [p.training for p in points if p.cell == cell and p.seq_len == T]
                 solved = [t.solved_at for t in runs if t.solved_at is not None]
                 entries.append("-" if not runs else (f"{np.median(solved):.0f} ({len(solved)}/{len(runs)} seeds)"
-                                                     if solved else f"not solved in {runs[0].budget}"))
+                                                     if solved else f"not solved in {runs[0].planned_iterations}"))
             rows.append({"cell": cell, "entries": entries})
         tables.append({"backend": backend, "lengths": lengths, "rows": rows})
     return tables

@@ -25,7 +25,8 @@ from typing import Any, Protocol, runtime_checkable
 from harness.backend import Availability
 from harness.errors import message
 from harness.measure.blas import THREAD_ENV
-from harness.record.results import FAILED, OK, CompileResult, PointResult, jsonable
+from harness.jsonsafe import jsonable
+from harness.record.results import FAILED, OK, CompileResult, PointResult
 from harness.run.grid import PointJob
 from harness.run.point import job_families
 from harness.run.processes import exit_reason, exit_with_parent, started_by_main_thread

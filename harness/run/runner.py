@@ -20,7 +20,7 @@ from pathlib import Path
 from harness.cells import activation_bytes
 from harness.errors import HarnessError
 from harness.plugins import get_registry, machine_info, plugin_statuses
-from harness.record import provenance, results
+from harness.record import files, provenance
 from harness.record.results import (INTERRUPTED, OK, SKIPPED, BackendStatus, PointResult,
                                     RunResults)
 from harness.report.console import GridProgress
@@ -171,7 +171,7 @@ def run_suite(
 
     def save() -> None:
         try:
-            results.write(path, data)
+            files.write(path, data)
         except OSError as exc:
             unwritable.append(exc.strerror or str(exc))
             raise HarnessError(f"cannot write the results file {path}: {unwritable[0]}; it keeps the "

@@ -47,7 +47,7 @@ class _Curves:
     """What the loop accumulates; frozen into a :class:`Training` whenever it reports."""
 
     baseline: float
-    budget: int
+    planned_iterations: int
     train_loss: list[float] = field(default_factory=list)
     grad_norm: list[float] = field(default_factory=list)
     clipped: list[bool] = field(default_factory=list)
@@ -64,7 +64,7 @@ class _Curves:
 
     def freeze(self, times: IterationTimes | None = None) -> Training:
         return Training(
-            iterations=len(self.train_loss), budget=self.budget, baseline=self.baseline,
+            iterations=len(self.train_loss), planned_iterations=self.planned_iterations, baseline=self.baseline,
             train_loss=tuple(self.train_loss),
             grad_norm=tuple(self.grad_norm), clipped=tuple(self.clipped), eval_iterations=tuple(self.eval_iterations),
             eval_loss=tuple(self.eval_loss), eval_accuracy=tuple(self.eval_accuracy) if self.eval_accuracy else None,
@@ -190,7 +190,7 @@ def _train(backend: Backend, job: PointJob, task: Task, on_progress: OnEvaluatio
     started = time.perf_counter()
     trainer = Trainer(backend, job, task)
     settings = job.suite.train
-    curves = _Curves(baseline=task.baseline(job.seq_len), budget=settings.iterations, denormals=denormals)
+    curves = _Curves(baseline=task.baseline(job.seq_len), planned_iterations=settings.iterations, denormals=denormals)
     clock = backend.clock()
 
     def result(status: str = OK, times: IterationTimes | None = None) -> PointResult:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from harness import suites
 from harness.measure.timing import Measurement
-from harness.record import asvdb, results
+from harness.record import asvdb, files
 from harness.record.results import (OK, CompileResult, GradientProfile, LossAtInit, Memory, PointResult, RunResults,
                                     Times)
 from tests.support.suites import write_suite
@@ -56,5 +56,5 @@ def write_results_file(tmp_path: Path, provenance: dict, name: str = "run.json")
     run = RunResults(suite=suite, started_at="2026-11-26T07:00:00+00:00", provenance=provenance,
                      points=[synthetic_point("numpy", 12, 1.0)])
     path = tmp_path / name
-    results.write(path, run)
+    files.write(path, run)
     return path

@@ -1,0 +1,68 @@
+"""The one DataFrame of a run: a flat row per grid point, for pandas users and the report's plots."""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from harness.record.files import read
+from harness.record.results import SKIPPED, PointResult, RunResults
+
+
+def point_row(point: PointResult) -> dict[str, Any]:
+    """One flat row of a point: status, times, memory, gradient metrics, training outcome; curves as tuples."""
+    nan = math.nan
+    t, mem, grad, loss, train = point.time, point.memory, point.gradient, point.loss, point.training
+    return {
+        "backend": point.backend, "cell": point.cell, "seq_len": point.seq_len, "hidden": point.hidden,
+        "batch": point.batch, "init": point.init, "steps": point.steps,
+        "dtype": point.dtype, "status": point.status, "reason": point.reason,
+        "forward_median_s": t.forward.median if t else nan,
+        "forward_iqr_s": t.forward.iqr if t else nan,
+        "forward_backward_median_s": t.forward_backward.median if t else nan,
+        "forward_backward_iqr_s": t.forward_backward.iqr if t else nan,
+        "gflops_forward_backward": point.gflops() or nan,
+        "peak_bytes": mem.peak_bytes if mem else nan,
+        "activation_bytes": mem.activation_bytes if mem else nan,
+        "decay_rate": grad.decay_rate if grad else nan,
+        "predicted_decay_rate": grad.predicted_decay_rate if grad and grad.predicted_decay_rate is not None else nan,
+        "closed_form_decay_rate": grad.closed_form_decay_rate
+        if grad and grad.closed_form_decay_rate is not None else nan,
+        "lyapunov_1": grad.lyapunov[0] if grad and grad.lyapunov else nan,
+        "sigma_max": grad.sigma_max if grad and grad.spectra else nan,
+        "log10_ratio": grad.log10_ratio if grad else nan,
+        "horizon": grad.horizon if grad else None,
+        "exploded": grad.exploded if grad else None,
+        "vanished": grad.vanished if grad else None,
+        "g": grad.g if grad else None,
+        "gc": grad.gc if grad else None,
+        "loss_init": loss.init if loss else nan,
+        "loss_baseline": loss.baseline if loss else nan,
+        "seed": point.seed,
+        "final_ratio": train.final_ratio if train and train.eval_loss else nan,
+        "clip": point.clip,
+        "clipped_fraction": train.clipped_fraction if train else nan,
+        "solved_at": train.solved_at if train else None,
+        "diverged_at": train.diverged_at if train else None,
+        "iteration_s": train.times.iteration_s if train and train.times else nan,
+        "core_s": train.times.core_s if train and train.times else nan,
+        "train_fwd_bwd_s": train.times.fwd_bwd_s if train and train.times else nan,
+    }
+
+
+def frame(run: RunResults):
+    """One row per grid point (see :func:`point_row`); the suite and provenance in ``attrs``."""
+    import pandas as pd
+
+    table = pd.DataFrame([point_row(p) for p in run.points], columns=list(point_row(_EMPTY_POINT)))
+    table.attrs["suite"] = run.suite.name
+    table.attrs["provenance"] = run.provenance
+    return table
+
+
+_EMPTY_POINT = PointResult("", "rnn_tanh", 0, "", SKIPPED)  # only its keys are used
+
+
+def load(path: str | os.PathLike):
+    """A results file as a pandas DataFrame, one row per grid point (see :func:`frame`)."""
+    return frame(read(path))

@@ -1,0 +1,59 @@
+"""Results files on disk: written atomically (readers see the old or the new file, never half of
+one, and a crash leaves no partial file), read strictly through record/codec.py."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from harness.record.codec import encode, from_json, to_json
+from harness.record.results import ResultsFormatError, RunResults
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    """Write JSON to a temporary file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a results file gets the user's usual mode
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(encode(data), f, indent=1, allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write(path: str | os.PathLike, run: RunResults) -> None:
+    """Write a results file atomically: readers see the old or the new file, never half of one."""
+    write_json_atomic(path, to_json(run))
+
+
+def read(path: str | os.PathLike) -> RunResults:
+    """A results file as a :class:`RunResults`; a file of another schema is a :class:`ResultsFormatError`."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsFormatError(f"{path}: not JSON ({exc})") from None
+    except RecursionError:
+        raise ResultsFormatError(f"{path}: not a results file (JSON nested too deeply to read)") from None
+    try:
+        return from_json(data, str(path))
+    except RecursionError:
+        raise ResultsFormatError(f"{path}: not a results file (nested too deeply)") from None
+
+
