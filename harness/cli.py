@@ -238,8 +238,9 @@ def _run_and_record(args, mode: str) -> int:
         os.environ[REMEASURE_PEAK_ENV] = "1"
     conf = asvdb.load_config(results_dir=args.results_dir)
     with _executor(args) as executor:
-        run = runner.run_suite(suite, backends, results_dir=conf.results_dir, output=args.output,
-                               progress=not args.quiet, mode=mode, executor=executor, force=args.force)
+        run = runner.run_suite(suite, backends, results_dir=conf.results_dir, output=args.output, mode=mode,
+                               observer=console.GridProgress(enabled=not args.quiet), executor=executor,
+                               force=args.force)
     _print(console.summary(run.results))
     counts = run.results.counts
     print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped -> {run.path}")

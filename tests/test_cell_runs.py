@@ -35,7 +35,7 @@ def _run(tmp_path, cells, backends, **settings):
     cells_toml = "[" + ", ".join(f'"{c}"' for c in cells) + "]"
     folder = write_suite(tmp_path / "s", cells=cells_toml, seq_lens="[12, 20]", hidden="4", batch="2",
                          metrics='["time", "memory", "gradient"]', **settings)
-    run = run_suite(suites.load(folder), backends, results_dir=tmp_path / "r", progress=False,
+    run = run_suite(suites.load(folder), backends, results_dir=tmp_path / "r",
                     executor=NoCompileTime())
     return files.read(run.path)
 

@@ -23,14 +23,18 @@ def test_summary_of_skipped_and_failed_points_shows_their_reasons(tmp_path):
 
 def test_progress_without_a_terminal_prints_one_line_per_point():
     stream = io.StringIO()
-    with GridProgress(2, stream=stream) as bar:
-        bar.advance(PointResult("numpy", "gru", 50, "float32", "ok"))
-        bar.advance(PointResult("numba", "gru", 50, "float32", FAILED, reason="boom"))
+    bar = GridProgress(stream=stream)
+    bar.begin(2, ())
+    bar.advance(PointResult("numpy", "gru", 50, "float32", "ok"))
+    bar.advance(PointResult("numba", "gru", 50, "float32", FAILED, reason="boom"))
+    bar.end()
     assert stream.getvalue().splitlines() == ["[1/2] numpy gru T=50: ok", "[2/2] numba gru T=50: failed (boom)"]
 
 
 def test_disabled_progress_prints_nothing():
     stream = io.StringIO()
-    with GridProgress(1, enabled=False, stream=stream) as bar:
-        bar.advance(PointResult("numpy", "gru", 50, "float32", "ok"))
+    bar = GridProgress(enabled=False, stream=stream)
+    bar.begin(1, ())
+    bar.advance(PointResult("numpy", "gru", 50, "float32", "ok"))
+    bar.end()
     assert stream.getvalue() == ""

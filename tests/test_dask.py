@@ -31,7 +31,7 @@ HANG_TIMEOUT = "20"  # seconds: as in test_runner, room for a loaded machine
 
 
 def _run(suite, backends, tmp_path, executor):
-    return run_suite(suite, backends, results_dir=tmp_path / "results", progress=False, executor=executor)
+    return run_suite(suite, backends, results_dir=tmp_path / "results", executor=executor)
 
 
 def test_a_dask_run_records_what_a_local_run_records(tmp_path):

@@ -164,16 +164,19 @@ def test_harness_run_explains_every_profile_once_for_all_backends(plugin_dir, tm
     from tests.support.plugins import add_misbehaving
     from tests.support.suites import write_suite
 
-    from harness.report.console import GridProgress
+    from harness.run.observer import Silent
 
     add_misbehaving(plugin_dir)  # "threads": a second backend (the NumPy engine under another name)
     computed = []  # the explanations reported (computed in a pool of processes, one per grid point)
-    monkeypatch.setattr(GridProgress, "advance", lambda self, point, what="", _real=GridProgress.advance:
-                        (computed.append(point.cell) if what == "spectra and Lyapunov exponents" else None)
-                        or _real(self, point, what))
+
+    class Heard(Silent):
+        def advance(self, point, what=""):
+            if what == "spectra and Lyapunov exponents":
+                computed.append(point.cell)
+
     folder = write_suite(tmp_path / "s", inits='["linear=0.5", "linear=0.8"]', seq_lens="[30]", seeds="[0, 1]",
                          metrics='["gradient"]', lyapunov_steps="0")
-    run = run_suite(suites.load(folder), ["numpy", "threads"], results_dir=tmp_path / "r", progress=False)
+    run = run_suite(suites.load(folder), ["numpy", "threads"], results_dir=tmp_path / "r", observer=Heard())
     points = files.read(run.path).points
     assert sorted((p.backend, p.init) for p in points) == [("numpy", "linear=0.5"), ("numpy", "linear=0.8"),
                                                            ("threads", "linear=0.5"), ("threads", "linear=0.8")]

@@ -293,7 +293,7 @@ def test_a_disk_that_fills_up_during_a_run_is_one_line_and_the_file_keeps_what_w
     suite = suites.load(write_suite(tmp_path / "s", seq_lens="[12, 16, 20]", metrics='["time"]'))
     out = tmp_path / "run.json"
     with pytest.raises(HarnessError) as raised:
-        run_suite(suite, ["numpy"], output=out, progress=False)
+        run_suite(suite, ["numpy"], output=out)
     assert str(raised.value) == (f"cannot write the results file {out}: No space left on device; it keeps the 2 "
                                  f"point(s) written before")
     kept = json.loads(out.read_text())

@@ -149,14 +149,14 @@ def test_sigterm_keeps_finished_points_and_records_them(plugin, tmp_path, monkey
 
 def test_a_backend_that_hangs_while_starting_is_bounded_by_the_timeout(plugin, tmp_path):
     suite = suites.load(write_suite(tmp_path / "s", timing={"timeout": "5"}))
-    run = run_suite(suite, ["slow-start"], results_dir=tmp_path, progress=False)
+    run = run_suite(suite, ["slow-start"], results_dir=tmp_path)
     (point,) = run.results.points
     assert point.status == "failed" and point.reason == "backend failed to start: timed out after 5 s"
 
 
 def test_a_worker_over_its_memory_limit_fails_the_point_saying_so(plugin, tmp_path):
     suite = suites.load(write_suite(tmp_path / "s"))
-    run = run_suite(suite, ["hungry", "numpy"], results_dir=tmp_path, progress=False,
+    run = run_suite(suite, ["hungry", "numpy"], results_dir=tmp_path,
                     executor=LocalExecutor(memory_limit=1536 * 2**20))
     by_backend = {p.backend: p for p in run.results.points}
     assert by_backend["hungry"].status == "failed" and "MemoryError" in by_backend["hungry"].reason

@@ -64,7 +64,7 @@ def plugins(plugin_dir):
 def test_compile_time_is_measured_cold_then_warm_in_fresh_workers(plugins, tmp_path):
     suite = suites.load(write_suite(tmp_path / "s", cells='["rnn_tanh", "gru"]', seq_lens="[12, 16]",
                                     timing={"compile_repeat": "2"}))
-    run = run_suite(suite, ["compiling"], results_dir=tmp_path, progress=False)
+    run = run_suite(suite, ["compiling"], results_dir=tmp_path)
     compiled = {c.cell: c for c in run.results.compile}
     assert set(compiled) == {"rnn_tanh", "gru"}  # per cell and dtype, not per T
     for c in compiled.values():
@@ -73,5 +73,5 @@ def test_compile_time_is_measured_cold_then_warm_in_fresh_workers(plugins, tmp_p
         # every sample had a new cache: each cold one compiled, each warm one loaded
         assert c.cold_samples == pytest.approx((5.0, 5.0)) and c.warm_samples == pytest.approx((0.5, 0.5))
     assert files.read(run.path).compile == run.results.compile
-    numpy_run = run_suite(suite, ["numpy"], results_dir=tmp_path, progress=False)
+    numpy_run = run_suite(suite, ["numpy"], results_dir=tmp_path)
     assert numpy_run.results.compile == []  # a backend that does not compile has no compile time

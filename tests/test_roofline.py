@@ -61,7 +61,7 @@ def test_torch_cpus_lstm_runs_below_the_roof(tmp_path, machine_cache):
 
     suite = suites.load(write_suite(tmp_path / "s", cells='["lstm"]', seq_lens="[50]", hidden="128", batch="32",
                                     dtype='"float32"', metrics='["time"]', timing={"repeat": "10"}))
-    run = run_suite(suite, ["torch-cpu"], results_dir=tmp_path / "results", progress=False).results
+    run = run_suite(suite, ["torch-cpu"], results_dir=tmp_path / "results").results
     (point,) = run.points
     assert point.status == "ok", point.reason
     assert 0 < run.peak_fraction(point) < 1, (point.gflops(), run.provenance["peak_gflops"])

@@ -34,7 +34,7 @@ def _by_key(run) -> dict:
 
 def test_raising_hanging_and_dying_backends_are_failed_and_the_grid_goes_on(misbehaving, tmp_path):
     suite = suites.load(write_suite(tmp_path / "tiny", seq_lens="[20, 12]", timing={"timeout": HANG_TIMEOUT}))
-    run = run_suite(suite, ["raises", "hangs", "dies", "numpy"], results_dir=tmp_path / "results", progress=False)
+    run = run_suite(suite, ["raises", "hangs", "dies", "numpy"], results_dir=tmp_path / "results")
     by_key = _by_key(run)
     assert by_key[("raises", 20)].status == "failed"
     assert "deliberate failure at T=20" in by_key[("raises", 20)].reason
@@ -54,7 +54,7 @@ def test_timings_are_pooled_over_rounds_taken_in_fresh_workers(misbehaving, tmp_
     fails keeps the point's earlier samples and its status."""
     monkeypatch.setenv("HARNESS_TEST_MARKER", str(tmp_path / "marker"))
     suite = suites.load(write_suite(tmp_path / "tiny", timing={"repeat": "7", "rounds": "3"}))
-    run = run_suite(suite, ["numpy", "later-round-fails"], results_dir=tmp_path / "results", progress=False)
+    run = run_suite(suite, ["numpy", "later-round-fails"], results_dir=tmp_path / "results")
     on_disk = {(p.backend, p.seq_len): p for p in files.read(run.path).points}
     for T in suite.seq_lens:
         assert len(on_disk[("numpy", T)].time.forward_backward.samples) == 7
@@ -80,7 +80,7 @@ def test_backend_that_cannot_start_fails_its_points_once(plugin_dir, tmp_path):
             return [BrokenInit]
         """}, {"broken_init": "broken_init_plugin"})
     suite = suites.load(write_suite(tmp_path / "tiny", seq_lens="[12, 16]"))
-    run = run_suite(suite, ["broken-init", "numpy"], results_dir=tmp_path, progress=False)
+    run = run_suite(suite, ["broken-init", "numpy"], results_dir=tmp_path)
     broken = [p for p in run.results.points if p.backend == "broken-init"]
     assert [p.status for p in broken] == ["failed", "failed"]
     assert all("backend failed to start" in p.reason and "no device handle" in p.reason for p in broken)
@@ -91,7 +91,7 @@ def test_backend_that_cannot_start_fails_its_points_once(plugin_dir, tmp_path):
 def test_unavailable_backend_and_unsupported_cell_are_skipped_with_reason(plugin_dir, tmp_path):
     add_distribution(plugin_dir, "limited", {"limited_plugin": UNAVAILABLE_PLUGIN}, {"limited": "limited_plugin"})
     suite = suites.load(write_suite(tmp_path / "tiny", cells='["rnn_tanh", "gru"]'))
-    run = run_suite(suite, ["nowhere", "rnn-only"], results_dir=tmp_path, progress=False)
+    run = run_suite(suite, ["nowhere", "rnn-only"], results_dir=tmp_path)
     by_key = {(p.backend, p.cell): p for p in run.results.points}
     assert by_key[("nowhere", "rnn_tanh")].status == "skipped"
     assert by_key[("nowhere", "rnn_tanh")].reason == "needs a quantum computer"
@@ -124,7 +124,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_points(misbehaving, tmp_path):
 
 def test_results_file_is_self_describing_and_loads_as_a_dataframe(tmp_path):
     suite = suites.load(write_suite(tmp_path / "tiny", cells='["lstm"]', seq_lens="[12, 16]"))
-    run = run_suite(suite, ["numpy"], results_dir=tmp_path, progress=False)
+    run = run_suite(suite, ["numpy"], results_dir=tmp_path)
     data = files.read(run.path)
     assert {"cpu", "machine", "libraries", "threads", "git", "python"} <= set(data.provenance)
     assert data.suite == suite and data.suite.sha256 == suite.sha256
@@ -139,7 +139,7 @@ def test_results_file_is_self_describing_and_loads_as_a_dataframe(tmp_path):
 def test_an_exploded_profile_round_trips_through_the_results_file(misbehaving, tmp_path):
     """inf and NaN are results: stored as standard JSON and read back as floats, with the flags."""
     suite = suites.load(write_suite(tmp_path / "tiny", seq_lens="[12]"))
-    run = run_suite(suite, ["explodes"], results_dir=tmp_path, progress=False)
+    run = run_suite(suite, ["explodes"], results_dir=tmp_path)
     text = run.path.read_text()
     json.loads(text)  # standard JSON: no bare Infinity or NaN
     assert "Infinity" not in text and '"inf"' in text
@@ -152,7 +152,7 @@ def test_an_exploded_profile_round_trips_through_the_results_file(misbehaving, t
 @pytest.mark.parametrize("threads", [1, 2])
 def test_the_worker_runs_with_the_requested_thread_count(misbehaving, tmp_path, threads):
     suite = suites.load(write_suite(tmp_path / "tiny", threads=str(threads)))
-    run = run_suite(suite, ["threads"], results_dir=tmp_path, progress=False)
+    run = run_suite(suite, ["threads"], results_dir=tmp_path)
     info = run.results.backends["threads"].info
     assert info["threads"] == threads and info["env_threads"] == str(threads)
     assert info["cpus"] == sorted(os.sched_getaffinity(0))[:threads]  # pinned, as asv's --cpu-affinity
@@ -191,7 +191,7 @@ def test_memory_grows_linearly_in_T_and_covers_the_stored_activations(tmp_path):
 
 def test_every_point_records_the_machine_load_around_it(tmp_path):
     suite = suites.load(write_suite(tmp_path / "tiny"))
-    point = run_suite(suite, ["numpy"], results_dir=tmp_path, progress=False).results.points[0]
+    point = run_suite(suite, ["numpy"], results_dir=tmp_path).results.points[0]
     assert point.load_before is not None and point.load_after is not None
     assert point.load_before.load1 >= 0 and point.busy == (max(point.load_before.load1, point.load_after.load1)
                                                             > os.cpu_count())
@@ -236,7 +236,7 @@ def harness_backends():
 def test_results_of_the_wrong_shape_fail_the_point_and_non_finite_ones_are_classified(plugin_dir, tmp_path):
     add_distribution(plugin_dir, "wrong", {"wrong_results": WRONG_RESULTS}, {"wrong": "wrong_results"})
     suite = suites.load(write_suite(tmp_path / "tiny", seq_lens="[12]"))
-    run = run_suite(suite, ["long-profile", "nan-weights", "nan-at-the-end"], results_dir=tmp_path, progress=False)
+    run = run_suite(suite, ["long-profile", "nan-weights", "nan-at-the-end"], results_dir=tmp_path)
     by_backend = {p.backend: p for p in run.results.points}
     long = by_backend["long-profile"]
     assert long.status == "failed" and "dL/dh_t of shape (27, 2, 4), expected (12, 2, 4)" in long.reason
@@ -252,7 +252,7 @@ def test_a_grid_over_hidden_and_batch_sizes_measures_each_size(tmp_path):
     """Each (H, B) point is measured at its own size: the analytic activations follow H x B."""
     suite = suites.load(write_suite(tmp_path / "tiny", hidden="[4, 8]", batch="[2, 3]", seq_lens="[12]",
                                     metrics='["time", "memory"]', timing={"repeat": "2", "rounds": "1"}))
-    run = run_suite(suite, ["numpy"], results_dir=tmp_path / "results", progress=False)
+    run = run_suite(suite, ["numpy"], results_dir=tmp_path / "results")
     points = files.read(run.path).points
     assert sorted((p.hidden, p.batch) for p in points) == [(4, 2), (4, 3), (8, 2), (8, 3)]
     for p in points:

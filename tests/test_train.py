@@ -66,7 +66,7 @@ def test_clipping_is_an_axis_recorded_with_how_often_it_clipped(tmp_path):
     W_hh's spectra and the top Lyapunov exponents beside its gradient profile."""
     suite = _suite(tmp_path, clip="[0, 1e-3]", iterations="10", eval_every="5", profile_every="5")
     assert suite.axes("train") == ("clip",) and suite.train.clips == (0.0, 0.001)
-    run = run_suite(suite, ["numpy"], results_dir=tmp_path / "r", progress=False, mode="train")
+    run = run_suite(suite, ["numpy"], results_dir=tmp_path / "r", mode="train")
     by_clip = {p.clip: p.training for p in files.read(run.path).points}
     assert by_clip[0.0].clipped_fraction == 0.0 and by_clip[0.001].clipped_fraction == 1.0
     for snapshot in by_clip[0.0].snapshots:

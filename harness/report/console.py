@@ -175,10 +175,11 @@ def _short(note: str, width: int = 100) -> str:
 
 
 class GridProgress:
-    """Progress over the points of a run: a live rich bar on a terminal, plain lines otherwise."""
+    """Progress over the points of a run (a ``run.observer.RunObserver``): a live rich bar on a
+    terminal, plain lines otherwise, nothing when not ``enabled``."""
 
-    def __init__(self, total: int, enabled: bool = True, stream: TextIO | None = None, axes: tuple[str, ...] = ()):
-        self.total, self.done, self.enabled, self.axes = total, 0, enabled, axes  # axes: name the point on them
+    def __init__(self, enabled: bool = True, stream: TextIO | None = None):
+        self.total, self.done, self.enabled, self.axes = 0, 0, enabled, ()
         self._console = Console(file=stream or sys.stderr, highlight=False)
         self._live = enabled and self._console.is_terminal
         self._progress = Progress(
@@ -187,13 +188,14 @@ class GridProgress:
         ) if self._live else None
         self._task = None
 
-    def __enter__(self) -> GridProgress:
+    def begin(self, total: int, axes: tuple[str, ...]) -> None:
+        """``total`` steps; ``axes`` (besides cell and T) name a point on its line."""
+        self.total, self.axes = total, axes
         if self._progress is not None:
             self._progress.start()
             self._task = self._progress.add_task("starting", total=self.total)
-        return self
 
-    def __exit__(self, *exc) -> None:
+    def end(self) -> None:
         if self._progress is not None:
             self._progress.stop()
 

@@ -23,9 +23,9 @@ from harness.plugins import get_registry, machine_info, plugin_statuses
 from harness.record import files, provenance
 from harness.record.results import (INTERRUPTED, OK, SKIPPED, BackendStatus, PointResult,
                                     RunResults)
-from harness.report.console import GridProgress
 from harness.run.executor import Executor, LocalExecutor, allowed_cpus, spare_cpus
 from harness.run.grid import PointJob, build_ahead, submit_builds, untimed_pool, vet_cell
+from harness.run.observer import RunObserver, Silent
 from harness.suites import Suite
 
 
@@ -129,12 +129,13 @@ def run_suite(
     results_dir: str | Path = "results",
     output: str | Path | None = None,
     executor: Executor | None = None,
-    progress: bool = True,
+    observer: RunObserver | None = None,
     mode: str = "run",
     force: bool = False,
 ) -> Run:
     """Run every point of ``suite`` on ``backends`` (``mode`` run: measure; train: learn the task);
-    the results file is up to date after each point."""
+    the results file is up to date after each point. ``observer`` hears how the run goes (the CLI's
+    progress bar; default: nothing)."""
     registry = get_registry()
     task = registry.task(suite.task)  # unknown task: a clear error before anything runs
     too_short = [t for t in (suite.train.seq_lens if mode == "train" else suite.seq_lens) if t < task.min_seq_len]
@@ -156,8 +157,7 @@ def run_suite(
     data = run.results
     data.machines = executor.machines  # filled in as points come back from other machines
     per_cell = len(_jobs(suite, mode, "", ""))
-    bar = GridProgress(len(backends) * len(suite.cells) * per_cell, enabled=progress,
-                       axes=suite.axes(mode))
+    bar = observer or Silent()
     timeout = suite.train.timeout if mode == "train" else suite.timing.timeout
     running: dict[PointJob, PointResult] = {}  # the partial records of the points now running
     # the problems of the grid, built once for every backend (grid.build); removed with the run
@@ -188,8 +188,9 @@ def run_suite(
         bar.progress(job, partial)
 
     spectra = None
+    bar.begin(len(backends) * len(suite.cells) * per_cell, suite.axes(mode))
     try:
-        with bar:
+        try:
             jobs = []
             unfit = {cell: vet_cell(task, cell, suite) for cell in suite.cells}  # a broken cell: its points only
             for name in backends:
@@ -255,6 +256,8 @@ def run_suite(
                     _timing_round(executor, data, round_, bar, save, problems, env)
             if spectra:
                 spectra.attach(data)  # computed beside the timings, or now (no timing runs any more)
+        finally:
+            bar.end()
         data.status = "complete"
     except HarnessError as exc:  # the executor lost its cluster, or the disk is full: what was written is kept
         data.status = "interrupted"
@@ -286,7 +289,7 @@ class _Spectra:
     (``beside``; executor.spare_cpus), or on every CPU once no timing runs any more."""
 
     def __init__(self, task, keys: dict[tuple, Suite], problems: str | None, cpus: list[int], beside: bool,
-                 bar: GridProgress):
+                 bar: RunObserver):
         self.beside, self._cpus, self._bar = beside, cpus, bar
         self._task, self._keys, self._problems = task, keys, problems
         self._found: dict[tuple, dict | Exception] = {}
@@ -298,7 +301,7 @@ class _Spectra:
 
     @classmethod
     def planned(cls, task, suite: Suite, jobs: list[PointJob], problems: str | None, executor: Executor,
-                bar: GridProgress) -> _Spectra | None:
+                bar: RunObserver) -> _Spectra | None:
         """The spectra of ``jobs``' points, where the suite measures gradients (None where it does not)."""
         if "gradient" not in suite.metrics or not jobs:
             return None
@@ -371,7 +374,7 @@ def _explanation(task_name: str, cell: str, seq_len: int, at: Suite, problems: s
                                 at.lyapunov_steps, [b.window for b in built])
 
 
-def _compile_times(executor: Executor, data: RunResults, jobs: list[PointJob], bar: GridProgress,
+def _compile_times(executor: Executor, data: RunResults, jobs: list[PointJob], bar: RunObserver,
                    save: Callable[[], None], compiled: str | None) -> dict[str, str]:
     """The compile time of every compiling backend's cells, before any point, each in fresh workers
     (executor.measure_compile). The code compiled there is kept in ``compiled``, and the environment
@@ -404,7 +407,7 @@ def _key(job: PointJob) -> tuple:
     return job.backend, job.cell, job.seq_len, job.suite.hidden, job.suite.batch, job.suite.init
 
 
-def _timing_round(executor: Executor, data: RunResults, round_: int, bar: GridProgress,
+def _timing_round(executor: Executor, data: RunResults, round_: int, bar: RunObserver,
                   save: Callable[[], None], problems: str | None, env: dict[str, str]) -> None:
     """Time every measured point once more, in fresh workers, and pool the samples with the earlier
     rounds' (asv's rounds: the spread then includes what varies between processes and over the run,
