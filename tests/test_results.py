@@ -1,6 +1,7 @@
 """The typed record: a strict JSON round trip, and schema drift that fails loudly."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -119,3 +120,20 @@ def test_the_dataframe_has_one_row_per_point(run):
     assert list(frame["status"]) == ["ok", "failed", "skipped"]
     assert frame.loc[0, "peak_bytes"] == 4096 and frame.loc[0, "forward_backward_median_s"] == 0.02
     assert math.isnan(frame.loc[1, "peak_bytes"]) and frame.attrs["suite"] == "tiny"
+
+
+def test_a_jobs_point_is_the_identity_of_every_record_made_for_it(tmp_path):
+    """PointJob.point is built once per job; Point.record carries it into the record, and a record's
+    point reads it back: the runner matches a job with its record by it (issue 26)."""
+    from harness import suites
+    from harness.run.grid import PointJob
+    from tests.support.suites import write_suite
+
+    suite = suites.load(write_suite(tmp_path / "s", hidden="[4, 8]", batch="[2, 3]"))
+    run_job = PointJob("numpy", "lstm", 12, suite.at(8, 3, "default"), "time")
+    assert run_job.point.record(OK).point == run_job.point == dataclasses.replace(run_job, mode="profile").point
+    assert run_job.point.key == ("numpy", "lstm", 12, 8, 3, "default") and run_job.point.clip is None
+    train_job = PointJob("numpy", "lstm", 12, suite, "train", seed=2)
+    record = train_job.point.record(FAILED, reason="boom")
+    assert (record.seed, record.clip, record.hidden, record.batch) == (2, suite.clip, suite.hidden, suite.batch)
+    assert record.point != dataclasses.replace(train_job, seed=3).point  # seeds are points of their own

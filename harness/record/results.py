@@ -192,6 +192,32 @@ class Training:
 
 
 @dataclass(frozen=True)
+class Point:
+    """Where a record belongs in the grid: the identity that a job and every record made for it share
+    (``run.grid.PointJob.point`` builds it once per job; :meth:`record` makes its records)."""
+
+    backend: str
+    cell: str
+    seq_len: int  # the task's T
+    dtype: str
+    hidden: int | None = None
+    batch: int | None = None
+    init: str | None = None
+    seed: int | None = None  # training points: one per seed
+    clip: float | None = None  # training points: the clipping threshold (0: off)
+
+    @property
+    def key(self) -> tuple[str, str, int, int | None, int | None, str | None]:
+        """The asv point (the values of asvdb.ASV_PARAMS): training points of several seeds share it."""
+        return (self.backend, self.cell, self.seq_len, self.hidden, self.batch, self.init)
+
+    def record(self, status: Status, **fields: Any) -> PointResult:
+        """A :class:`PointResult` of this point with ``status`` and the measured ``fields``."""
+        return PointResult(self.backend, self.cell, self.seq_len, self.dtype, status, hidden=self.hidden,
+                           batch=self.batch, init=self.init, seed=self.seed, clip=self.clip, **fields)
+
+
+@dataclass(frozen=True)
 class PointResult:
     """The outcome of one grid point (backend, cell, seq_len).
 
@@ -241,9 +267,15 @@ class PointResult:
                                    duration_s=(self.duration_s or 0.0) + (later.duration_s or 0.0))
 
     @property
+    def point(self) -> Point:
+        """The grid point this record belongs to."""
+        return Point(self.backend, self.cell, self.seq_len, self.dtype, self.hidden, self.batch, self.init,
+                     self.seed, self.clip)
+
+    @property
     def key(self) -> tuple[str, str, int, int | None, int | None, str | None]:
-        """The asv point: training points of several seeds share it."""
-        return (self.backend, self.cell, self.seq_len, self.hidden, self.batch, self.init)
+        """The asv point (:attr:`Point.key`): training points of several seeds share it."""
+        return self.point.key
 
     @property
     def note(self) -> str:

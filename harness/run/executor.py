@@ -92,9 +92,7 @@ def cap_reason(reason: str, limit: int = REASON_LIMIT) -> str:
 
 def failed(job: PointJob, reason: str) -> PointResult:
     """The record of a point that did not finish (its reason capped: :func:`cap_reason`)."""
-    return PointResult(job.backend, job.cell, job.seq_len, job.suite.dtype, FAILED, reason=cap_reason(reason),
-                       hidden=job.suite.hidden, batch=job.suite.batch, seed=job.seed, init=job.suite.init,
-                       clip=job.suite.clip if job.mode == "train" else None)
+    return job.point.record(FAILED, reason=cap_reason(reason))
 
 
 def blas_threads() -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ from harness.cell import one_line
 from harness.cells import from_plugin
 from harness.errors import HarnessError
 from harness.inits import init_params
+from harness.record.results import Point
 from harness.run.processes import pool_process
 from harness.suites import Suite, axis_values
 from harness.tasks import Task
@@ -47,6 +48,12 @@ class PointJob:
     seed: int | None = None  # training points: one per seed of [train] seeds
     round: int = 1  # time jobs: which of the suite's timing rounds
     problems: str | None = None  # a folder where the problems built for one backend wait for the next (build)
+
+    @property
+    def point(self) -> Point:
+        """The grid point this job measures (or trains), which its records carry."""
+        return Point(self.backend, self.cell, self.seq_len, self.suite.dtype, self.suite.hidden, self.suite.batch,
+                     self.suite.init, self.seed, self.suite.clip if self.mode == "train" else None)
 
     def label(self) -> str:
         """How progress and logs name the point."""

@@ -116,10 +116,9 @@ def measure(backend: Backend, job: PointJob, task: Task) -> PointResult:
             backend.synchronize()
         memory = Memory(peak_bytes=int(meter.peak), tool=meter.tool,
                         activation_bytes=activation_bytes(job.cell, steps, batch, hidden, suite.dtype))
-    return PointResult(
-        backend=job.backend, cell=job.cell, seq_len=job.seq_len, dtype=suite.dtype, status=OK, steps=steps,
-        loss=LossAtInit(first.loss_init, first.baseline), time=times, memory=memory, gradient=gradient,
-        duration_s=time.perf_counter() - started, hidden=hidden, batch=batch, init=suite.init,
+    return job.point.record(
+        OK, steps=steps, loss=LossAtInit(first.loss_init, first.baseline), time=times, memory=memory,
+        gradient=gradient, duration_s=time.perf_counter() - started,
         flops=layer_flops(cell_class(job.cell), steps, batch, first.timed.x.shape[2], hidden) if times else None,
     )
 

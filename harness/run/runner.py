@@ -21,8 +21,7 @@ from harness.cells import activation_bytes
 from harness.errors import HarnessError
 from harness.plugins import get_registry, machine_info, plugin_statuses
 from harness.record import files, provenance
-from harness.record.results import (INTERRUPTED, OK, SKIPPED, BackendStatus, PointResult,
-                                    RunResults)
+from harness.record.results import INTERRUPTED, OK, SKIPPED, BackendStatus, Point, PointResult, RunResults
 from harness.run.executor import Executor, LocalExecutor, allowed_cpus, spare_cpus
 from harness.run.grid import PointJob, build_ahead, submit_builds, untimed_pool, vet_cell
 from harness.run.observer import RunObserver, Silent
@@ -205,10 +204,7 @@ def run_suite(
                         if status == OK:
                             jobs.append(job)
                         else:
-                            unrun.append(PointResult(name, cell, job.seq_len, suite.dtype, status, reason=reason,
-                                                     seed=job.seed, hidden=job.suite.hidden, batch=job.suite.batch,
-                                                     init=job.suite.init,
-                                                     clip=job.suite.clip if mode == "train" else None))
+                            unrun.append(job.point.record(status, reason=reason))
                     if unrun:  # recorded together, one progress line for them all
                         data.points.extend(unrun)
                         save()
@@ -230,18 +226,18 @@ def run_suite(
             if jobs:
                 bar.start(jobs[0])
                 bar.add(len(profiles))
-                where: dict[tuple, int] = {}  # run: a point's record, to which its other job's result is added
+                where: dict[Point, int] = {}  # run: a point's record, to which its other job's result is added
 
                 def on_result(job: PointJob, point: PointResult) -> None:
                     running.pop(job, None)
                     what = "gradient profile and memory peak" if job.mode == "profile" else ""
-                    if mode == "run" and _key(job) in where:
-                        i = where[_key(job)]
+                    if mode == "run" and job.point in where:
+                        i = where[job.point]
                         data.points[i] = _merged(data.points[i], point, job.mode == "profile")
                         save()
                         bar.advance(data.points[i], what)
                     else:
-                        where[_key(job)] = len(data.points)
+                        where[job.point] = len(data.points)
                         record(point, what)
                     if job.mode != "profile":
                         bar.start(_next(jobs, job))
@@ -330,8 +326,8 @@ class _Spectra:
                 except Exception as exc:  # a cell whose backends fail too: raised by attach if one did not
                     self._found[key] = exc
                 cell, seq_len, hidden, batch, init = key
-                self._bar.advance(PointResult("core", cell, seq_len, self._keys[key].dtype, OK, hidden=hidden,
-                                              batch=batch, init=init), "spectra and Lyapunov exponents")
+                core = Point("core", cell, seq_len, self._keys[key].dtype, hidden, batch, init)
+                self._bar.advance(core.record(OK), "spectra and Lyapunov exponents")
         except BaseException as exc:  # re-raised by attach, in the runner's thread
             self._error = exc
 
@@ -402,11 +398,6 @@ def _merged(earlier: PointResult, later: PointResult, profile: bool) -> PointRes
     return point if bad is None else dataclasses.replace(point, status=bad.status, reason=bad.reason)
 
 
-def _key(job: PointJob) -> tuple:
-    """The :attr:`PointResult.key` of the point ``job`` measures."""
-    return job.backend, job.cell, job.seq_len, job.suite.hidden, job.suite.batch, job.suite.init
-
-
 def _timing_round(executor: Executor, data: RunResults, round_: int, bar: RunObserver,
                   save: Callable[[], None], problems: str | None, env: dict[str, str]) -> None:
     """Time every measured point once more, in fresh workers, and pool the samples with the earlier
@@ -414,16 +405,16 @@ def _timing_round(executor: Executor, data: RunResults, round_: int, bar: RunObs
     so that ``harness compare`` does not take a drifting machine for a regression). A point whose
     later round fails keeps its earlier samples."""
     suite = data.suite
-    where = {p.key: i for i, p in enumerate(data.points) if p.status == OK and p.time is not None}
-    jobs = [PointJob(name, cell, seq_len, suite.at(hidden, batch, init), "time", round=round_, problems=problems)
-            for name, cell, seq_len, hidden, batch, init in where]
+    where = {p.point: i for i, p in enumerate(data.points) if p.status == OK and p.time is not None}
+    jobs = [PointJob(p.backend, p.cell, p.seq_len, suite.at(p.hidden, p.batch, p.init), "time", round=round_,
+                     problems=problems) for p in where]
     if not jobs:
         return
     bar.add(len(jobs))
     bar.start(jobs[0])
 
     def on_result(job: PointJob, later: PointResult) -> None:
-        i = where[_key(job)]
+        i = where[job.point]
         if later.status == OK:
             data.points[i] = data.points[i].pooled_with(later)
             save()

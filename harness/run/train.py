@@ -194,11 +194,8 @@ def _train(backend: Backend, job: PointJob, task: Task, on_progress: OnEvaluatio
     clock = backend.clock()
 
     def result(status: str = OK, times: IterationTimes | None = None) -> PointResult:
-        return PointResult(backend=job.backend, cell=job.cell, seq_len=job.seq_len, dtype=job.suite.dtype,
-                           status=status, steps=task.steps(job.seq_len), seed=job.seed,
-                           training=curves.freeze(times), duration_s=time.perf_counter() - started,
-                           hidden=job.suite.hidden, batch=job.suite.batch, init=job.suite.init,
-                           clip=settings.clip)
+        return job.point.record(status, steps=task.steps(job.seq_len), training=curves.freeze(times),
+                                duration_s=time.perf_counter() - started)
 
     def evaluate(iteration: int) -> None:
         if iteration:  # beside the iterations, so that both medians see the same machine
