@@ -10,9 +10,13 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from harness import __version__
 from harness.errors import HarnessError, message
+
+if TYPE_CHECKING:
+    from harness.suites import Mode
 
 
 class _Parser(argparse.ArgumentParser):
@@ -136,7 +140,7 @@ def cmd_suites(args) -> int:
     return 0
 
 
-def _grid(args, mode: str):
+def _grid(args, mode: Mode):
     """The suite with the command line's grid overrides, and the backends: checked before running."""
     from harness import inits as init_specs
     from harness import suites
@@ -163,7 +167,7 @@ def _grid(args, mode: str):
         if getattr(args, key, None):
             first, sizes = suites.axis(tuple(getattr(args, key)))
             suite = suite.with_overrides(**{key: first, f"{key}_sizes": sizes})
-    if mode == "train":
+    if mode == suites.Mode.TRAIN:
         if any(not 0 <= clip < math.inf for clip in args.clip or ()):
             raise HarnessError(f"--clip must not be negative, got {','.join(f'{c:g}' for c in args.clip)}")
         clip, clips = suites.axis(args.clip) if args.clip else (None, None)
@@ -216,7 +220,7 @@ def _executor(args):
         yield executor
 
 
-def _run_and_record(args, mode: str) -> int:
+def _run_and_record(args, mode: Mode) -> int:
     """`harness run` and `harness train`: run the grid, print the summary, record into asv."""
     from harness.errors import check_name
     from harness.record import asvdb
@@ -263,11 +267,15 @@ def _run_and_record(args, mode: str) -> int:
 
 
 def cmd_run(args) -> int:
-    return _run_and_record(args, "run")
+    from harness.suites import Mode
+
+    return _run_and_record(args, Mode.RUN)
 
 
 def cmd_train(args) -> int:
-    return _run_and_record(args, "train")
+    from harness.suites import Mode
+
+    return _run_and_record(args, Mode.TRAIN)
 
 
 def cmd_record(args) -> int:

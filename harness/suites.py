@@ -7,6 +7,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,15 @@ METRIC_FAMILIES = ("time", "memory", "gradient")
 #: nothing running beside the timings.
 REGRESSION_TIMING = {"rounds": 8, "repeat": 32, "compile_repeat": 3, "isolate": True}
 
+
+class Mode(str, Enum):
+    """What a run does: ``harness run`` measures, ``harness train`` trains (suites size their grid by it)."""
+
+    RUN = "run"
+    TRAIN = "train"
+
+    def __str__(self) -> str:
+        return self.value
 
 @dataclass(frozen=True)
 class Timing:
@@ -115,16 +125,16 @@ class Suite:
     def __post_init__(self):
         check_name("suite name", self.name)  # it names results files and pages
 
-    def sizes(self, mode: str = "run") -> list[tuple[int, int]]:
+    def sizes(self, mode: Mode = Mode.RUN) -> list[tuple[int, int]]:
         """The kernel-size axes of the grid: every (H, B); training has its own batch, so H only."""
-        batches = (self.batch,) if mode == "train" else (self.batch_sizes or (self.batch,))
+        batches = (self.batch,) if mode == Mode.TRAIN else (self.batch_sizes or (self.batch,))
         return [(h, b) for h in (self.hidden_sizes or (self.hidden,)) for b in batches]
 
-    def axes(self, mode: str = "run") -> tuple[str, ...]:
+    def axes(self, mode: Mode = Mode.RUN) -> tuple[str, ...]:
         """The axes besides backend, cell and T that the grid varies: "H", "B" (not in training,
         which has its own batch), "init", and in training "clip"."""
-        varied = (("H", self.hidden_sizes), ("B", self.batch_sizes if mode == "run" else ()), ("init", self.inits),
-                  ("clip", self.train.clips if mode == "train" else ()))
+        varied = (("H", self.hidden_sizes), ("B", self.batch_sizes if mode == Mode.RUN else ()), ("init", self.inits),
+                  ("clip", self.train.clips if mode == Mode.TRAIN else ()))
         return tuple(name for name, values in varied if len(values) > 1)
 
     @property

@@ -230,7 +230,7 @@ def _readout_name(cls) -> str:
 
 def _training_curve(backend: Backend, cell: str) -> np.ndarray:
     """Eval losses of 50 iterations of the core's training loop (adding problem, T = 12, H = 8, float64)."""
-    from harness.run.grid import PointJob
+    from harness.run.grid import JobMode, PointJob
     from harness.run.train import train
     from harness.suites import Suite, TrainSettings
     from harness.tasks import AddingTask
@@ -238,7 +238,7 @@ def _training_curve(backend: Backend, cell: str) -> np.ndarray:
     suite = Suite(name="check", task="adding", cells=(cell,), seq_lens=(12,), batch=8, hidden=8, dtype="float64",
                   train=TrainSettings(seq_lens=(12,), iterations=50, batch=8, eval_every=10, eval_size=32,
                                  profile_every=50, lr=0.01))
-    point = train(backend, PointJob(backend.name, cell, 12, suite, "train", seed=0), AddingTask())
+    point = train(backend, PointJob(backend.name, cell, 12, suite, JobMode.TRAIN, seed=0), AddingTask())
     return np.array(point.training.eval_loss)
 
 

@@ -38,8 +38,8 @@ from harness.errors import HarnessError, check_name
 from harness.measure.probe import PROBE_VERSION
 from harness.record.provenance import PEAK_VERSION
 from harness.record.files import write_json_atomic
-from harness.record.results import FAILED, OK, CompileResult, PointResult, RunResults
-from harness.suites import Suite
+from harness.record.results import FAILED, OK, CompileResult, PointResult, RunResults, RunStatus
+from harness.suites import Mode, Suite
 
 CONFIG_FILE = "asv.conf.json"
 METRIC_DEFINITIONS_VERSION = 3  # bump when a metric's meaning changes: asv then starts a new series
@@ -369,7 +369,7 @@ def metric_named(name: str) -> Metric | None:
 
 def metrics_for(run: RunResults) -> list[Metric]:
     """The asv benchmarks a run records: training metrics, or the run metrics of its suite's families."""
-    if run.mode == "train":
+    if run.mode == Mode.TRAIN:
         return list(TRAIN_METRICS)
     return [m for m in (*METRICS, *roofline_metrics(run))
             if m.family in run.suite.metrics or (m.family == "compile" and run.compile)]
@@ -453,7 +453,7 @@ def _record(run: RunResults, conf, label: str | None) -> Path:
     # How many timing rounds stand behind the timings (harness compare warns below REGRESSION_TIMING's):
     # asv keeps env_vars with the results file and uses them for nothing else.
     rounds = ({TIMING_ROUNDS: str(suite.timing.passes), TIMING_ISOLATED: str(int(suite.timing.isolate))}
-              if run.mode == "run" else {})
+              if run.mode == Mode.RUN else {})
     results = Results(_run_params(prov), {n: libs[n] for n in ("numpy", "torch", "numba") if libs.get(n)},
                       commit, date, prov["python"], env, rounds)
     results.load_data(str(target_dir))
@@ -463,7 +463,7 @@ def _record(run: RunResults, conf, label: str | None) -> Path:
         combos = list(itertools.product(*bench["params"]))
         values, samples, numbers = [], [], []
         for combo in combos:
-            value, sample, number = (_point_value(metric, points[combo], run.status == "complete")
+            value, sample, number = (_point_value(metric, points[combo], run.status == RunStatus.COMPLETE)
                                      if combo in points else (math.nan, None, None))
             values.append(value)
             samples.append(sample)

@@ -19,7 +19,7 @@ from harness.measure.gradients import DecayMetrics
 from harness.measure.load import LoadSample
 from harness.measure.roofline import Flops
 from harness.measure.timing import Measurement
-from harness.suites import Suite
+from harness.suites import Mode, Suite
 
 #: The results file's schema number: bumped with a step in record/migrations.py whenever a change
 #: would make an older file read differently (renamed, moved or newly required keys).
@@ -40,6 +40,17 @@ class Status(str, Enum):
 
 
 OK, FAILED, SKIPPED, INTERRUPTED = Status  # the names every module compares with
+
+
+class RunStatus(str, Enum):
+    """How far a run got: a file is ``running`` while it is written point by point."""
+
+    RUNNING = "running"
+    COMPLETE = "complete"
+    INTERRUPTED = "interrupted"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class ResultsFormatError(ValueError):
@@ -320,8 +331,8 @@ class RunResults:
     suite: Suite
     started_at: str
     provenance: dict[str, Any]
-    mode: str = "run"  # run or train
-    status: str = "running"  # running, complete or interrupted
+    mode: Mode = Mode.RUN
+    status: RunStatus = RunStatus.RUNNING
     finished_at: str | None = None
     backends: dict[str, BackendStatus] = field(default_factory=dict)
     points: list[PointResult] = field(default_factory=list)

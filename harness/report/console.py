@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from harness.suites import Suite, axis_values
+from harness.suites import Mode, Suite, axis_values
 
 if TYPE_CHECKING:
     from harness.record.results import PointResult, RunResults
@@ -103,7 +103,7 @@ def _num(value: float | int | None, scale: float = 1.0, fmt: str = "{:.3g}") -> 
 
 def summary(run: RunResults) -> Table:
     """The table `harness run` or `harness train` prints at the end."""
-    return training_summary(run) if run.mode == "train" else run_summary(run)
+    return training_summary(run) if run.mode == Mode.TRAIN else run_summary(run)
 
 
 def grid_axes(run: RunResults) -> tuple[str, ...]:

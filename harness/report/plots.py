@@ -13,6 +13,7 @@ import numpy as np
 from harness.measure.gradients import underflow_floor
 from harness.record import dataframe, results
 from harness.record.results import RunResults
+from harness.suites import Mode
 from harness.report import training_plots
 from harness.report.console import grid_axes
 from harness.report.figures import Figure, save_figure, series, setting_caption
@@ -229,8 +230,8 @@ def write_page(figures: list[Figure], out_dir: str | Path, title: str, back_link
 
 def report(run: RunResults, out_dir: str | Path, title: str | None = None, back_link: str | None = None) -> Path:
     """Draw every figure of ``run`` (benchmark or training) into ``out_dir`` with an ``index.html``."""
-    title = title or f"harness: {run.suite.name}{' (training)' if run.mode == 'train' else ''}"
-    if run.mode == "train":
+    title = title or f"harness: {run.suite.name}{' (training)' if run.mode == Mode.TRAIN else ''}"
+    if run.mode == Mode.TRAIN:
         return write_page(training_plots.draw_training(run, out_dir), out_dir, title, back_link,
                           solve_tables=training_plots.solve_tables(run))
     return write_page(draw(run, out_dir), out_dir, title, back_link)

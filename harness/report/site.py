@@ -19,6 +19,7 @@ from harness.errors import HarnessError
 from harness.record import files, results
 from harness.report import plots
 from harness.report.html import render_page
+from harness.suites import Mode
 
 HARNESS_PAGES = "harness"
 LINK_MARK = "<!-- harness-pages -->"
@@ -51,7 +52,7 @@ def latest_runs(results_dir: str | Path) -> dict[str, tuple[Path, results.RunRes
             run = files.read(path)
         except (OSError, ValueError):
             continue
-        name = run.suite.name + ("-train" if run.mode == "train" else "")
+        name = run.suite.name + ("-train" if run.mode == Mode.TRAIN else "")
         if run.points and (name not in newest or run.started_at > newest[name][1].started_at):
             newest[name] = (path, run)
     return dict(sorted(newest.items()))
@@ -138,7 +139,7 @@ def _write_harness_pages(results_dir: Path, pages: Path) -> None:
     pages.mkdir(parents=True, exist_ok=True)
     items = []
     for name, (path, run) in latest_runs(results_dir).items():
-        kind = "training" if run.mode == "train" else "benchmarks"
+        kind = "training" if run.mode == Mode.TRAIN else "benchmarks"
         plots.report(run, pages / name, title=f"harness: suite {run.suite.name} ({kind})", back_link="../index.html")
         items.append({"folder": name, "name": name, "started": run.started_at[:19], "file": path.name})
     render_page("index.html.j2", pages / "index.html", items=items)

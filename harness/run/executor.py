@@ -27,7 +27,7 @@ from harness.errors import message
 from harness.measure.blas import THREAD_ENV
 from harness.jsonsafe import jsonable
 from harness.record.results import FAILED, OK, CompileResult, PointResult
-from harness.run.grid import PointJob
+from harness.run.grid import JobMode, PointJob
 from harness.run.point import job_families
 from harness.run.processes import exit_reason, exit_with_parent, started_by_main_thread
 from harness.suites import Suite
@@ -73,9 +73,9 @@ def timed(job: PointJob, share_cpus: bool = False) -> bool:
     """Whether ``job`` records a timing, and so must have its machine to itself. A ``profile`` job
     (gradient profile and memory peak) does not: the peak is that of the point's own process
     (tracemalloc, its RSS, torch's allocator), which a process beside it does not change."""
-    if job.mode == "compile":
+    if job.mode == JobMode.COMPILE:
         return True
-    if job.mode == "train":
+    if job.mode == JobMode.TRAIN:
         return not share_cpus
     return "time" in job_families(job)
 
@@ -149,10 +149,10 @@ def _run_job(backend, job: PointJob, task, conn) -> PointResult | float:
     from harness.run.point import compile_time, measure
     from harness.run.train import train
 
-    if job.mode == "compile":
+    if job.mode == JobMode.COMPILE:
         return compile_time(backend, job, task)
     before = load.sample()
-    if job.mode == "train":
+    if job.mode == JobMode.TRAIN:
         result = train(backend, job, task, on_progress=lambda partial: conn.send(("progress", partial)))
     else:  # run, time, profile
         result = measure(backend, job, task)
@@ -392,7 +392,7 @@ class LocalExecutor:
         from harness.plugins import get_registry
 
         cls = get_registry().backend_class(backend)
-        job = PointJob(backend, cell, min(suite.seq_lens), suite, "compile")
+        job = PointJob(backend, cell, min(suite.seq_lens), suite, JobMode.COMPILE)
         cold: list[float] = []
         warm: list[float] = []
         for _ in range(suite.timing.compile_repeat):

@@ -18,6 +18,7 @@ import os
 import pickle
 import tempfile
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,21 @@ from harness.suites import Suite, axis_values
 from harness.tasks import Task
 
 
+class JobMode(str, Enum):
+    """What a worker does with a :class:`PointJob`: RUN measures every family the suite asks for, TIME
+    its timings (round ``round``), PROFILE the rest (gradient profile, memory peak: run.point.job_families),
+    TRAIN learns the task, COMPILE measures the compile time."""
+
+    RUN = "run"
+    TIME = "time"
+    PROFILE = "profile"
+    TRAIN = "train"
+    COMPILE = "compile"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class PointJob:
     """One grid point and the suite it belongs to: what a worker needs to measure it (picklable)."""
@@ -42,9 +58,7 @@ class PointJob:
     cell: str
     seq_len: int  # the task's T
     suite: Suite
-    # run: every measurement the suite asks for; time: its timings (round ``round``); profile: the rest
-    # (gradient profile, memory peak); train: learn the task; compile: compile time
-    mode: str = "run"
+    mode: JobMode = JobMode.RUN
     seed: int | None = None  # training points: one per seed of [train] seeds
     round: int = 1  # time jobs: which of the suite's timing rounds
     problems: str | None = None  # a folder where the problems built for one backend wait for the next (build)
@@ -53,15 +67,15 @@ class PointJob:
     def point(self) -> Point:
         """The grid point this job measures (or trains), which its records carry."""
         return Point(self.backend, self.cell, self.seq_len, self.suite.dtype, self.suite.hidden, self.suite.batch,
-                     self.suite.init, self.seed, self.suite.clip if self.mode == "train" else None)
+                     self.suite.init, self.seed, self.suite.clip if self.mode == JobMode.TRAIN else None)
 
     def label(self) -> str:
         """How progress and logs name the point."""
-        if self.mode == "compile":
+        if self.mode == JobMode.COMPILE:
             return f"{self.backend} {self.cell} {self.suite.dtype} compile time"
         seed = f" seed {self.seed}" if self.seed is not None else ""
         passes = self.suite.timing.passes
-        rounds = f" (timing round {self.round}/{passes})" if self.mode == "time" and passes > 1 else ""
+        rounds = f" (timing round {self.round}/{passes})" if self.mode == JobMode.TIME and passes > 1 else ""
         axes = self.suite.axes(self.mode)
         where = "".join(f" {a}={v}" for a, v in zip(axes, axis_values(self.suite, axes)))
         return f"{self.backend} {self.cell} T={self.seq_len}{where}{seed}{rounds}"

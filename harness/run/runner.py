@@ -21,11 +21,12 @@ from harness.cells import activation_bytes
 from harness.errors import HarnessError
 from harness.plugins import get_registry, machine_info, plugin_statuses
 from harness.record import files, provenance
-from harness.record.results import INTERRUPTED, OK, SKIPPED, BackendStatus, Point, PointResult, RunResults
+from harness.record.results import (INTERRUPTED, OK, SKIPPED, BackendStatus, Point, PointResult, RunResults,
+                                    RunStatus)
 from harness.run.executor import Executor, LocalExecutor, allowed_cpus, spare_cpus
-from harness.run.grid import PointJob, build_ahead, submit_builds, untimed_pool, vet_cell
+from harness.run.grid import JobMode, PointJob, build_ahead, submit_builds, untimed_pool, vet_cell
 from harness.run.observer import RunObserver, Silent
-from harness.suites import Suite
+from harness.suites import Mode, Suite
 
 
 @dataclass
@@ -91,14 +92,14 @@ def claim_output(path: Path, force: bool = False) -> Path:
         return path
 
 
-def check_fits_in_memory(suite: Suite, task, mode: str) -> None:
+def check_fits_in_memory(suite: Suite, task, mode: Mode) -> None:
     """Refuse, before anything runs, a point whose stored activations cannot fit in this machine's
     memory: about 4 x the analytic activations (forward's, their gradients, per-step gradients, inputs)."""
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     for hidden, batch in suite.sizes(mode):
-        if mode == "train":
+        if mode == Mode.TRAIN:
             batch = max(suite.train.batch, suite.train.eval_size)
-        for T in suite.train.seq_lens if mode == "train" else suite.seq_lens:
+        for T in suite.train.seq_lens if mode == Mode.TRAIN else suite.seq_lens:
             for cell in suite.cells:
                 need = 4 * activation_bytes(cell, task.steps(T), batch, hidden, suite.dtype)
                 if need > total:
@@ -111,13 +112,13 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat()
 
 
-def _jobs(suite: Suite, mode: str, backend: str, cell: str, problems: str | None = None) -> list[PointJob]:
+def _jobs(suite: Suite, mode: Mode, backend: str, cell: str, problems: str | None = None) -> list[PointJob]:
     """The points of one backend and cell: every init, (H, B) and T (and, for training, every seed)."""
-    if mode == "train":
-        return [PointJob(backend, cell, T, suite.at(h, b, init, clip), mode, seed)
+    if mode == Mode.TRAIN:
+        return [PointJob(backend, cell, T, suite.at(h, b, init, clip), JobMode.TRAIN, seed)
                 for init in suite.init_axis for clip in suite.train.clip_axis
                 for h, b in suite.sizes(mode) for T in suite.train.seq_lens for seed in suite.train.seeds]
-    first = "time" if "time" in suite.metrics else "profile"  # the timings first, alone on the machine
+    first = JobMode.TIME if "time" in suite.metrics else JobMode.PROFILE  # the timings first, alone on the machine
     return [PointJob(backend, cell, T, suite.at(h, b, init), first, problems=problems)
             for init in suite.init_axis for h, b in suite.sizes() for T in suite.seq_lens]
 
@@ -129,7 +130,7 @@ def run_suite(
     output: str | Path | None = None,
     executor: Executor | None = None,
     observer: RunObserver | None = None,
-    mode: str = "run",
+    mode: Mode = Mode.RUN,
     force: bool = False,
 ) -> Run:
     """Run every point of ``suite`` on ``backends`` (``mode`` run: measure; train: learn the task);
@@ -137,7 +138,7 @@ def run_suite(
     progress bar; default: nothing)."""
     registry = get_registry()
     task = registry.task(suite.task)  # unknown task: a clear error before anything runs
-    too_short = [t for t in (suite.train.seq_lens if mode == "train" else suite.seq_lens) if t < task.min_seq_len]
+    too_short = [t for t in (suite.train.seq_lens if mode == Mode.TRAIN else suite.seq_lens) if t < task.min_seq_len]
     if too_short:
         raise HarnessError(f"sequence length {too_short[0]} is too short for task {task.name!r} "
                            f"(minimum {task.min_seq_len})")
@@ -157,13 +158,13 @@ def run_suite(
     data.machines = executor.machines  # filled in as points come back from other machines
     per_cell = len(_jobs(suite, mode, "", ""))
     bar = observer or Silent()
-    timeout = suite.train.timeout if mode == "train" else suite.timing.timeout
+    timeout = suite.train.timeout if mode == Mode.TRAIN else suite.timing.timeout
     running: dict[PointJob, PointResult] = {}  # the partial records of the points now running
     # the problems of the grid, built once for every backend (grid.build); removed with the run
-    problems = tempfile.mkdtemp(prefix="harness-problems-") if mode == "run" else None
+    problems = tempfile.mkdtemp(prefix="harness-problems-") if mode == Mode.RUN else None
     # the code compiled while its compile time was measured, loaded by the run's workers (_compile_times)
     local = isinstance(executor, LocalExecutor)
-    compiled = tempfile.mkdtemp(prefix="harness-compiled-") if mode == "run" and local else None
+    compiled = tempfile.mkdtemp(prefix="harness-compiled-") if mode == Mode.RUN and local else None
 
     kept: list[int] = [0]  # the points in the file as last written
     unwritable: list[str] = []  # why the file cannot be written any more (a full disk): nothing more is
@@ -209,8 +210,8 @@ def run_suite(
                         data.points.extend(unrun)
                         save()
                         bar.advance_all(unrun)
-            timed = mode == "run" and "time" in suite.metrics
-            spectra = _Spectra.planned(task, suite, jobs, problems, executor, bar) if mode == "run" else None
+            timed = mode == Mode.RUN and "time" in suite.metrics
+            spectra = _Spectra.planned(task, suite, jobs, problems, executor, bar) if mode == Mode.RUN else None
             if jobs and problems and local:  # its workers read this folder
                 seeds = suite.seeds if "gradient" in suite.metrics else suite.seeds[:1]
                 points = [(job.cell, job.seq_len, job.suite, seed) for job in jobs for seed in seeds]
@@ -221,7 +222,7 @@ def run_suite(
                     bar.note(f"building the grid's problems (float64 reference) on {processes} CPUs")
                     build_ahead(task, points, problems, processes)
             env = _compile_times(executor, data, jobs, bar, save, compiled) if timed else {}
-            profiles = ([dataclasses.replace(job, mode="profile") for job in jobs]
+            profiles = ([dataclasses.replace(job, mode=JobMode.PROFILE) for job in jobs]
                         if timed and set(suite.metrics) - {"time"} else [])
             if jobs:
                 bar.start(jobs[0])
@@ -230,16 +231,16 @@ def run_suite(
 
                 def on_result(job: PointJob, point: PointResult) -> None:
                     running.pop(job, None)
-                    what = "gradient profile and memory peak" if job.mode == "profile" else ""
-                    if mode == "run" and job.point in where:
+                    what = "gradient profile and memory peak" if job.mode == JobMode.PROFILE else ""
+                    if mode == Mode.RUN and job.point in where:
                         i = where[job.point]
-                        data.points[i] = _merged(data.points[i], point, job.mode == "profile")
+                        data.points[i] = _merged(data.points[i], point, job.mode == JobMode.PROFILE)
                         save()
                         bar.advance(data.points[i], what)
                     else:
                         where[job.point] = len(data.points)
                         record(point, what)
-                    if job.mode != "profile":
+                    if job.mode != JobMode.PROFILE:
                         bar.start(_next(jobs, job))
 
                 executor.run(jobs + profiles, on_result, threads=suite.threads, timeout=timeout,
@@ -254,16 +255,16 @@ def run_suite(
                 spectra.attach(data)  # computed beside the timings, or now (no timing runs any more)
         finally:
             bar.end()
-        data.status = "complete"
+        data.status = RunStatus.COMPLETE
     except HarnessError as exc:  # the executor lost its cluster, or the disk is full: what was written is kept
-        data.status = "interrupted"
+        data.status = RunStatus.INTERRUPTED
         if unwritable:
             raise
         raise HarnessError(f"{exc}; the {len(data.points)} finished points are kept in {path}") from None
     except KeyboardInterrupt:
         for partial in running.values():  # a training point keeps the curve it had when stopped
             data.points.append(dataclasses.replace(partial, status=INTERRUPTED, reason="interrupted (Ctrl-C)"))
-        data.status = "interrupted"
+        data.status = RunStatus.INTERRUPTED
         run.interrupted = True
     finally:
         if spectra:
@@ -379,7 +380,7 @@ def _compile_times(executor: Executor, data: RunResults, jobs: list[PointJob], b
     for name, cell in dict.fromkeys((job.backend, job.cell) for job in jobs):
         cls = registry.backend_class(name)
         if cls.compiles:
-            bar.start(PointJob(name, cell, min(suite.seq_lens), suite, "compile"))
+            bar.start(PointJob(name, cell, min(suite.seq_lens), suite, JobMode.COMPILE))
             data.compile.append(executor.measure_compile(name, cell, suite, into=compiled))
             save()
             if compiled:
@@ -406,7 +407,7 @@ def _timing_round(executor: Executor, data: RunResults, round_: int, bar: RunObs
     later round fails keeps its earlier samples."""
     suite = data.suite
     where = {p.point: i for i, p in enumerate(data.points) if p.status == OK and p.time is not None}
-    jobs = [PointJob(p.backend, p.cell, p.seq_len, suite.at(p.hidden, p.batch, p.init), "time", round=round_,
+    jobs = [PointJob(p.backend, p.cell, p.seq_len, suite.at(p.hidden, p.batch, p.init), JobMode.TIME, round=round_,
                      problems=problems) for p in where]
     if not jobs:
         return
