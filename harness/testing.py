@@ -232,13 +232,14 @@ def _training_curve(backend: Backend, cell: str) -> np.ndarray:
     """Eval losses of 50 iterations of the core's training loop (adding problem, T = 12, H = 8, float64)."""
     from harness.run.grid import JobMode, PointJob
     from harness.run.train import train
+    from harness.plugins import get_registry
     from harness.suites import Suite, TrainSettings
-    from harness.tasks import AddingTask
 
     suite = Suite(name="check", task="adding", cells=(cell,), seq_lens=(12,), batch=8, hidden=8, dtype="float64",
                   train=TrainSettings(seq_lens=(12,), iterations=50, batch=8, eval_every=10, eval_size=32,
                                  profile_every=50, lr=0.01))
-    point = train(backend, PointJob(backend.name, cell, 12, suite, JobMode.TRAIN, seed=0), AddingTask())
+    job = PointJob(backend.name, cell, 12, suite, JobMode.TRAIN, seed=0)
+    point = train(backend, job, get_registry().task("adding"))
     return np.array(point.training.eval_loss)
 
 

@@ -239,7 +239,7 @@ def test_exponents_from_the_window_start_equal_those_from_step_one(cell):
     instead of step 1: the same trajectory, so the same exponents (to rounding: 1e-10)."""
     from harness import suites
     from harness.run.grid import build
-    from harness.tasks import TemporalOrderTask
+    from harness_plugins.tasks import TemporalOrderTask
 
     suite = suites.Suite("w", "temporal_order", (cell,), (60,), batch=3, hidden=5, dtype="float64",
                          lyapunov_steps=20)

@@ -8,7 +8,7 @@ import pytest
 
 from harness import suites
 from harness.run import grid, point
-from harness.tasks import TemporalOrderTask
+from harness_plugins.tasks import TemporalOrderTask
 from harness_plugins.numpy_backend import NumpyBackend
 from tests.support.cli import harness
 from tests.support.install import env_with, pip_install, run_pytest

@@ -5,7 +5,7 @@ import numpy as np
 
 from harness import suites
 from harness.run.grid import build, build_ahead
-from harness.tasks import TemporalOrderTask
+from harness_plugins.tasks import TemporalOrderTask
 from tests.support.suites import write_suite
 
 

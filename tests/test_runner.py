@@ -12,7 +12,7 @@ from harness import suites
 from harness.record import dataframe, files
 from harness.run import grid, point
 from harness.run.runner import run_suite
-from harness.tasks import TemporalOrderTask
+from harness_plugins.tasks import TemporalOrderTask
 from harness.testing import relative_error
 from harness_plugins.numpy_backend import NumpyBackend
 from tests.support.cli import start_harness, stop_when

@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from harness.tasks import AddingTask, CopyTask, TemporalOrderTask, softmax_cross_entropy
+from harness.tasks import softmax_cross_entropy
+from harness_plugins.tasks import AddingTask, CopyTask, TemporalOrderTask
 
 
 def test_copy_layout_and_targets():

@@ -133,7 +133,7 @@ def _virtual_backend(clock: FakeClock, first: float, later: float):
 def _measure(tmp_path, backend, **suite_settings):
     from harness import suites
     from harness.run import grid, point
-    from harness.tasks import TemporalOrderTask
+    from harness_plugins.tasks import TemporalOrderTask
     from tests.support.suites import write_suite
 
     suite = suites.load(write_suite(tmp_path / "s", metrics='["time"]', **suite_settings))
@@ -154,7 +154,7 @@ def test_compile_time_is_the_first_call_minus_the_median_of_the_next(tmp_path):
     """A backend whose first forward costs 0.5 virtual seconds and every later one 0.01 s."""
     from harness import suites
     from harness.run import grid, point
-    from harness.tasks import TemporalOrderTask
+    from harness_plugins.tasks import TemporalOrderTask
     from tests.support.suites import write_suite
 
     suite = suites.load(write_suite(tmp_path / "s"))

@@ -14,7 +14,7 @@ from harness.record import files
 from harness.run.grid import PointJob
 from harness.run.runner import run_suite
 from harness.run.train import READOUT, readout, readout_backward, train
-from harness.tasks import AddingTask, CopyTask, TemporalOrderTask
+from harness_plugins.tasks import AddingTask, CopyTask, TemporalOrderTask
 from harness_plugins.numpy_backend import NumpyBackend
 from tests.support.cli import harness, start_harness, stop_when
 from tests.support.plugins import add_distribution
