@@ -23,8 +23,8 @@ import numpy as np
 from harness.cell import Cell, as_cell
 from harness.measure.blas import LETTERS, THREAD_ENV, mkl_gemms
 
-PROBE_SIZE = 1024  # n of the n^3 GEMM probe: large enough for a BLAS to reach its peak
-PROBE_REPEATS = 5
+GEMM_SIZE = 1024  # n of the n^3 product each GEMM engine is timed on: large enough to reach its best rate
+GEMM_REPEATS = 5
 
 
 @dataclass(frozen=True)
@@ -121,15 +121,15 @@ def _best_gflops(gemm: Callable[[Any, Any, Any], object], dtype: str,
     """GFLOP/s of the fastest of a few ``gemm(a, b, c)`` (c = a @ b) on n x n matrices (``convert``:
     from NumPy's arrays to the engine's own)."""
     rng = np.random.default_rng(0)
-    a, b = (convert(rng.standard_normal((PROBE_SIZE, PROBE_SIZE)).astype(dtype)) for _ in range(2))
-    c = np.empty((PROBE_SIZE, PROBE_SIZE), dtype)
+    a, b = (convert(rng.standard_normal((GEMM_SIZE, GEMM_SIZE)).astype(dtype)) for _ in range(2))
+    c = np.empty((GEMM_SIZE, GEMM_SIZE), dtype)
     gemm(a, b, c)  # warm-up: thread pool start, page faults
     best = float("inf")
-    for _ in range(PROBE_REPEATS):
+    for _ in range(GEMM_REPEATS):
         start = time.perf_counter()
         gemm(a, b, c)
         best = min(best, time.perf_counter() - start)
-    return 2 * PROBE_SIZE**3 / best / 1e9
+    return 2 * GEMM_SIZE**3 / best / 1e9
 
 
 if __name__ == "__main__":  # the child of gemm_engines: python -m harness.measure.roofline DTYPE...

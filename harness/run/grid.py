@@ -1,4 +1,5 @@
-"""From a grid point to backend problems: task data, parameters, readout and loss (float64).
+"""The grid: its jobs (:func:`plan`, one :class:`PointJob` per point and measurement), and from a
+point to backend problems: task data, parameters, readout and loss (float64).
 
 Every backend gets bit-identical inputs: the data, weights and the upstream gradient dL/dh_t are
 computed here from the seed with the float64 reference (the hand-written NumPy one for the classic
@@ -31,7 +32,7 @@ from harness.errors import HarnessError
 from harness.inits import init_params
 from harness.record.results import Point
 from harness.run.processes import pool_process
-from harness.suites import Suite, axis_values
+from harness.suites import Mode, Suite, axis_values
 from harness.tasks import Task
 
 
@@ -79,6 +80,18 @@ class PointJob:
         axes = self.suite.axes(self.mode)
         where = "".join(f" {a}={v}" for a, v in zip(axes, axis_values(self.suite, axes)))
         return f"{self.backend} {self.cell} T={self.seq_len}{where}{seed}{rounds}"
+
+
+def plan(suite: Suite, mode: Mode, backend: str, cell: str, problems: str | None = None) -> list[PointJob]:
+    """The grid's jobs of one backend and cell: every init, (H, B) and T (and, for training, every seed
+    and clipping threshold), timings first where the suite times."""
+    if mode == Mode.TRAIN:
+        return [PointJob(backend, cell, T, suite.at(h, b, init, clip), JobMode.TRAIN, seed)
+                for init in suite.init_axis for clip in suite.train.clip_axis
+                for h, b in suite.sizes(mode) for T in suite.train.seq_lens for seed in suite.train.seeds]
+    first = JobMode.TIME if "time" in suite.metrics else JobMode.PROFILE  # the timings first, alone on the machine
+    return [PointJob(backend, cell, T, suite.at(h, b, init), first, problems=problems)
+            for init in suite.init_axis for h, b in suite.sizes() for T in suite.seq_lens]
 
 
 @dataclass(frozen=True)

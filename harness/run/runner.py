@@ -24,7 +24,7 @@ from harness.record import files, provenance
 from harness.record.results import (INTERRUPTED, OK, SKIPPED, BackendStatus, Point, PointResult, RunResults,
                                     RunStatus)
 from harness.run.executor import Executor, LocalExecutor, allowed_cpus, spare_cpus
-from harness.run.grid import JobMode, PointJob, build_ahead, submit_builds, untimed_pool, vet_cell
+from harness.run.grid import JobMode, PointJob, build_ahead, plan, submit_builds, untimed_pool, vet_cell
 from harness.run.observer import RunObserver, Silent
 from harness.suites import Mode, Suite
 
@@ -112,17 +112,6 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat()
 
 
-def _jobs(suite: Suite, mode: Mode, backend: str, cell: str, problems: str | None = None) -> list[PointJob]:
-    """The points of one backend and cell: every init, (H, B) and T (and, for training, every seed)."""
-    if mode == Mode.TRAIN:
-        return [PointJob(backend, cell, T, suite.at(h, b, init, clip), JobMode.TRAIN, seed)
-                for init in suite.init_axis for clip in suite.train.clip_axis
-                for h, b in suite.sizes(mode) for T in suite.train.seq_lens for seed in suite.train.seeds]
-    first = JobMode.TIME if "time" in suite.metrics else JobMode.PROFILE  # the timings first, alone on the machine
-    return [PointJob(backend, cell, T, suite.at(h, b, init), first, problems=problems)
-            for init in suite.init_axis for h, b in suite.sizes() for T in suite.seq_lens]
-
-
 def run_suite(
     suite: Suite,
     backends: list[str],
@@ -156,7 +145,7 @@ def run_suite(
                                            "plugin_status": plugin_statuses()}))
     data = run.results
     data.machines = executor.machines  # filled in as points come back from other machines
-    per_cell = len(_jobs(suite, mode, "", ""))
+    per_cell = len(plan(suite, mode, "", ""))
     bar = observer or Silent()
     timeout = suite.train.timeout if mode == Mode.TRAIN else suite.timing.timeout
     running: dict[PointJob, PointResult] = {}  # the partial records of the points now running
@@ -201,7 +190,7 @@ def run_suite(
                     support = cls.supports(cell, suite.dtype) if availability else availability
                     status, reason = (SKIPPED, support.reason) if not support else unfit[cell] or (OK, "")
                     unrun = []
-                    for job in _jobs(suite, mode, name, cell, problems):
+                    for job in plan(suite, mode, name, cell, problems):
                         if status == OK:
                             jobs.append(job)
                         else:
