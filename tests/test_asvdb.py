@@ -1,7 +1,9 @@
 """Recording into asv's results database, publishing, comparing; asv's internal API contract."""
 from __future__ import annotations
 
+import ast
 import dataclasses
+import datetime as dt
 import inspect
 import json
 import math
@@ -176,32 +178,99 @@ def test_report_draws_one_results_file_without_asv(project, tmp_path):
     assert (tmp_path / "rep/gradient_gru.png").stat().st_size > 0
 
 
-def test_asv_internal_api_is_what_the_recorder_uses():
-    """Fails loudly when a new asv changes the internals harness.asvdb relies on."""
+#: Every name harness.record.asvapi imports from asv: the test below checks each against the installed asv.
+ASV_NAMES_USED = {
+    ("asv.benchmarks", "Benchmarks"), ("asv.commands.compare", "_is_result_better"),
+    ("asv.commands.publish", "Publish"), ("asv.config", "Config"), ("asv.console", "log"),
+    ("asv.results", "Results"), ("asv.results", "get_filename"), ("asv.runner", "BenchmarkResult"),
+    ("asv.util", "ProcessError"), ("asv.util", "UserError"),
+}
+
+
+def _asv_imports(path: Path) -> set[tuple[str, str]]:
+    """(module, name) of every import from asv in a file, at any depth (asvapi imports inside functions);
+    ``import asv.x`` counts as (``asv.x``, "")."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "asv":
+            found |= {(node.module, alias.name) for alias in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {(alias.name, "") for alias in node.names if alias.name.split(".")[0] == "asv"}
+    return found
+
+
+def test_asv_is_imported_by_the_adapter_only():
+    """harness.record.asvapi is the one module that imports asv (lint-imports' "asv-behind-one-module"
+    says the same in CI), so the contract test below guards every use of asv."""
+    root = Path(__file__).resolve().parent.parent
+    sources = [*root.glob("harness/**/*.py"), *root.glob("plugins/**/*.py")]
+    importers = sorted(str(path.relative_to(root)) for path in sources if _asv_imports(path))
+    assert importers == ["harness/record/asvapi.py"]
+
+
+def test_asv_internal_api_is_what_the_recorder_uses(tmp_path):
+    """Fails loudly when a new asv changes what harness.record.asvapi relies on: every asv name it imports
+    exists, with the signature, fields or attributes the adapter uses."""
+    import logging
+
     import asv
     from asv.benchmarks import Benchmarks
+    from asv.commands.compare import _is_result_better
     from asv.commands.publish import Publish
     from asv.config import Config
+    from asv.console import log
     from asv.results import Results, get_filename
     from asv.runner import BenchmarkResult
+    from asv.util import ProcessError, UserError
 
-    assert asv.__version__.startswith("0.6.")
-    assert list(inspect.signature(Results.__init__).parameters) == [
+    from harness.record import asvapi
+
+    assert asv.__version__.startswith(asvapi.ASV_SERIES)
+    # a name the adapter starts to use is added to ASV_NAMES_USED, and checked below
+    assert _asv_imports(Path(asvapi.__file__)) == ASV_NAMES_USED
+    params = lambda f: list(inspect.signature(f).parameters)  # noqa: E731
+
+    # configuration: Config.load(path), Config.from_json(settings), and the attributes the harness reads
+    assert params(Config.load) == ["path"] and params(Config.from_json) == ["d"]
+    conf = asvapi.config_from_dict({"version": 1, "project": "p", "repo": ".", "dvcs": "git", "branches": ["main"],
+                                    "results_dir": "r", "html_dir": "r/html"})
+    assert (conf.results_dir, conf.html_dir, conf.repo) == ("r", "r/html", ".")
+    # writing: Results(...), load_data, add_result(..., selected_idx), save, get_filename, Benchmarks(conf, [...])
+    assert params(Results.__init__) == [
         "self", "params", "requirements", "commit_hash", "date", "python", "env_name", "env_vars"]
-    assert {"benchmark", "result", "started_at", "record_samples"} <= set(
-        inspect.signature(Results.add_result).parameters)
+    assert {"benchmark", "result", "started_at", "record_samples", "selected_idx"} <= set(params(Results.add_result))
     assert BenchmarkResult._fields == ("result", "samples", "number", "errcode", "stderr", "profile")
     assert Results.api_version == 2 and Benchmarks.api_version == 2
+    assert params(Results.load_data) == params(Results.save) == ["self", "result_dir"]
     assert get_filename("m", "0123456789abcdef", "env") == "m/01234567-env.json"
-    assert "pull" in inspect.signature(Publish.run).parameters
-    for method in ("load_data", "save", "get_result_value", "get_result_params", "get_all_result_keys",
-                   "get_result_stats", "get_result_samples"):
-        assert callable(getattr(Results, method))
-    assert "selected_idx" in inspect.signature(Results.add_result).parameters
-    from asv.commands.compare import _is_result_better  # harness compare decides with asv's own logic
+    assert params(Benchmarks.__init__)[:3] == ["self", "conf", "benchmarks"] and callable(Benchmarks.save)
+    # reading: Results.load(path), its accessors, commit_hash, env_vars and benchmark_version
+    assert params(Results.load)[0] == "path"
+    assert params(Results.get_all_result_keys) == ["self"] and params(Results.get_result_params) == ["self", "key"]
+    for method in ("get_result_value", "get_result_stats", "get_result_samples"):
+        assert params(getattr(Results, method)) == ["self", "key", "params"]
+    # compare: asv's own decision; publish: Publish.run(conf, pull=...), a quiet log, the errors it raises
+    assert params(_is_result_better) == ["a", "b", "a_ss", "b_ss", "factor", "use_stats"]
+    assert params(Publish.run)[0] == "conf" and "pull" in params(Publish.run)
+    with log.set_level(logging.CRITICAL):
+        pass
+    assert issubclass(UserError, Exception) and ProcessError(["git"], 3, "", "").retcode == 3
 
-    assert list(inspect.signature(_is_result_better).parameters) == ["a", "b", "a_ss", "b_ss", "factor", "use_stats"]
-    assert callable(Config.from_json) and callable(Benchmarks.save)
+    # and the adapter round-trips a benchmark through asv's own files
+    bench = {"name": "s.m", "type": "track", "unit": "u", "params": [["'a'", "'b'"]], "param_names": ["x"],
+             "version": "1", "code": "", "timeout": 60}
+    results = asvapi.new_results({"machine": "m"}, {}, "0123456789abcdef", 1, "3.11", "env", {"K": "1"})
+    asvapi.load_existing(results, tmp_path)  # nothing there yet
+    asvapi.add_benchmark_result(results, bench, [1.5, None], [[1.0, 2.0], None], [3, None],
+                                started_at=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc), selected_idx={0, 1})
+    asvapi.save_results(results, tmp_path)
+    asvapi.save_benchmarks(conf, [bench], tmp_path)
+    assert conf.results_dir == "r" and (tmp_path / "benchmarks.json").is_file()
+    read = asvapi.read_results(tmp_path / asvapi.results_filename("m", "0123456789abcdef", "env"))
+    assert asvapi.commit_of(read) == "0123456789abcdef" and asvapi.env_vars_of(read) == {"K": "1"}
+    (stored,) = asvapi.stored_benchmarks(read)
+    assert (stored.name, stored.params, stored.values, stored.version) == ("s.m", [["'a'", "'b'"]], [1.5, None], "1")
+    assert stored.samples == [[1.0, 2.0], None] and stored.stats[0]["repeat"] == 2  # asv computed the statistics
 
 
 def test_results_dir_comes_from_asv_conf_json(tmp_path):

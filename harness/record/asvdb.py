@@ -10,12 +10,12 @@ Runs from a dirty tree (or with ``--label``) are stored under ``results/labels/<
 has no ``machine.json`` and is therefore invisible to ``asv publish``: they never enter the
 history graphs, but ``harness compare`` can read them.
 
-These are asv internals (see docs/references.md, "asv"); tests/test_asvdb.py fails loudly
-if a new asv version changes them.
+asv's API, internals included (see docs/references.md, "asv"), is called through
+:mod:`harness.record.asvapi`, the one module that imports asv; tests/test_asvdb.py fails loudly if a
+new asv version changes what it uses.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import datetime as dt
 import hashlib
@@ -36,6 +36,7 @@ import numpy as np
 
 from harness.errors import HarnessError, check_name
 from harness.measure.probe import PROBE_VERSION
+from harness.record import asvapi
 from harness.record.provenance import PEAK_VERSION
 from harness.record.files import write_json_atomic
 from harness.record.results import FAILED, OK, CompileResult, PointResult, RunResults, RunStatus
@@ -171,13 +172,11 @@ TRAIN_METRICS = (
 
 def load_config(path: str | os.PathLike = CONFIG_FILE, results_dir: str | None = None):
     """asv's Config from ``asv.conf.json``, or asv's defaults for this layout if there is none."""
-    from asv.config import Config
-
     if Path(path).is_file():
-        conf = Config.load(str(path))
+        conf = asvapi.load_config(path)
     else:
-        conf = Config.from_json({"version": 1, "project": "rnn-grad-harness", "repo": ".", "dvcs": "git",
-                                 "branches": ["main"], "results_dir": "results", "html_dir": "results/html"})
+        conf = asvapi.config_from_dict({"version": 1, "project": "rnn-grad-harness", "repo": ".", "dvcs": "git",
+                                        "branches": ["main"], "results_dir": "results", "html_dir": "results/html"})
     if results_dir is not None:
         conf.results_dir = str(results_dir)
         conf.html_dir = str(Path(results_dir) / "html")
@@ -229,6 +228,10 @@ def _text(value: Any) -> str:
 
 
 def asv_machine(prov: dict) -> dict:
+    """asv's machine description (machine.json's fields) from a run's provenance: the machine that measured
+    it, one of several for a Dask run, and not the one recording. asv's ``Machine.get_defaults()`` describes
+    the recording process's own machine (host name rather than ``$HARNESS_MACHINE``, RAM in bytes), so it
+    is not used here; only the RAM is read on this machine (:func:`_ram`)."""
     return {"machine": check_name("machine name", prov["machine"]), "os": _text(prov["os"]),
             "arch": _text(prov["arch"]), "cpu": _text(prov["cpu"]), "num_cpu": str(prov["cpu_count"]),
             "ram": _text(_ram()), "gpu": _text(prov.get("gpu") or "")}
@@ -423,10 +426,6 @@ def record_run(run: RunResults, conf, label: str | None = None) -> list[Path]:
 
 
 def _record(run: RunResults, conf, label: str | None) -> Path:
-    from asv.benchmarks import Benchmarks
-    from asv.results import Results, get_filename
-    from asv.runner import BenchmarkResult
-
     suite, prov = run.suite, run.provenance
     label = label_for(prov, label)
     results_dir = Path(conf.results_dir)
@@ -454,9 +453,9 @@ def _record(run: RunResults, conf, label: str | None) -> Path:
     # asv keeps env_vars with the results file and uses them for nothing else.
     rounds = ({TIMING_ROUNDS: str(suite.timing.passes), TIMING_ISOLATED: str(int(suite.timing.isolate))}
               if run.mode == Mode.RUN else {})
-    results = Results(_run_params(prov), {n: libs[n] for n in ("numpy", "torch", "numba") if libs.get(n)},
-                      commit, date, prov["python"], env, rounds)
-    results.load_data(str(target_dir))
+    results = asvapi.new_results(_run_params(prov), {n: libs[n] for n in ("numpy", "torch", "numba") if libs.get(n)},
+                                 commit, date, prov["python"], env, rounds)
+    asvapi.load_existing(results, target_dir)
     started = dt.datetime.fromisoformat(run.started_at)
     for metric in metrics:
         bench, points = benchmarks[f"{suite.name}.{metric.name}"], groups[metric.name]
@@ -469,24 +468,21 @@ def _record(run: RunResults, conf, label: str | None) -> Path:
             samples.append(sample)
             numbers.append(number)
         this_run = {i for i, combo in enumerate(combos) if combo in points}
-        results.add_result(bench, BenchmarkResult(result=values, samples=samples, number=numbers, errcode=0,
-                                                  stderr="", profile=None),
-                           record_samples=True, started_at=started, selected_idx=this_run)
+        asvapi.add_benchmark_result(results, bench, values, samples, numbers, started_at=started,
+                                    selected_idx=this_run)
 
     # Write everything into a scratch folder, then move each file into place atomically.
     results_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".harness-asv-", dir=results_dir))
     try:
-        results.save(str(scratch))
-        filename = get_filename(machine["machine"], commit, env)
+        asvapi.save_results(results, scratch)
+        filename = asvapi.results_filename(machine["machine"], commit, env)
         final = target_dir / filename
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(scratch / filename, final)
         if not label:
             write_json_atomic(results_dir / machine["machine"] / "machine.json", {**machine, "version": 1})
-        scratch_conf = copy.copy(conf)
-        scratch_conf.results_dir = str(scratch)
-        Benchmarks(scratch_conf, list(benchmarks.values())).save()
+        asvapi.save_benchmarks(conf, list(benchmarks.values()), scratch)
         os.replace(scratch / "benchmarks.json", bench_file)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -3,10 +3,11 @@
 A and B are commit prefixes (history points) or labels (dirty-tree and ``--label`` runs). ratio =
 after / before; every metric is oriented so that larger is worse (GFLOP/s and the fraction of peak,
 derived from the time, are shown and never marked). The marks are asv's, from asv's own
-decision (``asv.commands.compare._is_result_better``, which uses the stored samples' confidence
-intervals where the benchmark has them): ``+`` a significant regression beyond the factor, ``-`` a
-significant improvement, ``!`` newly failed, ``*`` newly fixed, ``x`` not comparable (the benchmark's
-definition changed), and a ratio shown as ``~1.25`` is beyond the factor but within the noise.
+decision (``asv.commands.compare._is_result_better``, called through ``harness.record.asvapi``, which
+uses the stored samples' confidence intervals where the benchmark has them): ``+`` a significant
+regression beyond the factor, ``-`` a significant improvement, ``!`` newly failed, ``*`` newly fixed,
+``x`` not comparable (the benchmark's definition changed), and a ratio shown as ``~1.25`` is beyond the
+factor but within the noise.
 
 Timings are judged in units of the machine probe timed beside them (measure/probe.py): each timing
 round times a fixed workload before, between and after its two timings, and `harness run` records
@@ -28,6 +29,7 @@ from rich.console import Group
 from rich.text import Text
 
 from harness.errors import HarnessError
+from harness.record import asvapi
 from harness.record.asvdb import LABELS_DIR, PROBE_METRIC, TIMING_ISOLATED, TIMING_ROUNDS, VS_PROBE, unrepr
 from harness.report.console import table
 
@@ -81,8 +83,6 @@ def _result_files(results_dir: Path) -> Iterator[tuple[str, Path]]:
 def resolve(results_dir: Path, spec: str) -> dict:
     """The asv Results of a label or a commit prefix, one per machine that recorded it (the newest
     file of each machine when there are several)."""
-    from asv.results import Results
-
     candidates, known_commits, known_labels = [], set(), set()
     for kind, path in _result_files(results_dir):
         if kind == "label":
@@ -91,9 +91,9 @@ def resolve(results_dir: Path, spec: str) -> dict:
             if label == spec:
                 candidates.append(path)
         else:
-            res = Results.load(str(path))
-            known_commits.add(res.commit_hash[:8])
-            if res.commit_hash.startswith(spec):
+            commit = asvapi.commit_of(asvapi.read_results(path))
+            known_commits.add(commit[:8])
+            if commit.startswith(spec):
                 candidates.append(path)
     if not candidates:
         raise HarnessError(
@@ -102,7 +102,7 @@ def resolve(results_dir: Path, spec: str) -> dict:
     newest: dict[str, Path] = {}
     for path in sorted(candidates, key=lambda p: p.stat().st_mtime):
         newest[path.parent.name] = path  # the machine's folder
-    return {machine: Results.load(str(path)) for machine, path in newest.items()}
+    return {machine: asvapi.read_results(path) for machine, path in newest.items()}
 
 
 def _points(per_machine: dict, name_machines: bool) -> dict[PointKey, _Point]:
@@ -111,28 +111,27 @@ def _points(per_machine: dict, name_machines: bool) -> dict[PointKey, _Point]:
     out = {}
     for machine, res in per_machine.items():
         suffix = (f"@ {machine}",) if name_machines else ()
-        for name in res.get_all_result_keys():
-            params = res.get_result_params(name)
-            values = res.get_result_value(name, params)
-            stats = res.get_result_stats(name, params) or [None] * len(values)
-            samples = res.get_result_samples(name, params) or [None] * len(values)
-            version = res.benchmark_version.get(name)
-            for combo, value, stat, sample in zip(itertools.product(*params), values, stats, samples):
-                out[(name, tuple(unrepr(p) for p in combo) + suffix)] = _Point(value, stat, sample, version)
+        for bench in asvapi.stored_benchmarks(res):
+            values = bench.values
+            stats = bench.stats or [None] * len(values)
+            samples = bench.samples or [None] * len(values)
+            for combo, value, stat, sample in zip(itertools.product(*bench.params), values, stats, samples):
+                out[(bench.name, tuple(unrepr(p) for p in combo) + suffix)] = _Point(value, stat, sample,
+                                                                                     bench.version)
     return out
 
 
 def timing_rounds(results_dir: str | Path, spec: str) -> int | None:
     """The fewest timing rounds behind ``spec``'s timings over its machines (None: recorded before
     the harness kept the count, or a training run)."""
-    counts = [res.env_vars.get(TIMING_ROUNDS) for res in resolve(Path(results_dir), spec).values()]
+    counts = [asvapi.env_vars_of(res).get(TIMING_ROUNDS) for res in resolve(Path(results_dir), spec).values()]
     return min((int(c) for c in counts if c), default=None)
 
 
 def timed_beside(results_dir: str | Path, spec: str) -> bool:
     """Whether some of ``spec``'s timings were taken with untimed work allowed beside them (not
     ``[timing] isolate``; unknown for files recorded before the harness kept it: False)."""
-    return any(res.env_vars.get(TIMING_ISOLATED) == "0" for res in resolve(Path(results_dir), spec).values())
+    return any(asvapi.env_vars_of(res).get(TIMING_ISOLATED) == "0" for res in resolve(Path(results_dir), spec).values())
 
 
 def _isna(value: float | None) -> bool:
@@ -142,8 +141,6 @@ def _isna(value: float | None) -> bool:
 def change(key: PointKey, a: _Point, b: _Point, factor: float) -> Change:
     """asv compare's decision for one point (``asv.commands.compare.Compare.print_table``); a metric
     derived from another (GFLOP/s from the time) is shown, never marked: its source row carries the change."""
-    from asv.commands.compare import _is_result_better
-
     from harness.record.asvdb import metric_named
 
     metric = metric_named(key[0])
@@ -161,11 +158,11 @@ def change(key: PointKey, a: _Point, b: _Point, factor: float) -> Change:
     if _isna(a.value) or _isna(b.value):
         return Change(key, a.value, b.value, ratio, " ")
     ss_a, ss_b = (a.stats, a.samples), (b.stats, b.samples)
-    if _is_result_better(b.value, a.value, ss_b, ss_a, factor):
+    if asvapi.is_result_better(b.value, a.value, ss_b, ss_a, factor):
         return Change(key, a.value, b.value, ratio, "-")
-    if _is_result_better(a.value, b.value, ss_a, ss_b, factor):
+    if asvapi.is_result_better(a.value, b.value, ss_a, ss_b, factor):
         return Change(key, a.value, b.value, ratio, "+")
-    beyond = _is_result_better(a.value, b.value, None, None, factor) or _is_result_better(
+    beyond = asvapi.is_result_better(a.value, b.value, None, None, factor) or asvapi.is_result_better(
         b.value, a.value, None, None, factor)
     return Change(key, a.value, b.value, ratio, " ", within_noise=beyond)
 

@@ -5,10 +5,8 @@ asv publish deletes its HTML directory first, so the harness pages are written a
 """
 from __future__ import annotations
 
-import copy
 import functools
 import http.server
-import logging
 import os
 import re
 import shutil
@@ -16,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.record import files, results
+from harness.record import asvapi, files, results
 from harness.report import plots
 from harness.report.html import render_page
 from harness.suites import Mode
@@ -62,17 +60,11 @@ def _asv_publish(conf, html_dir: Path) -> None:
     """asv publish in-process into ``html_dir``, silent: it warns about every folder under the results
     directory without a machine.json (runs/, labels/, html/), by design here, and its errors become
     one line each."""
-    from asv.commands.publish import Publish
-    from asv.console import log
-    from asv.util import ProcessError, UserError
-
-    conf.html_dir = str(html_dir)
     try:
-        with log.set_level(logging.CRITICAL):
-            Publish.run(conf, pull=False)
-    except UserError as exc:  # a damaged database: benchmarks.json that is not asv's
-        raise HarnessError(f"asv cannot publish {conf.results_dir}: {str(exc).splitlines()[0]}") from None
-    except ProcessError as exc:  # git: the project's repository (asv.conf.json's "repo") is not here
+        asvapi.publish(conf, html_dir)
+    except asvapi.DatabaseRefused as exc:  # a damaged database: benchmarks.json that is not asv's
+        raise HarnessError(f"asv cannot publish {conf.results_dir}: {exc}") from None
+    except asvapi.GitFailed as exc:  # git: the project's repository (asv.conf.json's "repo") is not here
         raise HarnessError(f"asv publish needs the project's git repository ({conf.repo!r} from here) to date "
                            f"the commits: run harness publish in the project's checkout (git exited "
                            f"{exc.retcode})") from None
@@ -125,7 +117,7 @@ def publish(conf) -> Path:
         raise HarnessError(f"cannot write the site into {html_dir}: {e.strerror}") from e
     try:
         with database_lock(results_dir):
-            _asv_publish(copy.copy(conf), building)
+            _asv_publish(conf, building)
         _use_vendored_dependencies(building)
         _write_harness_pages(results_dir, building / HARNESS_PAGES)
         _link_from_asv_index(building)
