@@ -142,7 +142,6 @@ def cmd_suites(args) -> int:
 
 def _grid(args, mode: Mode):
     """The suite with the command line's grid overrides, and the backends: checked before running."""
-    from harness import inits as init_specs
     from harness import suites
     from harness.plugins import get_registry
     from harness.run import runner
@@ -152,34 +151,14 @@ def _grid(args, mode: Mode):
                            f"backends: {', '.join(sorted(get_registry().backends)) or 'none'} (or 'all')")
     suite = suites.load(args.suite)
     _check_threads(args)
-    for cell in args.cells or ():
-        get_registry().cell_class(cell)  # one line naming the known cells
-    for option, values in (("--seq-lens", args.seq_lens), ("--hidden", args.hidden),
-                           ("--batch", getattr(args, "batch", None))):  # harness train has no --batch
-        for value in values or ():
-            if value < 1:
-                raise HarnessError(f"{option} must be positive, got {value}")
-    suite = suite.with_overrides(cells=args.cells, threads=args.threads)
-    # --cells or --inits may pair an init with a cell it does not apply to: checked again here
-    first, inits = suites.axis(init_specs.check(args.inits or suite.init_axis, suite.cells))
-    suite = suite.with_overrides(init=first, inits=inits)
-    for key in ("hidden", "batch"):
-        if getattr(args, key, None):
-            first, sizes = suites.axis(tuple(getattr(args, key)))
-            suite = suite.with_overrides(**{key: first, f"{key}_sizes": sizes})
+    grid = dict(cells=args.cells, seq_lens=args.seq_lens, hidden=args.hidden, inits=args.inits, threads=args.threads)
     if mode == suites.Mode.TRAIN:
-        if any(not 0 <= clip < math.inf for clip in args.clip or ()):
-            raise HarnessError(f"--clip must not be negative, got {','.join(f'{c:g}' for c in args.clip)}")
-        clip, clips = suites.axis(args.clip) if args.clip else (None, None)
-        suite = suite.with_training(seq_lens=args.seq_lens, iterations=args.iterations, seeds=args.seeds,
-                                    clip=clip, clips=clips)
+        grid.update(clip=args.clip, iterations=args.iterations, seeds=args.seeds)
     else:
-        preset = suites.REGRESSION_TIMING if args.regression else {}
-        suite = suite.with_overrides(**preset)  # then the explicit options, which win over the preset
-        suite = suite.with_overrides(seq_lens=args.seq_lens, repeat=args.repeat, budget=args.budget,
-                                     timeout=args.timeout, rounds=args.rounds, compile_repeat=args.compile_repeat,
-                                     isolate=args.isolate)
-    return suite, runner.select_backends(args.backends)
+        grid.update(batch=args.batch, regression=args.regression, repeat=args.repeat, budget=args.budget,
+                    timeout=args.timeout, rounds=args.rounds, compile_repeat=args.compile_repeat,
+                    isolate=args.isolate)
+    return suite.with_grid(mode, **grid), runner.select_backends(args.backends)
 
 
 def _check_threads(args) -> None:
@@ -195,29 +174,7 @@ def _check_threads(args) -> None:
                            f"use at most {cpus}, or add --oversubscribe to run more threads than CPUs anyway")
 
 
-EXECUTORS = ("local", "dask")
-
-
-@contextlib.contextmanager
-def _executor(args):
-    """The executor ``--executor`` names, closed (a local Dask cluster shut down) afterwards."""
-    if args.executor == "local":
-        if args.scheduler or args.workers:
-            raise HarnessError(f"--{'scheduler' if args.scheduler else 'workers'} needs --executor dask")
-        from harness.run.executor import LocalExecutor
-
-        yield LocalExecutor(args.memory_limit)
-        return
-    if args.scheduler and args.workers:
-        raise HarnessError("--workers sizes a local cluster; with --scheduler the cluster has its own workers")
-    try:
-        from harness.run.dask_executor import DaskExecutor
-    except ImportError as exc:
-        raise HarnessError(f"--executor dask needs dask and distributed ({exc}); "
-                           "install them with: pip install 'harness[dask]'") from None
-    with DaskExecutor(args.scheduler, args.workers, args.memory_limit,
-                      share_cpus=getattr(args, "share_cpus", False)) as executor:
-        yield executor
+EXECUTORS = ("local", "dask")  # what run.runner.opened opens
 
 
 def _run_and_record(args, mode: Mode) -> int:
@@ -241,7 +198,9 @@ def _run_and_record(args, mode: Mode) -> int:
 
         os.environ[REMEASURE_PEAK_ENV] = "1"
     conf = asvdb.load_config(results_dir=args.results_dir)
-    with _executor(args) as executor:
+
+    with runner.opened(args.executor, args.scheduler, args.workers, args.memory_limit,
+                share_cpus=getattr(args, "share_cpus", False)) as executor:
         run = runner.run_suite(suite, backends, results_dir=conf.results_dir, output=args.output, mode=mode,
                                observer=console.GridProgress(enabled=not args.quiet), executor=executor,
                                force=args.force)

@@ -163,6 +163,39 @@ class Suite:
         changes = {k: v for k, v in changes.items() if v is not None}
         return replace(self, train=replace(self.train, **changes))
 
+    def with_grid(self, mode: Mode, *, cells: tuple[str, ...] | None = None, seq_lens: tuple[int, ...] | None = None,
+                  hidden: tuple[int, ...] | None = None, batch: tuple[int, ...] | None = None,
+                  inits: tuple[str, ...] | None = None, threads: int | None = None,
+                  clip: tuple[float, ...] | None = None, iterations: int | None = None,
+                  seeds: tuple[int, ...] | None = None, regression: bool = False, **timing: Any) -> Suite:
+        """This suite with a command line's grid overrides (``None``: the suite's), each checked before
+        anything runs (a one-line :class:`HarnessError` naming the bad value). ``mode`` run: ``timing``
+        holds ``Timing`` fields, applied over the ``regression`` preset (:data:`REGRESSION_TIMING`);
+        train: ``seq_lens``, ``iterations``, ``seeds`` and ``clip`` are the training grid's."""
+        from harness.cells import cell_class
+
+        for cell in cells or ():
+            cell_class(cell)  # one line naming the known cells
+        for option, values in (("--seq-lens", seq_lens), ("--hidden", hidden), ("--batch", batch)):
+            for value in values or ():
+                if value < 1:
+                    raise HarnessError(f"{option} must be positive, got {value}")
+        suite = self.with_overrides(cells=cells, threads=threads)
+        # cells or inits may pair an init with a cell it does not apply to: checked again here
+        first, axis_ = axis(init_specs.check(inits or suite.init_axis, suite.cells))
+        suite = suite.with_overrides(init=first, inits=axis_)
+        for key, values in (("hidden", hidden), ("batch", batch)):
+            if values:
+                first, sizes = axis(tuple(values))
+                suite = suite.with_overrides(**{key: first, f"{key}_sizes": sizes})
+        if mode == Mode.TRAIN:
+            if any(not 0 <= c < math.inf for c in clip or ()):
+                raise HarnessError(f"--clip must not be negative, got {','.join(f'{c:g}' for c in clip)}")
+            first, clips = axis(tuple(clip)) if clip else (None, None)
+            return suite.with_training(seq_lens=seq_lens, iterations=iterations, seeds=seeds, clip=first, clips=clips)
+        suite = suite.with_overrides(**(REGRESSION_TIMING if regression else {}))
+        return suite.with_overrides(seq_lens=seq_lens, **timing)  # explicit options win over the preset
+
 
 _TOP_KEYS = {
     "name": str, "task": str, "cells": list, "seq_lens": list, "batch": (int, list), "hidden": (int, list),

@@ -134,6 +134,15 @@ def spare_cpus(threads: int) -> list[int]:
     return [cpu for cpu in cpus if cpu not in pinned | shared]
 
 
+def beside_cpus(jobs: list[PointJob], threads: int) -> list[int]:
+    """Where the untimed jobs of ``jobs`` (and the runner's spectra) run while the timed ones are
+    timed: the spare CPUs, unless nothing is timed or a job's suite asks for ``[timing] isolate``
+    (then they run after the timings, on every CPU). The one place this is decided."""
+    if not any(timed(job) for job in jobs) or any(job.suite.timing.isolate for job in jobs):
+        return []
+    return spare_cpus(threads)
+
+
 def _cpu_list(text: str) -> set[int]:
     """Linux's CPU list syntax: ``0-3,8``."""
     cpus: set[int] = set()
@@ -325,8 +334,7 @@ class LocalExecutor:
             return self._one_by_one(jobs, on_result, threads, timeout, on_progress, env)
         alone = [job for job in jobs if timed(job)]
         untimed = [job for job in jobs if not timed(job)]
-        isolate = any(job.suite.timing.isolate for job in jobs)
-        beside = spare_cpus(threads) if alone and not isolate else []
+        beside = beside_cpus(jobs, threads)
         lanes = ([[cpu] for cpu in beside] if beside else
                  [None] * min(len(untimed), max(1, len(allowed_cpus()) // max(1, threads))))
         from multiprocessing import resource_tracker
@@ -520,3 +528,4 @@ def _merge_tree(source: str, into: str) -> None:
 
 class _StartError(Exception):
     """A backend's worker could not start (its import failed or timed out)."""
+

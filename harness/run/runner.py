@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from harness.plugins import get_registry, machine_info, plugin_statuses
 from harness.record import files, provenance
 from harness.record.results import (INTERRUPTED, OK, SKIPPED, BackendStatus, Point, PointResult, RunResults,
                                     RunStatus)
-from harness.run.executor import Executor, LocalExecutor, allowed_cpus, spare_cpus
+from harness.run.executor import Executor, LocalExecutor, allowed_cpus, beside_cpus
 from harness.run.grid import JobMode, PointJob, build_ahead, plan, submit_builds, untimed_pool, vet_cell
 from harness.run.observer import RunObserver, Silent
 from harness.suites import Mode, Suite
@@ -110,6 +110,27 @@ def check_fits_in_memory(suite: Suite, task, mode: Mode) -> None:
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat()
+
+@contextlib.contextmanager
+def opened(name: str, scheduler: str | None = None, workers: int | None = None, memory_limit: int | None = None,
+           share_cpus: bool = False) -> Iterator[Executor]:
+    """The executor ``name`` ("local" or "dask") names, closed (a local Dask cluster shut down)
+    afterwards; a Dask cluster's ``scheduler`` address, or the number of ``workers`` of a local one."""
+    if name == "local":
+        if scheduler or workers:
+            raise HarnessError(f"--{'scheduler' if scheduler else 'workers'} needs --executor dask")
+        yield LocalExecutor(memory_limit)
+        return
+    if scheduler and workers:
+        raise HarnessError("--workers sizes a local cluster; with --scheduler the cluster has its own workers")
+    try:
+        from harness.run.dask_executor import DaskExecutor
+    except ImportError as exc:
+        raise HarnessError(f"--executor dask needs dask and distributed ({exc}); "
+                           "install them with: pip install dask distributed") from None
+    with DaskExecutor(scheduler, workers, memory_limit, share_cpus=share_cpus) as executor:
+        yield executor
+
 
 
 def run_suite(
@@ -292,8 +313,7 @@ class _Spectra:
         if "gradient" not in suite.metrics or not jobs:
             return None
         keys = {(job.cell, job.seq_len, job.suite.hidden, job.suite.batch, job.suite.init): job.suite for job in jobs}
-        spare = (spare_cpus(suite.threads) if isinstance(executor, LocalExecutor) and "time" in suite.metrics
-                 and not suite.timing.isolate else [])
+        spare = beside_cpus(jobs, suite.threads) if isinstance(executor, LocalExecutor) else []
         return cls(task, keys, problems, spare or allowed_cpus(), bool(spare), bar)
 
     def start(self, build: list[tuple[str, int, Suite, int]] = ()) -> None:
