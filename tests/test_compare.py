@@ -85,7 +85,7 @@ def test_marks_ratio_factor_and_failed_versus_skipped(tmp_path):
     assert (a.mark, a.ratio, a.regression) == ("+", pytest.approx(2.0, rel=1e-12), True)
     assert (b.mark, b.ratio, b.regression) == ("-", pytest.approx(0.5, rel=1e-12), False)
     assert c.mark == "!" and c.after is None and c.regression  # failed: asv's null
-    assert d.mark == " " and math.isnan(d.after) and not d.regression  # skipped: asv's NaN, not a failure
+    assert d.mark == "?" and math.isnan(d.after) and d.regression  # measured before, not run after (issue 30)
     swapped = _changes(tmp_path / "results", "after", "before")
     assert swapped[(TIMING, "a")].ratio == pytest.approx(0.5, rel=1e-12) and swapped[(TIMING, "b")].mark == "+"
     assert swapped[(TIMING, "c")].mark == "*"  # fixed a failure
@@ -174,3 +174,20 @@ def test_a_point_with_broken_gradients_is_never_compared_with_a_healthy_one(tmp_
             c = changes[(metric, name)]
             assert c.mark == "!" and c.after is None and c.regression, (metric, name)
     assert changes[(TIMING, "c")].mark == "-" and changes[(TIMING, "c")].after == pytest.approx(0.5)
+
+
+def test_a_backend_that_vanished_or_sides_without_common_points_fail_the_comparison(tmp_path):
+    """A backend measured before and absent after (its rows were n/a, exit 0) is marked ? and fails;
+    so does one that appears; two sides that share no measured point are an error, not a pass."""
+    from harness.errors import HarnessError
+
+    record_synthetic(tmp_path, "before", [synthetic_point(name, 10, 1.0) for name in "ab"])
+    record_synthetic(tmp_path, "after", [synthetic_point("a", 10, 1.0), synthetic_point("c", 10, 1.0)])
+    changes = _changes(tmp_path / "results", "before", "after")
+    assert changes[(TIMING, "a")].mark == " "
+    gone, new = changes[(TIMING, "b")], changes[(TIMING, "c")]
+    assert (gone.mark, gone.regression, new.mark, new.regression) == ("?", True, "?", True)
+    assert math.isnan(gone.after) and math.isnan(new.before)
+    record_synthetic(tmp_path, "elsewhere", [synthetic_point("z", 99, 1.0)])
+    with pytest.raises(HarnessError, match="before and elsewhere share no measured benchmark point"):
+        compare(tmp_path / "results", "before", "elsewhere")

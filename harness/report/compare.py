@@ -6,8 +6,9 @@ derived from the time, are shown and never marked). The marks are asv's, from as
 decision (``asv.commands.compare._is_result_better``, called through ``harness.record.asvapi``, which
 uses the stored samples' confidence intervals where the benchmark has them): ``+`` a significant
 regression beyond the factor, ``-`` a significant improvement, ``!`` newly failed, ``*`` newly fixed,
-``x`` not comparable (the benchmark's definition changed), and a ratio shown as ``~1.25`` is beyond the
-factor but within the noise.
+``x`` not comparable (the benchmark's definition changed), ``?`` measured on one side only (a backend,
+cell or metric that vanished or appeared: the sides do not measure the same thing), and a ratio shown
+as ``~1.25`` is beyond the factor but within the noise. ``+``, ``!`` and ``?`` fail the comparison.
 
 Timings are judged in units of the machine probe timed beside them (measure/probe.py): each timing
 round times a fixed workload before, between and after its two timings, and `harness run` records
@@ -35,8 +36,8 @@ from harness.report.console import table
 
 #: A benchmark point in asv's database: (benchmark name, its parameter values as text).
 PointKey = tuple[str, tuple[str, ...]]
-REGRESSIONS = ("+", "!")
-CHANGED = ("+", "-", "!")
+REGRESSIONS = ("+", "!", "?")
+CHANGED = ("+", "-", "!", "?")
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,11 @@ def _isna(value: float | None) -> bool:
     return value is None or math.isnan(value)
 
 
+def _measured(value: float | None) -> bool:
+    """Whether a point ran: a number, or None (it failed); NaN is asv's "not run" (skipped, or absent)."""
+    return value is None or not math.isnan(value)
+
+
 def change(key: PointKey, a: _Point, b: _Point, factor: float) -> Change:
     """asv compare's decision for one point (``asv.commands.compare.Compare.print_table``); a metric
     derived from another (GFLOP/s from the time) is shown, never marked: its source row carries the change."""
@@ -151,6 +157,8 @@ def change(key: PointKey, a: _Point, b: _Point, factor: float) -> Change:
     ratio = None if _isna(a.value) or _isna(b.value) or a.value == 0 else b.value / a.value
     if a.version is not None and b.version is not None and a.version != b.version:
         return Change(key, a.value, b.value, ratio, "x")
+    if _measured(a.value) != _measured(b.value):  # ran (or failed) on one side, not run on the other
+        return Change(key, a.value, b.value, ratio, "?")
     if a.value is not None and b.value is None:
         return Change(key, a.value, b.value, ratio, "!")
     if a.value is None and b.value is not None:
@@ -172,7 +180,7 @@ def judged_in_probe_units(key: PointKey, a: dict[PointKey, _Point], b: dict[Poin
     """A timing's change, its mark decided on its samples in probe units where both sides have them."""
     raw = change(key, a[key], b[key], factor)
     relative = (key[0] + VS_PROBE, key[1])
-    if raw.mark in ("x", "!", "*") or relative not in a or relative not in b:
+    if raw.mark in ("x", "!", "*", "?") or relative not in a or relative not in b:
         return raw
     judged = change(relative, a[relative], b[relative], factor)
     if judged.ratio is None:  # a file from before the probe: its relative timings are NaN
@@ -186,13 +194,20 @@ def judged_in_probe_units(key: PointKey, a: dict[PointKey, _Point], b: dict[Poin
 
 def compare(results_dir: str | Path, before: str, after: str, factor: float = 1.1,
             normalize: bool = True) -> list[Change]:
-    """Every benchmark point present in both ``before`` and ``after`` (the probe's own points are
-    the machine column of the timings, not rows); timings judged in probe units unless not ``normalize``."""
+    """Every benchmark point of ``before`` or ``after`` (the probe's own points are the machine column
+    of the timings, not rows): one measured on one side only is marked ``?``; timings judged in probe
+    units unless not ``normalize``. Sides that share no measured point are an error, not a pass."""
     results_dir = Path(results_dir)
     res_a, res_b = resolve(results_dir, before), resolve(results_dir, after)
     several = len(set(res_a) | set(res_b)) > 1
     a, b = _points(res_a, several), _points(res_b, several)
-    keys = sorted(k for k in set(a) & set(b) if not (k[0].endswith(VS_PROBE) or k[0].endswith("." + PROBE_METRIC)))
+    keys = sorted(k for k in set(a) | set(b) if not (k[0].endswith(VS_PROBE) or k[0].endswith("." + PROBE_METRIC)))
+    if not any(k in a and k in b and _measured(a[k].value) and _measured(b[k].value) for k in keys):
+        raise HarnessError(f"compare: {before} and {after} share no measured benchmark point (different suites, "
+                           f"grids or machines?); nothing to compare")
+    absent = _Point(math.nan, None, None, None)
+    a.update({k: absent for k in keys if k not in a})
+    b.update({k: absent for k in keys if k not in b})
     return [judged_in_probe_units(key, a, b, factor) if normalize else change(key, a[key], b[key], factor)
             for key in keys]
 
@@ -213,7 +228,7 @@ def _ratio(value: float | None, within_noise: bool = False) -> str:
 
 def compare_report(changes: list[Change], only_changed: bool = True) -> Group | Text:
     """One section per benchmark, rows sorted by ratio (worst first); with ``only_changed``, only
-    the significant changes (+, -, !)."""
+    the significant changes (+, -, !) and the points measured on one side only (?)."""
     shown = [c for c in changes if c.mark in CHANGED] if only_changed else changes
     if not shown:
         return Text(f"no significant change in {len(changes)} benchmark points" if only_changed else
