@@ -259,7 +259,7 @@ class GridProgress:
 def check_report(report: ConformanceReport) -> str:
     """``harness check``'s output: one row per check, then the verdict."""
     if report.availability:
-        return f"backend {report.backend!r} is unavailable here: {report.availability}"
+        return f"backend {report.backend!r}: skipped, unavailable here: {report.availability}"
     rows = [[r.cell, r.dtype, r.check, "pass" if r.passed else "FAIL", f"{r.error:.2e}", r.detail]
             for r in report.results]
     failed = sum(not r.passed for r in report.results)
