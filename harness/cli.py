@@ -489,9 +489,20 @@ def _add_results_dir(parser: argparse.ArgumentParser) -> None:
                                               "else results)")
 
 
+#: Every environment variable the harness reads (docs/user-guide.md, "Environment variables").
+ENVIRONMENT = """environment variables:
+  HARNESS_MACHINE          the machine's name in results and asv (default: the host name)
+  HARNESS_CACHE_DIR        where the machine's roof and GEMM rates are kept (default: ~/.cache/harness)
+  HARNESS_REMEASURE_PEAK   1: measure the roof again (as --remeasure-peak)
+  HARNESS_SUITES_PATH      more folders to find suites in (os.pathsep-separated)
+  HARNESS_DISABLE_PLUGINS  plugins not to load, by entry-point name (comma-separated)
+  HARNESS_NUMBA_BLAS       the numba backend's GEMM library: auto (default), mkl, openblas, np.dot"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="harness", description="Benchmark gradient behaviour, speed and memory of recurrent layers.")
+        prog="harness", description="Benchmark gradient behaviour, speed and memory of recurrent layers.",
+        epilog=ENVIRONMENT, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 

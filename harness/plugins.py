@@ -179,22 +179,48 @@ def get_registry() -> PluginRegistry:
     pm.add_hookspecs(hookspecs)
     blocked = disabled_plugins()
     records: list[PluginRecord] = []
-    seen: set[str] = set()
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        if ep.name in seen:  # the same distribution visible twice on sys.path
-            continue
-        seen.add(ep.name)
+    refused: list[PluginRecord] = []  # entry points whose name another distribution already offers
+    for ep, others in _by_name(entry_points(group=ENTRY_POINT_GROUP)):
+        refused += [_record(other, "failed", _collision(other, ep)) for other in others]
         if ep.name in blocked:
             pm.set_blocked(ep.name)
             records.append(_record(ep, "disabled", f"blocked by {DISABLE_ENV}"))
             continue
         records.append(_load_one(pm, ep))
     by_name = {r.name: r for r in records}
+    records += refused
     backends = _collect(pm, "harness_backends", by_name, key=lambda cls: cls.name)
     tasks = _collect(pm, "harness_tasks", by_name, key=lambda task: task.name)
     registry = PluginRegistry(manager=pm, plugins=records, backends=backends, tasks=tasks)
     _collect_cells(registry, by_name)
     return registry
+
+
+def _by_name(eps) -> list[tuple[EntryPoint, list[EntryPoint]]]:
+    """Each entry-point name once: the one that loads (the built-in plugin where the name is one, else
+    the first on sys.path) and the other distributions' entry points of that name, which do not. The
+    same distribution visible twice on sys.path is one entry point."""
+    groups: dict[str, list[EntryPoint]] = {}
+    for ep in eps:
+        same = groups.setdefault(ep.name, [])
+        if not any(_distribution(e) == _distribution(ep) and e.value == ep.value for e in same):
+            same.append(ep)
+    chosen = []
+    for name in sorted(groups):
+        same = sorted(groups[name], key=lambda e: not e.value.startswith("harness_plugins."))  # stable
+        chosen.append((same[0], same[1:]))
+    return chosen
+
+
+def _distribution(ep: EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return dist.metadata["Name"] if dist is not None else "?"
+
+
+def _collision(refused: EntryPoint, loaded: EntryPoint) -> str:
+    return (f"plugin name {refused.name!r} is also offered by {_distribution(loaded)} ({loaded.value}), which is "
+            f"loaded; this one ({_distribution(refused)}, {refused.value}) is not: rename its entry point in the "
+            f"[project.entry-points.harness] table of its pyproject.toml")
 
 
 def _builtin_first(impl: pluggy.HookImpl, records: dict[str, PluginRecord]) -> tuple[int, str]:

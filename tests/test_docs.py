@@ -151,3 +151,20 @@ def test_import_harness_loads_no_storing_code():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_every_environment_variable_the_harness_reads_is_in_the_guide_and_in_help():
+    """Each ``*_ENV = "HARNESS_..."`` constant of the package (the variables it reads) appears in
+    docs/user-guide.md's table and in ``harness --help``."""
+    import re
+
+    from harness.cli import build_parser
+
+    source = "\n".join(p.read_text() for p in [*(ROOT / "harness").rglob("*.py"), *(ROOT / "plugins").rglob("*.py")])
+    names = set(re.findall(r'^[A-Z_]+_ENV = "(HARNESS_[A-Z_]+)"', source, re.M))
+    assert {"HARNESS_MACHINE", "HARNESS_DISABLE_PLUGINS", "HARNESS_NUMBA_BLAS"} <= names
+    guide = (ROOT / "docs" / "user-guide.md").read_text()
+    table = guide[guide.index("## Environment variables"):guide.index("## Failures and exit codes")]
+    help_text = build_parser().format_help()
+    assert [n for n in sorted(names) if f"`{n}`" not in table] == []
+    assert [n for n in sorted(names) if n not in help_text] == []

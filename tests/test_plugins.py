@@ -212,3 +212,22 @@ def test_naming_a_backend_of_a_broken_plugin_says_why_it_cannot_run(plugin_dir):
     line = one_line_error(harness("run", "long_range", "--backends", "broken-one"))
     assert "unknown backend 'broken-one'" in line
     assert "plugins that did not load: broken (failed: ImportError: kaput" in line
+
+
+def test_an_entry_point_name_taken_by_another_distribution_is_reported_and_never_replaces_it(plugin_dir):
+    """A fake harness-numpy whose entry point is also named "numpy" used to hide the built-in numpy
+    backend silently (issue 30): the built-in one loads, the other is listed as failed naming both."""
+    add_distribution(plugin_dir, "harness-numpy", {"fake_numpy": GOOD}, {"numpy": "fake_numpy"})
+    add_distribution(plugin_dir, "first-tp", {"tp_one": GOOD}, {"tp": "tp_one"})
+    add_distribution(plugin_dir, "second-tp", {"tp_two": GOOD.replace("third-party", "other")}, {"tp": "tp_two"})
+    registry = get_registry()
+    assert registry.backends["numpy"].__module__ == "harness_plugins.numpy_backend"
+    numpy = [p for p in registry.plugins if p.name == "numpy"]
+    assert [(p.distribution, p.status) for p in numpy] == [("rnn-grad-harness", "loaded"), ("harness-numpy", "failed")]
+    assert "also offered by rnn-grad-harness (harness_plugins.numpy_backend), which is loaded" in numpy[1].error
+    tp = [(p.distribution, p.status) for p in registry.plugins if p.name == "tp"]
+    assert sorted(tp) == [("first-tp", "loaded"), ("second-tp", "failed")] or \
+        sorted(tp) == [("first-tp", "failed"), ("second-tp", "loaded")]  # the first on sys.path loads
+    assert ("third-party" in registry.backends) != ("other" in registry.backends)
+    out = harness("plugins").stdout
+    assert "harness-numpy" in out and "also offered by rnn-grad-harness" in out
