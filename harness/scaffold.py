@@ -55,6 +55,8 @@ def new_backend(name: str, directory: str | Path = ".") -> Path:
     registry = get_registry()
     record = next((r for r in registry.plugins if name in r.backends), None)
     _taken("backend", name, registry.backends, record.origin if record else "see harness plugins")
+    plugins = {r.name: r.origin for r in registry.plugins}  # the scaffold's entry point is named `name` too
+    _taken("plugin (entry point)", name, plugins, plugins.get(name, ""))
     module = "harness_" + name.replace("-", "_")
     return render("backend", Path(directory) / f"harness-{name}", {
         "name": name,
