@@ -95,7 +95,7 @@ def test_new_cell_and_new_backend_refuse_an_existing_folder_and_a_taken_backend_
     assert "a backend named 'numpy' is already installed (plugin 'numpy' (rnn-grad-harness " in line
     line = one_line_error(harness("new-backend", "tasks", "--dir", str(tmp_path)))  # its entry point would collide
     assert "a plugin (entry point) named 'tasks' is already installed (plugin 'tasks' (rnn-grad-harness " in line
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["harness-demo_cell"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["harness-demo-cell"]  # nothing more written
 
 
 def test_scaffolded_cell_passes_the_cell_checks_in_process(tmp_path, monkeypatch):
