@@ -1,4 +1,4 @@
-"""The built-in cells (plugins/cells, harness_plugins.cells): derived gradients against finite
+"""The built-in cells (harness_plugins/cells): derived gradients against finite
 differences; the classic cells against the hand-written NumPy reference and torch.nn; and the closed
 forms of the cells that answer vanishing gradients differently (lru, mingru, indrnn, rnn_relu+IRNN)."""
 from __future__ import annotations

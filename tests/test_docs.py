@@ -16,7 +16,8 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = [*ROOT.glob("harness/**/*.py"), *ROOT.glob("plugins/*.py"), *ROOT.glob("docs/*.md"), ROOT / "README.md"]
+SOURCES = [*ROOT.glob("harness/**/*.py"), *ROOT.glob("harness_plugins/*.py"), *ROOT.glob("docs/*.md"),
+           ROOT / "README.md"]
 
 
 def test_citations_of_references_md_name_existing_sections():
@@ -160,7 +161,8 @@ def test_every_environment_variable_the_harness_reads_is_in_the_guide_and_in_hel
 
     from harness.cli import build_parser
 
-    source = "\n".join(p.read_text() for p in [*(ROOT / "harness").rglob("*.py"), *(ROOT / "plugins").rglob("*.py")])
+    modules = [*(ROOT / "harness").rglob("*.py"), *(ROOT / "harness_plugins").rglob("*.py")]
+    source = "\n".join(p.read_text() for p in modules)
     names = set(re.findall(r'^[A-Z_]+_ENV = "(HARNESS_[A-Z_]+)"', source, re.M))
     assert {"HARNESS_MACHINE", "HARNESS_DISABLE_PLUGINS", "HARNESS_NUMBA_BLAS"} <= names
     guide = (ROOT / "docs" / "user-guide.md").read_text()

@@ -193,7 +193,7 @@ def test_blas_choice_names_the_valid_choices():
 
 def test_the_blas_choice_is_checked_without_importing_numba():
     """``harness plugins`` stays fast: the backend module and its availability check import neither numba
-    nor llvmlite, nor the kernels (plugins/numba_blas.py holds the choice)."""
+    nor llvmlite, nor the kernels (harness_plugins/numba_blas.py holds the choice)."""
     script = ("import sys; from harness_plugins.numba_backend import NumbaBackend; "
               "assert NumbaBackend.availability(); "
               "print(sorted(m for m in ('numba', 'llvmlite', 'harness_plugins.numba_kernels') if m in sys.modules))")

@@ -94,11 +94,14 @@ def test_schema_drift_fails_loudly(run, drift, message):
         codec.from_json(data)
 
 
-@pytest.mark.parametrize("path", sorted(Path(__file__).parents[1].glob("docs/findings/**/*.json")),
-                         ids=lambda p: p.name)
+FINDINGS = sorted(Path(__file__).parents[1].glob("docs/findings/**/*.json"))
+SCHEMA_2 = [p for p in FINDINGS if json.loads(p.read_text()).get("schema") == 2]
+
+
+@pytest.mark.parametrize("path", SCHEMA_2, ids=lambda p: p.name)
 def test_the_results_files_the_previous_version_wrote_still_read(path):
-    """The findings' committed results files (schema 2, written before the versioned migrations)."""
-    assert json.loads(path.read_text())["schema"] == 2
+    """The findings' committed results files of schema 2 (written before the versioned migrations)."""
+    assert len(SCHEMA_2) >= 12
     run = files.read(path)
     assert run.points and all(p.hidden is not None and p.init is not None for p in run.points)
     assert all(p.training.planned_iterations >= p.training.iterations for p in run.points if p.training)

@@ -13,7 +13,7 @@ call one of three, chosen once per process (``HARNESS_NUMBA_BLAS``, default ``au
 
 The found libraries' functions are registered with LLVM as symbols (:func:`register_gemms`); the choice
 travels in the type of the ``blas`` argument of every kernel (:data:`LIBRARIES`: uint64 MKL, int64
-OpenBLAS, int32 np.dot), so each has its own compiled and cached signature (plugins/numba_kernels.py).
+OpenBLAS, int32 np.dot), so each has its own compiled and cached signature (harness_plugins/numba_kernels.py).
 
 Importing this module costs NumPy only: numba_backend.py checks the choice in ``availability()``
 without importing numba, and numba_kernels.py registers the libraries when it is imported.

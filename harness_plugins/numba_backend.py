@@ -1,12 +1,12 @@
-"""The ``numba`` backend: JIT-compiled CPU loops (plugins/numba_kernels.py) for rnn_tanh, lstm, gru.
+"""The ``numba`` backend: JIT-compiled CPU loops (harness_plugins/numba_kernels.py) for rnn_tanh, lstm, gru.
 
 Buffers are allocated once in ``setup`` and reused by every call, so the timed calls allocate
 nothing and tracemalloc sees every buffer. They are feature-major, (steps, features, batch), the
-layout in which BLAS runs the per-step GEMMs fastest (plugins/numba_kernels.py); the core's
+layout in which BLAS runs the per-step GEMMs fastest (harness_plugins/numba_kernels.py); the core's
 (steps, batch, features) arrays are transposed on the way in (x, untimed) and out (views and
 copies, untimed). Memory stays at the analytic stored activations plus a few one-step buffers: backward
 keeps one step's gate gradients at a time and accumulates the weight gradients step by step.
-The per-step GEMMs go through the fastest BLAS library found (``HARNESS_NUMBA_BLAS``, plugins/numba_blas.py).
+The per-step GEMMs go through the fastest BLAS library found (``HARNESS_NUMBA_BLAS``, harness_plugins/numba_blas.py).
 The only parallelism is BLAS's, set from the harness's thread option (no prange around BLAS calls).
 Forward and backward flush subnormal floats to zero in their thread, as TensorFlow's CPU kernels
 do: a vanishing gradient in float32 turns subnormal after a few hundred steps, and x86 cores then

@@ -95,7 +95,7 @@ def _sigmoid(x):
 
 
 # -- BLAS ------------------------------------------------------------------------------------------
-# Which library the per-step GEMMs call, and why: plugins/numba_blas.py. The choice is made once per
+# Which library the per-step GEMMs call, and why: harness_plugins/numba_blas.py. The choice is made once per
 # process, here, and passed as the ``blas`` argument of every kernel; its type selects the overload.
 
 #: the libraries found here, fastest first, their GEMMs registered with LLVM
