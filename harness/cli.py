@@ -275,7 +275,15 @@ def _record_into_asv(run, conf, label: str | None, source) -> None:
     except asvdb.MalformedRun as exc:  # the file's fault, not the database's: the database is untouched
         raise HarnessError(f"malformed results file {source}: {exc}; the asv database was not changed") from None
     label = asvdb.label_for(run.provenance, label)
-    where = f"under label {label!r} (kept out of the history graphs)" if label else "as a history point"
+    commit = run.provenance["git"]["commit"]
+    if label:
+        where = f"under label {label!r} (kept out of the history graphs)"
+    elif asvdb.on_followed_branch(conf, commit):
+        where = f"as a history point of {', '.join(conf.branches)}"
+    else:
+        where = (f"for commit {commit[:8]}, which is on none of the branches the history graphs follow "
+                 f"({', '.join(conf.branches)}), so no graph shows it (add its branch to asv.conf.json's "
+                 f"\"branches\" to follow it; harness compare reads it as it is)")
     print(f"recorded into asv {where}: {', '.join(map(str, written))}")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.record import asvdb
-from tests.support.asv_project import git, make_repo
+from tests.support.asv_project import commit_change, git, make_repo
 from tests.support.cli import harness as run_harness
 from tests.support.cli import section_rows
 from tests.support.runs import record_synthetic, synthetic_point
@@ -315,3 +315,23 @@ def test_machine_fields_are_escaped_for_asv_and_ordinary_ones_unchanged():
     asvdb.check_provenance(PROVENANCE)
     with pytest.raises(asvdb.MalformedRun, match="invalid torch version '../x'"):
         asvdb.check_provenance({**PROVENANCE, "libraries": {"torch": "../x"}})
+
+
+def test_history_follows_the_repository_branch_and_says_when_a_commit_is_off_it(tmp_path):
+    """A repository whose branch is master (asv.conf.json names main) records history points of
+    master and publishes their graphs, where asv used to end in a traceback; a commit on a feature
+    branch is reported as outside the followed branches, never as a history point (issue 30)."""
+    grid = ("tiny", "--backends", "numpy", "--cells", "rnn_tanh", "--seq-lens", "12", "-q")
+    master = make_repo(tmp_path / "master", branch="master")
+    ran = harness(master, "run", *grid, check=True)
+    assert "recorded into asv as a history point of master:" in ran.stdout
+    published = harness(master, "publish", check=False)
+    assert published.returncode == 0 and "Traceback" not in published.stderr, published.stderr
+    assert len(_graph(master, "tiny.time_forward_backward")) == 1  # the commit is drawn, on branch-master
+
+    repo = make_repo(tmp_path / "main")
+    git(repo, "checkout", "-q", "-b", "feature")
+    commit = commit_change(repo, "feature work")
+    ran = harness(repo, "run", *grid, check=True)
+    assert (f"recorded into asv for commit {commit[:8]}, which is on none of the branches the history graphs "
+            f"follow (main), so no graph shows it") in ran.stdout

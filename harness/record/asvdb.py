@@ -26,6 +26,7 @@ import math
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -180,7 +181,33 @@ def load_config(path: str | os.PathLike = CONFIG_FILE, results_dir: str | None =
     if results_dir is not None:
         conf.results_dir = str(results_dir)
         conf.html_dir = str(Path(results_dir) / "html")
+    conf.branches = followed_branches(conf.repo, list(conf.branches or []))
     return conf
+
+
+def _git(repo: str, *args: str) -> subprocess.CompletedProcess | None:
+    try:
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def followed_branches(repo: str, configured: list[str]) -> list[str]:
+    """The branches whose commits the history graphs follow: the configured ones the repository has,
+    else its current branch (a repository whose branch is ``master``, or a fork without ``main``),
+    else the configured ones as they are (not a git checkout: asv says so when it publishes)."""
+    existing = [b for b in configured if (out := _git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{b}"))
+                and out.returncode == 0]
+    if existing:
+        return existing
+    current = _git(repo, "symbolic-ref", "--quiet", "--short", "HEAD")
+    return [current.stdout.strip()] if current and current.returncode == 0 and current.stdout.strip() else configured
+
+
+def on_followed_branch(conf, commit: str) -> bool:
+    """Whether ``commit`` is on one of the branches the history graphs follow (asv draws no other)."""
+    return any((out := _git(conf.repo, "merge-base", "--is-ancestor", commit, branch)) and out.returncode == 0
+               for branch in conf.branches)
 
 
 def benchmark_version(suite: Suite, metric: Metric) -> str:

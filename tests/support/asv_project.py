@@ -17,12 +17,13 @@ def git(repo: Path, *args: str) -> str:
     return out.stdout.strip()
 
 
-def make_repo(path: Path) -> Path:
+def make_repo(path: Path, branch: str = "main") -> Path:
+    """A git repository on ``branch`` with the project's asv.conf.json (which names main) and a tiny suite."""
     path.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "asv.conf.json", path / "asv.conf.json")
     write_suite(path / "suites" / "tiny", cells='["rnn_tanh", "gru"]', seq_lens="[12, 16]")
     (path / ".gitignore").write_text("results/\n")
-    git(path, "init", "-q", "-b", "main")
+    git(path, "init", "-q", "-b", branch)
     git(path, "add", "-A")
     git(path, "commit", "-q", "-m", "first")
     return path
