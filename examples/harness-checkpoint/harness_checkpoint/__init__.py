@@ -17,7 +17,7 @@ import numpy as np
 from harness import Backend, Gradients, Outputs, Problem, hookimpl, reference
 from harness.cells import cell_spec
 
-HARNESS_PLUGIN_API = 2
+HARNESS_PLUGIN_API = 3  # the plugin-API version this plugin was written for (states by name)
 
 
 def segment_length(seq_len: int) -> int:
@@ -80,15 +80,16 @@ class CheckpointBackend(Backend):
                 if dc_all is not None:
                     dc_all[start:stop] = g.c
             dh_after, dc_after = g.h0, g.c0
-        self._grads = Gradients(params=grads, x=dx, h=dh_all, c=dc_all)
+        states = {"h": dh_all, **({"c": dc_all} if dc_all is not None else {})} if per_step else None
+        self._grads = Gradients(params=grads, x=dx, states=states)
 
     def outputs(self) -> Outputs:
         """Untimed: h_t (and c_t) rebuilt segment by segment from the checkpoints."""
         segments = [self._segment(i, *self.checkpoints[i]) for i in range(len(self.segments))]
         h = np.concatenate([acts.hs[1:] for acts in segments])
         has_c = cell_spec(self.problem.cell).has_cell_state
-        c = np.concatenate([acts.saved["cs"][1:] for acts in segments]) if has_c else None
-        return Outputs(h=h, c=c)
+        states = {"h": h, **({"c": np.concatenate([acts.saved["cs"][1:] for acts in segments])} if has_c else {})}
+        return Outputs(h=h, states=states)  # h: what the readout sees; states: every state tensor by name
 
     def gradients(self) -> Gradients:
         return self._grads
