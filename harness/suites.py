@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import math
 import os
 import re
@@ -213,10 +214,12 @@ _REQUIRED = ("task", "cells", "seq_lens")
 
 
 def suite_dirs() -> list[Path]:
-    """Where suites are looked up by name: $HARNESS_SUITES_PATH, ./suites, the checkout's suites/."""
+    """Where suites are looked up by name: $HARNESS_SUITES_PATH, ./suites, the built-in suites (the
+    data package ``harness_suites``: the checkout's suites/ folder, or where pip installed it)."""
     dirs = [Path(p) for p in os.environ.get(SUITES_PATH_ENV, "").split(os.pathsep) if p]
     dirs.append(Path.cwd() / "suites")
-    dirs.append(Path(__file__).resolve().parent.parent / "suites")
+    spec = importlib.util.find_spec("harness_suites")
+    dirs += [Path(d) for d in (spec.submodule_search_locations or [])] if spec else []
     seen, unique = set(), []
     for d in dirs:
         if d.is_dir() and d.resolve() not in seen:

@@ -1,6 +1,10 @@
 """Suite files: loading, defaults, validation with file and line, lookup by name, overrides."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from harness import HarnessError, suites
@@ -112,3 +116,27 @@ def test_harness_suites_says_which_backends_run_each_cell():
         line for line in out.splitlines() if line.startswith("cells and the backends"))):] if line.strip()}
     assert "torch-cpu-scan" in rows["mingru"] and "torch-cpu-scan" not in rows["lstm"]
     assert "numba" in rows["lstm"] and "numba" not in rows["mingru"]
+
+
+@pytest.mark.slow  # a pip install of the whole project (no dependencies)
+def test_a_non_editable_install_finds_the_built_in_suites_from_any_directory(tmp_path):
+    """The suites are package data (harness_suites): `harness suites` and a suite named by its name
+    work from a folder that is not the checkout, with the project installed as a wheel (issue 30)."""
+    from tests.support.cli import TIMEOUT
+    from tests.support.install import env_with, pip_install
+
+    site, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    pip_install(Path(__file__).resolve().parent.parent, site)
+    assert (site / "harness_suites" / "long_range" / "suite.toml").is_file()
+    env = env_with(site)
+    code = ("import harness, harness_suites; from harness import suites; "
+            "print(harness.__file__); print(suites.resolve('suites/long_range'))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=elsewhere, capture_output=True, text=True,
+                         timeout=TIMEOUT)
+    assert out.returncode == 0, out.stderr
+    module, found = out.stdout.split()
+    assert module.startswith(str(site)) and found == str(site / "harness_suites" / "long_range")
+    listed = subprocess.run([sys.executable, "-m", "harness", "suites"], env=env, cwd=elsewhere, capture_output=True,
+                            text=True, timeout=TIMEOUT)
+    assert listed.returncode == 0 and "long_range" in listed.stdout, listed.stderr

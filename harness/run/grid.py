@@ -217,7 +217,7 @@ def vet_cell(task: Task, cell: str, suite: Suite) -> tuple[str, str] | None:
         return None
     if importlib.util.find_spec("torch") is None:
         return "skipped", (f"cell {cell!r} needs torch: its reference is derived from its step by autograd "
-                           f"(pip install 'rnn-grad-harness[torch]')")
+                           f"(pip install torch)")
     rng = np.random.default_rng(0)
     for init in suite.init_axis:
         try:
