@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import re
@@ -204,25 +205,55 @@ def _run_and_record(args, mode: Mode) -> int:
         run = runner.run_suite(suite, backends, results_dir=conf.results_dir, output=args.output, mode=mode,
                                observer=console.GridProgress(enabled=not args.quiet), executor=executor,
                                force=args.force)
-    _print(console.summary(run.results))
+    _print_summary(run.results, args.columns, args.format)
+    out = sys.stdout if args.format == "table" else sys.stderr  # scripts read the summary alone
     counts = run.results.counts
-    print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped -> {run.path}")
+    print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped -> {run.path}", file=out)
     failed_plugins = [p for p in run.results.provenance["plugin_status"] if p["status"] in ("failed", "incompatible")]
     for p in failed_plugins:
         print(f"note: plugin {p['name']} ({p['distribution']} {p['version']}) did not load, so its backends are "
               f"missing from this run: {p['status']}: {p['error']}", file=sys.stderr)
     if run.results.busy:
         print(f"{run.results.busy} point(s) measured while the machine was busy (load average above the CPU "
-              f"count): their timings shared the CPUs")
+              f"count): their timings shared the CPUs", file=out)
     for c in run.results.compile:
         where = f"cold {c.cold_s:.3g} s, warm {c.warm_s:.3g} s" if c.status == "ok" else f"failed: {c.reason}"
-        print(f"compile time {c.backend} {c.cell} {c.dtype}: {where}")
+        print(f"compile time {c.backend} {c.cell} {c.dtype}: {where}", file=out)
     if not args.no_asv:
-        _record_into_asv(run.results, conf, args.label, run.path)
+        with contextlib.redirect_stdout(out):
+            _record_into_asv(run.results, conf, args.label, run.path)
     if run.interrupted:
         print("interrupted: every finished point was kept", file=sys.stderr)
         return 130
     return 1 if counts["failed"] else 0
+
+
+FORMATS = ("table", "json", "csv", "markdown")
+
+
+def _print_summary(run, columns: str, fmt: str) -> None:
+    """The run's summary on stdout: a table for people (``columns``: the pivot, or "all"), or one
+    record per point as JSON or CSV, or the table as Markdown, for scripts and pull requests."""
+    from harness.report import console
+
+    if fmt in ("json", "csv"):
+        from harness.record.dataframe import records
+
+        rows = records(run)
+        if fmt == "json":
+            print(json.dumps(rows, indent=1))
+            return
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    if fmt == "markdown":
+        headers, body, lines = console.summary_text(run, columns)
+        print("\n".join([console.markdown(headers, body), *([""] + lines if lines else [])]))
+        return
+    _print(console.summary(run, columns))
 
 
 def cmd_run(args) -> int:
@@ -470,6 +501,12 @@ def _add_grid_options(p: argparse.ArgumentParser, seq_lens: str) -> None:
     p.add_argument("--output", help="results file, a new path (default: RESULTS_DIR/runs/SUITE-TIMESTAMP.json)")
     p.add_argument("--force", action="store_true", help="let --output replace an existing results file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="the summary on stdout: a table (default), one record per point as json or csv, or the "
+                        "table as markdown; the other lines go to stderr with json and csv")
+    p.add_argument("--columns", choices=("summary", "all"), default="summary",
+                   help="summary (default): forward + backward per cell x T and backend, 100 columns wide; all: "
+                        "one row per point with every metric")
     p.add_argument("--label", help="record into asv under this label, outside the history graphs "
                                    "(default: a label only for a dirty or untracked tree)")
     p.add_argument("--no-asv", action="store_true", help="write the results file only, not the asv database")

@@ -152,3 +152,23 @@ def test_timing_and_thread_options_take_effect(tmp_path):
     assert data["suite"]["threads"] == 2 and data["provenance"]["threads"] == 2
     assert data["backends"]["numpy"]["info"]["threads"] == 2
     assert len(data["points"][0]["time"]["forward_backward"]["samples"]) == 3  # --repeat: exactly 3 blocks
+
+
+def test_every_format_of_the_run_summary_is_for_its_reader(tmp_path):
+    """--format json and csv: one record per point on stdout and nothing else there (the other lines on
+    stderr); markdown: the pivot as a Markdown table (issue 30)."""
+    import csv
+    import io
+    import json
+
+    folder = write_suite(tmp_path / "tiny", seq_lens="[12, 16]", metrics='["time"]')
+    common = ("run", str(folder), "--backends", "numpy", "--no-asv", "-q", "--results-dir", str(tmp_path))
+    out = {fmt: harness(*common, "--format", fmt, check=True) for fmt in ("json", "csv", "markdown")}
+    records = json.loads(out["json"].stdout)
+    assert [(r["backend"], r["seq_len"], r["status"]) for r in records] == [("numpy", 12, "ok"), ("numpy", 16, "ok")]
+    assert records[0]["forward_backward_median_s"] > 0 and "g" not in records[0]
+    assert "2 ok, 0 failed, 0 skipped" in out["json"].stderr
+    rows = list(csv.DictReader(io.StringIO(out["csv"].stdout)))
+    assert [(r["seq_len"], r["status"]) for r in rows] == [("12", "ok"), ("16", "ok")]
+    table = out["markdown"].stdout.splitlines()
+    assert table[:2] == ["| cell | T | numpy |", "|---|---|---|"] and table[2].startswith("| rnn_tanh | 12 | ")

@@ -39,7 +39,8 @@ def test_checkpoint_plugin_is_found_checked_and_run(checkpoint_site, tmp_path):
     check = harness("check", "checkpoint", env=env, cwd=tmp_path)
     assert check.returncode == 0, check.stdout
     run = harness("run", str(suites.resolve("long_range")), "--backends", "checkpoint,numpy", "--seq-lens", "50",
-                  "--budget", "0.1", "--results-dir", str(tmp_path), "--no-asv", "-q", env=env, cwd=tmp_path)
+                  "--budget", "0.1", "--results-dir", str(tmp_path), "--no-asv", "-q", "--columns", "all", env=env,
+                  cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     rows = [line.split() for line in run.stdout.splitlines() if line.strip().startswith("checkpoint ")]
     assert len(rows) == 3 and all(row[3] == "ok" for row in rows)

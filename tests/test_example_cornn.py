@@ -45,7 +45,7 @@ def test_cornn_is_listed_checked_and_run(cornn_site, tmp_path):
     assert check.stdout.rstrip().splitlines()[-1].startswith("cornn: all checks passed (backends checked: torch-cpu")
     run = harness("run", "long_range", "--cells", "cornn", "--backends", "torch-cpu",
                   "--seq-lens", "50", "--budget", "0.1", "--results-dir", str(tmp_path), "--no-asv", "-q",
-                  env=env, cwd=tmp_path)
+                  "--columns", "all", env=env, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     rows = [line.split() for line in run.stdout.splitlines() if line.strip().startswith("torch-cpu ")]
     assert len(rows) == 1 and rows[0][1:4] == ["cornn", "50", "ok"], run.stdout

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+from enum import Enum
 from typing import Any
 
 from harness.record.files import read
@@ -48,6 +49,20 @@ def point_row(point: PointResult) -> dict[str, Any]:
         "core_s": train.times.core_s if train and train.times else nan,
         "train_fwd_bwd_s": train.times.fwd_bwd_s if train and train.times else nan,
     }
+
+
+#: The per-step curves of a row: kept in the DataFrame, left out of the flat records scripts read.
+CURVES = ("g", "gc")
+
+
+def records(run: RunResults) -> list[dict[str, Any]]:
+    """One flat record per point (:func:`point_row` without the curves), NaN and infinities as None:
+    what ``--format json`` and ``csv`` print for scripts."""
+    def plain(value: Any) -> Any:
+        return None if isinstance(value, float) and not math.isfinite(value) else value
+
+    return [{k: plain(v.value if isinstance(v, Enum) else v) for k, v in point_row(p).items() if k not in CURVES}
+            for p in run.points]
 
 
 def frame(run: RunResults):

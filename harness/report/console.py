@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -78,7 +78,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], right: Iterable
           title: str | None = None) -> Table:
     """A table with one header row; the columns numbered in ``right`` are right-aligned."""
     right = set(right)
-    out = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False, show_edge=False)
+    out = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False, show_edge=False,
+                collapse_padding=True)
     for i, header in enumerate(headers):
         out.add_column(header, justify="right" if i in right else "left", overflow="fold")
     for row in rows:
@@ -101,9 +102,87 @@ def _num(value: float | int | None, scale: float = 1.0, fmt: str = "{:.3g}") -> 
     return fmt.format(value * scale)
 
 
-def summary(run: RunResults) -> Table:
-    """The table `harness run` or `harness train` prints at the end."""
-    return training_summary(run) if run.mode == Mode.TRAIN else run_summary(run)
+#: The width the default summary of `harness run` fits (a terminal, a CI log, a pull request).
+SUMMARY_WIDTH = 100
+
+
+def summary(run: RunResults, columns: str = "summary") -> Table | Group:
+    """What `harness run` or `harness train` prints at the end: for a run the pivot that fits
+    :data:`SUMMARY_WIDTH` columns (:func:`run_pivot`), or with ``columns`` "all" one row per point
+    with every metric (:func:`run_summary`); for training one row per point."""
+    if run.mode == Mode.TRAIN:
+        return training_summary(run)
+    return run_summary(run) if columns == "all" else run_pivot(run)
+
+
+def _fits(line: str, width: int = SUMMARY_WIDTH) -> str:
+    return textwrap.shorten(line, width, placeholder=" ...")
+
+
+def run_pivot(run: RunResults) -> Group:
+    """Forward + backward time (median ms) with rows cell x T (x the grid's other axes) and a column per
+    backend that ran, as torch.utils.benchmark's Compare shows a sweep; beside it the gradient's decay
+    rate and the one the Lyapunov exponents predict (float64 explanations, the same for every backend:
+    the first backend's measured rate is shown). Under it, one line per backend that ran none of a
+    cell's points (with the reason) and one per distinct note (failures, busy machine), each cut to
+    :data:`SUMMARY_WIDTH` columns: the whole per-point table is ``--columns all``."""
+    from rich.text import Text
+
+    headers, body, lines = pivot(run)
+    return Group(table(headers, body, right=range(1, len(headers)), title=PIVOT_TITLE),
+                 *(Text(line, no_wrap=True) for line in lines))
+
+
+PIVOT_TITLE = "forward + backward, median ms per backend"
+
+
+def pivot(run: RunResults) -> tuple[list[str], list[list[str]], list[str]]:
+    """:func:`run_pivot`'s headers, rows and the lines under it, as text (for every output format)."""
+    from harness.record.results import FAILED, OK, SKIPPED
+
+    axes = grid_axes(run)
+    ran = [b for b in dict.fromkeys(p.backend for p in run.points) if any(
+        p.backend == b and p.status != SKIPPED for p in run.points)]
+    rows: dict[tuple, dict[str, Any]] = {}
+    for p in run.points:
+        row = rows.setdefault((p.cell, p.seq_len, *axis_values(p, axes)), {})
+        if p.status == OK and p.time is not None:
+            row[p.backend] = _num(p.time.forward_backward.median, 1e3)
+        elif p.status == FAILED:
+            row[p.backend] = "failed"
+        if p.status == OK and p.gradient is not None and "decay" not in row:
+            row["decay"], row["predicted"] = p.gradient.decay_rate, _predicted(p.gradient)
+    explained = any("decay" in row for row in rows.values())  # a run that measured gradients
+    headers = ["cell", "T", *axes, *ran, *(["decay/step", "predicted"] if explained else [])]
+    body = [[cell, str(T), *rest, *(row.get(b, "-") for b in ran),
+             *([_num(row.get("decay"), 1, "{:.2e}"), _num(row.get("predicted"), 1, "{:.2e}")] if explained else [])]
+            for (cell, T, *rest), row in rows.items()]
+    lines = []
+    unrun: dict[tuple[str, str], list[str]] = {}
+    for p in run.points:
+        cells = unrun.setdefault((p.backend, p.reason), [])
+        if p.status == SKIPPED and p.cell not in cells and not any(
+                q.backend == p.backend and q.cell == p.cell and q.status != SKIPPED for q in run.points):
+            cells.append(p.cell)
+    for (backend, reason), cells in unrun.items():
+        if cells:
+            first = reason.strip().splitlines()[0] if reason.strip() else "skipped"
+            lines.append(_fits(f"{backend}: skipped for {', '.join(cells)}: {first}"))
+    notes: dict[str, list[str]] = {}
+    for p in run.points:
+        if p.status != SKIPPED and p.note:
+            notes.setdefault(p.note, []).append(f"{p.backend} {p.cell} T={p.seq_len}")
+    for note, where in notes.items():
+        lines.append(_fits(f"{f'{len(where)} points' if len(where) > 1 else where[0]}: {note}"))
+    return headers, body, lines
+
+
+def markdown(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A GitHub-flavoured Markdown table (a ``|`` inside a cell escaped)."""
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(headers), "|" + "---|" * len(headers), *map(line, rows)])
 
 
 def grid_axes(run: RunResults) -> tuple[str, ...]:
@@ -112,8 +191,22 @@ def grid_axes(run: RunResults) -> tuple[str, ...]:
     return run.suite.axes(run.mode)
 
 
+def summary_text(run: RunResults, columns: str = "summary") -> tuple[list[str], list[list[str]], list[str]]:
+    """:func:`summary`'s headers, rows and the lines under it, as text (``--format markdown``)."""
+    if run.mode != Mode.TRAIN and columns != "all":
+        return pivot(run)
+    headers, rows = training_rows(run) if run.mode == Mode.TRAIN else point_rows(run)
+    return headers, rows, []
+
+
 def training_summary(run: RunResults) -> Table:
     """One row per training point: final eval loss / baseline, when it was solved, iteration times."""
+    headers, rows = training_rows(run)
+    return table(headers, rows, right=range(2, len(headers) - 1))
+
+
+def training_rows(run: RunResults) -> tuple[list[str], list[list[str]]]:
+    """:func:`training_summary`'s headers and rows, as text."""
     axes = grid_axes(run)
     headers = ["backend", "cell", "T", *axes, "seed", "status", "iterations", "eval/baseline", "solved at", "clipped %",
                "it ms",
@@ -133,7 +226,7 @@ def training_summary(run: RunResults) -> Table:
             _num(times.iteration_s / times.fwd_bwd_s if times else None, 1, "{:.2f}"),
             p.note[:60],
         ])
-    return table(headers, rows, right=range(2, len(headers) - 1))
+    return headers, rows
 
 
 def _predicted(grad) -> float | None:
@@ -145,6 +238,12 @@ def _predicted(grad) -> float | None:
 
 def run_summary(run: RunResults) -> Table:
     """One row per grid point: status, median times, peak memory, gradient metrics, loss vs baseline."""
+    headers, rows = point_rows(run)
+    return table(headers, rows, right=range(2, len(headers) - 1))
+
+
+def point_rows(run: RunResults) -> tuple[list[str], list[list[str]]]:
+    """:func:`run_summary`'s headers and rows, as text."""
     axes = grid_axes(run)
     headers = ["backend", "cell", "T", *axes, "status", "fwd ms", "fwd+bwd ms", "IQR %", "GFLOP/s", "% peak",
                "peak MiB", "decay/step", "predicted", "horizon", "loss/baseline", "note"]
@@ -166,7 +265,7 @@ def run_summary(run: RunResults) -> Table:
             _num(loss.init / loss.baseline if loss else None, 1, "{:.2f}"),
             p.note[:60],
         ])
-    return table(headers, rows, right=range(2, len(headers) - 1))
+    return headers, rows
 
 
 def _short(note: str, width: int = 100) -> str:
