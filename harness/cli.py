@@ -336,6 +336,7 @@ def cmd_preview(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    from harness.errors import check_choice
     from harness.record import asvdb
     from harness.report import compare
     from harness.suites import REGRESSION_TIMING
@@ -343,16 +344,30 @@ def cmd_compare(args) -> int:
     for which, spec in (("before", args.before), ("after", args.after)):
         if not spec.strip():
             raise HarnessError(f"compare: {which} is empty; give a commit prefix or a label")
-    results_dir = asvdb.load_config(results_dir=args.results_dir).results_dir
-    changes = compare.compare(results_dir, args.before, args.after, factor=args.factor, normalize=not args.raw)
-    _print(compare.compare_report(changes, only_changed=args.only_changed))
+    for family in args.metrics or ():
+        check_choice("--metrics family", family, compare.FAMILIES)
+    conf = asvdb.load_config(results_dir=args.results_dir)
+    results_dir = conf.results_dir
+    changes = compare.compare(results_dir, args.before, args.after, factor=args.factor, normalize=not args.raw,
+                              repo=conf.repo)
+    if args.metrics:
+        changes = [c for c in changes if compare.family_of(c) in args.metrics]
+    if args.format == "json":
+        print(json.dumps(compare.change_records(changes), indent=1))
+    elif args.format == "markdown":
+        from harness.report.console import markdown
+
+        shown = [c for c in changes if c.mark in compare.CHANGED] if args.only_changed else changes
+        print(markdown(compare.FLAT_HEADERS, compare.flat_rows(shown)))
+    else:
+        _print(compare.compare_report(changes, only_changed=args.only_changed))
     needed = REGRESSION_TIMING["rounds"]
     for spec in (args.before, args.after):
-        rounds = compare.timing_rounds(results_dir, spec)
+        rounds = compare.timing_rounds(results_dir, spec, conf.repo)
         if rounds is not None and rounds < needed:
             print(f"warning: {spec} was timed in {rounds} round(s); on a shared machine a comparison needs "
                   f"{needed} (harness run --regression), so its timing marks may be noise", file=sys.stderr)
-        if compare.timed_beside(results_dir, spec):
+        if compare.timed_beside(results_dir, spec, conf.repo):
             print(f"warning: {spec} was timed with untimed work beside its timings on the spare CPUs, which can "
                   f"slow a timing by a few percent (harness run --isolate or --regression: nothing beside)",
                   file=sys.stderr)
@@ -668,8 +683,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "improvement, ! newly failed, ~ a ratio beyond the factor within the noise. "
                                    "Timings are judged in units of the machine probe timed beside them. "
                                    "Exits 1 when a significant regression is found (for CI).")
-    p.add_argument("before", help="commit prefix or label")
-    p.add_argument("after", help="commit prefix or label")
+    p.add_argument("before", help="commit prefix, git ref (main, HEAD~1, a tag) or label")
+    p.add_argument("after", help="commit prefix, git ref (main, HEAD~1, a tag) or label")
+    p.add_argument("--metrics", type=_csv("--metrics"),
+                   help="only these measurement families, e.g. time (gate CI on timings only): time, memory, "
+                        "gradient, compile, train")
+    p.add_argument("--format", choices=("table", "json", "markdown"), default="table",
+                   help="table (default), one record per point as json, or the table as markdown")
     p.add_argument("--factor", type=_positive("--factor"), default=1.1,
                    help="ratio that counts as a change (default: 1.1)")
     p.add_argument("--raw", action="store_true",

@@ -159,7 +159,7 @@ def test_compare_with_an_unknown_commit_lists_the_known_ones(project):
     repo, first, second = project
     result = harness(repo, "compare", first[:8], "deadbeef", check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "unknown commit or label 'deadbeef'" in result.stderr
+    assert "unknown commit, git ref or label 'deadbeef'" in result.stderr
     assert first[:8] in result.stderr and second[:8] in result.stderr
 
 
@@ -335,3 +335,21 @@ def test_history_follows_the_repository_branch_and_says_when_a_commit_is_off_it(
     ran = harness(repo, "run", *grid, check=True)
     assert (f"recorded into asv for commit {commit[:8]}, which is on none of the branches the history graphs "
             f"follow (main), so no graph shows it") in ran.stdout
+
+
+def test_compare_takes_git_refs_a_metric_filter_and_machine_readable_formats(project):
+    """HEAD~1 and main are the two commits; --metrics time keeps the timing benchmarks only; json is one
+    record per point and markdown a table; an unknown family is a one-line error (issue 30)."""
+    repo, first, second = project
+    by_ref = json.loads(harness(repo, "compare", "HEAD~1", "main", "--all", "--format", "json", check=False).stdout)
+    by_hash = json.loads(harness(repo, "compare", first[:8], second[:8], "--all", "--format", "json",
+                                 check=False).stdout)
+    assert [r["benchmark"] for r in by_ref] == [r["benchmark"] for r in by_hash] and by_ref
+    assert {r["family"] for r in by_ref} >= {"time", "memory", "gradient"}
+    timings = json.loads(harness(repo, "compare", "HEAD~1", "HEAD", "--all", "--metrics", "time", "--format",
+                                 "json", check=False).stdout)
+    assert timings and {r["family"] for r in timings} == {"time"}
+    table = harness(repo, "compare", "HEAD~1", "HEAD", "--all", "--format", "markdown", check=False).stdout
+    assert table.splitlines()[0] == "|  | benchmark | point | before | after | ratio | judged |"
+    bad = harness(repo, "compare", "HEAD~1", "HEAD", "--metrics", "speed", check=False)
+    assert bad.returncode == 2 and "unknown --metrics family 'speed'" in bad.stderr and "time" in bad.stderr

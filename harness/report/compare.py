@@ -81,9 +81,34 @@ def _result_files(results_dir: Path) -> Iterator[tuple[str, Path]]:
         yield "label", path
 
 
-def resolve(results_dir: Path, spec: str) -> dict:
-    """The asv Results of a label or a commit prefix, one per machine that recorded it (the newest
-    file of each machine when there are several)."""
+def resolve(results_dir: Path, spec: str, repo: str | Path | None = None) -> dict:
+    """The asv Results of a label, a commit prefix or a git ref of ``repo`` (``main``, ``HEAD~1``, a
+    tag), one per machine that recorded it (the newest file of each machine when there are several).
+    A label wins over a ref of the same name."""
+    found = _resolve(results_dir, spec)
+    if isinstance(found, dict):
+        return found
+    commit = _git_commit(repo, spec) if repo is not None else None
+    if commit is not None and isinstance(again := _resolve(results_dir, commit), dict):
+        return again
+    ref = f" (git ref {spec} is commit {commit[:8]}, which has no results here)" if commit else ""
+    raise HarnessError(found + ref)
+
+
+def _git_commit(repo: str | Path, ref: str) -> str | None:
+    """The commit a git ref names in ``repo``, or None (not a ref, or not a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd=repo,
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
+
+
+def _resolve(results_dir: Path, spec: str) -> dict | str:
+    """:func:`resolve` of a label or commit prefix, or the message saying what is known instead."""
     candidates, known_commits, known_labels = [], set(), set()
     for kind, path in _result_files(results_dir):
         if kind == "label":
@@ -97,9 +122,8 @@ def resolve(results_dir: Path, spec: str) -> dict:
             if commit.startswith(spec):
                 candidates.append(path)
     if not candidates:
-        raise HarnessError(
-            f"unknown commit or label {spec!r}; known commits: {', '.join(sorted(known_commits)) or 'none'}; "
-            f"known labels: {', '.join(sorted(known_labels)) or 'none'}")
+        commits, labels = ", ".join(sorted(known_commits)) or "none", ", ".join(sorted(known_labels)) or "none"
+        return f"unknown commit, git ref or label {spec!r}; known commits: {commits}; known labels: {labels}"
     newest: dict[str, Path] = {}
     for path in sorted(candidates, key=lambda p: p.stat().st_mtime):
         newest[path.parent.name] = path  # the machine's folder
@@ -122,17 +146,18 @@ def _points(per_machine: dict, name_machines: bool) -> dict[PointKey, _Point]:
     return out
 
 
-def timing_rounds(results_dir: str | Path, spec: str) -> int | None:
+def timing_rounds(results_dir: str | Path, spec: str, repo: str | Path | None = None) -> int | None:
     """The fewest timing rounds behind ``spec``'s timings over its machines (None: recorded before
     the harness kept the count, or a training run)."""
-    counts = [asvapi.env_vars_of(res).get(TIMING_ROUNDS) for res in resolve(Path(results_dir), spec).values()]
+    counts = [asvapi.env_vars_of(res).get(TIMING_ROUNDS) for res in resolve(Path(results_dir), spec, repo).values()]
     return min((int(c) for c in counts if c), default=None)
 
 
-def timed_beside(results_dir: str | Path, spec: str) -> bool:
+def timed_beside(results_dir: str | Path, spec: str, repo: str | Path | None = None) -> bool:
     """Whether some of ``spec``'s timings were taken with untimed work allowed beside them (not
     ``[timing] isolate``; unknown for files recorded before the harness kept it: False)."""
-    return any(asvapi.env_vars_of(res).get(TIMING_ISOLATED) == "0" for res in resolve(Path(results_dir), spec).values())
+    found = resolve(Path(results_dir), spec, repo).values()
+    return any(asvapi.env_vars_of(res).get(TIMING_ISOLATED) == "0" for res in found)
 
 
 def _isna(value: float | None) -> bool:
@@ -193,12 +218,12 @@ def judged_in_probe_units(key: PointKey, a: dict[PointKey, _Point], b: dict[Poin
 
 
 def compare(results_dir: str | Path, before: str, after: str, factor: float = 1.1,
-            normalize: bool = True) -> list[Change]:
+            normalize: bool = True, repo: str | Path | None = None) -> list[Change]:
     """Every benchmark point of ``before`` or ``after`` (the probe's own points are the machine column
     of the timings, not rows): one measured on one side only is marked ``?``; timings judged in probe
     units unless not ``normalize``. Sides that share no measured point are an error, not a pass."""
     results_dir = Path(results_dir)
-    res_a, res_b = resolve(results_dir, before), resolve(results_dir, after)
+    res_a, res_b = resolve(results_dir, before, repo), resolve(results_dir, after, repo)
     several = len(set(res_a) | set(res_b)) > 1
     a, b = _points(res_a, several), _points(res_b, several)
     keys = sorted(k for k in set(a) | set(b) if not (k[0].endswith(VS_PROBE) or k[0].endswith("." + PROBE_METRIC)))
@@ -210,6 +235,40 @@ def compare(results_dir: str | Path, before: str, after: str, factor: float = 1.
     b.update({k: absent for k in keys if k not in b})
     return [judged_in_probe_units(key, a, b, factor) if normalize else change(key, a[key], b[key], factor)
             for key in keys]
+
+
+#: The measurement families ``harness compare --metrics`` can choose (asvdb's metric table names each).
+FAMILIES = ("time", "memory", "gradient", "compile", "train")
+
+
+def family_of(change: Change) -> str:
+    """The measurement family of a change's metric (time, memory, gradient, compile, train)."""
+    from harness.record.asvdb import metric_named
+
+    metric = metric_named(change.key[0])
+    return metric.family if metric is not None else "other"
+
+
+def change_records(changes: list[Change]) -> list[dict]:
+    """One plain record per change (``harness compare --format json``): NaN as None."""
+    def plain(value):
+        return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+    return [{"benchmark": c.key[0], "point": list(c.key[1]), "family": family_of(c), "mark": c.mark.strip(),
+             "regression": c.regression, "before": plain(c.before), "after": plain(c.after), "ratio": plain(c.ratio),
+             "machine": plain(c.machine), "judged": plain(c.judged_ratio), "within_noise": c.within_noise}
+            for c in changes]
+
+
+#: The columns of :func:`flat_rows`: one table for every benchmark (``--format markdown``).
+FLAT_HEADERS = ("", "benchmark", "point", "before", "after", "ratio", "judged")
+
+
+def flat_rows(changes: list[Change]) -> list[list[str]]:
+    """One row per change under :data:`FLAT_HEADERS`, worst judged ratio first."""
+    ordered = sorted(changes, key=lambda c: -(c.judged_ratio if c.judged_ratio is not None else math.inf))
+    return [[c.mark.strip(), c.key[0], " ".join(c.key[1]), _fmt(c.before), _fmt(c.after), _ratio(c.ratio),
+             _ratio(c.judged_ratio, c.within_noise)] for c in ordered]
 
 
 def _fmt(value: float | None) -> str:
