@@ -73,7 +73,6 @@ def _print(renderable) -> None:
 
 def cmd_plugins(args) -> int:
     from harness.plugins import availability, get_registry
-    from harness.report.console import table
 
     registry = get_registry()
     available = {name: availability(cls) for name, cls in registry.backends.items()}
@@ -87,7 +86,7 @@ def cmd_plugins(args) -> int:
             state = "available" if avail else f"unavailable: {avail.reason}"
             rows.append([f"  backend {name}", "", state, f"cells: {', '.join(_backend_cells(cls))}",
                          f"dtypes: {', '.join(cls.dtypes)}"])
-    _print(table(["plugin", "distribution", "status", "tasks / cells", "error / dtypes"], rows))
+    plugins = ("plugins", ["plugin", "distribution", "status", "tasks / cells", "error / dtypes"], rows)
     cells = []
     for name, cls in registry.cells.items():
         record = registry.cell_plugins[name]
@@ -98,8 +97,31 @@ def cmd_plugins(args) -> int:
                       ", ".join(s.name for s in cls.state), here + (f" (not here: {', '.join(elsewhere)})"
                                                                    if elsewhere else ""),
                       ", ".join(cls.init_names())])
-    _print(table(["cell", "plugin (distribution)", "states", "run by", "inits"], cells, title="cells"))
+    _emit([plugins, ("cells", ["cell", "plugin (distribution)", "states", "run by", "inits"], cells)], args.format)
     return 0
+
+
+def _emit(tables: list[tuple[str, list[str], list[list[str]]]], fmt: str) -> None:
+    """Listing tables (title, headers, rows) as ``fmt``: rich tables (the first untitled), one JSON
+    object of records per title, Markdown tables under their titles, or the first table as CSV (the
+    main listing; the others are in the JSON)."""
+    from harness.report.console import markdown, table
+
+    if fmt == "json":
+        print(json.dumps({title: [dict(zip(headers, (c.strip() for c in row))) for row in rows]
+                          for title, headers, rows in tables}, indent=1))
+    elif fmt == "csv":
+        import csv
+
+        title, headers, rows = tables[0]
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(headers)
+        writer.writerows([c.strip() for c in row] for row in rows)
+    elif fmt == "markdown":
+        print("\n\n".join(f"## {title}\n\n{markdown(headers, rows)}" for title, headers, rows in tables))
+    else:
+        for i, (title, headers, rows) in enumerate(tables):
+            _print(table(headers, rows, title=title if i else None))
 
 
 def _backend_cells(cls) -> list[str]:
@@ -112,7 +134,6 @@ def _backend_cells(cls) -> list[str]:
 def cmd_suites(args) -> int:
     from harness import suites
     from harness.plugins import availability, get_registry
-    from harness.report.console import table
 
     registry = get_registry()
     rows = []
@@ -124,7 +145,7 @@ def cmd_suites(args) -> int:
                      task.reference if task else "task not installed", task.solved if task else "", str(path)])
         for cell in s.cells:
             in_suites.setdefault(cell, []).append(name)
-    _print(table(["suite", "task", "cells", "T", "task source", "solved when", "path"], rows))
+    listing = ("suites", ["suite", "task", "cells", "T", "task source", "solved when", "path"], rows)
     # which backends run each cell: a backend that does not is skipped for it with the reason
     available = {name: bool(availability(cls)) for name, cls in registry.backends.items()}
     cells = []
@@ -136,8 +157,8 @@ def cmd_suites(args) -> int:
         cells.append([cell, ", ".join(in_suites.get(cell, [])) or "-",
                       ", ".join(b for b in runs if available[b]) or "no backend available here",
                       ", ".join(b for b in runs if not available[b]) or "-"])
-    _print(table(["cell", "in suites", "run by (here)", "run by (not available here)"], cells,
-                 title="cells and the backends that run them (others are skipped with the reason)"))
+    _emit([listing, ("cells and the backends that run them (others are skipped with the reason)",
+                     ["cell", "in suites", "run by (here)", "run by (not available here)"], cells)], args.format)
     return 0
 
 
@@ -500,8 +521,10 @@ def cmd_new_cell(args) -> int:
 
 def _add_grid_options(p: argparse.ArgumentParser, seq_lens: str) -> None:
     """The options `harness run` and `harness train` share: the grid, where results go, output."""
-    p.add_argument("suite", help="a suite folder (suites/long_range) or a suite name (long_range)")
-    p.add_argument("--backends", default="all", help="'all' or a comma-separated list (default: all)")
+    p.add_argument("suite", help="a suite folder (suites/long_range) or a suite name (long_range)"
+                   ).complete = COMPLETE_SUITES
+    p.add_argument("--backends", default="all", help="'all' or a comma-separated list (default: all)"
+                   ).complete = COMPLETE_BACKENDS
     p.add_argument("--cells", type=_csv("--cells"), help="override the suite's cells, e.g. lstm,gru")
     p.add_argument("--seq-lens", type=_csv("--seq-lens", int), help=f"override {seq_lens}, e.g. 100,200")
     p.add_argument("--hidden", type=_csv("--hidden", int), help="override the hidden sizes H, e.g. 128,512: an axis")
@@ -559,6 +582,35 @@ ENVIRONMENT = """environment variables:
   HARNESS_NUMBA_BLAS       the numba backend's GEMM library: auto (default), mkl, openblas, np.dot"""
 
 
+#: Shell functions the completion script calls for suite and backend names (the installed ones, asked
+#: of harness itself when the user presses TAB), by shell.
+_NAMES = """
+_harness_suite_names() { harness suites --format csv 2>/dev/null | tail -n +2 | cut -d, -f1; }
+_harness_backend_names() {
+  echo all; harness plugins --format csv 2>/dev/null | sed -n 's/^ *backend \\([^,]*\\),.*/\\1/p'
+}
+"""
+COMPLETION_PREAMBLE = {
+    "bash": _NAMES + """
+_harness_suites() { compgen -W "$(_harness_suite_names)" -- "$1"; }
+_harness_backends() { compgen -W "$(_harness_backend_names)" -- "$1"; }
+""",
+    "zsh": _NAMES + """
+_harness_suites() { compadd -- ${(f)"$(_harness_suite_names)"}; }
+_harness_backends() { compadd -- ${(f)"$(_harness_backend_names)"}; }
+""",
+}
+COMPLETE_SUITES = {"bash": "_harness_suites", "zsh": "_harness_suites"}
+COMPLETE_BACKENDS = {"bash": "_harness_backends", "zsh": "_harness_backends"}
+
+
+def cmd_completion(args) -> int:
+    import shtab
+
+    print(shtab.complete(build_parser(), shell=args.shell, preamble=COMPLETION_PREAMBLE[args.shell]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="harness", description="Benchmark gradient behaviour, speed and memory of recurrent layers.",
@@ -570,9 +622,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="List every plugin (including failed and disabled ones), its "
                                    "distribution, backends, tasks and cells, whether each backend can run here "
                                    "and which backends run each cell.")
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="table (default), json (every listing), csv (the plugins) or markdown")
     p.set_defaults(func=cmd_plugins)
 
     p = sub.add_parser("suites", help="list the suites", description="List the suites found by name.")
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="table (default), json (every listing), csv (the suites) or markdown")
     p.set_defaults(func=cmd_suites)
 
     p = sub.add_parser("run", help="run a suite on backends",
@@ -701,6 +757,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_results_dir(p)
     p.set_defaults(func=cmd_compare)
 
+    p = sub.add_parser("completion", help="print a shell completion script",
+                       description="Print the completion script of a shell for the commands, their options, the "
+                                   "suites and the backends, e.g. in ~/.bashrc: eval \"$(harness completion bash)\".")
+    p.add_argument("shell", choices=("bash", "zsh"), help="the shell")
+    p.set_defaults(func=cmd_completion)
+
     p = sub.add_parser("report", help="plots of one results file, without asv",
                        description="Draw the gradient, decay-rate, time and memory plots of one results file "
                                    "into a folder with an index.html.")
@@ -765,6 +827,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `harness ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's recipe: no error at exit
+        return 0
     except OSError as exc:  # a full disk, a read-only folder, a path that is a folder: one line, not a traceback
         where = f": {exc.filename}" if exc.filename else ""
         print(f"harness: error: {exc.strerror or message(exc)}{where}", file=sys.stderr)

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 
 import pytest
 
@@ -172,3 +174,49 @@ def test_every_format_of_the_run_summary_is_for_its_reader(tmp_path):
     assert [(r["seq_len"], r["status"]) for r in rows] == [("12", "ok"), ("16", "ok")]
     table = out["markdown"].stdout.splitlines()
     assert table[:2] == ["| cell | T | numpy |", "|---|---|---|"] and table[2].startswith("| rnn_tanh | 12 | ")
+
+
+def test_plugins_and_suites_listings_in_every_format():
+    """json (every listing, by title), csv (the main listing) and markdown, for scripts (issue 30)."""
+    import csv
+    import io
+    import json
+
+    listing = json.loads(harness("suites", "--format", "json", check=True).stdout)
+    assert {"long_range", "adding"} <= {s["suite"] for s in listing["suites"]}
+    plugins = json.loads(harness("plugins", "--format", "json", check=True).stdout)
+    assert {"numpy", "tasks", "cells"} <= {p["plugin"] for p in plugins["plugins"]}
+    assert {c["cell"] for c in plugins["cells"]} >= {"lstm", "mingru", "lru"}
+    rows = list(csv.DictReader(io.StringIO(harness("suites", "--format", "csv", check=True).stdout)))
+    assert "long_range" in {r["suite"] for r in rows}
+    text = harness("plugins", "--format", "markdown", check=True).stdout
+    assert text.startswith("## plugins\n\n| plugin | distribution |") and "## cells" in text
+
+
+def test_bash_completion_completes_commands_suites_and_backends(tmp_path):
+    """`harness completion bash` (shtab) completes commands, options, the installed suites and backends
+    (asked of harness itself when TAB is pressed); zsh gets the same functions (issue 30)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("bash") is None:
+        pytest.skip("no bash here")
+    script = tmp_path / "harness.bash"
+    script.write_text(harness("completion", "bash", check=True).stdout)
+    (tmp_path / "bin").mkdir()
+    launcher = tmp_path / "bin" / "harness"  # the completion calls `harness`: this checkout's
+    launcher.write_text(f"#!/bin/sh\nexec {sys.executable} -m harness \"$@\"\n")
+    launcher.chmod(0o755)
+
+    def complete(*words: str) -> list[str]:
+        words_ = " ".join(words)
+        out = subprocess.run(["bash", "-c", f'source {script}; COMP_WORDS=({words_}); COMP_CWORD={len(words) - 1}; '
+                              f'_shtab_harness; printf "%s\\n" "${{COMPREPLY[@]}}"'],
+                             env={**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"},
+                             capture_output=True, text=True, timeout=300)
+        return out.stdout.split()
+
+    assert complete("harness", "com") == ["compare", "completion"]
+    assert complete("harness", "run", "long_r") == ["long_range"]
+    assert complete("harness", "run", "long_range", "--backends", "num") == ["numba", "numpy"]
+    assert "_harness_suites" in harness("completion", "zsh", check=True).stdout
