@@ -7,6 +7,7 @@ import datetime as dt
 import inspect
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -139,19 +140,26 @@ def test_dirty_tree_is_recorded_under_a_label_outside_the_history(tmp_path):
 
 
 def test_compare_between_commits_prints_ratios(project):
+    """The table shows each value with its unit and spread as asv does (1.23±0.01ms); the ratios are
+    after / before of the stored values (read exactly from --format json)."""
     repo, first, second = project
     result = harness(repo, "compare", first[:8], second[:8], "--all", check=False)
     assert result.returncode in (0, 1), result.stderr
     rows = section_rows(result.stdout, "tiny.time_forward_backward")
     assert len(rows) == 4
     for fields in rows:  # [mark], before, after, ratio, machine, judged, backend, cell, T, H, B, init
-        before, after, ratio = float(fields[-11]), float(fields[-10]), float(fields[-9])
+        before, after = fields[-11], fields[-10]
+        assert re.fullmatch(r"[\d.]+±[\d.]+(ns|μs|us|ms|s)", before) and re.fullmatch(r"[\d.]+±[\d.]+\w+", after)
         machine, judged = float(fields[-8]), float(fields[-7].lstrip("~"))  # the probe's ratio; the one marked
-        assert machine > 0 and judged > 0
+        assert float(fields[-9]) > 0 and machine > 0 and judged > 0
         assert fields[-6] == "numpy" and fields[-5] in ("rnn_tanh", "gru") and fields[-4] in ("12", "16")
         assert fields[-3:] == ["4", "2", "default"]
-        # printed with 2 decimals (+-0.005), from before and after printed with 4 significant digits
-        assert ratio == pytest.approx(after / before, abs=0.005 + 0.002 * after / before)
+    records = json.loads(harness(repo, "compare", first[:8], second[:8], "--all", "--format", "json",
+                                 check=False).stdout)
+    timing = [r for r in records if r["benchmark"] == "tiny.time_forward_backward"]
+    assert len(timing) == 4 and all(r["unit"] == "seconds" and r["before_spread"] is not None for r in timing)
+    for r in timing:
+        assert r["ratio"] == pytest.approx(r["after"] / r["before"], rel=1e-12)
     assert (result.returncode == 1) == ("significant regression" in result.stderr)
 
 
@@ -183,7 +191,7 @@ ASV_NAMES_USED = {
     ("asv.benchmarks", "Benchmarks"), ("asv.commands.compare", "_is_result_better"),
     ("asv.commands.publish", "Publish"), ("asv.config", "Config"), ("asv.console", "log"),
     ("asv.results", "Results"), ("asv.results", "get_filename"), ("asv.runner", "BenchmarkResult"),
-    ("asv.util", "ProcessError"), ("asv.util", "UserError"),
+    ("asv.util", "ProcessError"), ("asv.util", "UserError"), ("asv.util", "human_value"),
 }
 
 

@@ -175,3 +175,18 @@ def publish(conf: Config, html_dir: str | os.PathLike) -> None:
         raise DatabaseRefused(str(exc).splitlines()[0]) from None
     except ProcessError as exc:
         raise GitFailed(exc.retcode) from None
+
+
+def human_value(value: float, unit: str, err: float | None = None) -> str:
+    """A value as asv prints it: ``1.23±0.01ms`` for seconds, ``12.5M`` for bytes, else with its unit."""
+    from asv.util import human_value as asv_human_value
+
+    return asv_human_value(value, unit, err=err)
+
+
+def spread(stats: dict | None) -> float | None:
+    """Half the interquartile range of a stored point's samples: the ``±`` asv compare prints
+    (asv_runner.statistics.get_err); None where no statistics are stored."""
+    if not stats or stats.get("q_25") is None or stats.get("q_75") is None:
+        return None
+    return (stats["q_75"] - stats["q_25"]) / 2

@@ -52,6 +52,9 @@ class Change:
     within_noise: bool = False  # the ratio passes the factor but the samples do not differ: "~"
     machine: float | None = None  # the probe's after / before, where the timing was judged in its units
     judged: float | None = None  # after / before in probe units, where the mark was decided on those
+    unit: str = ""  # the metric's unit (seconds, bytes, ...)
+    before_spread: float | None = None  # half the interquartile range of the samples, where stored
+    after_spread: float | None = None
 
     @property
     def regression(self) -> bool:
@@ -233,8 +236,17 @@ def compare(results_dir: str | Path, before: str, after: str, factor: float = 1.
     absent = _Point(math.nan, None, None, None)
     a.update({k: absent for k in keys if k not in a})
     b.update({k: absent for k in keys if k not in b})
-    return [judged_in_probe_units(key, a, b, factor) if normalize else change(key, a[key], b[key], factor)
-            for key in keys]
+    changes = [judged_in_probe_units(key, a, b, factor) if normalize else change(key, a[key], b[key], factor)
+               for key in keys]
+    return [dataclasses.replace(c, unit=_unit(c.key[0]), before_spread=asvapi.spread(a[c.key].stats),
+                                after_spread=asvapi.spread(b[c.key].stats)) for c in changes]
+
+
+def _unit(benchmark: str) -> str:
+    from harness.record.asvdb import metric_named
+
+    metric = metric_named(benchmark)
+    return metric.unit if metric is not None else ""
 
 
 #: The measurement families ``harness compare --metrics`` can choose (asvdb's metric table names each).
@@ -255,7 +267,8 @@ def change_records(changes: list[Change]) -> list[dict]:
         return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
     return [{"benchmark": c.key[0], "point": list(c.key[1]), "family": family_of(c), "mark": c.mark.strip(),
-             "regression": c.regression, "before": plain(c.before), "after": plain(c.after), "ratio": plain(c.ratio),
+             "regression": c.regression, "unit": c.unit, "before": plain(c.before), "after": plain(c.after),
+             "before_spread": plain(c.before_spread), "after_spread": plain(c.after_spread), "ratio": plain(c.ratio),
              "machine": plain(c.machine), "judged": plain(c.judged_ratio), "within_noise": c.within_noise}
             for c in changes]
 
@@ -267,16 +280,21 @@ FLAT_HEADERS = ("", "benchmark", "point", "before", "after", "ratio", "judged")
 def flat_rows(changes: list[Change]) -> list[list[str]]:
     """One row per change under :data:`FLAT_HEADERS`, worst judged ratio first."""
     ordered = sorted(changes, key=lambda c: -(c.judged_ratio if c.judged_ratio is not None else math.inf))
-    return [[c.mark.strip(), c.key[0], " ".join(c.key[1]), _fmt(c.before), _fmt(c.after), _ratio(c.ratio),
-             _ratio(c.judged_ratio, c.within_noise)] for c in ordered]
+    return [[c.mark.strip(), c.key[0], " ".join(c.key[1]), _fmt(c.before, c.unit, c.before_spread),
+             _fmt(c.after, c.unit, c.after_spread), _ratio(c.ratio), _ratio(c.judged_ratio, c.within_noise)]
+            for c in ordered]
 
 
-def _fmt(value: float | None) -> str:
+def _fmt(value: float | None, unit: str = "", spread: float | None = None) -> str:
+    """``1.23±0.01ms`` as asv compare prints a value with its unit and spread; "failed", "n/a"."""
     if value is None:
         return "failed"
     if math.isnan(value):
         return "n/a"
-    return f"{value:.4g}"
+    if unit in ("seconds", "bytes"):
+        return asvapi.human_value(value, unit, spread)
+    text = f"{value:.4g}" + (f"±{spread:.2g}" if spread else "")
+    return text
 
 
 def _ratio(value: float | None, within_noise: bool = False) -> str:
@@ -296,7 +314,8 @@ def compare_report(changes: list[Change], only_changed: bool = True) -> Group | 
     for name, group in itertools.groupby(sorted(shown, key=lambda c: c.key[0]), key=lambda c: c.key[0]):
         rows = sorted(group, key=lambda c: -(c.judged_ratio if c.judged_ratio is not None else math.inf))
         sections.append(table(["", "before", "after", "ratio", "machine", "judged", "point"],
-                              [[c.mark, _fmt(c.before), _fmt(c.after), _ratio(c.ratio),
+                              [[c.mark, _fmt(c.before, c.unit, c.before_spread), _fmt(c.after, c.unit, c.after_spread),
+                                _ratio(c.ratio),
                                 _ratio(c.machine) if c.machine else "", _ratio(c.judged_ratio, c.within_noise),
                                 " ".join(c.key[1])] for c in rows],
                               right=(1, 2, 3, 4, 5), title=name))
