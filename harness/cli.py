@@ -416,6 +416,23 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from pathlib import Path
+
+    from harness.record import dataframe
+
+    run = _read_results_file(args.results_file)
+    fmt, out = ("csv", args.csv) if args.csv else ("parquet", args.parquet)
+    target = Path(out)
+    if target.is_dir() or (target.exists() and not target.is_file()):
+        raise HarnessError(f"cannot export to {target}: it is not a regular file; name a new path")
+    if target.exists() and not args.force:
+        raise HarnessError(f"cannot export to {target}: it exists; add --force to replace it, or name a new path")
+    dataframe.export(run, target, fmt)
+    print(f"wrote {len(run.points)} point(s) of {args.results_file} to {target} ({fmt})")
+    return 0
+
+
 def _check_target(args) -> tuple[str, str]:
     """(kind, name) of what ``harness check`` checks: ``--backend NAME``, ``--cell NAME``, or NAME,
     which must be exactly one installed backend or cell (else a one-line error)."""
@@ -756,6 +773,16 @@ def build_parser() -> argparse.ArgumentParser:
     shown.add_argument("--all", dest="only_changed", action="store_false", help="show every benchmark point")
     _add_results_dir(p)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("export", help="one results file as a CSV or Parquet table",
+                       description="Write one flat row per point of a results file (the DataFrame's columns "
+                                   "less the g_t curves) as CSV or Parquet, for a spreadsheet or a script.")
+    p.add_argument("results_file", help="a results file written by harness run or harness train")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--csv", metavar="FILE", help="write CSV to FILE")
+    where.add_argument("--parquet", metavar="FILE", help="write Parquet to FILE (needs pyarrow or fastparquet)")
+    p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("completion", help="print a shell completion script",
                        description="Print the completion script of a shell for the commands, their options, the "

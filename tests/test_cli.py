@@ -220,3 +220,20 @@ def test_bash_completion_completes_commands_suites_and_backends(tmp_path):
     assert complete("harness", "run", "long_r") == ["long_range"]
     assert complete("harness", "run", "long_range", "--backends", "num") == ["numba", "numpy"]
     assert "_harness_suites" in harness("completion", "zsh", check=True).stdout
+
+
+def test_export_writes_one_flat_row_per_point_and_never_replaces_a_file_unasked(tmp_path):
+    import csv
+
+    folder = write_suite(tmp_path / "tiny", seq_lens="[12, 16]", metrics='["time"]')
+    run = tmp_path / "run.json"
+    harness("run", str(folder), "--backends", "numpy", "--no-asv", "-q", "--output", str(run), check=True)
+    out = tmp_path / "run.csv"
+    harness("export", str(run), "--csv", str(out), check=True)
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["backend"], r["seq_len"], r["status"]) for r in rows] == [("numpy", "12", "ok"), ("numpy", "16", "ok")]
+    assert float(rows[0]["forward_backward_median_s"]) > 0 and "g" not in rows[0]
+    out.write_text("precious")
+    line = one_line_error(harness("export", str(run), "--csv", str(out)))
+    assert "it exists; add --force" in line and out.read_text() == "precious"
+    assert one_line_error(harness("export", str(run))).startswith("harness export: error:")  # --csv or --parquet

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from enum import Enum
 from typing import Any
 
@@ -81,3 +82,35 @@ _EMPTY_POINT = PointResult("", "rnn_tanh", 0, "", SKIPPED)  # only its keys are 
 def load(path: str | os.PathLike):
     """A results file as a pandas DataFrame, one row per grid point (see :func:`frame`)."""
     return frame(read(path))
+
+
+#: What :func:`export` writes.
+EXPORT_FORMATS = ("csv", "parquet")
+
+
+def export(run: RunResults, path: str | os.PathLike, fmt: str) -> None:
+    """Write :func:`records` as a CSV or Parquet file, atomically (a temporary file in the same folder,
+    renamed over ``path``): the flat table for a spreadsheet or a pandas / polars script."""
+    import tempfile
+
+    import pandas as pd
+
+    from harness.errors import HarnessError
+
+    table = pd.DataFrame(records(run))
+    path = Path(path)
+    fd, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        if fmt == "csv":
+            table.to_csv(scratch, index=False)
+        else:
+            try:
+                table.to_parquet(scratch, index=False)
+            except ImportError:
+                raise HarnessError("--parquet needs pyarrow or fastparquet, and neither is installed; install one "
+                                   "with: pip install pyarrow") from None
+        os.replace(scratch, path)
+    finally:
+        if os.path.exists(scratch):
+            os.unlink(scratch)
