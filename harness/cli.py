@@ -370,7 +370,7 @@ def cmd_compare(args) -> int:
     conf = asvdb.load_config(results_dir=args.results_dir)
     results_dir = conf.results_dir
     changes = compare.compare(results_dir, args.before, args.after, factor=args.factor, normalize=not args.raw,
-                              repo=conf.repo)
+                              repo=conf.repo, machine=args.machine)
     if args.metrics:
         changes = [c for c in changes if compare.family_of(c) in args.metrics]
     if args.format == "json":
@@ -381,7 +381,7 @@ def cmd_compare(args) -> int:
         shown = [c for c in changes if c.mark in compare.CHANGED] if args.only_changed else changes
         print(markdown(compare.FLAT_HEADERS, compare.flat_rows(shown)))
     else:
-        _print(compare.compare_report(changes, only_changed=args.only_changed))
+        _print(compare.compare_report(changes, only_changed=args.only_changed, sort=args.sort))
     needed = REGRESSION_TIMING["rounds"]
     for spec in (args.before, args.after):
         rounds = compare.timing_rounds(results_dir, spec, conf.repo)
@@ -763,6 +763,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "gradient, compile, train")
     p.add_argument("--format", choices=("table", "json", "markdown"), default="table",
                    help="table (default), one record per point as json, or the table as markdown")
+    p.add_argument("--sort", choices=("ratio", "point"), default="ratio",
+                   help="order each benchmark's rows by the judged ratio, worst first (default), or by point")
+    p.add_argument("--machine", help="compare only this machine's results (where several recorded A and B)")
     p.add_argument("--factor", type=_positive("--factor"), default=1.1,
                    help="ratio that counts as a change (default: 1.1)")
     p.add_argument("--raw", action="store_true",

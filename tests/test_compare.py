@@ -191,3 +191,23 @@ def test_a_backend_that_vanished_or_sides_without_common_points_fail_the_compari
     record_synthetic(tmp_path, "elsewhere", [synthetic_point("z", 99, 1.0)])
     with pytest.raises(HarnessError, match="before and elsewhere share no measured benchmark point"):
         compare(tmp_path / "results", "before", "elsewhere")
+
+
+def test_compare_sorts_by_point_and_keeps_to_one_machine(tmp_path):
+    from harness.errors import HarnessError
+    from harness.report.console import render
+
+    record_synthetic(tmp_path, "before", [synthetic_point(name, 10, 1.0) for name in "abc"])
+    record_synthetic(tmp_path, "after", [synthetic_point("a", 10, 1.5), synthetic_point("b", 10, 3.0),
+                                         synthetic_point("c", 10, 2.0)])
+    timings = [c for c in compare(tmp_path / "results", "before", "after") if c.key[0] == TIMING]
+
+    def order(sort: str) -> list[str]:  # the backend column of each row, top to bottom
+        lines = render(compare_report(timings, sort=sort)).splitlines()
+        return [line.split()[-6] for line in lines if line.split()[:1] == ["+"]]
+
+    assert order("ratio") == ["b", "c", "a"] and order("point") == ["a", "b", "c"]
+    assert compare(tmp_path / "results", "before", "after", machine="testbox")  # the one machine
+    with pytest.raises(HarnessError, match="unknown machine 'elsewhere' for before and after; their machines: "
+                                           "testbox"):
+        compare(tmp_path / "results", "before", "after", machine="elsewhere")

@@ -221,12 +221,19 @@ def judged_in_probe_units(key: PointKey, a: dict[PointKey, _Point], b: dict[Poin
 
 
 def compare(results_dir: str | Path, before: str, after: str, factor: float = 1.1,
-            normalize: bool = True, repo: str | Path | None = None) -> list[Change]:
+            normalize: bool = True, repo: str | Path | None = None, machine: str | None = None) -> list[Change]:
     """Every benchmark point of ``before`` or ``after`` (the probe's own points are the machine column
     of the timings, not rows): one measured on one side only is marked ``?``; timings judged in probe
-    units unless not ``normalize``. Sides that share no measured point are an error, not a pass."""
+    units unless not ``normalize``; only ``machine``'s results where given. Sides that share no
+    measured point are an error, not a pass."""
     results_dir = Path(results_dir)
     res_a, res_b = resolve(results_dir, before, repo), resolve(results_dir, after, repo)
+    if machine is not None:
+        known = sorted(set(res_a) | set(res_b))
+        if machine not in known:
+            raise HarnessError(f"unknown machine {machine!r} for {before} and {after}; their machines: "
+                               f"{', '.join(known)}")
+        res_a, res_b = ({m: r for m, r in res.items() if m == machine} for res in (res_a, res_b))
     several = len(set(res_a) | set(res_b)) > 1
     a, b = _points(res_a, several), _points(res_b, several)
     keys = sorted(k for k in set(a) | set(b) if not (k[0].endswith(VS_PROBE) or k[0].endswith("." + PROBE_METRIC)))
@@ -303,16 +310,22 @@ def _ratio(value: float | None, within_noise: bool = False) -> str:
     return f"~{value:.2f}" if within_noise else f"{value:.2f}"
 
 
-def compare_report(changes: list[Change], only_changed: bool = True) -> Group | Text:
-    """One section per benchmark, rows sorted by ratio (worst first); with ``only_changed``, only
-    the significant changes (+, -, !) and the points measured on one side only (?)."""
+#: How ``harness compare --sort`` orders the rows of each benchmark.
+SORTS = ("ratio", "point")
+
+
+def compare_report(changes: list[Change], only_changed: bool = True, sort: str = "ratio") -> Group | Text:
+    """One section per benchmark, rows sorted by ``sort``: the judged ratio (worst first) or the
+    point's parameters; with ``only_changed``, only the significant changes (+, -, !) and the points
+    measured on one side only (?)."""
     shown = [c for c in changes if c.mark in CHANGED] if only_changed else changes
     if not shown:
         return Text(f"no significant change in {len(changes)} benchmark points" if only_changed else
                     "no benchmark points in common")
     sections = []
     for name, group in itertools.groupby(sorted(shown, key=lambda c: c.key[0]), key=lambda c: c.key[0]):
-        rows = sorted(group, key=lambda c: -(c.judged_ratio if c.judged_ratio is not None else math.inf))
+        rows = sorted(group, key=(lambda c: c.key[1]) if sort == "point" else
+                      (lambda c: -(c.judged_ratio if c.judged_ratio is not None else math.inf)))
         sections.append(table(["", "before", "after", "ratio", "machine", "judged", "point"],
                               [[c.mark, _fmt(c.before, c.unit, c.before_spread), _fmt(c.after, c.unit, c.after_spread),
                                 _ratio(c.ratio),
