@@ -95,9 +95,14 @@ def test_two_commits_give_two_points_in_the_published_history(project):
 
 
 def test_harness_pages_are_linked_from_the_asv_index(project):
-    repo, *_ = project
+    repo, first, second = project
     html = repo / "results/html"
     assert "harness/index.html" in (html / "index.html").read_text()
+    index = (html / "harness/index.html").read_text()  # every run listed, newest first; the newest's page linked
+    every = index[index.index('id="every-run"'):]
+    assert every.index(second[:8]) < every.index(first[:8]) and every.count("<tr><td>") == 2
+    assert every.count('href="tiny/index.html"') == 1
+    assert every.count("<td>4</td><td>0</td><td>0</td>") == 2  # 4 points ok in each run (2 cells x 2 T)
     suite_page = (html / "harness/tiny/index.html").read_text()
     for stem in ("gradient_rnn_tanh", "gradient_gru", "decay_rate", "time", "memory"):
         assert (html / "harness/tiny" / f"{stem}.png").stat().st_size > 0

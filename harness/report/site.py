@@ -38,22 +38,23 @@ CDN_FILES = {
 _TAG = re.compile(r'(<(?:script|link)\b[^>]*?(?:src|href)=")(https://[^"]+)("[^>]*>)')
 
 
-def latest_runs(results_dir: str | Path) -> dict[str, tuple[Path, results.RunResults]]:
-    """The newest run of each suite and mode under ``results_dir/runs`` (by start time), with its file,
-    keyed ``SUITE`` (harness run) or ``SUITE-train`` (harness train).
-
-    Files this harness cannot read (another schema, not JSON) and runs without points are passed over.
-    """
-    newest: dict[str, tuple[Path, results.RunResults]] = {}
+def all_runs(results_dir: str | Path) -> list[tuple[Path, results.RunResults]]:
+    """Every readable run with points under ``results_dir/runs``, oldest first (by start time).
+    Files this harness cannot read (another schema, not JSON) and runs without points are passed over."""
+    found = []
     for path in sorted(Path(results_dir, "runs").glob("*.json")):
         try:
             run = files.read(path)
         except (OSError, ValueError):
             continue
-        name = run.suite.name + ("-train" if run.mode == Mode.TRAIN else "")
-        if run.points and (name not in newest or run.started_at > newest[name][1].started_at):
-            newest[name] = (path, run)
-    return dict(sorted(newest.items()))
+        if run.points:
+            found.append((path, run))
+    return sorted(found, key=lambda item: item[1].started_at)
+
+
+def page_name(run: results.RunResults) -> str:
+    """The folder of a suite's page: ``SUITE`` (harness run) or ``SUITE-train`` (harness train)."""
+    return run.suite.name + ("-train" if run.mode == Mode.TRAIN else "")
 
 
 def _asv_publish(conf, html_dir: Path) -> None:
@@ -128,13 +129,27 @@ def publish(conf) -> Path:
 
 
 def _write_harness_pages(results_dir: Path, pages: Path) -> None:
+    """A page per suite and mode for its newest run, and an index that lists them and every run."""
     pages.mkdir(parents=True, exist_ok=True)
     items = []
-    for name, (path, run) in latest_runs(results_dir).items():
+    runs = all_runs(results_dir)
+    latest = {page_name(run): (path, run) for path, run in runs}
+    for name, (path, run) in sorted(latest.items()):
         kind = "training" if run.mode == Mode.TRAIN else "benchmarks"
         plots.report(run, pages / name, title=f"harness: suite {run.suite.name} ({kind})", back_link="../index.html")
-        items.append({"folder": name, "name": name, "started": run.started_at[:19], "file": path.name})
-    render_page("index.html.j2", pages / "index.html", items=items)
+        items.append({"folder": name, "name": name, "started": run.started_at[:19], "file": path.name,
+                      **run.counts})
+    every = [{"started": run.started_at[:19], "name": page_name(run), "file": path.name,
+              "machine": run.provenance.get("machine", "?"), "commit": _commit(run),
+              "page": page_name(run) if latest[page_name(run)][0] == path else None, **run.counts}
+             for path, run in reversed(runs)]
+    render_page("index.html.j2", pages / "index.html", items=items, runs=every)
+
+
+def _commit(run: results.RunResults) -> str:
+    git = run.provenance.get("git") or {}
+    commit = git.get("commit") if isinstance(git, dict) else None
+    return (str(commit)[:8] + (" (dirty)" if git.get("dirty") else "")) if commit else "no git"
 
 
 def _swap_in(built: Path, target: Path) -> None:
