@@ -111,12 +111,8 @@ def _emit(tables: list[tuple[str, list[str], list[list[str]]]], fmt: str) -> Non
         print(json.dumps({title: [dict(zip(headers, (c.strip() for c in row))) for row in rows]
                           for title, headers, rows in tables}, indent=1))
     elif fmt == "csv":
-        import csv
-
         title, headers, rows = tables[0]
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(headers)
-        writer.writerows([c.strip() for c in row] for row in rows)
+        _write_csv([dict(zip(headers, (c.strip() for c in row))) for row in rows])
     elif fmt == "markdown":
         print("\n\n".join(f"## {title}\n\n{markdown(headers, rows)}" for title, headers, rows in tables))
     else:
@@ -252,6 +248,15 @@ def _run_and_record(args, mode: Mode) -> int:
 FORMATS = ("table", "json", "csv", "markdown")
 
 
+def _write_csv(rows: list[dict]) -> None:
+    """Records as CSV on stdout, a header row first."""
+    import csv
+
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+
+
 def _print_summary(run, columns: str, fmt: str) -> None:
     """The run's summary on stdout: a table for people (``columns``: the pivot, or "all"), or one
     record per point as JSON or CSV, or the table as Markdown, for scripts and pull requests."""
@@ -260,15 +265,10 @@ def _print_summary(run, columns: str, fmt: str) -> None:
     if fmt in ("json", "csv"):
         from harness.record.dataframe import records
 
-        rows = records(run)
         if fmt == "json":
-            print(json.dumps(rows, indent=1))
-            return
-        import csv
-
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+            print(json.dumps(records(run), indent=1))
+        else:
+            _write_csv(records(run))
         return
     if fmt == "markdown":
         headers, body, lines = console.summary_text(run, columns)
@@ -419,16 +419,18 @@ def cmd_report(args) -> int:
 def cmd_export(args) -> int:
     from pathlib import Path
 
-    from harness.record import dataframe
+    from harness.record import dataframe, files
 
     run = _read_results_file(args.results_file)
     fmt, out = ("csv", args.csv) if args.csv else ("parquet", args.parquet)
-    target = Path(out)
-    if target.is_dir() or (target.exists() and not target.is_file()):
-        raise HarnessError(f"cannot export to {target}: it is not a regular file; name a new path")
-    if target.exists() and not args.force:
-        raise HarnessError(f"cannot export to {target}: it exists; add --force to replace it, or name a new path")
-    dataframe.export(run, target, fmt)
+    existed = Path(out).exists()
+    target = files.claim(Path(out), args.force, what="the export", option=f"--{fmt}")
+    try:
+        dataframe.export(run, target, fmt)
+    except BaseException:
+        if not existed:  # the empty file claim made
+            target.unlink(missing_ok=True)
+        raise
     print(f"wrote {len(run.points)} point(s) of {args.results_file} to {target} ({fmt})")
     return 0
 

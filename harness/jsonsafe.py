@@ -6,6 +6,7 @@ before it is recorded, so a plugin cannot break a results file.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -21,3 +22,8 @@ def jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return repr(value)
+
+
+def finite_or_none(value: Any) -> Any:
+    """``value``, or None for a NaN or infinite float: JSON has no NaN, and a script reads null as "none"."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value

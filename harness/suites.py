@@ -8,7 +8,6 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field, replace
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ else:  # pragma: no cover
 from harness import inits as init_specs
 from harness.cells import DTYPES, cell_names
 from harness.errors import HarnessError, check_name, unknown_choice
+from harness.strenum import StrEnum
 
 SUITE_FILE = "suite.toml"
 SUITES_PATH_ENV = "HARNESS_SUITES_PATH"
@@ -33,14 +33,11 @@ METRIC_FAMILIES = ("time", "memory", "gradient")
 REGRESSION_TIMING = {"rounds": 8, "repeat": 32, "compile_repeat": 3, "isolate": True}
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     """What a run does: ``harness run`` measures, ``harness train`` trains (suites size their grid by it)."""
 
     RUN = "run"
     TRAIN = "train"
-
-    def __str__(self) -> str:
-        return self.value
 
 @dataclass(frozen=True)
 class Timing:

@@ -1,6 +1,7 @@
 """The command line: one-line errors naming the valid choices, --help and --version everywhere."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -237,3 +238,6 @@ def test_export_writes_one_flat_row_per_point_and_never_replaces_a_file_unasked(
     line = one_line_error(harness("export", str(run), "--csv", str(out)))
     assert "it exists; add --force" in line and out.read_text() == "precious"
     assert one_line_error(harness("export", str(run))).startswith("harness export: error:")  # --csv or --parquet
+    if importlib.util.find_spec("pyarrow") is None and importlib.util.find_spec("fastparquet") is None:
+        line = one_line_error(harness("export", str(run), "--parquet", str(tmp_path / "run.parquet")))
+        assert "--parquet needs pyarrow or fastparquet" in line and not (tmp_path / "run.parquet").exists()

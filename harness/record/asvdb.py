@@ -26,7 +26,6 @@ import math
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ import numpy as np
 from harness.errors import HarnessError, check_name
 from harness.measure.probe import PROBE_VERSION
 from harness.record import asvapi
-from harness.record.provenance import PEAK_VERSION
+from harness.record.provenance import PEAK_VERSION, git
 from harness.record.files import write_json_atomic
 from harness.record.results import FAILED, OK, CompileResult, PointResult, RunResults, RunStatus
 from harness.suites import Mode, Suite
@@ -185,29 +184,18 @@ def load_config(path: str | os.PathLike = CONFIG_FILE, results_dir: str | None =
     return conf
 
 
-def _git(repo: str, *args: str) -> subprocess.CompletedProcess | None:
-    try:
-        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-
-
 def followed_branches(repo: str, configured: list[str]) -> list[str]:
     """The branches whose commits the history graphs follow: the configured ones the repository has,
     else its current branch (a repository whose branch is ``master``, or a fork without ``main``),
     else the configured ones as they are (not a git checkout: asv says so when it publishes)."""
-    existing = [b for b in configured if (out := _git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{b}"))
-                and out.returncode == 0]
-    if existing:
-        return existing
-    current = _git(repo, "symbolic-ref", "--quiet", "--short", "HEAD")
-    return [current.stdout.strip()] if current and current.returncode == 0 and current.stdout.strip() else configured
+    existing = [b for b in configured if git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{b}")]
+    current = git(repo, "symbolic-ref", "--quiet", "--short", "HEAD")
+    return existing or ([current] if current else configured)
 
 
 def on_followed_branch(conf, commit: str) -> bool:
     """Whether ``commit`` is on one of the branches the history graphs follow (asv draws no other)."""
-    return any((out := _git(conf.repo, "merge-base", "--is-ancestor", commit, branch)) and out.returncode == 0
-               for branch in conf.branches)
+    return any(git(conf.repo, "merge-base", "--is-ancestor", commit, branch) is not None for branch in conf.branches)
 
 
 def benchmark_version(suite: Suite, metric: Metric) -> str:

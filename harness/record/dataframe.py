@@ -4,9 +4,9 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from enum import Enum
 from typing import Any
 
+from harness.jsonsafe import finite_or_none
 from harness.record.files import read
 from harness.record.results import SKIPPED, PointResult, RunResults
 
@@ -59,11 +59,7 @@ CURVES = ("g", "gc")
 def records(run: RunResults) -> list[dict[str, Any]]:
     """One flat record per point (:func:`point_row` without the curves), NaN and infinities as None:
     what ``--format json`` and ``csv`` print for scripts."""
-    def plain(value: Any) -> Any:
-        return None if isinstance(value, float) and not math.isfinite(value) else value
-
-    return [{k: plain(v.value if isinstance(v, Enum) else v) for k, v in point_row(p).items() if k not in CURVES}
-            for p in run.points]
+    return [{k: finite_or_none(v) for k, v in point_row(p).items() if k not in CURVES} for p in run.points]
 
 
 def frame(run: RunResults):

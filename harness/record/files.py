@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
 from harness.record.codec import encode, from_json, to_json
 from harness.record.results import ResultsFormatError, RunResults
 
@@ -57,3 +58,30 @@ def read(path: str | os.PathLike) -> RunResults:
         raise ResultsFormatError(f"{path}: not a results file (nested too deeply)") from None
 
 
+def claim(path: Path, force: bool = False, what: str = "the results file", option: str = "--output") -> Path:
+    """Check, before anything is measured or written, that ``path`` can be written as ``what`` (named
+    by ``option``): a new path (created here, exclusively), or with ``force`` an existing regular file.
+    A symbolic link, a folder, a device or a FIFO is refused, as is an existing file without ``force``."""
+    import stat
+
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None:
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(21, "is a folder, not a file", str(path))
+        kind = ("a symbolic link" if stat.S_ISLNK(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
+                "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else
+                None if stat.S_ISREG(mode) else "not a regular file")
+        if kind:
+            raise HarnessError(f"cannot write {what} {path}: it is {kind}; {option} must name a new path or a "
+                               f"regular file")
+        if not force:
+            raise HarnessError(f"cannot write {what} {path}: it exists; add --force to replace it, or name a new "
+                               f"path")
+        with open(path, "a"):  # writable (it is replaced as a whole when written)
+            return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "x"):
+        return path

@@ -47,25 +47,27 @@ def gpu_model() -> str | None:
     return names[0] if out.returncode == 0 and names else None
 
 
+def git(repo: str | os.PathLike, *args: str) -> str | None:
+    """``git ARGS`` in ``repo``: its output stripped ("" from a command that only answers with its
+    status, such as ``merge-base --is-ancestor``), or None when it fails or git is missing."""
+    try:
+        out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
 def git_state(path: str | os.PathLike = ".") -> dict:
     """Commit, commit date (ms), branch and dirtiness of the repository holding ``path``."""
-
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", *args], cwd=path, capture_output=True, text=True, timeout=20)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
+    commit = git(path, "rev-parse", "HEAD")
     if commit is None:
         return {"commit": None, "commit_date_ms": None, "branch": None, "dirty": None}
-    date = git("log", "-1", "--format=%ct", commit)
+    date = git(path, "log", "-1", "--format=%ct", commit)
     return {
         "commit": commit,
         "commit_date_ms": int(date) * 1000 if date else None,
-        "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
-        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "branch": git(path, "rev-parse", "--abbrev-ref", "HEAD"),
+        "dirty": bool(git(path, "status", "--porcelain", "--untracked-files=no")),
     }
 
 

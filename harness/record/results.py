@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
 from harness.errors import check_name
@@ -20,37 +19,32 @@ from harness.measure.load import LoadSample
 from harness.measure.roofline import Flops
 from harness.measure.timing import Measurement
 from harness.suites import Mode, Suite
+from harness.strenum import StrEnum
 
 #: The results file's schema number: bumped with a step in record/migrations.py whenever a change
 #: would make an older file read differently (renamed, moved or newly required keys).
 SCHEMA = 3
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """The status of a grid point; "interrupted" keeps the partial curves of a training point stopped by
-    Ctrl-C. A ``str`` (equal to its value, written to JSON as it), as enum.StrEnum is from Python 3.11."""
+    Ctrl-C."""
 
     OK = "ok"
     FAILED = "failed"
     SKIPPED = "skipped"
     INTERRUPTED = "interrupted"
 
-    def __str__(self) -> str:
-        return self.value
-
 
 OK, FAILED, SKIPPED, INTERRUPTED = Status  # the names every module compares with
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     """How far a run got: a file is ``running`` while it is written point by point."""
 
     RUNNING = "running"
     COMPLETE = "complete"
     INTERRUPTED = "interrupted"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class ResultsFormatError(ValueError):
@@ -324,6 +318,12 @@ class BackendStatus:
     info: dict[str, Any] = field(default_factory=dict)  # the worker's Backend.info()
 
 
+def cpu_roof(provenance: dict[str, Any]) -> dict[str, float]:
+    """The CPU roof (GFLOP/s per dtype) a provenance holds; none in a file from before the roof, whose
+    ``peak_gflops`` was a GEMM library's (one an engine could exceed)."""
+    return provenance.get("peak_gflops", {}) if "peak_version" in provenance else {}
+
+
 @dataclass
 class RunResults:
     """Everything one results file holds."""
@@ -346,8 +346,7 @@ class RunResults:
         file from before the roof, whose peak was a GEMM library's: one an engine could exceed)."""
         device = self.backends[point.backend].info.get("peak_gflops", {}) if point.backend in self.backends else {}
         machine = self.machines.get(point.machine, self.provenance) if point.machine else self.provenance
-        roof = machine.get("peak_gflops", {}) if "peak_version" in machine else {}
-        return device.get(point.dtype) or roof.get(point.dtype)
+        return device.get(point.dtype) or cpu_roof(machine).get(point.dtype)
 
     def peak_fraction(self, point: PointResult) -> float | None:
         """Achieved / peak GFLOP/s of the point's forward + backward."""

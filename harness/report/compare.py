@@ -30,7 +30,9 @@ from rich.console import Group
 from rich.text import Text
 
 from harness.errors import HarnessError
+from harness.jsonsafe import finite_or_none
 from harness.record import asvapi
+from harness.record.provenance import git
 from harness.record.asvdb import LABELS_DIR, PROBE_METRIC, TIMING_ISOLATED, TIMING_ROUNDS, VS_PROBE, unrepr
 from harness.report.console import table
 
@@ -91,23 +93,11 @@ def resolve(results_dir: Path, spec: str, repo: str | Path | None = None) -> dic
     found = _resolve(results_dir, spec)
     if isinstance(found, dict):
         return found
-    commit = _git_commit(repo, spec) if repo is not None else None
+    commit = git(repo, "rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}") if repo is not None else None
     if commit is not None and isinstance(again := _resolve(results_dir, commit), dict):
         return again
     ref = f" (git ref {spec} is commit {commit[:8]}, which has no results here)" if commit else ""
     raise HarnessError(found + ref)
-
-
-def _git_commit(repo: str | Path, ref: str) -> str | None:
-    """The commit a git ref names in ``repo``, or None (not a ref, or not a git checkout)."""
-    import subprocess
-
-    try:
-        out = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd=repo,
-                             capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
 
 
 def _resolve(results_dir: Path, spec: str) -> dict | str:
@@ -270,14 +260,10 @@ def family_of(change: Change) -> str:
 
 def change_records(changes: list[Change]) -> list[dict]:
     """One plain record per change (``harness compare --format json``): NaN as None."""
-    def plain(value):
-        return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
-
+    numbers = ("before", "after", "before_spread", "after_spread", "ratio", "machine")
     return [{"benchmark": c.key[0], "point": list(c.key[1]), "family": family_of(c), "mark": c.mark.strip(),
-             "regression": c.regression, "unit": c.unit, "before": plain(c.before), "after": plain(c.after),
-             "before_spread": plain(c.before_spread), "after_spread": plain(c.after_spread), "ratio": plain(c.ratio),
-             "machine": plain(c.machine), "judged": plain(c.judged_ratio), "within_noise": c.within_noise}
-            for c in changes]
+             "regression": c.regression, "unit": c.unit, **{n: finite_or_none(getattr(c, n)) for n in numbers},
+             "judged": finite_or_none(c.judged_ratio), "within_noise": c.within_noise} for c in changes]
 
 
 #: The columns of :func:`flat_rows`: one table for every benchmark (``--format markdown``).

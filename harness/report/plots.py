@@ -206,7 +206,7 @@ def _engine_lines(grid, run: RunResults) -> str:
     """The roof (100%) and a dotted line per GEMM engine at its percentage of the CPU's roof (the
     run's dtype), on every panel; returns the engines' percentages for the caption (labels on the
     lines would overlap where engines are close)."""
-    roof = run.provenance.get("peak_gflops", {}).get(run.suite.dtype) if "peak_version" in run.provenance else None
+    roof = results.cpu_roof(run.provenance).get(run.suite.dtype)
     engines = {engine: 100 * rates[run.suite.dtype] / roof
                for engine, rates in run.provenance.get("gemm_gflops", {}).items() if roof and run.suite.dtype in rates}
     for ax in grid.axes.flat:

@@ -19,7 +19,6 @@ import os
 import pickle
 import tempfile
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +33,10 @@ from harness.record.results import Point
 from harness.run.processes import pool_process
 from harness.suites import Mode, Suite, axis_values
 from harness.tasks import Task
+from harness.strenum import StrEnum
 
 
-class JobMode(str, Enum):
+class JobMode(StrEnum):
     """What a worker does with a :class:`PointJob`: RUN measures every family the suite asks for, TIME
     its timings (round ``round``), PROFILE the rest (gradient profile, memory peak: run.point.job_families),
     TRAIN learns the task, COMPILE measures the compile time."""
@@ -46,9 +46,6 @@ class JobMode(str, Enum):
     PROFILE = "profile"
     TRAIN = "train"
     COMPILE = "compile"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

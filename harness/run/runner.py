@@ -63,35 +63,6 @@ def claim_path(folder: Path, stem: str) -> Path:
             n += 1
 
 
-def claim_output(path: Path, force: bool = False) -> Path:
-    """Check, before measuring anything, that ``path`` can be written as a results file: a new path
-    (created here, exclusively), or with ``force`` an existing regular file. A symbolic link, a
-    folder, a device or a FIFO is refused, as is an existing file without ``force``."""
-    import stat
-
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        mode = None
-    if mode is not None:
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(21, "is a folder, not a file", str(path))
-        kind = ("a symbolic link" if stat.S_ISLNK(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
-                "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else
-                None if stat.S_ISREG(mode) else "not a regular file")
-        if kind:
-            raise HarnessError(f"cannot write the results file {path}: it is {kind}; --output must name a new "
-                               f"path or a regular file")
-        if not force:
-            raise HarnessError(f"cannot write the results file {path}: it exists; add --force to replace it, or "
-                               f"name a new path")
-        with open(path, "a"):  # writable (it is replaced as a whole when the first point is recorded)
-            return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "x"):
-        return path
-
-
 def check_fits_in_memory(suite: Suite, task, mode: Mode) -> None:
     """Refuse, before anything runs, a point whose stored activations cannot fit in this machine's
     memory: about 4 x the analytic activations (forward's, their gradients, per-step gradients, inputs)."""
@@ -157,7 +128,7 @@ def run_suite(
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     stem = f"{suite.name}-{'train-' if mode == 'train' else ''}{stamp}"
     try:
-        path = claim_output(Path(output), force) if output else claim_path(Path(results_dir) / "runs", stem)
+        path = files.claim(Path(output), force) if output else claim_path(Path(results_dir) / "runs", stem)
     except OSError as exc:  # a read-only results directory, one under a file, an output that is a folder
         raise HarnessError(f"cannot write the results file: {exc.strerror or exc}: "
                            f"{exc.filename or output or results_dir}") from None
