@@ -40,8 +40,9 @@ Conventions:
   cell module must never import torch at import time (``harness plugins`` stays fast and a missing
   torch only disables what needs it).
 - Parameters are drawn in float64 by :meth:`Cell.init_params`: every :class:`ParamSpec`'s own init,
-  in declaration order (the same draws whatever the named init, so one seed gives the same readout
-  and data whatever the init), then the named init's :attr:`CellInit.apply` in place. A cell may
+  in declaration order, then the named init's :attr:`CellInit.apply` in place, from a generator of
+  its own (harness/streams.py: one seed gives the same declared draws, readout and data whatever the
+  init). A cell may
   define ``inits["default"]`` to finish the default draw (LRU derives gamma from lambda). A named
   init is written ``NAME`` or ``NAME=VALUE`` on the command line, as in :mod:`harness.inits`.
 - Contract violations are one-line :class:`~harness.errors.HarnessError` s that name the cell and
@@ -309,10 +310,13 @@ class Cell:
         return ("default",) + tuple(n for n in cls.inits if n != "default")
 
     def init_params(self, input_size: int, hidden_size: int, rng: np.random.Generator, init: str = "default",
-                    value: float | None = None, steps: int | None = None) -> Params:
-        """Draw float64 parameters: every :class:`ParamSpec`'s init in order, then ``init``'s
-        :class:`CellInit` (``default``'s where the cell defines one). ``value`` is the init's VALUE
-        (None: its default); ``steps`` the point's sequence length, for inits that use it."""
+                    value: float | None = None, steps: int | None = None,
+                    init_rng: np.random.Generator | None = None) -> Params:
+        """Draw float64 parameters: every :class:`ParamSpec`'s init in order from ``rng``, then
+        ``init``'s :class:`CellInit` (``default``'s where the cell defines one) from ``init_rng``
+        (``rng`` when None). With two generators every init of a cell starts from the same declared
+        draws (harness/streams.py). ``value`` is the init's VALUE (None: its default); ``steps`` the
+        point's sequence length, for inits that use it."""
         if init not in self.init_names():
             raise HarnessError(f"{label(self)}: unknown init {init!r}; its inits: {', '.join(self.init_names())}")
         params = {}
@@ -325,7 +329,8 @@ class Cell:
         if named is not None:
             if value is not None and named.parameter is None:
                 raise HarnessError(f"{label(self)}: init {init!r} takes no value, got {value!r}")
-            named.apply(params, rng, input_size, hidden_size, named.default if value is None else value, steps)
+            named.apply(params, rng if init_rng is None else init_rng, input_size, hidden_size,
+                        named.default if value is None else value, steps)
         elif value is not None:
             raise HarnessError(f"{label(self)}: init {init!r} takes no value, got {value!r}")
         return params

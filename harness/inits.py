@@ -3,8 +3,8 @@
 An init is written ``NAME`` or ``NAME=VALUE``; the value is the init's one parameter. The inits a
 cell accepts are the cell's own (:attr:`harness.cell.Cell.inits`, ``default`` first), and drawing
 is the cell's (:meth:`harness.cell.Cell.init_params`): this module parses the spellings, checks that
-an init applies to every cell of a grid, and casts. The classic cells' inits (the same draws as
-before cells were plugins, bit for bit):
+an init applies to every cell of a grid, and casts. An init's own draws come from a stream of their
+own (harness/streams.py), so one seed gives every init the same default draws. The classic cells' inits:
 
 - ``default``: torch's U(-1/sqrt(H), 1/sqrt(H)) for every weight and bias (each cell's declared
   default; minGRU's nn.Linear draws, LRU's ring, ...).
@@ -141,13 +141,16 @@ def init_params(
     init: str = "default",
     dtype: str = "float64",
     steps: int | None = None,
+    init_rng: np.random.Generator | None = None,
 ) -> Params:
     """Draw parameters in float64 by ``init`` (a spec, see the module) with the cell's own
     :meth:`~harness.cell.Cell.init_params`, check them (every declared parameter, of its shape,
     finite) and cast them to ``dtype``.
 
-    Every init first draws the default (so that one seed gives the same readout and data whatever
-    the init); ``steps`` is the T_max of an init that takes one (chrono) when the spec gives none.
+    Every init first draws the default from ``rng``, then its own numbers from ``init_rng`` (``rng``
+    when None): with the streams of harness/streams.py one seed gives the same default draws, data and
+    readout whatever the init. ``steps`` is the T_max of an init that takes one (chrono) when the spec
+    gives none.
     A cell whose init raises or draws NaN is a one-line error naming the cell and its plugin."""
     spec = parse(init)
     check_choice("dtype", dtype, DTYPES)
@@ -155,7 +158,7 @@ def init_params(
         raise HarnessError(f"init {spec.label!r} does not apply to cell {cell_name!r}")
     layer = cell(cell_name)
     try:
-        params = layer.init_params(input_size, hidden_size, rng, spec.kind, spec.value, steps)
+        params = layer.init_params(input_size, hidden_size, rng, spec.kind, spec.value, steps, init_rng)
         check_params(layer, params, input_size, hidden_size)
     except HarnessError as exc:
         raise HarnessError(f"{exc}{from_plugin(cell_name)}") from None

@@ -31,6 +31,7 @@ from harness.errors import HarnessError
 from harness.inits import init_params
 from harness.record.results import Point
 from harness.run.processes import pool_process
+from harness.streams import Purpose, stream
 from harness.suites import Mode, Suite, axis_values
 from harness.tasks import Task
 from harness.strenum import StrEnum
@@ -110,6 +111,25 @@ def readout_params(hidden: int, outputs: int, rng: np.random.Generator) -> tuple
     return rng.uniform(-bound, bound, (outputs, hidden)), rng.uniform(-bound, bound, outputs)
 
 
+@dataclass(frozen=True)
+class Network:
+    """A grid point's network at initialisation, in float64: the cell's parameters and the readout."""
+
+    params: dict[str, np.ndarray]
+    readout_weight: np.ndarray  # W_y (outputs, H)
+    readout_bias: np.ndarray  # b_y (outputs,)
+
+
+def network(task: Task, cell: str, seq_len: int, suite: Suite, seed: int) -> Network:
+    """The network of one grid point and seed, each part from its own stream (harness/streams.py): the
+    same for `harness run` and `harness train`, the same readout for every cell and init, and the same
+    declared draws for every init of a cell."""
+    params = init_params(cell, task.input_size, suite.hidden, stream(seed, seq_len, Purpose.PARAMS), suite.init,
+                         steps=task.steps(seq_len), init_rng=stream(seed, seq_len, Purpose.INIT))
+    w_y, b_y = readout_params(suite.hidden, task.output_size, stream(seed, seq_len, Purpose.READOUT))
+    return Network(params, w_y, b_y)
+
+
 def build(task: Task, cell: str, seq_len: int, suite: Suite, seed: int, folder: str | None = None) -> SeededProblem:
     """The problem of one grid point for one seed, identical for every backend.
 
@@ -177,12 +197,11 @@ def _build_into(task_name: str, cell: str, seq_len: int, suite: Suite, seed: int
 
 
 def _build(task: Task, cell: str, seq_len: int, suite: Suite, seed: int) -> SeededProblem:
-    rng = np.random.default_rng([seed, seq_len])
-    batch = task.generate(seq_len, suite.batch, rng)
-    params = init_params(cell, task.input_size, suite.hidden, rng, suite.init, steps=task.steps(seq_len))
-    w_y, b_y = readout_params(suite.hidden, task.output_size, rng)
+    batch = task.generate(seq_len, suite.batch, stream(seed, seq_len, Purpose.DATA))
+    net = network(task, cell, seq_len, suite, seed)
+    w_y, b_y = net.readout_weight, net.readout_bias
     # The float64 forward runs the network the backends are given: the parameters in the suite's dtype.
-    cast = {name: value.astype(suite.dtype) for name, value in params.items()}
+    cast = {name: value.astype(suite.dtype) for name, value in net.params.items()}
     x = batch.x.astype(suite.dtype)
     steps, window = batch.x.shape[0], suite.lyapunov_steps
     first = steps - window if 0 < window < steps else 0

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harness.backend import Backend, Problem
-from harness.inits import init_params
 from harness.measure import dynamics, gradients
 from harness.measure.denormals import flushed_while_training
 from harness.record.results import (OK, GradientProfile, IterationTimes, PointResult, Snapshot, Training)
-from harness.run.grid import PointJob, readout_params
+from harness.run.grid import PointJob, network
 from harness.run.point import profiles
 from harness.run.optim import clip_grad_norm, make_optimizer
+from harness.streams import Purpose, stream
 from harness.tasks import Batch, Task
 
 READOUT = ("readout_weight", "readout_bias")
@@ -78,17 +78,16 @@ class Trainer:
     def __init__(self, backend: Backend, job: PointJob, task: Task):
         suite, seed, T = job.suite, job.seed, job.seq_len
         self.backend, self.job, self.task, self.train = backend, job, task, suite.train
-        rng = np.random.default_rng([seed, T])  # weights and readout, as `harness run` draws them
-        drawn = init_params(job.cell, task.input_size, suite.hidden, rng, suite.init, steps=task.steps(T))
-        drawn[READOUT[0]], drawn[READOUT[1]] = readout_params(suite.hidden, task.output_size, rng)
+        net = network(task, job.cell, T, suite, seed)  # the network `harness run` measures for this seed
+        drawn = {**net.params, READOUT[0]: net.readout_weight, READOUT[1]: net.readout_bias}
         # One flat float64 vector holds every trained parameter; ``params`` are views into it.
         self.theta = np.concatenate([v.ravel() for v in drawn.values()])
         self.params, start = {}, 0
         for name, value in drawn.items():
             self.params[name] = self.theta[start : start + value.size].reshape(value.shape)
             start += value.size
-        self.batches = np.random.default_rng([seed, T, 1])  # the training stream
-        self.held_out = task.generate(T, self.train.eval_size, np.random.default_rng([seed, T, 2]))
+        self.batches = stream(seed, T, Purpose.TRAINING)
+        self.held_out = task.generate(T, self.train.eval_size, stream(seed, T, Purpose.HELD_OUT))
         self.optimizer = make_optimizer(self.train.optimizer, self.train.lr, self.train.momentum, self.train.alpha)
         self.dtype = suite.dtype
         self._upstream: np.ndarray | None = None  # dL/dh_t, reused: its zero pages are touched once, not per step
