@@ -30,18 +30,21 @@ from harness.hookspecs import hookimpl  # noqa: E402
 
 if TYPE_CHECKING:  # for type checkers; at run time, __getattr__ below
     from harness.record.dataframe import load as load_results
+    from harness.record.dataframe import load_outcomes
 
 __all__ = ["PLUGIN_API_VERSION", "SUPPORTED_PLUGIN_APIS", "Availability", "Backend", "Gradients", "HarnessError",
-           "Outputs", "Problem", "__version__", "hookimpl", "load_results"]
+           "Outputs", "Problem", "__version__", "hookimpl", "load_outcomes",
+           "load_results"]
 
 
 def __getattr__(name: str):
-    """``load_results``, imported from the storing layer when first asked for."""
-    if name == "load_results":
-        from harness.record.dataframe import load
+    """``load_results`` and ``load_outcomes``, imported from the storing layer when first asked for."""
+    if name in ("load_results", "load_outcomes"):
+        from harness.record import dataframe
 
-        globals()["load_results"] = load
-        return load
+        found = dataframe.load if name == "load_results" else dataframe.load_outcomes
+        globals()[name] = found
+        return found
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

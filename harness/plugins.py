@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
@@ -78,8 +78,11 @@ class PluginRegistry:
                                f"{not_loaded()}")
         return self.backends[name]
 
-    def task(self, name: str) -> Task:
-        return self.tasks[check_choice("task", name, sorted(self.tasks), "available tasks")]
+    def task(self, name: str, options: Iterable[tuple[str, str]] = ()) -> Task:
+        """Task ``name`` with ``options`` (a suite's ``task_options``) set; unknown ones are one-line errors."""
+        task = self.tasks[check_choice("task", name, sorted(self.tasks), "available tasks")]
+        options = dict(options)
+        return task.configured(options) if options else task
 
     def cell_class(self, name: str) -> type[Cell]:
         """The class of cell ``name``; an unknown name is one line naming the known cells (and a cell

@@ -75,9 +75,12 @@ class TrainSettings:
     lr: float = 1e-3
     momentum: float = 0.9  # sgd only
     alpha: float = 0.99  # rmsprop's smoothing constant
+    eps: float = 1e-8  # adam's and rmsprop's epsilon
+    rmsprop_start: float = 0.0  # rmsprop's square average before the first step (torch 0; Arjovsky et al. 1e-3)
     iterations: int = 500
     batch: int = 32
     clip: float = 1.0  # global L2 norm over every trained parameter, readout included; 0 = off (this point's)
+    clip_kind: str = "norm"  # norm: the global L2 norm (clip_grad_norm_); value: each element (clip_grad_value_)
     clips: tuple[float, ...] = ()  # the clipping axis of training when the table lists several
     eval_every: int = 50
     eval_size: int = 256  # a fixed held-out set, drawn once from the seed
@@ -102,6 +105,7 @@ class Suite:
     task: str
     cells: tuple[str, ...]
     seq_lens: tuple[int, ...]
+    task_options: tuple[tuple[str, str], ...] = ()  # the task's variant (Task.options), e.g. (("markers", "anywhere"),)
     batch: int = 32  # this point's B (the first of batch_sizes for a whole suite)
     hidden: int = 128  # this point's H (the first of hidden_sizes)
     hidden_sizes: tuple[int, ...] = ()  # the H axis of the grid when the suite lists several
@@ -196,7 +200,8 @@ class Suite:
 
 
 _TOP_KEYS = {
-    "name": str, "task": str, "cells": list, "seq_lens": list, "batch": (int, list), "hidden": (int, list),
+    "name": str, "task": str, "task_options": dict, "cells": list, "seq_lens": list, "batch": (int, list),
+    "hidden": (int, list),
     "dtype": str, "init": str, "init_gain": (int, float), "inits": list, "seeds": list, "threads": int,
     "lyapunov": int, "lyapunov_steps": int,
     "metrics": list, "description": str,
@@ -204,9 +209,11 @@ _TOP_KEYS = {
 _TIMING_KEYS = {"budget": (int, float), "threshold": (int, float), "min_blocks": int, "repeat": int,
                 "timeout": (int, float), "rounds": int, "compile_repeat": int, "isolate": bool}
 _TRAIN_KEYS = {"seq_lens": list, "optimizer": str, "lr": (int, float), "momentum": (int, float),
-               "alpha": (int, float), "iterations": int, "batch": int, "clip": (int, float, list), "eval_every": int,
+               "alpha": (int, float), "eps": (int, float), "rmsprop_start": (int, float), "clip_kind": str,
+               "iterations": int, "batch": int, "clip": (int, float, list), "eval_every": int,
                "eval_size": int, "profile_every": int, "seeds": list, "timeout": (int, float)}
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
+CLIP_KINDS = ("norm", "value")  # run/optim.py's clip_gradient
 _REQUIRED = ("task", "cells", "seq_lens")
 
 
@@ -335,9 +342,15 @@ def load(spec: str | os.PathLike) -> Suite:
     for key in ("lyapunov", "lyapunov_steps"):
         if data.get(key, 0) < 0:
             raise HarnessError(f"{file}:{_line_of(text, key)}: {key} must not be negative, got {data[key]!r}")
+    options = data.get("task_options", {})
+    for key, value in options.items():
+        if not isinstance(value, str):
+            raise HarnessError(f"{file}:{_line_of(text, 'task_options')}: task_options.{key} must be a string, "
+                               f"got {value!r}")
     suite = Suite(
         name=data.get("name", folder.name),
         task=data["task"],
+        task_options=tuple(options.items()),
         cells=cells,
         seq_lens=check_list("seq_lens", int),
         seeds=check_list("seeds", int) if "seeds" in data else (0,),
@@ -391,7 +404,10 @@ def _training(table: dict, check_list, file, text: str) -> TrainSettings:
         if key in values and not 0 < values[key] < math.inf:
             raise HarnessError(f"{file}:{_line_of(text, 'train.' + key)}: train.{key} must be positive and finite, "
                                f"got {values[key]!r}")
-    for key in ("clip", "momentum", "alpha"):
+    if "clip_kind" in values and values["clip_kind"] not in CLIP_KINDS:
+        raise HarnessError(f"{file}:{_line_of(text, 'train.clip_kind')}: "
+                           f"{unknown_choice('clip_kind', values['clip_kind'], CLIP_KINDS)}")
+    for key in ("clip", "momentum", "alpha", "eps", "rmsprop_start"):
         if key in values and not 0 <= values[key] < math.inf:
             raise HarnessError(f"{file}:{_line_of(text, 'train.' + key)}: train.{key} must not be negative, "
                                f"got {values[key]!r}")

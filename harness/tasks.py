@@ -8,9 +8,14 @@ readout outputs with its loss in float64. Exact specs and sources: docs/referenc
 from __future__ import annotations
 
 import abc
+import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
+
+from harness.errors import HarnessError, check_choice
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,26 @@ class Task(abc.ABC):
     #: The steps whose outputs the loss reads: :meth:`loss` may be given ``y[loss_steps]`` only
     #: (training computes the readout there and nowhere else).
     loss_steps: slice = slice(None)
+    #: The variants a suite may choose (``task_options = {NAME = "VALUE"}``): each option's values, its
+    #: default first. The default is the class attribute of that name; :meth:`configured` sets others.
+    options: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    def configured(self, options: Mapping[str, str]) -> Task:
+        """This task with ``options`` set: a copy; an unknown option or value is a one-line error."""
+        task = copy.copy(self)
+        for key, value in options.items():
+            if not self.options:
+                raise HarnessError(f"task {self.name!r} has no options, got task_options {dict(options)!r}")
+            check_choice(f"option of task {self.name!r}", key, self.options)
+            setattr(task, key, check_choice(f"task {self.name!r} {key}", value, self.options[key]))
+        return task
+
+    @property
+    def label(self) -> str:
+        """The task's name with the options that differ from their defaults: ``adding(markers=anywhere)``."""
+        chosen = [f"{key}={getattr(self, key)}" for key, values in self.options.items()
+                  if getattr(self, key) != values[0]]
+        return f"{self.name}({', '.join(chosen)})" if chosen else self.name
 
     def steps(self, seq_len: int) -> int:
         return seq_len

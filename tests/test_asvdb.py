@@ -51,6 +51,14 @@ def test_horizon_shortfall_counts_every_step_the_layer_ran():
     assert asvdb.horizon_shortfall(overflowed) == 120
 
 
+def test_a_growing_profile_falls_short_by_its_growth_horizon_not_zero():
+    """A growing profile passes 1e-6 g_T at every lag (horizon = steps); its shortfall counts the lags
+    beyond the growth horizon, so an exploding cell never reads as the ideal 0."""
+    point = synthetic_point("a", 100, 1.0, horizon=100, steps=100)
+    grows = dataclasses.replace(point, gradient=dataclasses.replace(point.gradient, growth_horizon=35))
+    assert asvdb.horizon_shortfall(point) == 0 and asvdb.horizon_shortfall(grows) == 65
+
+
 def test_a_point_missing_a_measured_family_fails_loudly(tmp_path):
     broken = dataclasses.replace(synthetic_point("a", 10, 1.0), memory=None)  # the suite measured memory
     with pytest.raises(AttributeError, match="peak_bytes"):

@@ -253,3 +253,19 @@ def test_exponents_from_the_window_start_equal_those_from_step_one(cell):
     if cell in ("lstm", "gru"):  # their Jacobians depend on the state: a wrong start state shows
         moved = (first, {k: v + 1.0 for k, v in state.items()})
         assert not np.allclose(lyapunov_exponents(cell, p.params, p.x, k=3, window=20, start=moved), whole)
+
+
+def test_a_saturated_network_gets_no_predicted_rate_only_its_degenerate_fraction():
+    """Inputs 1e3 times a weight of 1 put tanh at exactly +-1 in float64, so tanh' = 0 and every
+    Jacobian is exactly 0 on those steps: ln 0 is clamped, and the clamp's average is no rate."""
+    from harness.measure.dynamics import explanation
+
+    params = _linear_rnn(0.5 * np.eye(H))
+    params["weight_ih"] = np.ones((H, 2))
+    x = _x()
+    x[::2] *= 1e3  # every other step saturates every sequence
+    found = explanation("rnn_tanh", [(params, x)], k=2)
+    assert found["predicted_decay_rate"] is None
+    assert 0.4 <= found["degenerate_fraction"] <= 0.6
+    healthy = explanation("rnn_tanh", [(_linear_rnn(0.5 * np.eye(H)), _x())], k=2)
+    assert healthy["degenerate_fraction"] == 0 and healthy["predicted_decay_rate"] == pytest.approx(math.log10(2))

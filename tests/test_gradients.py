@@ -76,3 +76,54 @@ def test_underflowed_entries_do_not_flatten_the_decay_rate():
     m = metrics.gradient_metrics(g, floor=floor)
     assert m.decay_rate == pytest.approx(np.log10(2), abs=1e-9) and m.vanished
     assert metrics.gradient_metrics(g).decay_rate < 0.1 * np.log10(2)  # what fitting the floor gives
+
+
+def test_a_growing_profile_has_a_growth_horizon_and_a_reach_short_of_the_sequence():
+    """g = 1.5^lag passes 1e6 g_T at lag 35 (1.5^34 = 9.7e5, 1.5^35 = 1.5e6): horizon T, reach 35."""
+    T = 200
+    g = 1.5 ** (T - 1 - np.arange(T)).astype(float)
+    m = metrics.gradient_metrics(g)
+    assert m.horizon == T and m.growth_horizon == 35 and m.reach == 35
+    flat = metrics.gradient_metrics(np.ones(T))
+    assert flat.growth_horizon is None and flat.reach == T
+
+
+def test_an_overflowed_lag_ends_the_growth_horizon():
+    g = np.array([np.inf, 10.0, 5.0, 1.0])  # lags 3, 2, 1, 0
+    m = metrics.gradient_metrics(g)
+    assert m.exploded and m.growth_horizon == 3 and m.reach == 3
+
+
+def test_a_profile_exactly_zero_beyond_a_few_lags_gets_no_rate():
+    """tanh' underflowing to 0: three nonzero lags are no slope. The rate is NaN, and the profile says
+    where the gradient stops and how much of it is zero."""
+    T = 50
+    g = np.zeros(T)
+    g[-3:] = [1e-4, 1e-2, 1.0]  # lags 2, 1, 0
+    m = metrics.gradient_metrics(g)
+    assert np.isnan(m.decay_rate) and m.fit_points == 3
+    assert m.last_nonzero_lag == 2 and m.zero_fraction == pytest.approx(47 / 50)
+    g[-5:-3] = [1e-8, 1e-6]  # five points: a rate again
+    assert metrics.gradient_metrics(g).decay_rate == pytest.approx(2.0)
+
+
+def test_decay_rates_are_least_squares_slopes_per_column():
+    rng = np.random.default_rng(0)
+    curves = np.exp(rng.standard_normal((30, 4)))
+    lags = 29 - np.arange(30)
+    expected = [-np.polyfit(lags, np.log10(curves[:, j]), 1)[0] for j in range(4)]
+    np.testing.assert_allclose(metrics.decay_rates(curves), expected, rtol=1e-12)
+
+
+def test_the_batch_mean_decays_more_slowly_than_the_geometric_mean_of_its_sequences():
+    """Sequences with their own exact rates r_b: each per-sequence rate is r_b, the geometric profile's
+    rate is their mean, and the batch mean of norms (led by the slowest sequence) decays more slowly:
+    Jensen's gap, measured."""
+    T, rates = 100, np.array([0.01, 0.05, 0.1, 0.2])
+    lags = (T - 1 - np.arange(T)).astype(float)
+    norms = 10.0 ** (-np.outer(lags, rates))
+    spread = metrics.spread(norms)
+    assert spread.geometric_decay_rate == pytest.approx(rates.mean(), rel=1e-12)
+    np.testing.assert_allclose(spread.sequence_decay_rates, np.percentile(rates, [25, 50, 75]), rtol=1e-12)
+    batch_mean = metrics.gradient_metrics(norms.mean(axis=1)).decay_rate
+    assert batch_mean < spread.geometric_decay_rate

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.run.optim import clip_grad_norm, make_optimizer
+from harness.run.optim import clip_grad_norm, clip_gradient, make_optimizer
 
 torch = pytest.importorskip("torch", reason="torch is not installed (pip install '.[torch]')")
 
@@ -59,3 +59,32 @@ def test_clip_zero_is_off():
     before = g.copy()
     norm, clipped = clip_grad_norm(g, 0.0)
     assert not clipped and norm > 0 and np.array_equal(g, before)
+
+
+@pytest.mark.parametrize("threshold", [0.5, 100.0])
+def test_value_clipping_matches_clip_grad_value(threshold):
+    grads = _arrays(5)
+    tensors = [torch.tensor(v, requires_grad=True) for v in grads.values()]
+    for t, g in zip(tensors, grads.values()):
+        t.grad = torch.tensor(g)
+    torch.nn.utils.clip_grad_value_(tensors, threshold)
+    g = _flat(grads)
+    norm, clipped = clip_gradient(g, threshold, "value")
+    assert norm == pytest.approx(np.linalg.norm(_flat(grads)), rel=TOL)
+    assert clipped == (threshold < np.abs(_flat(grads)).max())
+    np.testing.assert_array_equal(g, np.concatenate([t.grad.numpy().ravel() for t in tensors]))
+
+
+def test_rmsprop_as_arjovsky_et_al_wrote_it():
+    """Their optimizations.py: r starts at 1e-3, r = 0.9 r + 0.1 g^2, p -= lr g / sqrt(r) (no eps),
+    written out here step by step."""
+    params = _arrays(0)
+    theta, expected = _flat(params), _flat(params)
+    ours = make_optimizer("rmsprop", 1e-3, alpha=0.9, eps=0.0, rmsprop_start=1e-3)
+    r = np.full_like(expected, 1e-3)
+    for step in range(5):
+        g = _flat(_arrays(step + 1))
+        ours.step(theta, g)
+        r = 0.9 * r + 0.1 * g**2
+        expected = expected - 1e-3 * g / np.sqrt(r)
+    np.testing.assert_allclose(theta, expected, rtol=TOL, atol=TOL)

@@ -3,6 +3,7 @@ and one grid point trained to solved end to end."""
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import numpy as np
@@ -188,17 +189,22 @@ def test_training_is_recorded_into_asv_and_published(tmp_path):
     git(repo, "commit", "-qam", "train table")
     harness("train", "tiny", "--backends", "numpy", "-q", cwd=repo, check=True)
     bench = json.loads((repo / "results/benchmarks.json").read_text())
-    metrics = {"train_final_loss_ratio", "train_iterations_to_solve", "train_time_per_iteration"}
+    metrics = {"train_final_loss_ratio", "train_iterations_to_solve", "train_unsolved_fraction",
+               "train_time_per_iteration"}
     assert {f"tiny.{m}" for m in metrics} <= set(bench)
     result_file = next(p for p in (repo / "results").glob("*/*.json") if p.name != "machine.json")
     data = json.loads(result_file.read_text())
     columns = data["result_columns"]
     solve = dict(zip(columns, data["results"]["tiny.train_iterations_to_solve"]))
     assert solve["params"] == [["'numpy'"], ["'rnn_tanh'", "'gru'"], ["12"], ["4"], ["2"], ["'default'"], ["1.0"]]
-    assert solve["result"] == [21, 21]  # temporal order is not learned in 20 iterations: the budget + 1
+    # temporal order is not learned in 20 iterations: no median (right-censored, not "budget + 1"), all unsolved
+    assert all(math.isnan(v) for v in solve["result"])
+    unsolved = dict(zip(columns, data["results"]["tiny.train_unsolved_fraction"]))
+    assert unsolved["result"] == [1.0, 1.0]
     harness("publish", cwd=repo, check=True)
     page = (repo / "results/html/harness/tiny-train/index.html").read_text()
     for stem in ("learning_curves", "decay_while_learning", "profile_heatmap_gru"):
         assert (repo / "results/html/harness/tiny-train" / f"{stem}.png").stat().st_size > 0
         assert f'src="{stem}.png"' in page
-    assert "Iterations to solve" in page and "not solved in 20" in page
+    assert "Outcomes over seeds" in page and "&gt; 20" in page and "0 (1 seed)" in page  # one seed, said so
+    assert 'src="survival.png"' in page

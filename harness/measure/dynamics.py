@@ -17,7 +17,9 @@ computes them from the reference model (docs/metrics.md, "Spectra and Lyapunov e
   hand-written reference's (``reference.step_vjp``) for the classic cells, the derived one's
   (``derived.step_vjp``, autograd of the cell's step) for every other cell; no Jacobian is formed.
 - the decay rate the top exponent predicts: -lambda_1 / ln 10 decades per step, the unit and sign of
-  the measured ``decay_rate`` (positive when gradients vanish);
+  the measured ``decay_rate`` (positive when gradients vanish); none where some step's Jacobian
+  annihilated the top direction (|R_11| = 0, clamped to TINY): the exponent then averages the clamp,
+  and ``degenerate_fraction`` says how often that happened;
 - where the cell's state Jacobian is diagonal and the same at every step
   (:meth:`harness.cell.Cell.diagonal_recurrence`: lru's lambda, indrnn's u), the closed-form decay
   rate -log10 max |diagonal|.
@@ -65,6 +67,12 @@ def lyapunov_exponents(cell_name: str, params: Params, x: np.ndarray, k: int, wi
     over the last ``window`` steps (the ones nearest the loss) when 0 < window < T. With ``start``
     = (first, s_first), the state after the steps before the window (grid.SeededProblem.window), the
     forward runs over the window only: the same trajectory for a fraction of the work at T >> window."""
+    return _lyapunov(cell_name, params, x, k, window, seed, start)[0]
+
+
+def _lyapunov(cell_name: str, params: Params, x: np.ndarray, k: int, window: int = 0, seed: int = 0,
+              start: tuple[int, dict[str, np.ndarray]] | None = None) -> tuple[np.ndarray, float]:
+    """:func:`lyapunov_exponents`, and the share of (step, sequence) whose |R_11| was 0 (clamped to TINY)."""
     params = {name: np.asarray(v, dtype=np.float64) for name, v in params.items()}
     x = np.asarray(x, dtype=np.float64)
     steps, batch, _ = x.shape
@@ -78,12 +86,14 @@ def lyapunov_exponents(cell_name: str, params: Params, x: np.ndarray, k: int, wi
         pullback, d = _derived_pullback(cell_name, params, x, state)
     k = min(k, d)
     frame, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((batch, d, k)))
-    logs = np.zeros((batch, k))
+    logs, annihilated = np.zeros((batch, k)), 0
     for t in range(steps - 1, first - 1, -1):
         pulled = pullback(t, frame.transpose(0, 2, 1))  # (B, k, d): each sequence's k frame vectors
         frame, r = np.linalg.qr(pulled.transpose(0, 2, 1))
-        logs += np.log(np.maximum(np.abs(np.diagonal(r, axis1=1, axis2=2)), TINY))
-    return np.sort(logs.mean(axis=0) / (steps - first))[::-1]
+        diagonal = np.abs(np.diagonal(r, axis1=1, axis2=2))
+        annihilated += int(np.count_nonzero(diagonal[:, 0] <= TINY))
+        logs += np.log(np.maximum(diagonal, TINY))
+    return np.sort(logs.mean(axis=0) / (steps - first))[::-1], annihilated / (batch * (steps - first))
 
 
 def _hand_written_pullback(cell_name: str, params: Params, x: np.ndarray, state: dict | None = None):
@@ -148,6 +158,9 @@ def explanation(cell_name: str, draws: list[tuple[Params, np.ndarray]], k: int, 
     if not k:
         return fields
     starts = starts or [None] * len(draws)  # each draw's window start (lyapunov_exponents), where known
-    exponents = np.mean([lyapunov_exponents(cell_name, params, x, k, window, start=start)
-                         for (params, x), start in zip(draws, starts)], axis=0)
-    return {**fields, "lyapunov": tuple(exponents.tolist()), "predicted_decay_rate": predicted_decay_rate(exponents)}
+    found = [_lyapunov(cell_name, params, x, k, window, start=start) for (params, x), start in zip(draws, starts)]
+    exponents = np.mean([e for e, _ in found], axis=0)
+    degenerate = float(np.mean([d for _, d in found]))
+    predicted = predicted_decay_rate(exponents) if degenerate == 0 else None  # a clamp's average is no rate
+    return {**fields, "lyapunov": tuple(exponents.tolist()), "predicted_decay_rate": predicted,
+            "degenerate_fraction": degenerate}

@@ -36,7 +36,7 @@ import numpy as np
 
 from harness.errors import HarnessError, check_name
 from harness.measure.probe import PROBE_VERSION
-from harness.record import asvapi
+from harness.record import asvapi, outcomes
 from harness.record.provenance import PEAK_VERSION, git
 from harness.record.files import write_json_atomic
 from harness.record.results import FAILED, OK, CompileResult, PointResult, RunResults, RunStatus
@@ -109,10 +109,11 @@ def _finite_or_nan(value: float) -> float:
 
 
 def horizon_shortfall(point: PointResult) -> int:
-    """steps - horizon: how many steps short of the sequence start the gradient reaches (all of
-    them when the profile overflowed and has no horizon)."""
-    horizon = point.gradient.horizon
-    return point.steps - (0 if horizon is None else horizon)
+    """steps - reach: how many steps short of the sequence start the gradient stays within
+    [1e-6, 1e6] x g_T (measure/gradients.DecayMetrics.reach): positive for vanishing and for growth,
+    all of them when g_T is 0 or not finite. 0 only for a profile that neither vanishes nor grows."""
+    reach = point.gradient.reach
+    return point.steps - (0 if reach is None else reach)
 
 
 METRICS = (
@@ -142,15 +143,9 @@ METRICS = (
            _first(lambda p: abs(_finite_or_nan(p.gradient.log10_ratio))),
            description="|log10(g_T / g_1)|; NaN when the profile overflowed"),
     Metric("grad_horizon_shortfall", "gradient", "track", "steps", _first(horizon_shortfall),
-           description="steps - horizon: how far short of the sequence start gradients reach"),
+           description="steps - reach (the lags within [1e-6, 1e6] x g_T): how far short of the sequence start "
+                       "gradients reach, by vanishing or by growing"),
 )
-
-
-def iterations_to_solve(point: PointResult) -> int:
-    """The first eval iteration that met the task's criterion; an unsolved run counts as the budget
-    plus one: worse than any solved run, and neither asv's "skipped" (NaN) nor its "failed" (null)."""
-    t = point.training
-    return t.solved_at if t.solved_at is not None else t.planned_iterations + 1
 
 
 TRAIN_METRICS = (
@@ -159,9 +154,13 @@ TRAIN_METRICS = (
            description="last eval loss / the task's memoryless baseline, mean over the seeds (below 1 learns)",
            param_names=TRAIN_ASV_PARAMS),
     Metric("train_iterations_to_solve", "train", "track", "iterations",
-           lambda points: float(np.median([iterations_to_solve(p) for p in points])),
-           description="first eval iteration meeting the task's solved criterion, median over the seeds; "
-                       "an unsolved run counts as the iteration budget + 1",
+           lambda points: _finite_or_nan(outcomes.outcome(points).median),
+           description="Kaplan-Meier median over the seeds of the first eval iteration meeting the task's solved "
+                       "criterion, unsolved runs right-censored; NaN (not drawn) when fewer than half solved",
+           param_names=TRAIN_ASV_PARAMS),
+    Metric("train_unsolved_fraction", "train", "track", "ratio",
+           lambda points: 1.0 - outcomes.outcome(points).solved / len(points),
+           description="the share of the seeds that did not meet the task's solved criterion within the budget",
            param_names=TRAIN_ASV_PARAMS),
     Metric("train_time_per_iteration", "train", "track", "seconds",
            lambda points: float(np.median([p.training.times.iteration_s for p in points])),

@@ -34,6 +34,15 @@ def point_row(point: PointResult) -> dict[str, Any]:
         "sigma_max": grad.sigma_max if grad and grad.spectra else nan,
         "log10_ratio": grad.log10_ratio if grad else nan,
         "horizon": grad.horizon if grad else None,
+        "growth_horizon": grad.growth_horizon if grad else None,
+        "reach": grad.reach if grad else None,
+        "fit_points": grad.fit_points if grad else None,
+        "last_nonzero_lag": grad.last_nonzero_lag if grad else None,
+        "zero_fraction": grad.zero_fraction if grad else nan,
+        "geometric_decay_rate": grad.geometric_decay_rate
+        if grad and grad.geometric_decay_rate is not None else nan,
+        "sequence_decay_rate_median": grad.sequence_decay_rates[1] if grad and grad.sequence_decay_rates else nan,
+        "degenerate_fraction": grad.degenerate_fraction if grad else nan,
         "exploded": grad.exploded if grad else None,
         "vanished": grad.vanished if grad else None,
         "g": grad.g if grad else None,
@@ -45,6 +54,8 @@ def point_row(point: PointResult) -> dict[str, Any]:
         "clip": point.clip,
         "clipped_fraction": train.clipped_fraction if train else nan,
         "solved_at": train.solved_at if train else None,
+        "stayed_solved": train.stayed_solved if train else None,
+        "unsolved_at": train.unsolved_at if train else None,
         "diverged_at": train.diverged_at if train else None,
         "iteration_s": train.times.iteration_s if train and train.times else nan,
         "core_s": train.times.core_s if train and train.times else nan,
@@ -78,6 +89,31 @@ _EMPTY_POINT = PointResult("", "rnn_tanh", 0, "", SKIPPED)  # only its keys are 
 def load(path: str | os.PathLike):
     """A results file as a pandas DataFrame, one row per grid point (see :func:`frame`)."""
     return frame(read(path))
+
+
+def outcome_frame(run: RunResults):
+    """A training run's outcomes over seeds (record/outcomes.py), one row per setting: its axes, the
+    seeds, how many solved and stayed solved, the Kaplan-Meier median iterations to solve (inf: not
+    reached within the budget) with its 95% bootstrap interval (NaN for one seed), and the final eval
+    loss / baseline per seed."""
+    import pandas as pd
+
+    from harness.record import outcomes
+
+    rows = [{**dict(zip(outcomes.SETTING_AXES, o.setting)), "seeds": o.seeds, "runs": o.runs, "solved": o.solved,
+             "stayed_solved": o.stayed_solved, "budget": o.budget, "median_iterations_to_solve": o.median,
+             "median_low": o.interval[0] if o.interval else math.nan,
+             "median_high": o.interval[1] if o.interval else math.nan,
+             "final_ratios": o.final_ratios} for o in outcomes.outcomes(run.points)]
+    table = pd.DataFrame(rows, columns=[*outcomes.SETTING_AXES, "seeds", "runs", "solved", "stayed_solved", "budget",
+                                        "median_iterations_to_solve", "median_low", "median_high", "final_ratios"])
+    table.attrs["suite"] = run.suite.name
+    return table
+
+
+def load_outcomes(path: str | os.PathLike):
+    """A training results file's outcomes over seeds as a pandas DataFrame (see :func:`outcome_frame`)."""
+    return outcome_frame(read(path))
 
 
 #: What :func:`export` writes.

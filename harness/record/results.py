@@ -131,8 +131,15 @@ class GradientProfile(DecayMetrics):
     nonfinite: tuple[str, ...] = ()  # the gradients (dL/dweight_ih, dL/dx, ...) that held NaN or inf
     spectra: tuple[Spectrum, ...] = ()
     lyapunov: tuple[float, ...] = ()
-    predicted_decay_rate: float | None = None  # -lyapunov[0] / ln 10, in decay_rate's unit
+    predicted_decay_rate: float | None = None  # -lyapunov[0] / ln 10, in decay_rate's unit; None: degenerate
     closed_form_decay_rate: float | None = None  # -log10 max |diagonal recurrence| (lru, indrnn), same unit
+    # the share of (step, sequence) whose state Jacobian annihilated the top direction (|R_11| = 0):
+    # its exponent then averages a clamp, not a rate, and predicts nothing (predicted_decay_rate None)
+    degenerate_fraction: float = 0.0
+    # measure/gradients.Spread: the geometric-mean profile, its decay rate, the per-sequence rates' quartiles
+    g_geometric: tuple[float, ...] = ()
+    geometric_decay_rate: float | None = None
+    sequence_decay_rates: tuple[float, float, float] | None = None
 
     @property
     def sigma_max(self) -> float | None:
@@ -184,6 +191,12 @@ class Training:
     solved_at: int | None = None  # first eval iteration meeting the task's criterion
     diverged_at: int | None = None  # iteration whose loss was NaN or inf; training stopped there
     times: IterationTimes | None = None
+    unsolved_at: int | None = None  # the first eval iteration after solved_at that no longer met the criterion
+
+    @property
+    def stayed_solved(self) -> bool:
+        """Solved, and met the criterion at every later evaluation."""
+        return self.solved_at is not None and self.unsolved_at is None
 
     @property
     def final_ratio(self) -> float:

@@ -16,6 +16,7 @@ from rich.console import Console, Group
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from harness.report import outcome_tables
 from harness.suites import Mode, Suite, axis_values
 
 if TYPE_CHECKING:
@@ -199,10 +200,14 @@ def summary_text(run: RunResults, columns: str = "summary") -> tuple[list[str], 
     return headers, rows, []
 
 
-def training_summary(run: RunResults) -> Table:
-    """One row per training point: final eval loss / baseline, when it was solved, iteration times."""
+def training_summary(run: RunResults) -> Group:
+    """One row per training point (final eval loss / baseline, when it was solved, iteration times),
+    then the outcomes over seeds per setting and the paired differences (report/outcome_tables.py)."""
     headers, rows = training_rows(run)
-    return table(headers, rows, right=range(2, len(headers) - 1))
+    shown: list = [table(headers, rows, right=range(2, len(headers) - 1))]
+    for extra in outcome_tables.tables(run):
+        shown += ["", extra["title"], table(extra["headers"], extra["rows"])]
+    return Group(*shown)
 
 
 def training_rows(run: RunResults) -> tuple[list[str], list[list[str]]]:
@@ -236,6 +241,15 @@ def _predicted(grad) -> float | None:
     return grad.predicted_decay_rate if grad.predicted_decay_rate is not None else grad.closed_form_decay_rate
 
 
+def _reach(grad) -> str:
+    """The horizon column: how far back the gradient reaches (DecayMetrics.reach), marked "grows"
+    where growth, not vanishing, cut it short."""
+    if grad is None or grad.reach is None:
+        return "-"
+    grows = grad.growth_horizon is not None and grad.growth_horizon <= (grad.horizon or 0)
+    return f"{grad.reach} grows" if grows else str(grad.reach)
+
+
 def run_summary(run: RunResults) -> Table:
     """One row per grid point: status, median times, peak memory, gradient metrics, loss vs baseline."""
     headers, rows = point_rows(run)
@@ -261,7 +275,7 @@ def point_rows(run: RunResults) -> tuple[list[str], list[list[str]]]:
             _num(mem.peak_bytes if mem else None, 1 / 2**20, "{:.2f}"),
             _num(grad.decay_rate if grad else None, 1, "{:.2e}"),
             _num(_predicted(grad), 1, "{:.2e}"),
-            _num(grad.horizon if grad else None, 1, "{:d}"),
+            _reach(grad),
             _num(loss.init / loss.baseline if loss else None, 1, "{:.2f}"),
             p.note[:60],
         ])

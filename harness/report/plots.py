@@ -14,7 +14,7 @@ from harness.measure.gradients import underflow_floor
 from harness.record import dataframe, results
 from harness.record.results import RunResults
 from harness.suites import Mode
-from harness.report import training_plots
+from harness.report import outcome_tables, training_plots
 from harness.report.console import grid_axes
 from harness.report.figures import Figure, save_figure, series, setting_caption
 
@@ -219,13 +219,14 @@ def _engine_lines(grid, run: RunResults) -> str:
 
 
 def write_page(figures: list[Figure], out_dir: str | Path, title: str, back_link: str | None = None,
-               solve_tables: list[dict] | None = None) -> Path:
-    """An HTML page showing each figure (PNG, with an SVG link) under its caption, and training's
-    iterations-to-solve tables; every text is escaped (harness/templates/pages/report.html.j2)."""
+               tables: list[dict] | None = None) -> Path:
+    """An HTML page showing its tables (title, caption, headers, rows: training's outcomes over seeds)
+    and each figure (PNG, with an SVG link) under its caption; every text is escaped
+    (harness/templates/pages/report.html.j2)."""
     from harness.report.html import render_page
 
     return render_page("report.html.j2", Path(out_dir) / "index.html", title=title, back_link=back_link,
-                       figures=figures, solve_tables=solve_tables or [])
+                       figures=figures, tables=tables or [])
 
 
 def report(run: RunResults, out_dir: str | Path, title: str | None = None, back_link: str | None = None) -> Path:
@@ -233,5 +234,5 @@ def report(run: RunResults, out_dir: str | Path, title: str | None = None, back_
     title = title or f"harness: {run.suite.name}{' (training)' if run.mode == Mode.TRAIN else ''}"
     if run.mode == Mode.TRAIN:
         return write_page(training_plots.draw_training(run, out_dir), out_dir, title, back_link,
-                          solve_tables=training_plots.solve_tables(run))
+                          tables=outcome_tables.tables(run))
     return write_page(draw(run, out_dir), out_dir, title, back_link)

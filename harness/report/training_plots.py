@@ -1,4 +1,4 @@
-"""Plots of a training run (harness train): learning curves, iterations to solve, and how the gradient
+"""Plots of a training run (harness train): learning curves, iterations to solve (Kaplan-Meier), and how the gradient
 profile changes while the network learns. Drawn with seaborn, written next to the run plots' page."""
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.record import outcomes
 from harness.record.results import INTERRUPTED, OK, RunResults
 from harness.report.console import grid_axes
 from harness.report.figures import Figure, save_figure, series, setting_caption
@@ -46,23 +47,22 @@ def snapshots_frame(run: RunResults):
                                        "sigma_max", "spectral_radius"])
 
 
-def solve_tables(run: RunResults) -> list[dict]:
-    """Per backend, a cell x T table of the median iteration at which the seeds solved the task."""
-    tables = []
-    for backend in sorted({p.backend for p in run.points if p.training is not None}):
-        points = [p for p in run.points if p.backend == backend and p.training is not None and p.status == OK]
-        lengths = sorted({p.seq_len for p in points})
-        rows = []
-        for cell in sorted({p.cell for p in points}):
-            entries = []
-            for T in lengths:
-                runs = [p.training for p in points if p.cell == cell and p.seq_len == T]
-                solved = [t.solved_at for t in runs if t.solved_at is not None]
-                entries.append("-" if not runs else (f"{np.median(solved):.0f} ({len(solved)}/{len(runs)} seeds)"
-                                                     if solved else f"not solved in {runs[0].planned_iterations}"))
-            rows.append({"cell": cell, "entries": entries})
-        tables.append({"backend": backend, "lengths": lengths, "rows": rows})
-    return tables
+def survival_frame(run: RunResults):
+    """The Kaplan-Meier curves of iterations to solve (record/outcomes.py): per setting, the share of its
+    seeds not yet solved, as steps from (0, 1) to the budget."""
+    import pandas as pd
+
+    rows, axes = [], grid_axes(run)
+    for o in outcomes.outcomes(run.points):
+        point = next(p for p in run.points if outcomes.setting_of(p) == o.setting)
+        label, left = series(point, axes), 1.0
+        rows.append({"backend": label, "cell": point.cell, "T": point.seq_len, "iteration": 0, "unsolved": 1.0})
+        for t, after in o.survival:
+            rows += [{"backend": label, "cell": point.cell, "T": point.seq_len, "iteration": t, "unsolved": left},
+                     {"backend": label, "cell": point.cell, "T": point.seq_len, "iteration": t, "unsolved": after}]
+            left = after
+        rows.append({"backend": label, "cell": point.cell, "T": point.seq_len, "iteration": o.budget, "unsolved": left})
+    return pd.DataFrame(rows, columns=["backend", "cell", "T", "iteration", "unsolved"])
 
 
 def draw_training(run: RunResults, out_dir: str | Path) -> list[Figure]:
@@ -106,6 +106,19 @@ def draw_training(run: RunResults, out_dir: str | Path) -> list[Figure]:
                               f"Decay rate of g_t (last-step loss on the held-out set) at iteration 0 and every "
                               f"{settings.profile_every} iterations: how fast the gradient vanishes going back in "
                               f"time as the network learns. {setting}."))
+    survival = survival_frame(run)
+    if not survival.empty:
+        grid = sns.relplot(data=survival, x="iteration", y="unsolved", hue="cell", style="backend", col="T",
+                           col_wrap=min(3, survival["T"].nunique()), kind="line", height=3, aspect=1.3,
+                           estimator=None, sort=False)  # the frame holds the steps' corners, in order
+        grid.set(ylim=(-0.02, 1.02))
+        grid.set_axis_labels("training iteration", "share of seeds not yet solved")
+        save_figure(grid, out_dir, "survival", "Iterations to solve (Kaplan-Meier)")
+        figures.append(Figure("survival", "Iterations to solve (Kaplan-Meier)",
+                              f"The share of the seeds {list(settings.seeds)} that have not met the task's solved "
+                              f"criterion after each training iteration (evaluated every {settings.eval_every}); a "
+                              f"run that never solved is right-censored at the iterations it ran, so a curve that "
+                              f"ends above 0 ends at the budget. {setting}."))
     figures.extend(_heatmaps(run, out_dir, setting, plt))
     return figures
 

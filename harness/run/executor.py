@@ -199,7 +199,7 @@ def _worker_main(conn, backend_name: str, threads: int, memory_limit: int | None
         if job is None:
             return
         try:
-            conn.send(("ok", _run_job(backend, job, registry.task(job.suite.task), conn)))
+            conn.send(("ok", _run_job(backend, job, registry.task(job.suite.task, job.suite.task_options), conn)))
         except BaseException as exc:
             conn.send(("failed", cap_reason(f"{type(exc).__name__}: {message(exc)}\n{_traceback()}")))
 

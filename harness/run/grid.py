@@ -157,7 +157,8 @@ def build(task: Task, cell: str, seq_len: int, suite: Suite, seed: int, folder: 
 
 def _path(folder: str, task: str, cell: str, seq_len: int, suite: Suite, seed: int) -> Path:
     """Where :func:`build` keeps a problem: named by everything the problem depends on."""
-    key = (task, cell, seq_len, suite.hidden, suite.batch, suite.init, suite.dtype, suite.lyapunov_steps, seed)
+    key = (task, suite.task_options, cell, seq_len, suite.hidden, suite.batch, suite.init, suite.dtype,
+           suite.lyapunov_steps, seed)
     return Path(folder) / (hashlib.sha256(repr(key).encode()).hexdigest()[:32] + ".pickle")
 
 
@@ -193,7 +194,7 @@ def submit_builds(pool: concurrent.futures.Executor, task: Task, points: list[tu
 def _build_into(task_name: str, cell: str, seq_len: int, suite: Suite, seed: int, folder: str) -> None:
     from harness.plugins import get_registry
 
-    build(get_registry().task(task_name), cell, seq_len, suite, seed, folder)
+    build(get_registry().task(task_name, suite.task_options), cell, seq_len, suite, seed, folder)
 
 
 def _build(task: Task, cell: str, seq_len: int, suite: Suite, seed: int) -> SeededProblem:

@@ -62,16 +62,17 @@ class Adam(Optimizer):
 
 
 class RMSprop(Optimizer):
-    """v = alpha v + (1 - alpha) g^2; p -= lr g / (sqrt(v) + eps)."""
+    """v = alpha v + (1 - alpha) g^2; p -= lr g / (sqrt(v) + eps), v starting at ``start`` (torch: 0;
+    Arjovsky et al.'s ``optimizations.py``: 1e-3, with alpha 0.9 and eps 0)."""
 
-    def __init__(self, lr: float, alpha: float = 0.99, eps: float = 1e-8):
+    def __init__(self, lr: float, alpha: float = 0.99, eps: float = 1e-8, start: float = 0.0):
         super().__init__(lr)
-        self.alpha, self.eps = alpha, eps
+        self.alpha, self.eps, self.start = alpha, eps, start
         self.v: np.ndarray | None = None
 
     def _update(self, p, g):
         if self.v is None:
-            self.v = np.zeros_like(p)
+            self.v = np.full_like(p, self.start)
         v = self.v
         v *= self.alpha
         v += (1 - self.alpha) * g * g
@@ -98,14 +99,30 @@ class SGD(Optimizer):
 OPTIMIZERS = {"adam": Adam, "rmsprop": RMSprop, "sgd": SGD}
 
 
-def make_optimizer(name: str, lr: float, momentum: float = 0.9, alpha: float = 0.99) -> Optimizer:
+def make_optimizer(name: str, lr: float, momentum: float = 0.9, alpha: float = 0.99, eps: float = 1e-8,
+                   rmsprop_start: float = 0.0) -> Optimizer:
     """The optimizer ``name`` (adam, rmsprop or sgd with momentum) with PyTorch's other defaults."""
     check_choice("optimizer", name, OPTIMIZERS)
     if name == "sgd":
         return SGD(lr, momentum=momentum)
     if name == "rmsprop":
-        return RMSprop(lr, alpha=alpha)
-    return Adam(lr)
+        return RMSprop(lr, alpha=alpha, eps=eps, start=rmsprop_start)
+    return Adam(lr, eps=eps)
+
+
+def clip_gradient(g: np.ndarray, threshold: float, kind: str = "norm") -> tuple[float, bool]:
+    """Clip the gradient vector in place by ``kind`` (harness.suites.CLIP_KINDS): its global L2 norm
+    (torch.nn.utils.clip_grad_norm_) or each element to [-threshold, threshold]
+    (torch.nn.utils.clip_grad_value_; Arjovsky et al.'s ``T.clip``). Returns the L2 norm before
+    clipping and whether anything was clipped; ``threshold = 0`` turns clipping off."""
+    if kind == "norm":
+        return clip_grad_norm(g, threshold)
+    norm = math.sqrt(float(np.dot(g, g)))
+    if threshold <= 0:
+        return norm, False
+    clipped = bool(np.any(np.abs(g) > threshold))
+    np.clip(g, -threshold, threshold, out=g)
+    return norm, clipped
 
 
 def clip_grad_norm(g: np.ndarray, max_norm: float) -> tuple[float, bool]:

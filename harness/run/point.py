@@ -46,31 +46,41 @@ def time_forward_backward(backend: Backend, problem: Problem, timing: Timing) ->
     return _time(backend, _forward_backward(backend), timing)
 
 
-def profiles(cell: str, grads: Gradients) -> tuple[np.ndarray, np.ndarray | None]:
-    """(g_t, g^c_t) of one backward(per_step=True): g_t over the cell's output state (dL/dh_t), or
-    over all its states for a cell whose readout input is not a state (lru); g^c_t over LSTM's c."""
+def profile_norms(cell: str, grads: Gradients) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-sequence norms (T, B) of one backward(per_step=True): over the cell's output state
+    (dL/dh_t), or over all its states for a cell whose readout input is not a state (lru); and over
+    LSTM's c (None for a cell without one)."""
     cls = cell_class(cell)
-    return gradients.state_profiles(cls, state_gradients(cls, grads))
+    return gradients.state_norms(cls, state_gradients(cls, grads))
+
+
+def measured_profile(norms: list[np.ndarray], c_norms: list[np.ndarray], floor: float, **fields) -> GradientProfile:
+    """The :class:`GradientProfile` of the per-sequence norms of every draw (each (T, B)): g_t (and
+    g^c_t) their mean over every sequence, its metrics, and how the sequences spread around it."""
+    every = np.concatenate(norms, axis=1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        g = every.mean(axis=1)
+        gc = tuple(np.concatenate(c_norms, axis=1).mean(axis=1).tolist()) if c_norms else None
+    decay = gradients.gradient_metrics(g, floor=floor)
+    return GradientProfile(**vars(decay), g=tuple(g.tolist()), gc=gc, **vars(gradients.spread(every, floor)),
+                           **fields)
 
 
 def gradient_profile(backend: Backend, problems: list[SeededProblem]) -> GradientProfile:
-    """g_t (and g^c_t for a cell with a cell state) averaged over the seeds' draws, with its metrics."""
-    curves, cell_curves, nonfinite = [], [], set()
+    """g_t (and g^c_t for a cell with a cell state) over the seeds' draws, with its metrics."""
+    norms, c_norms, nonfinite = [], [], set()
     for p in problems:
         backend.prepare(p.last_step)
         backend.forward()
         backend.backward(per_step=True)
         grads = backend.gradients()
         nonfinite.update(check_gradients(p.last_step, grads, per_step=True))
-        g, gc = profiles(p.last_step.cell, grads)
-        curves.append(g)
-        if gc is not None:
-            cell_curves.append(gc)
-    with np.errstate(over="ignore", invalid="ignore"):
-        g = np.mean(curves, axis=0)
-        gc = tuple(np.mean(cell_curves, axis=0).tolist()) if cell_curves else None
-    decay = gradients.gradient_metrics(g, floor=gradients.underflow_floor(problems[0].last_step.dtype))
-    return GradientProfile(**vars(decay), g=tuple(g.tolist()), gc=gc, nonfinite=tuple(sorted(nonfinite)))
+        h, c = profile_norms(p.last_step.cell, grads)
+        norms.append(h)
+        if c is not None:
+            c_norms.append(c)
+    return measured_profile(norms, c_norms, gradients.underflow_floor(problems[0].last_step.dtype),
+                            nonfinite=tuple(sorted(nonfinite)))
 
 
 def job_families(job: PointJob) -> tuple[str, ...]:

@@ -118,7 +118,7 @@ def run_suite(
     the results file is up to date after each point. ``observer`` hears how the run goes (the CLI's
     progress bar; default: nothing)."""
     registry = get_registry()
-    task = registry.task(suite.task)  # unknown task: a clear error before anything runs
+    task = registry.task(suite.task, suite.task_options)  # an unknown task or option: an error before anything runs
     too_short = [t for t in (suite.train.seq_lens if mode == Mode.TRAIN else suite.seq_lens) if t < task.min_seq_len]
     if too_short:
         raise HarnessError(f"sequence length {too_short[0]} is too short for task {task.name!r} "
@@ -345,7 +345,7 @@ def _explanation(task_name: str, cell: str, seq_len: int, at: Suite, problems: s
     from harness.measure import dynamics
     from harness.run.grid import build
 
-    task = get_registry().task(task_name)
+    task = get_registry().task(task_name, at.task_options)
     built = [build(task, cell, seq_len, at, seed, problems) for seed in at.seeds]
     return dynamics.explanation(cell, [(b.last_step.params, b.last_step.x) for b in built], at.lyapunov,
                                 at.lyapunov_steps, [b.window for b in built])

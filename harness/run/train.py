@@ -19,10 +19,10 @@ import numpy as np
 from harness.backend import Backend, Problem
 from harness.measure import dynamics, gradients
 from harness.measure.denormals import flushed_while_training
-from harness.record.results import (OK, GradientProfile, IterationTimes, PointResult, Snapshot, Training)
+from harness.record.results import OK, IterationTimes, PointResult, Snapshot, Training
 from harness.run.grid import PointJob, network
-from harness.run.point import profiles
-from harness.run.optim import clip_grad_norm, make_optimizer
+from harness.run.point import measured_profile, profile_norms
+from harness.run.optim import clip_gradient, make_optimizer
 from harness.streams import Purpose, stream
 from harness.tasks import Batch, Task
 
@@ -56,6 +56,7 @@ class _Curves:
     eval_accuracy: list[float] = field(default_factory=list)
     snapshots: list[Snapshot] = field(default_factory=list)
     solved_at: int | None = None
+    unsolved_at: int | None = None
     diverged_at: int | None = None
     denormals: str = ""
     iteration_s: list[float] = field(default_factory=list)
@@ -69,7 +70,7 @@ class _Curves:
             grad_norm=tuple(self.grad_norm), clipped=tuple(self.clipped), eval_iterations=tuple(self.eval_iterations),
             eval_loss=tuple(self.eval_loss), eval_accuracy=tuple(self.eval_accuracy) if self.eval_accuracy else None,
             snapshots=tuple(self.snapshots), denormals=self.denormals, solved_at=self.solved_at,
-            diverged_at=self.diverged_at, times=times)
+            unsolved_at=self.unsolved_at, diverged_at=self.diverged_at, times=times)
 
 
 class Trainer:
@@ -88,7 +89,9 @@ class Trainer:
             start += value.size
         self.batches = stream(seed, T, Purpose.TRAINING)
         self.held_out = task.generate(T, self.train.eval_size, stream(seed, T, Purpose.HELD_OUT))
-        self.optimizer = make_optimizer(self.train.optimizer, self.train.lr, self.train.momentum, self.train.alpha)
+        settings = self.train
+        self.optimizer = make_optimizer(settings.optimizer, settings.lr, settings.momentum, settings.alpha,
+                                        settings.eps, settings.rmsprop_start)
         self.dtype = suite.dtype
         self._upstream: np.ndarray | None = None  # dL/dh_t, reused: its zero pages are touched once, not per step
         self._reference: tuple[Batch, np.ndarray] | None = None  # the problem time_forward_backward times
@@ -118,15 +121,13 @@ class Trainer:
         _, dy = self.task.loss(y, self.held_out, last_only=True)
         self.backend.upstream(readout_backward(self.params, h, dy)[0].astype(self.dtype))
         self.backend.backward(per_step=True)
-        grads = self.backend.gradients()
-        g, gc = profiles(self.job.cell, grads)
-        decay = gradients.gradient_metrics(g, floor=gradients.underflow_floor(self.dtype))
-        gc = tuple(gc.tolist()) if gc is not None else None
+        h, c = profile_norms(self.job.cell, self.backend.gradients())
         weights = {name: v for name, v in self.params.items() if name not in READOUT}
         suite = self.job.suite
         explanation = dynamics.explanation(self.job.cell, [(weights, self.held_out.x)], suite.lyapunov,
                                            suite.lyapunov_steps)
-        return Snapshot(iteration, GradientProfile(**vars(decay), g=tuple(g.tolist()), gc=gc, **explanation))
+        return Snapshot(iteration, measured_profile([h], [c] if c is not None else [],
+                                                    gradients.underflow_floor(self.dtype), **explanation))
 
     def time_forward_backward(self, clock, calls: int = 3) -> list[float]:
         """Seconds of ``calls`` forward + backward passes of a training-shaped problem with a dense
@@ -172,7 +173,7 @@ class Trainer:
         backend_s += clock.stop()
         grads = {**self.backend.gradients().params, **readout_grads}
         g = np.concatenate([grads[name].ravel() for name in self.params]).astype(np.float64, copy=False)
-        norm, clipped = clip_grad_norm(g, self.train.clip)
+        norm, clipped = clip_gradient(g, self.train.clip, self.train.clip_kind)
         self.optimizer.step(self.theta, g)
         return loss, norm, clipped, backend_s
 
@@ -204,8 +205,11 @@ def _train(backend: Backend, job: PointJob, task: Task, on_progress: OnEvaluatio
         curves.eval_loss.append(loss)
         if accuracy is not None:
             curves.eval_accuracy.append(accuracy)
-        if curves.solved_at is None and task.is_solved(loss, accuracy, job.seq_len):
+        solved = task.is_solved(loss, accuracy, job.seq_len)
+        if curves.solved_at is None and solved:
             curves.solved_at = iteration
+        elif curves.solved_at is not None and curves.unsolved_at is None and not solved:
+            curves.unsolved_at = iteration
         if on_progress is not None:
             on_progress(result())
 

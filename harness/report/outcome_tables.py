@@ -1,0 +1,78 @@
+"""Training outcomes over seeds as text rows (harness/record/outcomes.py computes them): the tables
+`harness train` prints under its per-point table and its page shows, built once for both."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from harness.record import outcomes
+from harness.record.results import RunResults
+from harness.suites import axis_values
+
+#: The setting axes a table shows after the cell, by their column names (run.suite.axes' spelling).
+_COLUMNS = {"seq_len": "T", "init": "init", "clip": "clip", "hidden": "H", "batch": "B"}
+
+
+def _seeds(seeds: tuple[int, ...]) -> str:
+    """The seeds, or "1 seed (no interval)": one seed is never read as a measured effect."""
+    listed = ",".join(str(s) for s in seeds)
+    return f"{listed} (1 seed)" if len(seeds) == 1 else listed
+
+
+def outcome_rows(run: RunResults) -> tuple[list[str], list[list[str]]]:
+    """Per setting: seeds, solved and stayed solved, the Kaplan-Meier median iterations to solve with
+    its 95% bootstrap interval, and the final eval loss / baseline (median, and the range over seeds)."""
+    axes = run.suite.axes(run.mode)
+    headers = ["backend", "cell", "T", *axes, "seeds", "solved", "stayed", "median iterations to solve [95% CI]",
+               "final/baseline median [min, max]"]
+    rows = []
+    for o in outcomes.outcomes(run.points):
+        backend, cell, T = o.setting[:3]
+        point = next(p for p in run.points if outcomes.setting_of(p) == o.setting)
+        median = outcomes.iterations_text(o.median, o.budget)
+        interval = ("" if o.interval is None else
+                    f" [{outcomes.iterations_text(o.interval[0], o.budget)}, "
+                    f"{outcomes.iterations_text(o.interval[1], o.budget)}]")
+        ratios = o.final_ratios
+        rows.append([backend, cell, str(T), *axis_values(point, axes), _seeds(o.seeds),
+                     f"{o.solved}/{o.runs}", f"{o.stayed_solved}/{o.runs}", median + interval,
+                     f"{np.median(ratios):.3f} [{min(ratios):.3f}, {max(ratios):.3f}]"])
+    return headers, rows
+
+
+def paired_rows(run: RunResults) -> tuple[list[str], list[list[str]]]:
+    """Per pair of settings that differ in one paired axis (cell, init, clip), on their common seeds:
+    which solved first how often, and the median paired difference of log10(final / baseline)."""
+    headers = ["axis", "base", "other", "where", "seeds", "other first / base first / tie",
+               "median paired diff. log10(final/baseline) [95% CI]"]
+    rows = []
+    for axis in outcomes.varied_axes(run.points):
+        for d in outcomes.paired(run.points, axis):
+            others = [a for a in outcomes.SETTING_AXES if a != axis]
+            where = ", ".join(f"{_COLUMNS.get(name, name)}={value}" for name, value in zip(others, d.setting)
+                              if value is not None)
+            interval = "" if d.interval is None else f" [{d.interval[0]:+.3f}, {d.interval[1]:+.3f}]"
+            rows.append([axis, d.base, d.other, where, _seeds(d.seeds), f"{d.other_first} / {d.base_first} / {d.ties}",
+                         f"{d.log_ratio_difference:+.3f}{interval}" if math.isfinite(d.log_ratio_difference)
+                         else "-"])
+    return headers, rows
+
+
+def tables(run: RunResults) -> list[dict]:
+    """The outcome tables of a training run, titled and captioned, for its page."""
+    found = []
+    headers, rows = outcome_rows(run)
+    if rows:
+        found.append({"title": "Outcomes over seeds", "headers": headers, "rows": rows, "caption": (
+            "Per setting over its seeds. Iterations to solve: the Kaplan-Meier median, unsolved runs right-censored "
+            "at the iterations they ran ('> budget': fewer than half solved), with the 95% percentile bootstrap "
+            "interval over the seeds; stayed: solved and met the criterion at every later evaluation.")})
+    headers, rows = paired_rows(run)
+    if rows:
+        found.append({"title": "Paired differences", "headers": headers, "rows": rows, "caption": (
+            "Settings that differ in one of cell, init, clip, on the seeds both ran (one seed: the same data, "
+            "readout and declared draws in both). First: which solved at an earlier evaluation (an unsolved run "
+            "loses to a solved one; two unsolved tie). The difference is other minus base; negative: other ends "
+            "nearer the criterion.")})
+    return found
