@@ -10,7 +10,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from harness import __version__
@@ -195,8 +195,9 @@ def _check_threads(args) -> None:
 EXECUTORS = ("local", "dask")  # what run.runner.opened opens
 
 
-def _run_and_record(args, mode: Mode) -> int:
-    """`harness run` and `harness train`: run the grid, print the summary, record into asv."""
+def _run_and_record(args, mode: Mode, then: Callable | None = None) -> int:
+    """`harness run` and `harness train`: run the grid, print the summary (and ``then(results)``),
+    record into asv."""
     from harness.errors import check_name
     from harness.record import asvdb
     from harness.report import console
@@ -223,6 +224,8 @@ def _run_and_record(args, mode: Mode) -> int:
                                observer=console.GridProgress(enabled=not args.quiet), executor=executor,
                                force=args.force)
     _print_summary(run.results, args.columns, args.format)
+    if then is not None:
+        then(run.results)
     out = sys.stdout if args.format == "table" else sys.stderr  # scripts read the summary alone
     counts = run.results.counts
     print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped -> {run.path}", file=out)
@@ -287,6 +290,50 @@ def cmd_train(args) -> int:
     from harness.suites import Mode
 
     return _run_and_record(args, Mode.TRAIN)
+
+
+def cmd_reproduce(args) -> int:
+    """A published experiment's preset (suites/reproduce/NAME): train it, or read a results file of it
+    (--from), and give each of the paper's results its verdict; --list (or no NAME) lists the presets."""
+    from harness import suites
+    from harness.errors import check_choice
+
+    presets = suites.reproductions()
+    if args.list or args.suite is None:
+        rows = []
+        for name, folder in sorted(presets.items()):
+            suite = suites.load(folder)
+            rows.append([name, suite.reproduce.paper, str(suite.reproduce.paper_iterations or "not stated"),
+                         str(suite.train.iterations), ", ".join(suite.cells),
+                         ", ".join(map(str, suite.train.seq_lens)), ", ".join(map(str, suite.train.seeds))])
+        _emit([("", ["preset", "compared with", "paper's iterations", "iterations here", "cells", "T", "seeds"],
+                rows)], args.format)
+        return 0
+    from harness.suites import Mode
+
+    args.suite = str(presets[check_choice("preset", args.suite, sorted(presets), "presets")])
+    if args.backends is None:
+        args.backends = suites.load(args.suite).reproduce.backend
+    if args.from_results:
+        run = _read_results_file(args.from_results)
+        if run.suite.reproduce is None:
+            raise HarnessError(f"{args.from_results} is not a run of a preset (its suite has no [reproduce] table)")
+        _print_verdicts(run, args.format)
+        return 0
+    return _run_and_record(args, Mode.TRAIN, then=lambda run: _print_verdicts(run, args.format))
+
+
+def _print_verdicts(run, fmt: str) -> None:
+    """The preset's verdicts, as a table (or Markdown, or records for json and csv) on stdout."""
+    from harness.report import outcome_tables
+    from harness.report.console import table
+
+    headers, rows = outcome_tables.verdict_rows(run)
+    title = f"verdicts against {run.suite.reproduce.paper}"
+    if fmt == "table":
+        _print(table(headers, rows, title=title))
+    else:
+        _emit([(title, headers, rows)], fmt)
 
 
 def cmd_record(args) -> int:
@@ -538,12 +585,28 @@ def cmd_new_cell(args) -> int:
     return 0
 
 
-def _add_grid_options(p: argparse.ArgumentParser, seq_lens: str) -> None:
-    """The options `harness run` and `harness train` share: the grid, where results go, output."""
-    p.add_argument("suite", help="a suite folder (suites/long_range) or a suite name (long_range)"
-                   ).complete = COMPLETE_SUITES
-    p.add_argument("--backends", default="all", help="'all' or a comma-separated list (default: all)"
-                   ).complete = COMPLETE_BACKENDS
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    """The options `harness train` and `harness reproduce` add to the grid's."""
+    p.add_argument("--iterations", type=_positive("--iterations", int), help="training iterations (default: [train])")
+    p.add_argument("--seeds", type=_csv("--seeds", int, minimum=0), help="seeds, e.g. 0,1,2 (default: [train] seeds)")
+    p.add_argument("--clip", type=_csv("--clip", float),
+                   help="gradient clipping thresholds, 0 = off; several make an axis, e.g. 0,1 (default: [train])")
+    p.add_argument("--share-cpus", action="store_true",
+                   help="with --executor dask: let training points run side by side on a machine (more "
+                        "throughput; their iteration times then share the CPUs)")
+
+
+def _add_grid_options(p: argparse.ArgumentParser, seq_lens: str, preset: bool = False) -> None:
+    """The options `harness run`, `harness train` and `harness reproduce` share: the grid, where results
+    go, output. ``preset``: the positional names a preset of `harness reproduce` (optional)."""
+    if preset:
+        p.add_argument("suite", nargs="?", metavar="PRESET", help="a preset's name (harness reproduce --list)")
+    else:
+        p.add_argument("suite", help="a suite folder (suites/long_range) or a suite name (long_range)"
+                       ).complete = COMPLETE_SUITES
+    p.add_argument("--backends", default=None if preset else "all",
+                   help="'all' or a comma-separated list (default: " + ("the preset's backend" if preset else "all")
+                        + ")").complete = COMPLETE_BACKENDS
     p.add_argument("--cells", type=_csv("--cells"), help="override the suite's cells, e.g. lstm,gru")
     p.add_argument("--seq-lens", type=_csv("--seq-lens", int), help=f"override {seq_lens}, e.g. 100,200")
     p.add_argument("--hidden", type=_csv("--hidden", int), help="override the hidden sizes H, e.g. 128,512: an axis")
@@ -684,14 +747,20 @@ def build_parser() -> argparse.ArgumentParser:
                                    "each backend and seed: learning curves, iterations to solve, gradient-profile "
                                    "snapshots and W_hh spectra while it learns, time per iteration.")
     _add_grid_options(p, "the [train] sequence lengths")
-    p.add_argument("--iterations", type=_positive("--iterations", int), help="training iterations (default: [train])")
-    p.add_argument("--seeds", type=_csv("--seeds", int, minimum=0), help="seeds, e.g. 0,1,2 (default: [train] seeds)")
-    p.add_argument("--clip", type=_csv("--clip", float),
-                   help="gradient-norm clipping thresholds, 0 = off; several make an axis, e.g. 0,1 (default: [train])")
-    p.add_argument("--share-cpus", action="store_true",
-                   help="with --executor dask: let training points run side by side on a machine (more "
-                        "throughput; their iteration times then share the CPUs)")
+    _add_train_options(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("reproduce", help="run a published experiment's preset and give each result its verdict",
+                       description="Train a preset of suites/reproduce/ (a paper's protocol: optimizer, clipping, "
+                                   "batch, task variant) and compare with the paper's reported results: "
+                                   "'reproduced', 'not reproduced' or 'budget-limited', with why. --list shows the "
+                                   "presets; --from RESULTS judges a results file of a preset without training.")
+    _add_grid_options(p, "the preset's [train] sequence lengths", preset=True)
+    _add_train_options(p)
+    p.add_argument("--list", action="store_true", help="list the presets and the papers they follow")
+    p.add_argument("--from", dest="from_results", metavar="RESULTS",
+                   help="judge this results file of the preset instead of training")
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("record", help="record a finished results file into the asv database",
                        description="Add a results file (harness run or harness train) to the asv database, as "

@@ -18,7 +18,7 @@ else:  # pragma: no cover
 
 from harness import inits as init_specs
 from harness.cells import DTYPES, cell_names
-from harness.errors import HarnessError, check_name, unknown_choice
+from harness.errors import HarnessError, check_choice, check_name, unknown_choice
 from harness.strenum import StrEnum
 
 SUITE_FILE = "suite.toml"
@@ -94,6 +94,35 @@ class TrainSettings:
         return self.clips or (self.clip,)
 
 
+#: What a paper can report for one setting (harness/record/reproduction.py measures each): "solved"
+#: (at least half the seeds meet the task's criterion), "not solved", "below baseline" (the median over
+#: the seeds of the best eval loss is at most half the memoryless baseline), "at baseline" (it is not).
+OUTCOMES = ("solved", "not solved", "below baseline", "at baseline")
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What the paper reports for the preset's ``cell`` (at ``seq_len`` and ``init``; None: every one)."""
+
+    cell: str
+    outcome: str  # one of OUTCOMES
+    published: str  # the paper's own words or number, with where it says so
+    seq_len: int | None = None
+    init: str | None = None
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """A ``[reproduce]`` table: the suite is a published experiment (`harness reproduce NAME`)."""
+
+    paper: str  # authors, year, title, and the figure or table compared with
+    protocol: str  # the paper's protocol, as its text or code states it
+    differences: str  # what this preset does otherwise, and why
+    expect: tuple[Expectation, ...]
+    paper_iterations: int | None = None  # the training iterations the paper ran (its budget); None: not stated
+    backend: str = "numpy"  # the backend `harness reproduce` trains on unless --backends says otherwise
+
+
 @dataclass(frozen=True)
 class Suite:
     """A validated suite: the grid (cells x seq_lens, on each backend) and how to measure it.
@@ -121,6 +150,7 @@ class Suite:
     description: str = ""
     timing: Timing = field(default_factory=Timing)
     train: TrainSettings = field(default_factory=TrainSettings)
+    reproduce: Reproduction | None = None  # a published experiment's preset (suites/reproduce/)
     path: str = ""
     sha256: str = ""
 
@@ -240,6 +270,19 @@ def available_suites() -> dict[str, Path]:
     return found
 
 
+#: The folder, under a suites folder, of the published experiments' presets (`harness reproduce`).
+REPRODUCE_DIR = "reproduce"
+
+
+def reproductions() -> dict[str, Path]:
+    """Every preset of `harness reproduce` by name: the suites under ``reproduce/`` of each suites folder."""
+    found: dict[str, Path] = {}
+    for d in suite_dirs():
+        for f in sorted(d.glob(f"{REPRODUCE_DIR}/*/{SUITE_FILE}")):
+            found.setdefault(f.parent.name, f.parent)
+    return found
+
+
 def resolve(spec: str) -> Path:
     """A suite folder from a path (``suites/long_range``) or a bare name (``long_range``)."""
     path = Path(spec)
@@ -304,7 +347,7 @@ def load(spec: str | os.PathLike) -> Suite:
     except tomllib.TOMLDecodeError as exc:
         raise HarnessError(f"{file}: malformed TOML: {exc}") from None
     tables = {}
-    for section, schema in (("timing", _TIMING_KEYS), ("train", _TRAIN_KEYS)):
+    for section, schema in (("timing", _TIMING_KEYS), ("train", _TRAIN_KEYS), ("reproduce", _REPRODUCE_KEYS)):
         tables[section] = data.pop(section, {})
         if not isinstance(tables[section], dict):
             raise HarnessError(f"{file}:{_line_of(text, section)}: {section} must be a table [{section}]")
@@ -357,6 +400,7 @@ def load(spec: str | os.PathLike) -> Suite:
         metrics=check_list("metrics", str, METRIC_FAMILIES) if "metrics" in data else METRIC_FAMILIES,
         timing=_timing(tables["timing"], file, text),
         train=_training(tables["train"], check_list, file, text),
+        reproduce=_reproduction(tables["reproduce"], cells, file, text) if tables["reproduce"] else None,
         path=str(folder),
         sha256=hashlib.sha256(text.encode()).hexdigest(),
         **{k: data[k] for k in ("batch", "hidden", "hidden_sizes", "batch_sizes", "dtype", "init", "inits",
@@ -381,6 +425,37 @@ def _inits(data: dict, cells: tuple[str, ...], check_list, file, text: str) -> t
         return axis(init_specs.check(specs, cells))
     except HarnessError as exc:
         raise HarnessError(f"{file}:{_line_of(text, key)}: {exc}") from None
+
+
+_REPRODUCE_KEYS = {"paper": str, "protocol": str, "differences": str, "paper_iterations": int, "expect": list,
+                   "backend": str}
+_REPRODUCE_REQUIRED = ("paper", "protocol", "differences", "expect")
+_EXPECT_KEYS = {"cell": str, "outcome": str, "published": str, "seq_len": int, "init": str}
+
+
+def _reproduction(table: dict, cells: tuple[str, ...], file, text: str) -> Reproduction:
+    """The validated ``[reproduce]`` table (with its ``[[reproduce.expect]]`` entries)."""
+    line = _line_of(text, "reproduce")
+    missing = [k for k in _REPRODUCE_REQUIRED if k not in table]
+    if missing:
+        raise HarnessError(f"{file}:{line}: [reproduce] needs {', '.join(missing)}")
+    expect = []
+    for entry in table["expect"]:
+        if not isinstance(entry, dict):
+            raise HarnessError(f"{file}:{line}: reproduce.expect must hold tables [[reproduce.expect]]")
+        _check_table(entry, _EXPECT_KEYS, text, str(file), "reproduce.expect.")
+        for key in ("cell", "outcome", "published"):
+            if key not in entry:
+                raise HarnessError(f"{file}:{line}: every [[reproduce.expect]] needs {key!r}")
+        try:
+            check_choice("expected cell", entry["cell"], cells, "the suite's cells")
+            check_choice("expected outcome", entry["outcome"], OUTCOMES, "outcomes")
+        except HarnessError as exc:
+            raise HarnessError(f"{file}:{line}: {exc}") from None
+        expect.append(Expectation(**entry))
+    if not expect:
+        raise HarnessError(f"{file}:{line}: [reproduce] needs at least one [[reproduce.expect]]")
+    return Reproduction(**{**table, "expect": tuple(expect)})
 
 
 def _training(table: dict, check_list, file, text: str) -> TrainSettings:

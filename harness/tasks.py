@@ -66,8 +66,8 @@ class Task(abc.ABC):
         for key, value in options.items():
             if not self.options:
                 raise HarnessError(f"task {self.name!r} has no options, got task_options {dict(options)!r}")
-            check_choice(f"option of task {self.name!r}", key, self.options)
-            setattr(task, key, check_choice(f"task {self.name!r} {key}", value, self.options[key]))
+            check_choice("task option", key, self.options, f"task {self.name!r} has the options")
+            setattr(task, key, check_choice(f"{self.name} {key}", value, self.options[key], f"its {key}"))
         return task
 
     @property

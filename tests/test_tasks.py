@@ -111,3 +111,38 @@ def test_loss_gradient_by_finite_differences(task, last_only):
     fd = _central_differences(lambda v: task.loss(v, batch, last_only=last_only)[0], y)
     assert np.max(np.abs(grad - fd)) <= 1e-8
     assert np.any(grad != 0)
+
+
+def test_adding_markers_anywhere_are_two_distinct_steps_spread_over_the_whole_sequence():
+    task = AddingTask().configured({"markers": "anywhere"})
+    assert task.label == "adding(markers=anywhere)" and AddingTask().label == "adding"
+    T, B = 20, 4000
+    batch = task.generate(T, B, np.random.default_rng(0))
+    marks = batch.x[:, :, 1]
+    assert (marks.sum(axis=0) == 2).all()  # two distinct steps in every sequence
+    np.testing.assert_allclose(batch.targets, (batch.x[:, :, 0] * marks).sum(axis=0))
+    both_in_one_half = np.mean((marks[: T // 2].sum(axis=0) == 2) | (marks[T // 2:].sum(axis=0) == 2))
+    assert both_in_one_half == pytest.approx(2 * 45 / 190, abs=0.03)  # C(10,2) / C(20,2) per half; never with halves
+    assert np.mean(batch.targets) == pytest.approx(1.0, abs=0.02)  # the same target law: baseline 1/6 holds
+
+
+def test_copy_tcn_variant_holds_the_delimiter_to_the_end_with_the_same_targets():
+    tcn, arjovsky = CopyTask().configured({"variant": "tcn"}), CopyTask()
+    a, b = (t.generate(15, 3, np.random.default_rng(1)) for t in (arjovsky, tcn))
+    ids = b.x.argmax(axis=-1)
+    assert (ids[10 + 15 - 1:] == 9).all() and (ids[10:10 + 15 - 1] == 0).all()
+    np.testing.assert_array_equal(a.targets, b.targets)
+    np.testing.assert_array_equal(a.x[:10], b.x[:10])
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"marker": "anywhere"}, "unknown task option 'marker'; task 'adding' has the options: markers$"),
+    ({"markers": "everywhere"}, "unknown adding markers 'everywhere'; its markers: halves, anywhere$"),
+])
+def test_a_bad_task_option_is_a_one_line_error(options, message):
+    from harness import HarnessError
+
+    with pytest.raises(HarnessError, match=message):
+        AddingTask().configured(options)
+    with pytest.raises(HarnessError, match="task 'temporal_order' has no options"):
+        TemporalOrderTask().configured({"markers": "anywhere"})

@@ -81,10 +81,27 @@ class Outcome:
     interval: tuple[float, float] | None  # its 95% bootstrap interval; None for one seed
     survival: tuple[tuple[float, float], ...]  # (iteration, share not yet solved)
     final_ratios: tuple[float, ...]  # final eval loss / baseline, per seed
+    best_ratios: tuple[float, ...]  # the lowest eval loss / baseline of the run, per seed
 
     @property
     def runs(self) -> int:
         return len(self.seeds)
+
+    def axis(self, name: str):
+        """The setting's value of axis ``name`` (one of SETTING_AXES)."""
+        return self.setting[SETTING_AXES.index(name)]
+
+    @property
+    def cell(self) -> str:
+        return self.axis("cell")
+
+    @property
+    def init(self) -> str | None:
+        return self.axis("init")
+
+    @property
+    def seq_len(self) -> int:
+        return self.axis("seq_len")
 
 
 def _times(points: Sequence[PointResult]) -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +123,8 @@ def outcome(points: Sequence[PointResult]) -> Outcome:
         stayed_solved=sum(p.training.stayed_solved for p in points),
         budget=max(p.training.planned_iterations for p in points), median=median_time(times, solved),
         interval=interval, survival=survival(times, solved),
-        final_ratios=tuple(p.training.final_ratio for p in points))
+        final_ratios=tuple(p.training.final_ratio for p in points),
+        best_ratios=tuple(min(p.training.eval_loss) / p.training.baseline for p in points))
 
 
 def finished(points: Iterable[PointResult]) -> list[PointResult]:

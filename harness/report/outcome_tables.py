@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from harness.record import outcomes
+from harness.record import outcomes, reproduction
 from harness.record.results import RunResults
 from harness.suites import axis_values
 
@@ -59,9 +59,28 @@ def paired_rows(run: RunResults) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
+def verdict_rows(run: RunResults) -> tuple[list[str], list[list[str]]]:
+    """A reproduction preset's verdicts (record/reproduction.py): per expectation and T, what the paper
+    reports, what was measured over which seeds, and the verdict with why."""
+    headers = ["cell", "init", "T", "paper reports", "published", "measured", "seeds", "verdict", "why"]
+    rows = [[v.expectation.cell, v.expectation.init or "suite's", str(v.seq_len), v.expectation.outcome,
+             v.expectation.published, f"{v.measured}: {v.detail}", _seeds(v.seeds), v.verdict, v.why]
+            for v in reproduction.verdicts(run)]
+    return headers, rows
+
+
 def tables(run: RunResults) -> list[dict]:
-    """The outcome tables of a training run, titled and captioned, for its page."""
+    """The outcome tables of a training run (and a preset's verdicts), titled and captioned, for its page."""
     found = []
+    if run.suite.reproduce is not None:
+        preset = run.suite.reproduce
+        headers, rows = verdict_rows(run)
+        found.append({"title": "Verdicts", "headers": headers, "rows": rows, "caption": (
+            f"Compared with {preset.paper}. The paper's protocol: {preset.protocol} Here: {preset.differences} "
+            f"The paper ran {preset.paper_iterations} iterations. Reproduced: the measurement agrees with the paper "
+            f"(a negative result only at the paper's budget or beyond); budget-limited: this run's budget is below the "
+            f"paper's and the result may change with it; not reproduced: it disagrees at the paper's budget or "
+            f"beyond.")})
     headers, rows = outcome_rows(run)
     if rows:
         found.append({"title": "Outcomes over seeds", "headers": headers, "rows": rows, "caption": (
