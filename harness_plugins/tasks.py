@@ -26,6 +26,10 @@ class CopyTask(Task):
     delimiter (9), 10 blanks. Target: T + 10 blanks, then the 10 data symbols; the first symbol is due
     one step AFTER the delimiter (the authors' convention, not the off-by-one variant).
     Loss: mean cross-entropy over all T + 20 steps and the batch.
+
+    Option ``variant``: ``arjovsky`` (above) or ``tcn``, the generator of Bai, Kolter & Koltun's TCN
+    code (``copy_memory/utils.py``), where the delimiter is held for the last 11 steps instead of
+    one delimiter and 10 blanks (the same targets, steps and baseline).
     """
 
     name = "copy"
@@ -34,6 +38,8 @@ class CopyTask(Task):
     reference = "Arjovsky, Shah, Bengio 2016, Unitary Evolution RNNs"
     solved = "eval loss at most 0.1 x the memoryless baseline 10 ln 8 / (T + 20)"
     n_symbols = 10
+    options = {"variant": ("arjovsky", "tcn")}
+    variant = "arjovsky"
 
     def steps(self, seq_len: int) -> int:
         return seq_len + 2 * self.n_symbols
@@ -43,6 +49,8 @@ class CopyTask(Task):
         ids = np.zeros((self.steps(seq_len), batch), dtype=np.int64)
         ids[: self.n_symbols] = data
         ids[self.n_symbols + seq_len - 1] = 9
+        if self.variant == "tcn":
+            ids[self.n_symbols + seq_len - 1:] = 9  # the delimiter held until the end
         targets = np.zeros_like(ids)
         targets[-self.n_symbols :] = data
         return Batch(_one_hot(ids, 10), targets)
@@ -69,6 +77,10 @@ class AddingTask(Task):
 
     Two channels: values ~ U[0, 1], and a marker channel with one 1 uniformly in the first half
     and one in the second half. Target: the sum of the two marked values; MSE on the last output.
+
+    Option ``markers``: ``halves`` (above, Arjovsky's ``adding_problem.py``) or ``anywhere``: two
+    distinct steps drawn uniformly from the whole sequence (TCN's ``adding_problem/utils.py``; the
+    form Le et al. 2015 describe). The target's distribution, and so the baseline 1/6, is the same.
     """
 
     name = "adding"
@@ -78,13 +90,19 @@ class AddingTask(Task):
     min_seq_len = 2  # one marker in each half
     loss_steps = slice(-1, None)
     solved = "eval MSE at most 0.1 x the memoryless baseline 1/6"
+    options = {"markers": ("halves", "anywhere")}
+    markers = "halves"
 
     def generate(self, seq_len, batch, rng):
         x = np.zeros((seq_len, batch, 2))
         x[:, :, 0] = rng.uniform(0.0, 1.0, size=(seq_len, batch))
-        half = seq_len // 2
-        first = rng.integers(0, half, size=batch)
-        second = rng.integers(half, seq_len, size=batch)
+        if self.markers == "anywhere":  # two distinct steps: the first uniform, the second among the others
+            first = rng.integers(0, seq_len, size=batch)
+            second = (first + rng.integers(1, seq_len, size=batch)) % seq_len
+        else:
+            half = seq_len // 2
+            first = rng.integers(0, half, size=batch)
+            second = rng.integers(half, seq_len, size=batch)
         cols = np.arange(batch)
         x[first, cols, 1] = 1.0
         x[second, cols, 1] = 1.0

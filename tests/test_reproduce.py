@@ -37,7 +37,8 @@ published = "stays at the baseline"
 def _preset(tmp_path, extra: str = PRESET, **overrides):
     folder = write_suite(tmp_path / "reproduce" / "tiny", cells='["rnn_tanh", "gru"]', **overrides)
     text = (folder / "suite.toml").read_text()
-    train = "\n[train]\nseq_lens = [12]\niterations = 20\nbatch = 4\neval_every = 10\neval_size = 16\nprofile_every = 20\n"
+    train = ("\n[train]\nseq_lens = [12]\niterations = 20\nbatch = 4\neval_every = 10\neval_size = 16\n"
+             "profile_every = 20\n")
     (folder / "suite.toml").write_text(text + train + extra)
     return folder
 
