@@ -164,10 +164,12 @@ def _grid(args, mode: Mode):
     from harness.plugins import get_registry
     from harness.run import runner
 
+    suite = suites.load(args.suite)
+    if args.backends is None:  # harness train and reproduce: the suite's [train] backends, else all
+        args.backends = ",".join(suite.train.backends) or "all"
     if args.backends.strip() != "all" and not [n for n in args.backends.split(",") if n.strip()]:
         raise HarnessError(f"--backends must name at least one backend, got {args.backends!r}; installed "
                            f"backends: {', '.join(sorted(get_registry().backends)) or 'none'} (or 'all')")
-    suite = suites.load(args.suite)
     _check_threads(args)
     grid = dict(cells=args.cells, seq_lens=args.seq_lens, hidden=args.hidden, inits=args.inits, threads=args.threads)
     if mode == suites.Mode.TRAIN:
@@ -312,8 +314,6 @@ def cmd_reproduce(args) -> int:
     from harness.suites import Mode
 
     args.suite = str(presets[check_choice("preset", args.suite, sorted(presets), "presets")])
-    if args.backends is None:
-        args.backends = suites.load(args.suite).reproduce.backend
     if args.from_results:
         run = _read_results_file(args.from_results)
         if run.suite.reproduce is None:
@@ -596,16 +596,17 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                         "throughput; their iteration times then share the CPUs)")
 
 
-def _add_grid_options(p: argparse.ArgumentParser, seq_lens: str, preset: bool = False) -> None:
-    """The options `harness run`, `harness train` and `harness reproduce` share: the grid, where results
-    go, output. ``preset``: the positional names a preset of `harness reproduce` (optional)."""
-    if preset:
+def _add_grid_options(p: argparse.ArgumentParser, seq_lens: str, mode: str = "run") -> None:
+    """The options `harness run`, `harness train` and `harness reproduce` (``mode``) share: the grid,
+    where results go, output. For reproduce the positional names a preset (optional)."""
+    if mode == "reproduce":
         p.add_argument("suite", nargs="?", metavar="PRESET", help="a preset's name (harness reproduce --list)")
     else:
         p.add_argument("suite", help="a suite folder (suites/long_range) or a suite name (long_range)"
                        ).complete = COMPLETE_SUITES
-    p.add_argument("--backends", default=None if preset else "all",
-                   help="'all' or a comma-separated list (default: " + ("the preset's backend" if preset else "all")
+    p.add_argument("--backends", default="all" if mode == "run" else None,
+                   help="'all' or a comma-separated list (default: " + ("all" if mode == "run" else
+                                                                         "the suite's [train] backends, else all")
                         + ")").complete = COMPLETE_BACKENDS
     p.add_argument("--cells", type=_csv("--cells"), help="override the suite's cells, e.g. lstm,gru")
     p.add_argument("--seq-lens", type=_csv("--seq-lens", int), help=f"override {seq_lens}, e.g. 100,200")
@@ -746,7 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train each cell at each sequence length of the suite's [train] table, on "
                                    "each backend and seed: learning curves, iterations to solve, gradient-profile "
                                    "snapshots and W_hh spectra while it learns, time per iteration.")
-    _add_grid_options(p, "the [train] sequence lengths")
+    _add_grid_options(p, "the [train] sequence lengths", "train")
     _add_train_options(p)
     p.set_defaults(func=cmd_train)
 
@@ -755,7 +756,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "batch, task variant) and compare with the paper's reported results: "
                                    "'reproduced', 'not reproduced' or 'budget-limited', with why. --list shows the "
                                    "presets; --from RESULTS judges a results file of a preset without training.")
-    _add_grid_options(p, "the preset's [train] sequence lengths", preset=True)
+    _add_grid_options(p, "the preset's [train] sequence lengths", "reproduce")
     _add_train_options(p)
     p.add_argument("--list", action="store_true", help="list the presets and the papers they follow")
     p.add_argument("--from", dest="from_results", metavar="RESULTS",

@@ -87,6 +87,9 @@ class TrainSettings:
     profile_every: int = 100  # gradient-profile snapshots (and at iteration 0)
     seeds: tuple[int, ...] = (0,)
     timeout: float = 3600.0  # seconds for one training point before it is recorded as failed
+    # the backends harness train uses when --backends is not given (() = all): every backend trains
+    # identically (the core trains; tests/test_train.py), so one is enough for the statistics
+    backends: tuple[str, ...] = ()
 
     @property
     def clip_axis(self) -> tuple[float, ...]:
@@ -120,7 +123,6 @@ class Reproduction:
     differences: str  # what this preset does otherwise, and why
     expect: tuple[Expectation, ...]
     paper_iterations: int | None = None  # the training iterations the paper ran (its budget); None: not stated
-    backend: str = "numpy"  # the backend `harness reproduce` trains on unless --backends says otherwise
 
 
 @dataclass(frozen=True)
@@ -241,7 +243,7 @@ _TIMING_KEYS = {"budget": (int, float), "threshold": (int, float), "min_blocks":
 _TRAIN_KEYS = {"seq_lens": list, "optimizer": str, "lr": (int, float), "momentum": (int, float),
                "alpha": (int, float), "eps": (int, float), "rmsprop_start": (int, float), "clip_kind": str,
                "iterations": int, "batch": int, "clip": (int, float, list), "eval_every": int,
-               "eval_size": int, "profile_every": int, "seeds": list, "timeout": (int, float)}
+               "eval_size": int, "profile_every": int, "seeds": list, "timeout": (int, float), "backends": list}
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 CLIP_KINDS = ("norm", "value")  # run/optim.py's clip_gradient
 _REQUIRED = ("task", "cells", "seq_lens")
@@ -427,8 +429,7 @@ def _inits(data: dict, cells: tuple[str, ...], check_list, file, text: str) -> t
         raise HarnessError(f"{file}:{_line_of(text, key)}: {exc}") from None
 
 
-_REPRODUCE_KEYS = {"paper": str, "protocol": str, "differences": str, "paper_iterations": int, "expect": list,
-                   "backend": str}
+_REPRODUCE_KEYS = {"paper": str, "protocol": str, "differences": str, "paper_iterations": int, "expect": list}
 _REPRODUCE_REQUIRED = ("paper", "protocol", "differences", "expect")
 _EXPECT_KEYS = {"cell": str, "outcome": str, "published": str, "seq_len": int, "init": str}
 
@@ -464,6 +465,8 @@ def _training(table: dict, check_list, file, text: str) -> TrainSettings:
     for key in ("seq_lens", "seeds"):
         if key in values:
             values[key] = check_list(key, int, table=table, section="train.")
+    if "backends" in values:  # checked against the installed backends when the run starts
+        values["backends"] = check_list("backends", str, table=table, section="train.")
     if isinstance(values.get("clip"), list):  # an axis of the training grid
         line = _line_of(text, "train.clip")
         if not values["clip"]:

@@ -20,7 +20,6 @@ paper = "A & B 2020, figure 1"
 protocol = "their protocol"
 differences = "ours"
 paper_iterations = 1000
-backend = "numpy"
 
 [[reproduce.expect]]
 cell = "gru"
@@ -38,7 +37,7 @@ def _preset(tmp_path, extra: str = PRESET, **overrides):
     folder = write_suite(tmp_path / "reproduce" / "tiny", cells='["rnn_tanh", "gru"]', **overrides)
     text = (folder / "suite.toml").read_text()
     train = ("\n[train]\nseq_lens = [12]\niterations = 20\nbatch = 4\neval_every = 10\neval_size = 16\n"
-             "profile_every = 20\n")
+             "profile_every = 20\nbackends = [\"numpy\"]\n")
     (folder / "suite.toml").write_text(text + train + extra)
     return folder
 
