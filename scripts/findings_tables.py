@@ -1,69 +1,208 @@
-"""Print the tables of docs/findings.md from results files written by the commands it quotes.
+"""The tables of docs/findings.md, generated from the results files committed beside it (docs/findings/).
 
-    python scripts/findings_tables.py decay RESULTS.json [...]      # measured against predicted decay rate
-    python scripts/findings_tables.py pascanu RESULTS.json [...]    # sigma_max(W_hh) against vanishing
-    python scripts/findings_tables.py train RESULTS.json [...]      # harness train: init / clip outcomes
+In the page every table sits between ``<!-- table NAME -->`` and ``<!-- /table -->``; NAME is one of
+:data:`TABLES`, which says which results files the table reads and how. Each results file was written
+by the command the page quotes above its table.
+
+    python scripts/findings_tables.py            # check: exit 1 naming every table the page and data disagree on
+    python scripts/findings_tables.py --write    # rewrite the page's tables from the data
+    python scripts/findings_tables.py --show NAME
+
+tests/test_findings.py runs the check.
 """
 from __future__ import annotations
 
-import math
+import contextlib
+import io
+import json
+import re
+import runpy
 import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
 
 from harness.record import files, results
+from harness.report import outcome_tables
+from harness.report.console import markdown
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = ROOT / "docs" / "findings.md"
+DATA = ROOT / "docs" / "findings"
+MARKER = re.compile(r"<!-- table (?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /table -->", re.S)
 
 
-def _points(paths: list[str]):
-    for path in paths:
-        yield from (p for p in files.read(path).points if p.status == results.OK)
+def _run(*parts: str) -> results.RunResults:
+    return files.read(DATA.joinpath(*parts))
 
 
-def decay(paths: list[str]) -> None:
-    print("| cell | init | T | sigma_max | lambda_1 (nats/step) | predicted | measured | measured - predicted |")
-    print("|---|---|---|---|---|---|---|---|")
-    seen = set()
-    for p in _points(paths):
-        g = p.gradient
-        if g is None or g.predicted_decay_rate is None or (p.cell, p.init, p.seq_len) in seen:
-            continue
-        seen.add((p.cell, p.init, p.seq_len))
-        print(f"| {p.cell} | {p.init} | {p.seq_len} | {g.sigma_max:.3f} | {g.lyapunov[0]:.4f} | "
-              f"{g.predicted_decay_rate:.4f} | {g.decay_rate:.4f} | {g.decay_rate - g.predicted_decay_rate:+.4f} |")
+def _ok(run: results.RunResults) -> list[results.PointResult]:
+    return [p for p in run.points if p.status == results.OK and p.gradient is not None]
 
 
-def pascanu(paths: list[str]) -> None:
+def _rate(value: float | None, digits: int = 4) -> str:
+    """A decay rate; "-" where none was fitted or predicted (degenerate profiles)."""
+    return "-" if value is None or not np.isfinite(value) else f"{round(value, digits) + 0.0:.{digits}f}"
+
+
+def adding_outcomes() -> str:
+    """The default `harness train suites/adding`: outcomes over seeds, with the profile at init and at the end."""
+    run = _run("adding", "train-adding.json")
+    headers, rows = outcome_tables.outcome_rows(run)
+    keep = [headers.index(h) for h in headers if h not in ("backend",)]
+    at_init, at_end = [], []
+    for row in rows:
+        cell, T = row[1], int(row[2])
+        points = [p for p in run.points if p.cell == cell and p.seq_len == T and p.training is not None]
+        first = [p.training.snapshots[0].gradient for p in points]
+        last = [p.training.snapshots[-1].gradient for p in points]
+        at_init.append(f"{np.median([g.decay_rate for g in first]):.3f}, horizon {np.median([g.horizon for g in first]):.0f}")
+        at_end.append(f"{np.median([g.decay_rate for g in last]):.4f}, horizon {np.median([g.horizon for g in last]):.0f}")
+    table_rows = [[row[i] for i in keep] + [a, b] for row, a, b in zip(rows, at_init, at_end)]
+    return markdown([headers[i] for i in keep] + ["decay rate at init, horizon (median over seeds)",
+                                                  "at the end"], table_rows)
+
+
+def adding_paired() -> str:
+    headers, rows = outcome_tables.paired_rows(_run("adding", "train-adding.json"))
+    return markdown(headers, rows)
+
+
+def linear() -> str:
+    rows = []
+    def scale(p) -> float:  # linear=S; "linear" alone is its default S = 1
+        return float(p.init.partition("=")[2] or 1)
+
+    for p in sorted(_ok(_run("dynamics", "linear.json")), key=scale):
+        s, g = scale(p), p.gradient
+        rows.append([f"{s:g}", _rate(-np.log10(s)), _rate(g.decay_rate), _rate(g.predicted_decay_rate),
+                     _rate(g.lyapunov[0]), _rate(np.log(s))])
+    return markdown(["s", "expected decay rate, -log10 s", "measured (fit of g_t)", "predicted, -lambda_1 / ln 10",
+                     "lambda_1 (nats/step)", "expected ln s"], rows)
+
+
+def pascanu() -> str:
     """Pascanu et al. 2013 for the tanh RNN (gamma = 1): sigma_max < 1 must vanish (decay rate > 0)."""
-    rows = [(p.init, p.seq_len, p.gradient.sigma_max, p.gradient.decay_rate) for p in _points(paths)
-            if p.cell == "rnn_tanh" and p.gradient is not None and p.gradient.sigma_max is not None]
-    rows = sorted(set(rows), key=lambda r: r[2])
-    print("| init | T | sigma_max | measured decay rate | vanishes |")
-    print("|---|---|---|---|---|")
-    for init, T, sigma, rate in rows:
-        print(f"| {init} | {T} | {sigma:.3f} | {rate:.4f} | {'yes' if rate > 0 else 'no'} |")
-    below = [r for r in rows if r[2] < 1]
-    print(f"\n{len(below)} points with sigma_max < 1, {sum(r[3] > 0 for r in below)} of them vanish; "
-          f"{len(rows) - len(below)} with sigma_max >= 1, {sum(r[3] > 0 for r in rows if r[2] >= 1)} of them vanish")
+    rows = sorted((p for p in _ok(_run("dynamics", "dynamics.json")) if p.cell == "rnn_tanh"),
+                  key=lambda p: (p.gradient.sigma_max, p.seq_len))
+    return markdown(["init", "T", "sigma_max (mean over seeds)", "measured decay rate", "vanishes", "grows to 1e6 by lag"],
+                    [[p.init, str(p.seq_len), f"{p.gradient.sigma_max:.3f}", _rate(p.gradient.decay_rate),
+                      "yes" if p.gradient.decay_rate > 0 else "no",
+                      "-" if p.gradient.growth_horizon is None else str(p.gradient.growth_horizon)] for p in rows])
 
 
-def train(paths: list[str]) -> None:
-    print("| backend | cell | T | init | clip | eval loss / baseline | solved at | clipped % | max grad norm | "
-          "decay rate at 0 -> end | predicted at 0 -> end |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for path in paths:
-        for p in files.read(path).points:
-            t = p.training
-            if t is None:
-                continue
-            first, last = t.snapshots[0].gradient, t.snapshots[-1].gradient
-            norms = [n for n in t.grad_norm if math.isfinite(n)]
-            print(f"| {p.backend} | {p.cell} | {p.seq_len} | {p.init} | {p.clip:g} | {t.final_ratio:.3f} | "
-                  f"{t.solved_at if t.solved_at is not None else 'not solved'} | {100 * t.clipped_fraction:.0f} | "
-                  f"{max(norms, default=math.nan):.3g} | {first.decay_rate:.3f} -> {last.decay_rate:.3f} | "
-                  f"{_num(first.predicted_decay_rate)} -> {_num(last.predicted_decay_rate)} |")
+def lyapunov() -> str:
+    """Measured (batch mean of norms, and geometric mean) against predicted, every cell and init."""
+    rows = []
+    for p in sorted(_ok(_run("dynamics", "dynamics.json")), key=lambda p: (p.cell, p.init, p.seq_len)):
+        g = p.gradient
+        gap = (g.geometric_decay_rate - g.predicted_decay_rate) if g.predicted_decay_rate is not None \
+            and g.geometric_decay_rate is not None else None
+        rows.append([p.cell, p.init, str(p.seq_len), _rate(g.decay_rate), _rate(g.geometric_decay_rate),
+                     _rate(g.predicted_decay_rate), "-" if gap is None else f"{gap:+.4f}",
+                     f"{g.degenerate_fraction:.2f}"])
+    return markdown(["cell", "init", "T", "measured (batch mean)", "measured (geometric mean)", "predicted",
+                     "geometric - predicted", "degenerate fraction"], rows)
 
 
-def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+def init_profiles() -> str:
+    rows = []
+    for name in ("lstm-inits.json", "gru-inits.json"):
+        points = _ok(_run("dynamics", name))
+        for init in dict.fromkeys(p.init for p in points):
+            by_T = {p.seq_len: p.gradient for p in points if p.init == init}
+            lengths = sorted(by_T)
+            rows.append([points[0].cell, init, " / ".join(_rate(by_T[T].decay_rate, 3) for T in lengths),
+                         " / ".join(_rate(by_T[T].predicted_decay_rate, 3) for T in lengths),
+                         " / ".join(f"{by_T[T].log10_ratio:.1f}" for T in lengths)])
+    return markdown(["cell", "init", "decay rate at T = 50 / 200 (decades per step)", "predicted",
+                     "log10(g_T / g_1) at T = 50 / 200"], rows)
+
+
+def verdicts(preset: str) -> Callable[[], str]:
+    def table() -> str:
+        run = _run("reproduce", f"{preset}.json")
+        headers, rows = outcome_tables.verdict_rows(run)
+        return markdown(headers, rows)
+    return table
+
+
+def _printed(script: Path, argument) -> str:
+    """What a script beside its data prints from its ``main(argument)``."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        runpy.run_path(str(script))["main"](argument)
+    return out.getvalue().strip()
+
+
+def modern_decay() -> str:
+    """The closed forms of the diagonal cells (closed_form.py rebuilds each seed's draws) against the
+    measured profiles of decay-*.json."""
+    folder = DATA / "modern_cells" / "decay"
+    rows = []
+    for path in sorted(folder.glob("decay-*.json")):
+        for line in _printed(folder / "closed_form.py", str(path)).splitlines():
+            r = json.loads(line)
+            asymptote = r["asymptotic"]
+            if r["cell"] == "mingru":
+                asymptote = f"slowest unit {asymptote[0]:.3f} (mean over units {asymptote[1]:.3f})"
+            else:
+                asymptote = f"-log10 max {'abs(lambda)' if r['cell'] == 'lru' else 'u'} = {asymptote:.3g}"
+            rows.append([r["cell"], r["init"], f"{r['measured_decay_rate']:.4g}",
+                         f"{r['closed_form_profile_decay_rate']:.4g}", f"{r['profile_max_rel_diff']:.0e}", asymptote,
+                         _rate(r["lyapunov_predicted_decay_rate"], 5)])
+    return markdown(["cell", "init", "measured rate", "closed-form profile's rate", "profile: max rel. diff",
+                     "asymptotic closed form", "top Lyapunov exponent's rate"], rows)
+
+
+def modern_train() -> str:
+    folder = DATA / "modern_cells"
+    return _printed(folder / "train_table.py", [str(p) for p in sorted(folder.glob("train-*.json"))])
+
+
+#: Every table of the page by name: what makes it from the committed results files.
+TABLES: dict[str, Callable[[], str]] = {
+    "adding-outcomes": adding_outcomes,
+    "adding-paired": adding_paired,
+    "linear": linear,
+    "pascanu": pascanu,
+    "lyapunov": lyapunov,
+    "init-profiles": init_profiles,
+    **{f"reproduce-{p}": verdicts(p) for p in ("arjovsky_adding", "arjovsky_copy", "le_irnn_adding",
+                                                 "pascanu_temporal_order", "tallec_chrono_copy")},
+    "modern-decay": modern_decay,
+    "modern-train": modern_train,
+}
+
+
+def check(page: str) -> list[str]:
+    """The tables of ``page`` that differ from what the data makes (or that the page or TABLES lacks)."""
+    found = {m["name"]: m["body"].strip() for m in MARKER.finditer(page)}
+    problems = [f"{name}: the page has no such table" for name in TABLES if name not in found]
+    problems += [f"{name}: no generator for this table" for name in found if name not in TABLES]
+    problems += [f"{name}: the page differs from the data" for name, body in found.items()
+                 if name in TABLES and body != TABLES[name]().strip()]
+    return problems
+
+
+def write(page: str) -> str:
+    return MARKER.sub(lambda m: f"<!-- table {m['name']} -->\n{TABLES[m['name']]().strip()}\n<!-- /table -->", page)
+
+
+def main(argv: list[str]) -> int:
+    page = PAGE.read_text()
+    if argv[:1] == ["--write"]:
+        PAGE.write_text(write(page))
+        return 0
+    if argv[:1] == ["--show"]:
+        print(TABLES[argv[1]]())
+        return 0
+    problems = check(page)
+    for problem in problems:
+        print(f"docs/findings.md: table {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
-    {"decay": decay, "pascanu": pascanu, "train": train}[sys.argv[1]](sys.argv[2:])
+    sys.exit(main(sys.argv[1:]))
