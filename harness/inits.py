@@ -10,7 +10,8 @@ own (harness/streams.py), so one seed gives every init the same default draws. T
   default; minGRU's nn.Linear draws, LRU's ring, ...).
 - ``orthogonal=GAIN`` (Saxe et al. 2014; Henaff et al. 2016): each gate's H x H block of ``weight_hh``
   is GAIN times a Haar-random orthogonal matrix; the rest as ``default``. GAIN defaults to 1.
-- ``identity=GAIN`` (Le et al. 2015): each block is GAIN times the identity.
+- ``identity=GAIN``: each block is GAIN times the identity, the W_hh of Le et al.'s (2015) IRNN
+  without the rest of it (ReLU units and zero biases: rnn_relu's ``irnn`` is the IRNN).
 - ``linear=S`` (tanh RNN): zero input weights and biases and W_hh = S x orthogonal. With h_0 = 0 the
   state stays 0, tanh works in its linear regime and g_t shrinks (S < 1) or grows (S > 1) by exactly
   S per step: the closed form the Lyapunov estimate and the decay rate are checked against.

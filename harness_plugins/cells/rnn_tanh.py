@@ -12,7 +12,8 @@ Inits (the same draws, in the same order, as :func:`harness.inits.init_params`):
 - ``default``: every weight and bias ~ U(-1/sqrt(H), 1/sqrt(H)) (torch's default), drawn in the order
   weight_ih, weight_hh, bias_ih, bias_hh.
 - ``orthogonal=GAIN`` (Saxe et al. 2014): weight_hh = GAIN x a Haar-random orthogonal matrix.
-- ``identity=GAIN`` (Le et al. 2015): weight_hh = GAIN x I; the rest (biases too) as default.
+- ``identity=GAIN``: weight_hh = GAIN x I, the rest (biases too) as default: the IRNN's W_hh (Le et
+  al. 2015) on tanh units with random biases, not the IRNN (that is rnn_relu's ``irnn``).
 - ``linear=S``: zero input weights and biases and weight_hh = S x orthogonal; with h_0 = 0 the state
   stays 0, tanh works in its linear regime and g_t shrinks (S < 1) or grows (S > 1) by exactly S
   per step.
