@@ -407,14 +407,21 @@ def cmd_compare(args) -> int:
     from harness.errors import check_choice
     from harness.record import asvdb
     from harness.report import compare
-    from harness.suites import REGRESSION_TIMING
 
     for which, spec in (("before", args.before), ("after", args.after)):
         if not spec.strip():
             raise HarnessError(f"compare: {which} is empty; give a commit prefix or a label")
     for family in args.metrics or ():
         check_choice("--metrics family", family, compare.FAMILIES)
-    conf = asvdb.load_config(results_dir=args.results_dir)
+    return _compare(args, asvdb.load_config(results_dir=args.results_dir))
+
+
+def _compare(args, conf) -> int:
+    """Compare args.before with args.after in ``conf``'s results: print the changes, warn about timings a
+    comparison cannot trust, and exit 1 on a significant regression."""
+    from harness.report import compare
+    from harness.suites import REGRESSION_TIMING
+
     results_dir = conf.results_dir
     changes = compare.compare(results_dir, args.before, args.after, factor=args.factor, normalize=not args.raw,
                               repo=conf.repo, machine=args.machine)
@@ -461,6 +468,32 @@ def cmd_report(args) -> int:
     out = Path(args.out) if args.out else path.with_name(path.stem + "-report")
     print(f"wrote {plots.report(run, out)}")
     return 0
+
+
+def cmd_continuous(args) -> int:
+    """Run the suite at BEFORE and at AFTER, each in a worktree of its own (run/continuous.py), then
+    compare them as harness compare does (exit 1 on a significant regression)."""
+    from pathlib import Path
+
+    from harness.errors import check_choice
+    from harness.record import asvdb
+    from harness.report import compare
+    from harness.run import continuous
+
+    for family in args.metrics or ():
+        check_choice("--metrics family", family, compare.FAMILIES)
+    conf = asvdb.load_config(results_dir=args.results_dir)
+    commits = [continuous.resolve(".", ref) for ref in (args.before, args.after)]
+    results_dir = str(Path(conf.results_dir).resolve())
+    run_args = args.run_args or ["--regression"]
+    for ref, commit in zip((args.before, args.after), commits):
+        print(f"continuous: {args.suite} at {ref} ({commit[:12]})", file=sys.stderr)
+        with continuous.worktree(".", commit) as checkout:
+            status = continuous.run_side(checkout, args.suite, results_dir, run_args)
+        if status not in (0, 1):  # 1: some points failed, recorded as such; compare shows them
+            raise HarnessError(f"continuous: harness run at {ref} ({commit[:12]}) exited {status}")
+    args.before, args.after = commits
+    return _compare(args, conf)
 
 
 def cmd_export(args) -> int:
@@ -849,6 +882,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_results_dir(p)
     p.set_defaults(func=cmd_compare)
 
+    p = sub.add_parser("continuous", help="run a suite at two commits and compare them (asv continuous)",
+                       description="Check out BEFORE and AFTER in worktrees of their own, run the suite in each "
+                                   "(the worktree first on PYTHONPATH: its own code and suite file, this "
+                                   "environment's dependencies), record both into this repository's asv "
+                                   "database, and compare them as harness compare does. Exits 1 when a "
+                                   "significant regression is found. Options after -- go to harness run on both "
+                                   "sides (default: --regression), e.g. -- --backends numpy --regression.")
+    p.add_argument("before", help="the commit before: a branch, tag, HEAD~N or hash")
+    p.add_argument("after", help="the commit after")
+    p.add_argument("suite", help="a suite folder, relative to the repository (suites/long_range), or a name"
+                   ).complete = COMPLETE_SUITES
+    p.add_argument("--metrics", type=_csv("--metrics"),
+                   help="compare only these measurement families, e.g. time: time, memory, gradient, compile, train")
+    p.add_argument("--format", choices=("table", "json", "markdown"), default="table",
+                   help="the comparison as a table (default), json or markdown")
+    p.add_argument("--sort", choices=("ratio", "point"), default="ratio", help="as harness compare's --sort")
+    p.add_argument("--machine", help="compare only this machine's results")
+    p.add_argument("--factor", type=_positive("--factor"), default=1.1,
+                   help="ratio that counts as a change (default: 1.1)")
+    p.add_argument("--raw", action="store_true", help="judge timings in seconds, not in machine-probe units")
+    p.add_argument("--all", dest="only_changed", action="store_false", default=True,
+                   help="show every benchmark point, not only the significant changes")
+    _add_results_dir(p)
+    p.set_defaults(func=cmd_continuous, run_args=[])
+
     p = sub.add_parser("export", help="one results file as a CSV or Parquet table",
                        description="Write one flat row per point of a results file (the DataFrame's columns "
                                    "less the g_t curves) as CSV or Parquet, for a spreadsheet or a script.")
@@ -919,7 +977,13 @@ def entry() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    passed: list[str] = []  # `harness continuous ... -- RUN_OPTIONS`: harness run's, not ours
+    if argv[:1] == ["continuous"] and "--" in argv:
+        argv, passed = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     args = parser.parse_args(argv)
+    if args.func is cmd_continuous:
+        args.run_args = passed
     signal.signal(signal.SIGTERM, _terminated)
     try:
         return args.func(args)
