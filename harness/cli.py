@@ -683,6 +683,27 @@ def _bytes(text: str) -> int:
     return int(value)
 
 
+def _add_compare_options(p: argparse.ArgumentParser) -> None:
+    """The options `harness compare` and `harness continuous` share: what to compare and how to show it."""
+    p.add_argument("--metrics", type=_csv("--metrics"),
+                   help="only these measurement families, e.g. time (gate CI on timings only): time, memory, "
+                        "gradient, compile, train")
+    p.add_argument("--format", choices=("table", "json", "markdown"), default="table",
+                   help="table (default), one record per point as json, or the table as markdown")
+    p.add_argument("--sort", choices=("ratio", "point"), default="ratio",
+                   help="order each benchmark's rows by the judged ratio, worst first (default), or by point")
+    p.add_argument("--machine", help="compare only this machine's results (where several recorded A and B)")
+    p.add_argument("--factor", type=_positive("--factor"), default=1.1,
+                   help="ratio that counts as a change (default: 1.1)")
+    p.add_argument("--raw", action="store_true",
+                   help="judge timings in seconds, not in units of the machine probe timed beside them")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--only-changed", dest="only_changed", action="store_true", default=True,
+                       help="show only significant changes (the default)")
+    shown.add_argument("--all", dest="only_changed", action="store_false", help="show every benchmark point")
+    _add_results_dir(p)
+
+
 def _add_results_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results-dir", help="results database folder (default: asv.conf.json's results_dir, "
                                               "else results)")
@@ -863,23 +884,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Exits 1 when a significant regression is found (for CI).")
     p.add_argument("before", help="commit prefix, git ref (main, HEAD~1, a tag) or label")
     p.add_argument("after", help="commit prefix, git ref (main, HEAD~1, a tag) or label")
-    p.add_argument("--metrics", type=_csv("--metrics"),
-                   help="only these measurement families, e.g. time (gate CI on timings only): time, memory, "
-                        "gradient, compile, train")
-    p.add_argument("--format", choices=("table", "json", "markdown"), default="table",
-                   help="table (default), one record per point as json, or the table as markdown")
-    p.add_argument("--sort", choices=("ratio", "point"), default="ratio",
-                   help="order each benchmark's rows by the judged ratio, worst first (default), or by point")
-    p.add_argument("--machine", help="compare only this machine's results (where several recorded A and B)")
-    p.add_argument("--factor", type=_positive("--factor"), default=1.1,
-                   help="ratio that counts as a change (default: 1.1)")
-    p.add_argument("--raw", action="store_true",
-                   help="judge timings in seconds, not in units of the machine probe timed beside them")
-    shown = p.add_mutually_exclusive_group()
-    shown.add_argument("--only-changed", dest="only_changed", action="store_true", default=True,
-                       help="show only significant changes (the default)")
-    shown.add_argument("--all", dest="only_changed", action="store_false", help="show every benchmark point")
-    _add_results_dir(p)
+    _add_compare_options(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("continuous", help="run a suite at two commits and compare them (asv continuous)",
@@ -893,18 +898,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("after", help="the commit after")
     p.add_argument("suite", help="a suite folder, relative to the repository (suites/long_range), or a name"
                    ).complete = COMPLETE_SUITES
-    p.add_argument("--metrics", type=_csv("--metrics"),
-                   help="compare only these measurement families, e.g. time: time, memory, gradient, compile, train")
-    p.add_argument("--format", choices=("table", "json", "markdown"), default="table",
-                   help="the comparison as a table (default), json or markdown")
-    p.add_argument("--sort", choices=("ratio", "point"), default="ratio", help="as harness compare's --sort")
-    p.add_argument("--machine", help="compare only this machine's results")
-    p.add_argument("--factor", type=_positive("--factor"), default=1.1,
-                   help="ratio that counts as a change (default: 1.1)")
-    p.add_argument("--raw", action="store_true", help="judge timings in seconds, not in machine-probe units")
-    p.add_argument("--all", dest="only_changed", action="store_false", default=True,
-                   help="show every benchmark point, not only the significant changes")
-    _add_results_dir(p)
+    _add_compare_options(p)
     p.set_defaults(func=cmd_continuous, run_args=[])
 
     p = sub.add_parser("export", help="one results file as a CSV or Parquet table",

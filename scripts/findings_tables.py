@@ -57,11 +57,17 @@ def adding_outcomes() -> str:
         points = [p for p in run.points if p.cell == cell and p.seq_len == T and p.training is not None]
         first = [p.training.snapshots[0].gradient for p in points]
         last = [p.training.snapshots[-1].gradient for p in points]
-        at_init.append(f"{np.median([g.decay_rate for g in first]):.3f}, horizon {np.median([g.horizon for g in first]):.0f}")
-        at_end.append(f"{np.median([g.decay_rate for g in last]):.4f}, horizon {np.median([g.horizon for g in last]):.0f}")
+        at_init.append(_profile_medians(first, 3))
+        at_end.append(_profile_medians(last, 4))
     table_rows = [[row[i] for i in keep] + [a, b] for row, a, b in zip(rows, at_init, at_end)]
     return markdown([headers[i] for i in keep] + ["decay rate at init, horizon (median over seeds)",
                                                   "at the end"], table_rows)
+
+
+def _profile_medians(profiles: list, digits: int) -> str:
+    """The median decay rate and horizon of some seeds' profiles."""
+    rate, horizon = np.median([g.decay_rate for g in profiles]), np.median([g.horizon for g in profiles])
+    return f"{rate:.{digits}f}, horizon {horizon:.0f}"
 
 
 def adding_paired() -> str:
@@ -86,7 +92,8 @@ def pascanu() -> str:
     """Pascanu et al. 2013 for the tanh RNN (gamma = 1): sigma_max < 1 must vanish (decay rate > 0)."""
     rows = sorted((p for p in _ok(_run("dynamics", "dynamics.json")) if p.cell == "rnn_tanh"),
                   key=lambda p: (p.gradient.sigma_max, p.seq_len))
-    return markdown(["init", "T", "sigma_max (mean over seeds)", "measured decay rate", "vanishes", "grows to 1e6 by lag"],
+    return markdown(["init", "T", "sigma_max (mean over seeds)", "measured decay rate", "vanishes",
+                     "grows to 1e6 by lag"],
                     [[p.init, str(p.seq_len), f"{p.gradient.sigma_max:.3f}", _rate(p.gradient.decay_rate),
                       "yes" if p.gradient.decay_rate > 0 else "no",
                       "-" if p.gradient.growth_horizon is None else str(p.gradient.growth_horizon)] for p in rows])

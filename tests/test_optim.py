@@ -41,12 +41,18 @@ def test_updates_match_torch_optim(name, torch_optimizer):
     np.testing.assert_allclose(theta, _flat({k: t.detach().numpy() for k, t in theirs.items()}), rtol=TOL, atol=TOL)
 
 
-@pytest.mark.parametrize("max_norm", [0.5, 100.0])
-def test_clipping_matches_clip_grad_norm(max_norm):
-    grads = _arrays(3)
+def _with_grads(grads: dict[str, np.ndarray]) -> list:
+    """torch tensors whose .grad are ``grads``, as clip_grad_norm_ and clip_grad_value_ take them."""
     tensors = [torch.tensor(v, requires_grad=True) for v in grads.values()]
     for t, g in zip(tensors, grads.values()):
         t.grad = torch.tensor(g)
+    return tensors
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 100.0])
+def test_clipping_matches_clip_grad_norm(max_norm):
+    grads = _arrays(3)
+    tensors = _with_grads(grads)
     expected_norm = float(torch.nn.utils.clip_grad_norm_(tensors, max_norm))
     g = _flat(grads)
     norm, clipped = clip_grad_norm(g, max_norm)
@@ -64,9 +70,7 @@ def test_clip_zero_is_off():
 @pytest.mark.parametrize("threshold", [0.5, 100.0])
 def test_value_clipping_matches_clip_grad_value(threshold):
     grads = _arrays(5)
-    tensors = [torch.tensor(v, requires_grad=True) for v in grads.values()]
-    for t, g in zip(tensors, grads.values()):
-        t.grad = torch.tensor(g)
+    tensors = _with_grads(grads)
     torch.nn.utils.clip_grad_value_(tensors, threshold)
     g = _flat(grads)
     norm, clipped = clip_gradient(g, threshold, "value")

@@ -65,6 +65,12 @@ def survival_frame(run: RunResults):
     return pd.DataFrame(rows, columns=["backend", "cell", "T", "iteration", "unsolved"])
 
 
+def _per_length(sns, frame, y: str, **options):
+    """A line per cell (style per backend) of ``y`` against the training iteration, one panel per T."""
+    return sns.relplot(data=frame, x="iteration", y=y, hue="cell", style="backend", col="T",
+                       col_wrap=min(3, frame["T"].nunique()), kind="line", height=3, aspect=1.3, **options)
+
+
 def draw_training(run: RunResults, out_dir: str | Path) -> list[Figure]:
     """Every figure of a training run, with captions."""
     import matplotlib
@@ -81,9 +87,7 @@ def draw_training(run: RunResults, out_dir: str | Path) -> list[Figure]:
     figures: list[Figure] = []
     curves = curves_frame(run)
     if not curves.empty:
-        grid = sns.relplot(data=curves, x="iteration", y="ratio", hue="cell", style="backend", col="T",
-                           col_wrap=min(3, curves["T"].nunique()), kind="line", height=3, aspect=1.3,
-                           facet_kws={"sharey": False})
+        grid = _per_length(sns, curves, "ratio", facet_kws={"sharey": False})
         grid.set(yscale="log")
         for ax in grid.axes.flat:
             ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1)
@@ -98,8 +102,7 @@ def draw_training(run: RunResults, out_dir: str | Path) -> list[Figure]:
                               f"clip {settings.clip}. {setting}."))
     snapshots = snapshots_frame(run)
     if not snapshots.empty:
-        grid = sns.relplot(data=snapshots, x="iteration", y="decay_rate", hue="cell", style="backend", col="T",
-                           col_wrap=min(3, snapshots["T"].nunique()), kind="line", markers=True, height=3, aspect=1.3)
+        grid = _per_length(sns, snapshots, "decay_rate", markers=True)
         grid.set_axis_labels("training iteration", "decay rate (decades per step)")
         save_figure(grid, out_dir, "decay_while_learning", "Gradient decay rate while learning")
         figures.append(Figure("decay_while_learning", "Gradient decay rate while learning",
@@ -108,9 +111,7 @@ def draw_training(run: RunResults, out_dir: str | Path) -> list[Figure]:
                               f"time as the network learns. {setting}."))
     survival = survival_frame(run)
     if not survival.empty:
-        grid = sns.relplot(data=survival, x="iteration", y="unsolved", hue="cell", style="backend", col="T",
-                           col_wrap=min(3, survival["T"].nunique()), kind="line", height=3, aspect=1.3,
-                           estimator=None, sort=False)  # the frame holds the steps' corners, in order
+        grid = _per_length(sns, survival, "unsolved", estimator=None, sort=False)  # the frame holds the steps' corners
         grid.set(ylim=(-0.02, 1.02))
         grid.set_axis_labels("training iteration", "share of seeds not yet solved")
         save_figure(grid, out_dir, "survival", "Iterations to solve (Kaplan-Meier)")
