@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import re
 import shutil
 import subprocess
 import sys
@@ -118,6 +119,36 @@ def test_published_site_renders_in_a_browser(site, browser, tmp_path):
     assert any("every step the layer ran" in c for c in captions)
     browser.save_screenshot(str(tmp_path / "gradient-page.png"))
     assert _console_errors(browser) == []
+
+    # The interactive page, offline (plotly's script beside it): the mouse over a profile reads its value.
+    browser.find_element(By.ID, "explore").click()
+    _wait_for(browser, lambda: browser.current_url.endswith("interactive.html"))
+    figure = _wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#figure-0 .main-svg"))[0]
+    _hover_and_read(browser, "figure-0", curve=0, point=5, tmp_path=tmp_path)
+    assert _console_errors(browser) == [] and figure.size["width"] > 300
+
+
+def _hover_and_read(browser, div: str, curve: int, point: int, tmp_path: Path) -> None:
+    """Move the mouse onto point ``point`` of trace ``curve`` of plotly figure ``div``: its hover label
+    must show that point's lag and value."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    where = browser.execute_script(
+        "var gd = document.getElementById(arguments[0]), t = gd._fullData[arguments[1]], k = arguments[2];"
+        "var xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();"
+        "var y = t.y[k], yl = ya.type === 'log' ? Math.log10(y) : y;"
+        "return {x: xa._offset + xa.l2p(t.x[k]), y: ya._offset + ya.l2p(yl), w: box.width, h: box.height,"
+        "        lag: t.x[k], value: y};", div, curve, point)
+    element = browser.find_element(By.ID, div)
+    ActionChains(browser).move_to_element_with_offset(
+        element, int(where["x"] - where["w"] / 2), int(where["y"] - where["h"] / 2)).perform()
+    label = _wait_for(browser, lambda: " ".join(e.text for e in browser.find_elements(
+        By.CSS_SELECTOR, f"#{div} .hoverlayer .hovertext")))
+    browser.save_screenshot(str(tmp_path / "interactive-hover.png"))
+    assert f"lag {where['lag']}" in label, label
+    shown = re.search(r"lag \d+\s*g ([0-9.e+-]+)", label)
+    assert shown and float(shown.group(1)) == pytest.approx(where["value"], rel=1e-3), label  # 4 digits shown
 
 
 def test_a_hostile_machine_tooltip_shows_its_script_as_text(browser, tmp_path):

@@ -58,3 +58,25 @@ def test_report_page_lists_every_figure_with_its_caption(tmp_path):
 def test_a_run_without_successful_points_still_gets_a_page(tmp_path):
     run = _run(tmp_path, "adding", "float64", {})
     assert "no successful points to plot" in plots.report(run, tmp_path / "out").read_text()
+
+
+def test_the_interactive_page_carries_every_profile_and_plotly_itself(tmp_path):
+    """Offline: plotly's script is written beside the page and nothing is fetched from a network."""
+    import json
+    import re
+
+    from harness.report import interactive
+
+    profiles = {12: np.geomspace(1e-4, 1.0, 12), 16: np.geomspace(1e-5, 1, 16)}
+    run = _run(tmp_path, "temporal_order", "float64", profiles)
+    page = plots.report(run, tmp_path / "out").read_text()
+    assert 'href="interactive.html"' in page
+    html = (tmp_path / "out" / interactive.PAGE).read_text()
+    assert (tmp_path / "out" / interactive.SCRIPT).stat().st_size > 1_000_000
+    assert '<script src="plotly.min.js">' in html and "cdn" not in html.lower()
+    figure = interactive.profile_figure(run)
+    assert [t.name for t in figure.data] == ["numpy gru T=12", "numpy gru T=16"]
+    lags, values = list(figure.data[1].x), list(figure.data[1].y)
+    assert lags[0] == 15 and lags[-1] == 0 and values == list(profiles[16])  # lag n - t; g as measured
+    assert len(re.findall(r'id="figure-\d"', html)) == 2  # the profiles and the speed figure
+    assert json.loads(figure.to_json())["layout"]["yaxis"]["type"] == "log"

@@ -14,7 +14,7 @@ from harness.measure.gradients import underflow_floor
 from harness.record import dataframe, results
 from harness.record.results import RunResults
 from harness.suites import Mode
-from harness.report import outcome_tables, training_plots
+from harness.report import interactive, outcome_tables, training_plots
 from harness.report.console import grid_axes
 from harness.report.figures import Figure, save_figure, series, setting_caption
 
@@ -226,12 +226,15 @@ def write_page(figures: list[Figure], out_dir: str | Path, title: str, back_link
     from harness.report.html import render_page
 
     return render_page("report.html.j2", Path(out_dir) / "index.html", title=title, back_link=back_link,
-                       figures=figures, tables=tables or [])
+                       figures=figures, tables=tables or [], explore=interactive.PAGE)
 
 
-def report(run: RunResults, out_dir: str | Path, title: str | None = None, back_link: str | None = None) -> Path:
-    """Draw every figure of ``run`` (benchmark or training) into ``out_dir`` with an ``index.html``."""
+def report(run: RunResults, out_dir: str | Path, title: str | None = None, back_link: str | None = None,
+           script_dir: str | Path | None = None) -> Path:
+    """Draw every figure of ``run`` (benchmark or training) into ``out_dir`` with an ``index.html``, and
+    its interactive page (plotly's script in ``script_dir``, default ``out_dir``)."""
     title = title or f"harness: {run.suite.name}{' (training)' if run.mode == Mode.TRAIN else ''}"
+    interactive.write(run, out_dir, f"{title}: explore", script_dir=script_dir)
     if run.mode == Mode.TRAIN:
         return write_page(training_plots.draw_training(run, out_dir), out_dir, title, back_link,
                           tables=outcome_tables.tables(run))

@@ -136,7 +136,8 @@ def _write_harness_pages(results_dir: Path, pages: Path) -> None:
     latest = {page_name(run): (path, run) for path, run in runs}
     for name, (path, run) in sorted(latest.items()):
         kind = "training" if run.mode == Mode.TRAIN else "benchmarks"
-        plots.report(run, pages / name, title=f"harness: suite {run.suite.name} ({kind})", back_link="../index.html")
+        plots.report(run, pages / name, title=f"harness: suite {run.suite.name} ({kind})", back_link="../index.html",
+                     script_dir=pages)  # one plotly.min.js for every page
         items.append({"folder": name, "name": name, "started": run.started_at[:19], "file": path.name,
                       **run.counts})
     every = [{"started": run.started_at[:19], "name": page_name(run), "file": path.name,
