@@ -100,8 +100,9 @@ SCHEMA_2 = [p for p in FINDINGS if json.loads(p.read_text()).get("schema") == 2]
 
 @pytest.mark.parametrize("path", SCHEMA_2, ids=lambda p: p.name)
 def test_the_results_files_the_previous_version_wrote_still_read(path):
-    """The findings' committed results files of schema 2 (written before the versioned migrations)."""
-    assert len(SCHEMA_2) >= 12
+    """The findings' committed results files of schema 2 (written before the versioned migrations; the
+    modern cells' decay files were measured again at schema 3)."""
+    assert len(SCHEMA_2) >= 10
     run = files.read(path)
     assert run.points and all(p.hidden is not None and p.init is not None for p in run.points)
     assert all(p.training.planned_iterations >= p.training.iterations for p in run.points if p.training)
