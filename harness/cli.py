@@ -316,19 +316,21 @@ def cmd_reproduce(args) -> int:
     args.suite = str(presets[check_choice("preset", args.suite, sorted(presets), "presets")])
     if args.from_results:
         run = _read_results_file(args.from_results)
-        if run.suite.reproduce is None:
-            raise HarnessError(f"{args.from_results} is not a run of a preset (its suite has no [reproduce] table)")
-        _print_verdicts(run, args.format)
+        if run.suite.reproduce is None or run.suite.name != suites.load(args.suite).name:
+            raise HarnessError(f"{args.from_results} is not a run of preset {args.suite!r} (its suite is "
+                               f"{run.suite.name!r})")
+        _print_verdicts(run, args.format, suites.load(args.suite).reproduce)  # judged by the preset as it is now
         return 0
     return _run_and_record(args, Mode.TRAIN, then=lambda run: _print_verdicts(run, args.format))
 
 
-def _print_verdicts(run, fmt: str) -> None:
-    """The preset's verdicts, as a table (or Markdown, or records for json and csv) on stdout."""
+def _print_verdicts(run, fmt: str, preset=None) -> None:
+    """The verdicts of ``preset`` (default: the run's own), as a table (or Markdown, or records for json
+    and csv) on stdout."""
     from harness.report import outcome_tables
     from harness.report.console import table
 
-    headers, rows = outcome_tables.verdict_rows(run)
+    headers, rows = outcome_tables.verdict_rows(run, preset)
     title = f"verdicts against {run.suite.reproduce.paper}"
     if fmt == "table":
         _print(table(headers, rows, title=title))

@@ -99,8 +99,8 @@ class TrainSettings:
 
 #: What a paper can report for one setting (harness/record/reproduction.py measures each): "solved"
 #: (at least half the seeds meet the task's criterion), "not solved", "below baseline" (the median over
-#: the seeds of the best eval loss is at most half the memoryless baseline), "at baseline" (it is not).
-OUTCOMES = ("solved", "not solved", "below baseline", "at baseline")
+#: the seeds of the best eval loss is at most half the memoryless baseline), "not below baseline" (it is not).
+OUTCOMES = ("solved", "not solved", "below baseline", "not below baseline")
 
 
 @dataclass(frozen=True)

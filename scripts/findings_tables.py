@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import suites
 from harness.record import files, results
 from harness.report import outcome_tables
 from harness.report.console import markdown
@@ -48,7 +49,7 @@ def _rate(value: float | None, digits: int = 4) -> str:
 
 def adding_outcomes() -> str:
     """The default `harness train suites/adding`: outcomes over seeds, with the profile at init and at the end."""
-    run = _run("adding", "train-adding.json")
+    run = _run("adding", "train-adding.json.gz")
     headers, rows = outcome_tables.outcome_rows(run)
     keep = [headers.index(h) for h in headers if h not in ("backend",)]
     at_init, at_end = [], []
@@ -71,7 +72,7 @@ def _profile_medians(profiles: list, digits: int) -> str:
 
 
 def adding_paired() -> str:
-    headers, rows = outcome_tables.paired_rows(_run("adding", "train-adding.json"))
+    headers, rows = outcome_tables.paired_rows(_run("adding", "train-adding.json.gz"))
     return markdown(headers, rows)
 
 
@@ -129,8 +130,8 @@ def init_profiles() -> str:
 
 def verdicts(preset: str) -> Callable[[], str]:
     def table() -> str:
-        run = _run("reproduce", f"{preset}.json")
-        headers, rows = outcome_tables.verdict_rows(run)
+        run = _run("reproduce", next(p.name for p in (DATA / "reproduce").glob(f"{preset}.json*")))
+        headers, rows = outcome_tables.verdict_rows(run, suites.load(suites.reproductions()[preset]).reproduce)
         return markdown(headers, rows)
     return table
 

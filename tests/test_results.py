@@ -141,3 +141,13 @@ def test_a_jobs_point_is_the_identity_of_every_record_made_for_it(tmp_path):
     record = train_job.point.record(FAILED, reason="boom")
     assert (record.seed, record.clip, record.hidden, record.batch) == (2, suite.clip, suite.hidden, suite.batch)
     assert record.point != dataclasses.replace(train_job, seed=3).point  # seeds are points of their own
+
+
+def test_a_gz_results_file_is_written_compressed_and_reads_back(run, tmp_path):
+    path = tmp_path / "run.json.gz"
+    files.write(path, run)
+    assert path.read_bytes()[:2] == b"\x1f\x8b"  # gzip's magic number
+    assert codec.to_json(files.read(path)) == codec.to_json(run)
+    (tmp_path / "bad.json.gz").write_bytes(b"not gzip")
+    with pytest.raises(ResultsFormatError, match="not JSON"):
+        files.read(tmp_path / "bad.json.gz")

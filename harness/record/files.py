@@ -1,8 +1,11 @@
 """Results files on disk: written atomically (readers see the old or the new file, never half of
-one, and a crash leaves no partial file), read strictly through record/codec.py."""
+one, and a crash leaves no partial file), read strictly through record/codec.py. A path ending in
+``.gz`` is gzip-compressed JSON (a long training's curves shrink about fourfold), written and read
+the same way."""
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import tempfile
@@ -21,10 +24,15 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a results file gets the user's usual mode
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(encode(data), f, indent=1, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
+        with os.fdopen(fd, "wb") as raw:
+            text = json.dumps(encode(data), indent=1, allow_nan=False).encode()
+            if path.suffix == ".gz":
+                with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as compressed:  # closes itself, not raw
+                    compressed.write(text)
+            else:
+                raw.write(text)
+            raw.flush()
+            os.fsync(raw.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -46,9 +54,9 @@ def write(path: str | os.PathLike, run: RunResults) -> None:
 def read(path: str | os.PathLike) -> RunResults:
     """A results file as a :class:`RunResults`; a file of another schema is a :class:`ResultsFormatError`."""
     try:
-        with open(path) as f:
+        with (gzip.open(path, "rt", encoding="utf-8") if str(path).endswith(".gz") else open(path)) as f:
             data = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, gzip.BadGzipFile, EOFError) as exc:
         raise ResultsFormatError(f"{path}: not JSON ({exc})") from None
     except RecursionError:
         raise ResultsFormatError(f"{path}: not a results file (JSON nested too deeply to read)") from None

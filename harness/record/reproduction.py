@@ -7,9 +7,9 @@ Per expectation and sequence length, over the matching settings' seeds (record/o
 - measured "solved" when the Kaplan-Meier median iterations to solve is reached (at least half the
   seeds met the task's criterion), else "not solved"; "below baseline" when the median over the
   seeds of the best eval loss / memoryless baseline is at most :data:`BELOW_BASELINE`, else
-  "at baseline";
+  "not below baseline";
 - the verdict: **reproduced** when the measurement agrees with the paper, except that a negative
-  result ("not solved", "at baseline") at fewer iterations than the paper ran is only
+  result ("not solved", "not below baseline") at fewer iterations than the paper ran is only
   **budget-limited** (the paper's own budget might have changed it); **budget-limited** too when a
   positive result is not seen at fewer iterations than the paper's; **not reproduced** when the
   measurement disagrees at the paper's budget or beyond, or shows a positive result the paper did not.
@@ -20,9 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.inits import parse
 from harness.record import outcomes
 from harness.record.results import RunResults
-from harness.suites import Expectation
+from harness.suites import Expectation, Reproduction
 
 BELOW_BASELINE = 0.5  # "beats the memoryless baseline": the best eval loss at most half of it
 REPRODUCED, NOT_REPRODUCED, BUDGET_LIMITED = "reproduced", "not reproduced", "budget-limited"
@@ -53,19 +54,20 @@ def _measure(group: list[outcomes.Outcome], kind: str) -> tuple[str, str]:
               f"(per seed {', '.join(f'{r:.2f}' for r in best)})")
     if kind in ("solved", "not solved"):
         return ("solved" if 2 * solved >= runs else "not solved"), detail
-    return ("below baseline" if median_best <= BELOW_BASELINE else "at baseline"), detail
+    return ("below baseline" if median_best <= BELOW_BASELINE else "not below baseline"), detail
 
 
-def verdicts(run: RunResults) -> list[Verdict]:
-    """The verdict of every expectation of the run's preset, per sequence length it ran."""
-    preset = run.suite.reproduce
+def verdicts(run: RunResults, preset: Reproduction | None = None) -> list[Verdict]:
+    """The verdict of every expectation of ``preset`` (default: the one the run's results file carries),
+    per sequence length the run trained."""
+    preset = preset or run.suite.reproduce
     if preset is None:
         return []
     found = []
     every = outcomes.outcomes(run.points)
     for expectation in preset.expect:
-        matching = [o for o in every if o.cell == expectation.cell
-                    and (expectation.init is None or o.init == expectation.init)
+        init = None if expectation.init is None else parse(expectation.init).label  # forget_bias=1 is forget_bias
+        matching = [o for o in every if o.cell == expectation.cell and (init is None or o.init == init)
                     and (expectation.seq_len is None or o.seq_len == expectation.seq_len)]
         for T in sorted({o.seq_len for o in matching}):
             group = [o for o in matching if o.seq_len == T]

@@ -15,6 +15,7 @@ from rich import box
 from rich.console import Console, Group
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from harness.report import outcome_tables
 from harness.suites import Mode, Suite, axis_values
@@ -77,14 +78,16 @@ def console(stream: TextIO | None = None) -> Console:
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]], right: Iterable[int] = (),
           title: str | None = None) -> Table:
-    """A table with one header row; the columns numbered in ``right`` are right-aligned."""
+    """A table with one header row; the columns numbered in ``right`` are right-aligned. Cells are text,
+    never rich markup: "[the standard initialization]" in a quote, or a name from a shared results
+    file, prints as written."""
     right = set(right)
     out = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False, show_edge=False,
                 collapse_padding=True)
     for i, header in enumerate(headers):
         out.add_column(header, justify="right" if i in right else "left", overflow="fold")
     for row in rows:
-        out.add_row(*row)
+        out.add_row(*(Text(cell) if isinstance(cell, str) else cell for cell in row))
     return out
 
 

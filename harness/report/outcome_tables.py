@@ -8,7 +8,7 @@ import numpy as np
 
 from harness.record import outcomes, reproduction
 from harness.record.results import RunResults
-from harness.suites import axis_values
+from harness.suites import Reproduction, axis_values
 
 #: The setting axes a table shows after the cell, by their column names (run.suite.axes' spelling).
 _COLUMNS = {"seq_len": "T", "init": "init", "clip": "clip", "hidden": "H", "batch": "B"}
@@ -59,13 +59,14 @@ def paired_rows(run: RunResults) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
-def verdict_rows(run: RunResults) -> tuple[list[str], list[list[str]]]:
-    """A reproduction preset's verdicts (record/reproduction.py): per expectation and T, what the paper
-    reports, what was measured over which seeds, and the verdict with why."""
+def verdict_rows(run: RunResults, preset: Reproduction | None = None) -> tuple[list[str], list[list[str]]]:
+    """A reproduction preset's verdicts (record/reproduction.py; ``preset`` default: the run's own): per
+    expectation and T, what the paper reports, what was measured over which seeds, and the verdict with
+    why."""
     headers = ["cell", "init", "T", "paper reports", "published", "measured", "seeds", "verdict", "why"]
     rows = [[v.expectation.cell, v.expectation.init or "suite's", str(v.seq_len), v.expectation.outcome,
              v.expectation.published, f"{v.measured}: {v.detail}", _seeds(v.seeds), v.verdict, v.why]
-            for v in reproduction.verdicts(run)]
+            for v in reproduction.verdicts(run, preset)]
     return headers, rows
 
 
