@@ -197,9 +197,9 @@ def _check_threads(args) -> None:
 EXECUTORS = ("local", "dask")  # what run.runner.opened opens
 
 
-def _run_and_record(args, mode: Mode, then: Callable | None = None) -> int:
-    """`harness run` and `harness train`: run the grid, print the summary (and ``then(results)``),
-    record into asv."""
+def _run_and_record(args, mode: Mode, then: Callable | None = None, summary: bool = True) -> int:
+    """`harness run` and `harness train`: run the grid, print the summary (unless not ``summary``) and
+    ``then(results)``, record into asv."""
     from harness.errors import check_name
     from harness.record import asvdb
     from harness.report import console
@@ -225,7 +225,8 @@ def _run_and_record(args, mode: Mode, then: Callable | None = None) -> int:
         run = runner.run_suite(suite, backends, results_dir=conf.results_dir, output=args.output, mode=mode,
                                observer=console.GridProgress(enabled=not args.quiet), executor=executor,
                                force=args.force)
-    _print_summary(run.results, args.columns, args.format)
+    if summary:
+        _print_summary(run.results, args.columns, args.format)
     if then is not None:
         then(run.results)
     out = sys.stdout if args.format == "table" else sys.stderr  # scripts read the summary alone
@@ -321,7 +322,9 @@ def cmd_reproduce(args) -> int:
                                f"{run.suite.name!r})")
         _print_verdicts(run, args.format, suites.load(args.suite).reproduce)  # judged by the preset as it is now
         return 0
-    return _run_and_record(args, Mode.TRAIN, then=lambda run: _print_verdicts(run, args.format))
+    # json, csv and markdown print the verdicts alone: one document on stdout for a script
+    return _run_and_record(args, Mode.TRAIN, then=lambda run: _print_verdicts(run, args.format),
+                           summary=args.format == "table")
 
 
 def _print_verdicts(run, fmt: str, preset=None) -> None:

@@ -485,6 +485,11 @@ def _training(table: dict, check_list, file, text: str) -> TrainSettings:
     if "clip_kind" in values and values["clip_kind"] not in CLIP_KINDS:
         raise HarnessError(f"{file}:{_line_of(text, 'train.clip_kind')}: "
                            f"{unknown_choice('clip_kind', values['clip_kind'], CLIP_KINDS)}")
+    optimizer, eps = values.get("optimizer", "adam"), values.get("eps", TrainSettings.eps)
+    if eps == 0 and (optimizer == "adam" or (optimizer == "rmsprop" and not values.get("rmsprop_start"))):
+        raise HarnessError(f"{file}:{_line_of(text, 'train.eps')}: train.eps = 0 divides by zero where a gradient "
+                           f"element is 0 ({optimizer}); give eps > 0" +
+                           (", or rmsprop_start > 0 as Arjovsky et al." if optimizer == "rmsprop" else ""))
     for key in ("clip", "momentum", "alpha", "eps", "rmsprop_start"):
         if key in values and not 0 <= values[key] < math.inf:
             raise HarnessError(f"{file}:{_line_of(text, 'train.' + key)}: train.{key} must not be negative, "

@@ -67,8 +67,9 @@ def adding_outcomes() -> str:
 
 def _profile_medians(profiles: list, digits: int) -> str:
     """The median decay rate and horizon of some seeds' profiles."""
-    rate, horizon = np.median([g.decay_rate for g in profiles]), np.median([g.horizon for g in profiles])
-    return f"{rate:.{digits}f}, horizon {horizon:.0f}"
+    horizons = [g.horizon for g in profiles if g.horizon is not None]  # None: g_T was 0
+    rate = np.nanmedian([g.decay_rate for g in profiles])
+    return f"{rate:.{digits}f}, horizon {np.median(horizons):.0f}" if horizons else f"{rate:.{digits}f}, no horizon"
 
 
 def adding_paired() -> str:
@@ -84,7 +85,7 @@ def linear() -> str:
     for p in sorted(_ok(_run("dynamics", "linear.json")), key=scale):
         s, g = scale(p), p.gradient
         rows.append([f"{s:g}", _rate(-np.log10(s)), _rate(g.decay_rate), _rate(g.predicted_decay_rate),
-                     _rate(g.lyapunov[0]), _rate(np.log(s))])
+                     _rate(g.lyapunov[0] if g.lyapunov else None), _rate(np.log(s))])
     return markdown(["s", "expected decay rate, -log10 s", "measured (fit of g_t)", "predicted, -lambda_1 / ln 10",
                      "lambda_1 (nats/step)", "expected ln s"], rows)
 

@@ -79,11 +79,11 @@ def test_underflowed_entries_do_not_flatten_the_decay_rate():
 
 
 def test_a_growing_profile_has_a_growth_horizon_and_a_reach_short_of_the_sequence():
-    """g = 1.5^lag passes 1e6 g_T at lag 35 (1.5^34 = 9.7e5, 1.5^35 = 1.5e6): horizon T, reach 35."""
+    """g = 1.5^lag passes 1e6 g_T at lag 35 (1.5^34 = 9.7e5, 1.5^35 = 1.5e6): horizon T, reach 34."""
     T = 200
     g = 1.5 ** (T - 1 - np.arange(T)).astype(float)
     m = metrics.gradient_metrics(g)
-    assert m.horizon == T and m.growth_horizon == 35 and m.reach == 35
+    assert m.horizon == T and m.growth_horizon == 35 and m.reach == 34
     flat = metrics.gradient_metrics(np.ones(T))
     assert flat.growth_horizon is None and flat.reach == T
 
@@ -91,7 +91,7 @@ def test_a_growing_profile_has_a_growth_horizon_and_a_reach_short_of_the_sequenc
 def test_an_overflowed_lag_ends_the_growth_horizon():
     g = np.array([np.inf, 10.0, 5.0, 1.0])  # lags 3, 2, 1, 0
     m = metrics.gradient_metrics(g)
-    assert m.exploded and m.growth_horizon == 3 and m.reach == 3
+    assert m.exploded and m.growth_horizon == 3 and m.reach == 2
 
 
 def test_a_profile_exactly_zero_beyond_a_few_lags_gets_no_rate():

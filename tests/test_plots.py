@@ -60,6 +60,14 @@ def test_a_run_without_successful_points_still_gets_a_page(tmp_path):
     assert "no successful points to plot" in plots.report(run, tmp_path / "out").read_text()
 
 
+def test_the_clipped_share_is_a_trailing_window():
+    from harness.report import interactive
+
+    shares = interactive._trailing_share([1, 0, 1, 1] + [0] * 60)
+    assert list(shares[:4]) == [1.0, 0.5, 2 / 3, 0.75] and len(shares) == 64
+    assert shares[52] == 1 / 50 and shares[53] == 0.0  # the window has left the first ones behind
+
+
 def test_the_interactive_page_carries_every_profile_and_plotly_itself(tmp_path):
     """Offline: plotly's script is written beside the page and nothing is fetched from a network."""
     import json

@@ -37,11 +37,11 @@ class DecayMetrics:
 
     @property
     def reach(self) -> int | None:
-        """How many lags back the gradient stays within [1e-6, 1e6] x g_T: the horizon, cut short by
-        growth. None when g_T itself is 0 or not finite (the gradient reaches nowhere)."""
+        """How far back the gradient stays within [1e-6, 1e6] x g_T: the horizon, cut short by growth
+        (the last lag before the growth horizon). None when g_T itself is 0 or not finite."""
         if self.horizon is None:
             return None
-        return self.horizon if self.growth_horizon is None else min(self.horizon, self.growth_horizon)
+        return self.horizon if self.growth_horizon is None else min(self.horizon, self.growth_horizon - 1)
 
 
 def norms(per_step_grad: np.ndarray) -> np.ndarray:
@@ -94,8 +94,8 @@ def gradient_metrics(g: np.ndarray, floor: float = 0.0) -> DecayMetrics:
     - ``log10_ratio``: log10(g_T / g_1); positive when gradients vanish towards the start.
     - ``horizon``: the largest lag whose g is at least 1e-6 g_T (T when none falls below).
     - ``growth_horizon``: the smallest lag whose g is at least 1e6 g_T or not finite: how far back a
-      growing profile stays usable (None when it never grows that far). ``reach`` is the smaller of
-      the two horizons, so a growing profile is never read as an ideal one.
+      growing profile stays usable (None when it never grows that far). ``reach`` is the horizon cut
+      at the last lag before the growth horizon, so a growing profile is never read as an ideal one.
     - ``last_nonzero_lag`` and ``zero_fraction``: where the profile is exactly 0 (or underflowed)
       from some lag on, the last lag that carries gradient and the share of lags that carry none.
     - ``exploded``: some g_t is inf or NaN while g_n (where the loss enters) is finite: the gradient

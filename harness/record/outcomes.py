@@ -5,9 +5,9 @@ A setting is a training point without its seed: (backend, cell, T, init, clip, H
 - the success rate, solved / seeds, and how many runs stayed solved (met the criterion at every
   evaluation after they first did);
 - iterations to solve as a survival curve S(t), the share of runs not yet solved after t iterations,
-  by the Kaplan-Meier product-limit estimator: a run that never solved is right-censored at the
-  iterations it ran (its budget; a diverged run, at the iteration it stopped), never counted as
-  "budget + 1". The median is the first t with S(t) <= 1/2; when S stays above 1/2 the median is
+  by the Kaplan-Meier product-limit estimator: a run that never solved is right-censored at its
+  budget (a diverged run too: it cannot solve later), never counted as "budget + 1". With every
+  censoring at the budget, the median is reached exactly when at least half the seeds solved. The median is the first t with S(t) <= 1/2; when S stays above 1/2 the median is
   not reached ("> budget"), which is a result, not a number;
 - the median's 95% bootstrap interval (percentile method: 2000 resamples of the seeds with
   replacement, a fixed generator, so a table regenerates exactly; the bounds are order statistics,
@@ -105,8 +105,11 @@ class Outcome:
 
 
 def _times(points: Sequence[PointResult]) -> tuple[np.ndarray, np.ndarray]:
-    """Per run: the iteration it solved at, or (censored) the iterations it ran; and whether it solved."""
-    times = [p.training.solved_at if p.training.solved_at is not None else p.training.iterations for p in points]
+    """Per run: the iteration it solved at, or (censored) its planned iterations, and whether it solved.
+    A diverged run is censored at the budget too: it stopped for good and cannot solve later, so it must
+    not leave the risk set early (which would raise the others' share)."""
+    times = [p.training.solved_at if p.training.solved_at is not None else p.training.planned_iterations
+             for p in points]
     return np.asarray(times, dtype=float), np.asarray([p.training.solved_at is not None for p in points])
 
 
@@ -124,7 +127,7 @@ def outcome(points: Sequence[PointResult]) -> Outcome:
         budget=max(p.training.planned_iterations for p in points), median=median_time(times, solved),
         interval=interval, survival=survival(times, solved),
         final_ratios=tuple(p.training.final_ratio for p in points),
-        best_ratios=tuple(min(p.training.eval_loss) / p.training.baseline for p in points))
+        best_ratios=tuple(float(np.nanmin(p.training.eval_loss)) / p.training.baseline for p in points))
 
 
 def finished(points: Iterable[PointResult]) -> list[PointResult]:
@@ -178,8 +181,9 @@ def paired(points: Iterable[PointResult], axis: str) -> list[PairedDifference]:
             o_times, o_solved = _times([other[s] for s in seeds])
             b_key = np.where(b_solved, b_times, math.inf)
             o_key = np.where(o_solved, o_times, math.inf)
-            diffs = np.array([math.log10(other[s].training.final_ratio) - math.log10(base[s].training.final_ratio)
-                              for s in seeds])
+            with np.errstate(divide="ignore", invalid="ignore"):  # a loss of 0 is -inf decades, not an error
+                diffs = np.log10([other[s].training.final_ratio for s in seeds]) - \
+                    np.log10([base[s].training.final_ratio for s in seeds])
             found.append(PairedDifference(
                 axis=axis, base=str(base_value), other=str(value), setting=rest, seeds=tuple(seeds),
                 other_first=int(np.sum(o_key < b_key)), base_first=int(np.sum(b_key < o_key)),

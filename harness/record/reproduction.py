@@ -4,8 +4,9 @@ reproduces it.
 
 Per expectation and sequence length, over the matching settings' seeds (record/outcomes.py):
 
-- measured "solved" when the Kaplan-Meier median iterations to solve is reached (at least half the
-  seeds met the task's criterion), else "not solved"; "below baseline" when the median over the
+- measured "solved" when at least half the seeds met the task's criterion (the Kaplan-Meier median
+  iterations to solve is then reached), else "not solved"; settings that match one expectation (two
+  clipping thresholds, say) are pooled, and the verdict says so; "below baseline" when the median over the
   seeds of the best eval loss / memoryless baseline is at most :data:`BELOW_BASELINE`, else
   "not below baseline";
 - the verdict: **reproduced** when the measurement agrees with the paper, except that a negative
@@ -50,7 +51,8 @@ def _measure(group: list[outcomes.Outcome], kind: str) -> tuple[str, str]:
     runs = sum(o.runs for o in group)
     best = [r for o in group for r in o.best_ratios]
     median_best = float(np.median(best))
-    detail = (f"{solved}/{runs} seeds solved; best eval/baseline median {median_best:.3f} "
+    pooled = f" (pooled over {len(group)} settings)" if len(group) > 1 else ""
+    detail = (f"{solved}/{runs} seeds solved{pooled}; best eval/baseline median {median_best:.3f} "
               f"(per seed {', '.join(f'{r:.2f}' for r in best)})")
     if kind in ("solved", "not solved"):
         return ("solved" if 2 * solved >= runs else "not solved"), detail

@@ -195,8 +195,8 @@ class Training:
 
     @property
     def stayed_solved(self) -> bool:
-        """Solved, and met the criterion at every later evaluation."""
-        return self.solved_at is not None and self.unsolved_at is None
+        """Solved, met the criterion at every later evaluation, and did not diverge afterwards."""
+        return self.solved_at is not None and self.unsolved_at is None and self.diverged_at is None
 
     @property
     def final_ratio(self) -> float:

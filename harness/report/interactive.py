@@ -5,9 +5,11 @@ between log and linear. The page works offline: plotly's script is written besid
 installed plotly package (``plotly.min.js``), as asv's site carries its own scripts.
 
 - a benchmark run: the gradient profiles g_t against the lag, and the forward + backward time and
-  the peak memory against T with their spread (error bars: the interquartile range of the samples);
+  the peak memory against T with their spread (error bars: +- half the interquartile range of the
+  samples, as asv prints a spread);
 - a training run: per point, the eval loss / baseline, the training loss, the gradient norm before
-  clipping, and the share of the last 50 iterations that clipped, against the iteration.
+  clipping, and the share of the last 50 iterations that clipped, against the iteration; and the
+  gradient profiles of the last snapshot.
 """
 from __future__ import annotations
 
@@ -40,15 +42,25 @@ def _name(point, axes) -> str:
     return f"{series(point, axes)} {point.cell} T={point.seq_len}{seed}"
 
 
+def _profile(point):
+    """A point's gradient profile: a benchmark point's, or a training point's last snapshot."""
+    if point.gradient is not None:
+        return point.gradient
+    snapshots = point.training.snapshots if point.training is not None else ()
+    return snapshots[-1].gradient if snapshots else None
+
+
 def profile_figure(run: RunResults):
-    """g_t against the lag n - t, one line per point, log scale: hover gives the lag and g."""
+    """g_t against the lag n - t, one line per point (a training point: its last snapshot), log scale:
+    hover gives the lag and g."""
     import plotly.graph_objects as go
 
     fig, axes = go.Figure(), grid_axes(run)
     for p in run.points:
-        if p.status != OK or p.gradient is None or not p.gradient.g:
+        gradient = _profile(p)
+        if p.status != OK or gradient is None or not gradient.g:
             continue
-        g = np.asarray(p.gradient.g, dtype=float)
+        g = np.asarray(gradient.g, dtype=float)
         lags = np.arange(g.size)[::-1]
         fig.add_trace(go.Scatter(x=lags, y=np.where(g > 0, g, np.nan), mode="lines", name=_name(p, axes),
                                  hovertemplate="lag %{x}<br>g %{y:.4g}<extra>%{fullData.name}</extra>"))
@@ -59,7 +71,8 @@ def profile_figure(run: RunResults):
 
 
 def speed_figure(run: RunResults):
-    """Forward + backward time and peak memory against T, per backend and cell, with their spread."""
+    """Forward + backward time (median, error bars +- half the interquartile range) and peak memory
+    against T, per backend and cell."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -104,8 +117,7 @@ def training_figure(run: RunResults):
             continue
         name = _name(p, axes)
         steps = np.arange(1, len(t.train_loss) + 1)
-        clipped = np.convolve(np.asarray(t.clipped, dtype=float), np.ones(CLIP_WINDOW) / CLIP_WINDOW, "same") \
-            if t.clipped else []
+        clipped = _trailing_share(t.clipped)
         for row, (x, y) in enumerate(((t.eval_iterations, np.asarray(t.eval_loss) / t.baseline),
                                       (steps, t.train_loss), (steps, t.grad_norm), (steps, clipped)), 1):
             fig.add_trace(go.Scatter(x=x, y=y, name=name, legendgroup=name, showlegend=row == 1, mode="lines",
@@ -117,6 +129,14 @@ def training_figure(run: RunResults):
     fig.update_xaxes(title_text="training iteration", row=4, col=1)
     fig.update_layout(updatemenus=_log_linear("training"), height=1100)
     return fig
+
+
+def _trailing_share(flags) -> np.ndarray:
+    """At each iteration, the share of the last CLIP_WINDOW iterations (fewer at the start) flagged."""
+    sums = np.concatenate([[0.0], np.cumsum(np.asarray(flags, dtype=float))])
+    ends = np.arange(1, len(sums))
+    starts = np.maximum(ends - CLIP_WINDOW, 0)
+    return (sums[ends] - sums[starts]) / (ends - starts)
 
 
 def write(run: RunResults, out_dir: str | Path, title: str, back_link: str = "index.html",
