@@ -80,11 +80,13 @@ def _run(expect: Expectation, ratios: list[float], solved: list[int | None], ite
     ("solved", [0.01, 0.02, 0.9], [40, 60, None], 100, 1000, "solved", "reproduced"),  # 2 of 3 solved
     ("solved", [0.9, 0.9, 0.02], [None, None, 60], 100, 1000, "not solved", "budget-limited"),  # fewer iterations
     ("solved", [0.9, 0.9, 0.02], [None, None, 60], 1000, 1000, "not solved", "not reproduced"),  # the paper's budget
-    ("not below baseline", [0.9, 0.95, 0.97], [None] * 3, 100, 1000, "not below baseline", "budget-limited"),  # a short negative
+    # a negative result at fewer iterations than the paper's
+    ("not below baseline", [0.9, 0.95, 0.97], [None] * 3, 100, 1000, "not below baseline", "budget-limited"),
     ("not below baseline", [0.9, 0.95, 0.97], [None] * 3, 1000, 1000, "not below baseline", "reproduced"),
     ("not below baseline", [0.1, 0.2, 0.9], [None] * 3, 100, 1000, "below baseline", "not reproduced"),
     ("below baseline", [0.4, 0.5, 0.9], [None] * 3, 100, None, "below baseline", "reproduced"),  # median 0.5
-    ("below baseline", [0.6, 0.5, 0.9], [None] * 3, 5000, None, "not below baseline", "budget-limited"),  # budget unstated
+    # the paper's budget unstated
+    ("below baseline", [0.6, 0.5, 0.9], [None] * 3, 5000, None, "not below baseline", "budget-limited"),
 ])
 def test_verdicts(expected, ratios, solved, iterations, paper, measured, verdict):
     (v,) = reproduction.verdicts(_run(Expectation("gru", expected, "the paper"), ratios, solved, iterations, paper))

@@ -72,7 +72,8 @@ def test_the_train_table_has_defaults_and_its_own_values(tmp_path):
     ("seq_lens = [0]", r"suite.toml:14: train.seq_lens must be positive, got 0"),
     ("lr = -1.0", r"suite.toml:14: train.lr must be positive and finite, got -1.0"),
     ("clip = -0.5", r"suite.toml:14: train.clip must not be negative"),
-    ("eps = 0.0", r"suite.toml:14: train.eps = 0 divides by zero where a gradient element is 0 \(adam\); give eps > 0$"),
+    ("eps = 0.0", r"suite.toml:14: train.eps = 0 divides by zero where a gradient element is 0 \(adam\); "
+                  r"give eps > 0$"),
     ('clip_kind = "elementwise"', r"unknown clip_kind 'elementwise'; valid clip_kinds: norm, value"),
     ("iterationz = 3", r"suite.toml:14: unknown key 'train.iterationz'; valid keys: seq_lens"),
 ])

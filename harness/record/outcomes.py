@@ -7,8 +7,9 @@ A setting is a training point without its seed: (backend, cell, T, init, clip, H
 - iterations to solve as a survival curve S(t), the share of runs not yet solved after t iterations,
   by the Kaplan-Meier product-limit estimator: a run that never solved is right-censored at its
   budget (a diverged run too: it cannot solve later), never counted as "budget + 1". With every
-  censoring at the budget, the median is reached exactly when at least half the seeds solved. The median is the first t with S(t) <= 1/2; when S stays above 1/2 the median is
-  not reached ("> budget"), which is a result, not a number;
+  censoring at the budget, the median is reached exactly when at least half the seeds solved. The
+  median is the first t with S(t) <= 1/2; when S stays above 1/2 the median is not reached
+  ("> budget"), which is a result, not a number;
 - the median's 95% bootstrap interval (percentile method: 2000 resamples of the seeds with
   replacement, a fixed generator, so a table regenerates exactly; the bounds are order statistics,
   so an upper bound of "> budget" stays one). One seed has no interval, and every
