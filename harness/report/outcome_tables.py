@@ -85,8 +85,8 @@ def tables(run: RunResults) -> list[dict]:
     headers, rows = outcome_rows(run)
     if rows:
         found.append({"title": "Outcomes over seeds", "headers": headers, "rows": rows, "caption": (
-            "Per setting over its seeds. Iterations to solve: the Kaplan-Meier median, unsolved runs right-censored "
-            "at the iterations they ran ('> budget': fewer than half solved), with the 95% percentile bootstrap "
+            "Per setting over its seeds. Iterations to solve: the Kaplan-Meier median, unsolved (and diverged) runs "
+            "right-censored at the budget ('> budget': fewer than half solved), with the 95% percentile bootstrap "
             "interval over the seeds; stayed: solved and met the criterion at every later evaluation.")})
     headers, rows = paired_rows(run)
     if rows:

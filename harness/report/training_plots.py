@@ -118,7 +118,7 @@ def draw_training(run: RunResults, out_dir: str | Path) -> list[Figure]:
         figures.append(Figure("survival", "Iterations to solve (Kaplan-Meier)",
                               f"The share of the seeds {list(settings.seeds)} that have not met the task's solved "
                               f"criterion after each training iteration (evaluated every {settings.eval_every}); a "
-                              f"run that never solved is right-censored at the iterations it ran, so a curve that "
+                              f"run that never solved (or diverged) is right-censored at its budget, so a curve that "
                               f"ends above 0 ends at the budget. {setting}."))
     figures.extend(_heatmaps(run, out_dir, setting, plt))
     return figures
