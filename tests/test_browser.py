@@ -104,10 +104,23 @@ def test_published_site_renders_in_a_browser(site, browser, tmp_path):
         plotted = {label: n for label, n in series.items() if backend in label}
         assert len(plotted) == 4 and all(n == 1 for n in plotted.values()), series  # 2 cells x 2 T, one commit
 
+    # From the asv graph to the plots behind it, and back to the graph from there.
+    link = _wait_for(browser, lambda: [e for e in browser.find_elements(By.ID, "harness-graph-link")
+                                       if e.is_displayed()])[0]
+    assert link.text == "The plots behind this graph: tiny"
+    link.click()
+    _wait_for(browser, lambda: browser.current_url.endswith("harness/tiny/index.html"))
+    browser.find_element(By.ID, "history").click()
+    _wait_for(browser, lambda: browser.current_url.endswith("index.html#tiny.time_forward_backward"))
+    assert _wait_for(browser, lambda: _series(browser))
+
+    # The landing page: where to start, and the newest run in numbers.
     browser.get(site + "index.html")
     _wait_for(browser, lambda: browser.find_elements(By.ID, "harness-pages-link"))
     browser.find_element(By.ID, "harness-pages-link").click()
     _wait_for(browser, lambda: browser.current_url.endswith("harness/index.html"))
+    numbers = browser.find_element(By.ID, "newest-table").text
+    assert all(name in numbers for name in ("rnn_tanh", "gru", *BACKENDS)), numbers
     browser.find_element(By.LINK_TEXT, "tiny").click()
     images = _wait_for(browser, lambda: browser.find_elements(By.TAG_NAME, "img"))
     stems = sorted(img.get_attribute("src").rsplit("/", 1)[1] for img in images)
@@ -126,6 +139,28 @@ def test_published_site_renders_in_a_browser(site, browser, tmp_path):
     figure = _wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#figure-0 .main-svg"))[0]
     _hover_and_read(browser, "figure-0", curve=0, point=5, tmp_path=tmp_path)
     assert _console_errors(browser) == [] and figure.size["width"] > 300
+    assert _overlapping_labels(browser) == []
+
+
+def _overlapping_labels(driver) -> list[str]:
+    """Pairs of text labels (titles, subplot titles, axis titles, legend entries) of the page's plotly
+    figures whose boxes intersect; the page must have labels to compare (a check of nothing fails)."""
+    found, labels = driver.execute_script(
+        "var found = [], labels = 0;"
+        "document.querySelectorAll('.js-plotly-plot').forEach(function (gd) {"
+        "  var boxes = Array.from(gd.querySelectorAll('.gtitle, .annotation-text, .xtitle, .ytitle, "
+        "    .legendtext')).map(function (e) { return [e.textContent, e.getBoundingClientRect()]; })"
+        "    .filter(function (b) { return b[1].width > 0 && b[1].height > 0; });"
+        "  labels += boxes.length;"
+        "  for (var i = 0; i < boxes.length; i++) for (var j = i + 1; j < boxes.length; j++) {"
+        "    var a = boxes[i][1], b = boxes[j][1];"
+        "    if (a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom)"
+        "      found.push(gd.id + ': ' + boxes[i][0] + ' / ' + boxes[j][0]);"
+        "  }"
+        "});"
+        "return [found, labels];")
+    assert labels >= 6, f"only {labels} labels found on the page: the selectors no longer match plotly's"
+    return found
 
 
 def _hover_and_read(browser, div: str, curve: int, point: int, tmp_path: Path) -> None:
@@ -175,3 +210,22 @@ def test_a_hostile_machine_tooltip_shows_its_script_as_text(browser, tmp_path):
         assert f"os: {script}" in tip.text and f"cpu: {script}" in tip.text  # the markup, shown as text
         assert tip.find_elements(By.TAG_NAME, "img") == []
         assert browser.execute_script("return window.pwned === undefined")
+
+
+def test_a_training_run_s_interactive_page_has_no_overlapping_labels(browser, tmp_path):
+    """The training page's four stacked panels (eval loss, training loss, gradient norm, clipped share):
+    their titles, axis titles and legend entries do not overlap, and hovering reads a point."""
+    from selenium.webdriver.common.by import By
+
+    repo = make_repo(tmp_path / "proj")
+    suite_file = repo / "suites" / "tiny" / "suite.toml"
+    suite_file.write_text(suite_file.read_text() + "\n[train]\nseq_lens = [12]\niterations = 20\nbatch = 4\n"
+                                                   "eval_every = 10\neval_size = 16\nprofile_every = 10\n")
+    harness("train", "tiny", "--backends", "numpy", "--no-asv", "-q", "--output", str(tmp_path / "t.json"),
+            cwd=repo, check=True)
+    harness("report", str(tmp_path / "t.json"), "--out", str(tmp_path / "report"), check=True)
+    browser.get((tmp_path / "report" / "interactive.html").as_uri())
+    _wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#figure-0 .main-svg"))
+    browser.save_screenshot(str(tmp_path / "training-interactive.png"))
+    assert _overlapping_labels(browser) == []
+    assert _console_errors(browser) == []

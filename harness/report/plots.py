@@ -219,23 +219,24 @@ def _engine_lines(grid, run: RunResults) -> str:
 
 
 def write_page(figures: list[Figure], out_dir: str | Path, title: str, back_link: str | None = None,
-               tables: list[dict] | None = None) -> Path:
+               tables: list[dict] | None = None, history_link: str | None = None) -> Path:
     """An HTML page showing its tables (title, caption, headers, rows: training's outcomes over seeds)
     and each figure (PNG, with an SVG link) under its caption; every text is escaped
     (harness/templates/pages/report.html.j2)."""
     from harness.report.html import render_page
 
     return render_page("report.html.j2", Path(out_dir) / "index.html", title=title, back_link=back_link,
-                       figures=figures, tables=tables or [], explore=interactive.PAGE)
+                       figures=figures, tables=tables or [], explore=interactive.PAGE, history_link=history_link)
 
 
 def report(run: RunResults, out_dir: str | Path, title: str | None = None, back_link: str | None = None,
-           script_dir: str | Path | None = None) -> Path:
+           script_dir: str | Path | None = None, history_link: str | None = None) -> Path:
     """Draw every figure of ``run`` (benchmark or training) into ``out_dir`` with an ``index.html``, and
-    its interactive page (plotly's script in ``script_dir``, default ``out_dir``)."""
+    its interactive page (plotly's script in ``script_dir``, default ``out_dir``); ``history_link``: the
+    asv graph of this suite (harness publish)."""
     title = title or f"harness: {run.suite.name}{' (training)' if run.mode == Mode.TRAIN else ''}"
     interactive.write(run, out_dir, f"{title}: explore", script_dir=script_dir)
     if run.mode == Mode.TRAIN:
         return write_page(training_plots.draw_training(run, out_dir), out_dir, title, back_link,
-                          tables=outcome_tables.tables(run))
-    return write_page(draw(run, out_dir), out_dir, title, back_link)
+                          tables=outcome_tables.tables(run), history_link=history_link)
+    return write_page(draw(run, out_dir), out_dir, title, back_link, history_link=history_link)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import re
 import shutil
@@ -91,14 +92,30 @@ def _use_vendored_dependencies(html_dir: Path) -> None:
     index.write_text(text)
 
 
-def _link_from_asv_index(html_dir: Path) -> None:
+def _link_from_asv_index(html_dir: Path, pages: list[str]) -> None:
+    """A box on asv's pages: a link to the harness pages, and, while a graph of suite S is shown
+    (asv's ``#S.metric`` address), a link to S's page (``S-train`` for a training metric): the profiles
+    behind the graph. ``pages``: the page folders written (safe names: suite names are checked)."""
     index = html_dir / "index.html"
     text = index.read_text()
     if LINK_MARK in text:
         return
+    script = ("<script>(function () {"
+              f"var pages = {json.dumps(sorted(pages))};"
+              "function update() {"
+              "  var link = document.getElementById('harness-graph-link'), name = location.hash.slice(1);"
+              "  var suite = name.split('.')[0], metric = (name.split('.')[1] || '').split('?')[0];"
+              "  var page = metric.indexOf('train_') === 0 ? suite + '-train' : suite;"
+              "  if (pages.indexOf(page) < 0) { link.style.display = 'none'; return; }"
+              f"  link.href = '{HARNESS_PAGES}/' + page + '/index.html';"
+              "  link.textContent = 'The plots behind this graph: ' + page; link.style.display = 'block';"
+              "}"
+              "window.addEventListener('hashchange', update); window.addEventListener('load', update);"
+              "})();</script>")
     link = (f"{LINK_MARK}<div style='position:fixed;bottom:0;right:0;z-index:9999;padding:6px 12px;"
-            f"background:#fff;border:1px solid #ccc'><a id='harness-pages-link' href='{HARNESS_PAGES}/index.html'>"
-            f"Gradient curves, speed and memory plots</a></div>")
+            f"background:#fff;border:1px solid #ccc'><a id='harness-graph-link' style='display:none' href='#'></a>"
+            f"<a id='harness-pages-link' href='{HARNESS_PAGES}/index.html'>"
+            f"Gradient curves, speed and memory plots</a></div>{script}")
     index.write_text(text.replace("</body>", link + "</body>", 1))
 
 
@@ -120,31 +137,52 @@ def publish(conf) -> Path:
         with database_lock(results_dir):
             _asv_publish(conf, building)
         _use_vendored_dependencies(building)
-        _write_harness_pages(results_dir, building / HARNESS_PAGES)
-        _link_from_asv_index(building)
+        pages = _write_harness_pages(results_dir, building / HARNESS_PAGES)
+        _link_from_asv_index(building, pages)
         _swap_in(building, html_dir)
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return html_dir / HARNESS_PAGES / "index.html"
 
 
-def _write_harness_pages(results_dir: Path, pages: Path) -> None:
-    """A page per suite and mode for its newest run, and an index that lists them and every run."""
+def _write_harness_pages(results_dir: Path, pages: Path) -> list[str]:
+    """A page per suite and mode for its newest run, and an index that says where to start, gives the
+    newest run in numbers and lists every run; returns the page folders."""
     pages.mkdir(parents=True, exist_ok=True)
     items = []
     runs = all_runs(results_dir)
     latest = {page_name(run): (path, run) for path, run in runs}
     for name, (path, run) in sorted(latest.items()):
         kind = "training" if run.mode == Mode.TRAIN else "benchmarks"
+        metric = "train_final_loss_ratio" if run.mode == Mode.TRAIN else "time_forward_backward"
         plots.report(run, pages / name, title=f"harness: suite {run.suite.name} ({kind})", back_link="../index.html",
-                     script_dir=pages)  # one plotly.min.js for every page
+                     script_dir=pages,  # one plotly.min.js for every page
+                     history_link=f"../../index.html#{run.suite.name}.{metric}")
         items.append({"folder": name, "name": name, "started": run.started_at[:19], "file": path.name,
                       **run.counts})
     every = [{"started": run.started_at[:19], "name": page_name(run), "file": path.name,
               "machine": run.provenance.get("machine", "?"), "commit": _commit(run),
               "page": page_name(run) if latest[page_name(run)][0] == path else None, **run.counts}
              for path, run in reversed(runs)]
-    render_page("index.html.j2", pages / "index.html", items=items, runs=every)
+    newest = max(latest.values(), key=lambda found: found[1].started_at)[1] if latest else None
+    render_page("index.html.j2", pages / "index.html", items=items, runs=every,
+                newest=_in_numbers(newest) if newest is not None else None)
+    return list(latest)
+
+
+def _in_numbers(run: results.RunResults) -> dict:
+    """The newest run as a table for the landing page: forward + backward per cell x T and backend with
+    the decay rates (a benchmark run), or the outcomes over seeds (a training run)."""
+    from harness.report import console, outcome_tables
+
+    if run.mode == Mode.TRAIN:
+        headers, rows = outcome_tables.outcome_rows(run)
+        what = "training outcomes over seeds"
+    else:
+        headers, rows, _ = console.pivot(run)
+        what = "forward + backward (median ms) per backend, and the gradient's decay rate per step"
+    return {"name": page_name(run), "started": run.started_at[:19], "what": what, "headers": headers,
+            "rows": rows}
 
 
 def _commit(run: results.RunResults) -> str:
