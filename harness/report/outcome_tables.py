@@ -44,19 +44,29 @@ def outcome_rows(run: RunResults) -> tuple[list[str], list[list[str]]]:
 def paired_rows(run: RunResults) -> tuple[list[str], list[list[str]]]:
     """Per pair of settings that differ in one paired axis (cell, init, clip), on their common seeds:
     which solved first how often, and the median paired difference of log10(final / baseline)."""
-    headers = ["axis", "base", "other", "where", "seeds", "other first / base first / tie",
-               "median paired diff. log10(final/baseline) [95% CI]"]
+    headers = ["axis", "base", "other", "where", "seeds", "first: other/base/tie",
+               "paired diff. log10(final/baseline), median [95% CI]"]
     rows = []
+    shown = _where_axes(run)
     for axis in outcomes.varied_axes(run.points):
         for d in outcomes.paired(run.points, axis):
             others = [a for a in outcomes.SETTING_AXES if a != axis]
             where = ", ".join(f"{_COLUMNS.get(name, name)}={value}" for name, value in zip(others, d.setting)
-                              if value is not None)
+                              if name in shown) or "-"
             interval = "" if d.interval is None else f" [{d.interval[0]:+.3f}, {d.interval[1]:+.3f}]"
-            rows.append([axis, d.base, d.other, where, _seeds(d.seeds), f"{d.other_first} / {d.base_first} / {d.ties}",
+            rows.append([axis, d.base, d.other, where, _seeds(d.seeds), f"{d.other_first}/{d.base_first}/{d.ties}",
                          f"{d.log_ratio_difference:+.3f}{interval}" if math.isfinite(d.log_ratio_difference)
                          else "-"])
     return headers, rows
+
+
+def _where_axes(run: RunResults) -> set[str]:
+    """The setting axes a paired row names: T always, the others where the run varies them."""
+    values: dict[str, set] = {}
+    for p in outcomes.finished(run.points):
+        for axis, value in zip(outcomes.SETTING_AXES, outcomes.setting_of(p)):
+            values.setdefault(axis, set()).add(value)
+    return {"seq_len"} | {axis for axis, found in values.items() if len(found) > 1}
 
 
 def verdict_rows(run: RunResults, preset: Reproduction | None = None) -> tuple[list[str], list[list[str]]]:
