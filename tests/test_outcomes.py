@@ -67,3 +67,18 @@ def test_unfinished_points_do_not_count():
                          seed=9, clip=1.0)
     (o,) = outcomes.outcomes([_point(0, 20), failed])
     assert o.seeds == (0,)
+
+
+def test_a_diverged_run_is_censored_at_its_budget_not_where_it_stopped():
+    """Two runs diverged at iterations 10 and 20 (they stopped for good), one solved at 100 (the budget),
+    one never did: 1 of 4 solved, so the median is not reached. Censoring the diverged runs where they
+    stopped would have left two runs at risk at 100 and put the median there."""
+    import dataclasses
+
+    def diverged(seed: int, at: int) -> PointResult:
+        p = _point(seed, None, iterations=at)
+        return dataclasses.replace(p, training=dataclasses.replace(p.training, diverged_at=at))
+
+    points = [diverged(0, 10), diverged(1, 20), _point(2, 100), _point(3, None)]
+    assert math.isinf(outcomes.median_iterations(points)) and math.isinf(outcomes.outcome(points).median)
+    assert outcomes.outcome(points).stayed_solved == 1

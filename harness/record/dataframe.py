@@ -11,6 +11,19 @@ from harness.record.files import read
 from harness.record.results import SKIPPED, PointResult, RunResults
 
 
+#: The gradient record's numbers (NaN where there is none) and its counts, flags and curves (None).
+_GRADIENT_NUMBERS = ("decay_rate", "predicted_decay_rate", "closed_form_decay_rate", "sigma_max", "log10_ratio",
+                     "zero_fraction", "geometric_decay_rate", "degenerate_fraction")
+_GRADIENT_OTHERS = ("horizon", "growth_horizon", "reach", "fit_points", "last_nonzero_lag", "exploded", "vanished",
+                    "g", "gc")
+
+
+def _field(record: Any, name: str, missing: Any = math.nan) -> Any:
+    """``record.name``, or ``missing`` where there is no record or it holds no value (None)."""
+    value = getattr(record, name) if record is not None else None
+    return missing if value is None else value
+
+
 def point_row(point: PointResult) -> dict[str, Any]:
     """One flat row of a point: status, times, memory, gradient metrics, training outcome; curves as tuples."""
     nan = math.nan
@@ -26,27 +39,10 @@ def point_row(point: PointResult) -> dict[str, Any]:
         "gflops_forward_backward": point.gflops() or nan,
         "peak_bytes": mem.peak_bytes if mem else nan,
         "activation_bytes": mem.activation_bytes if mem else nan,
-        "decay_rate": grad.decay_rate if grad else nan,
-        "predicted_decay_rate": grad.predicted_decay_rate if grad and grad.predicted_decay_rate is not None else nan,
-        "closed_form_decay_rate": grad.closed_form_decay_rate
-        if grad and grad.closed_form_decay_rate is not None else nan,
+        **{name: _field(grad, name) for name in _GRADIENT_NUMBERS},
         "lyapunov_1": grad.lyapunov[0] if grad and grad.lyapunov else nan,
-        "sigma_max": grad.sigma_max if grad and grad.spectra else nan,
-        "log10_ratio": grad.log10_ratio if grad else nan,
-        "horizon": grad.horizon if grad else None,
-        "growth_horizon": grad.growth_horizon if grad else None,
-        "reach": grad.reach if grad else None,
-        "fit_points": grad.fit_points if grad else None,
-        "last_nonzero_lag": grad.last_nonzero_lag if grad else None,
-        "zero_fraction": grad.zero_fraction if grad else nan,
-        "geometric_decay_rate": grad.geometric_decay_rate
-        if grad and grad.geometric_decay_rate is not None else nan,
         "sequence_decay_rate_median": grad.sequence_decay_rates[1] if grad and grad.sequence_decay_rates else nan,
-        "degenerate_fraction": grad.degenerate_fraction if grad else nan,
-        "exploded": grad.exploded if grad else None,
-        "vanished": grad.vanished if grad else None,
-        "g": grad.g if grad else None,
-        "gc": grad.gc if grad else None,
+        **{name: _field(grad, name, None) for name in _GRADIENT_OTHERS},
         "loss_init": loss.init if loss else nan,
         "loss_baseline": loss.baseline if loss else nan,
         "seed": point.seed,

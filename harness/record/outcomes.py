@@ -83,6 +83,7 @@ class Outcome:
     survival: tuple[tuple[float, float], ...]  # (iteration, share not yet solved)
     final_ratios: tuple[float, ...]  # final eval loss / baseline, per seed
     best_ratios: tuple[float, ...]  # the lowest eval loss / baseline of the run, per seed
+    first: PointResult  # the first seed's point: where tables read the setting's axes (series, init, ...)
 
     @property
     def runs(self) -> int:
@@ -114,6 +115,12 @@ def _times(points: Sequence[PointResult]) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(times, dtype=float), np.asarray([p.training.solved_at is not None for p in points])
 
 
+def median_iterations(points: Sequence[PointResult]) -> float:
+    """The Kaplan-Meier median iterations to solve of one setting's points (inf: not reached), without
+    the bootstrap: what asv records."""
+    return median_time(*_times(points))
+
+
 def outcome(points: Sequence[PointResult]) -> Outcome:
     """The :class:`Outcome` of one setting's training points (one per seed, finished)."""
     points = sorted(points, key=lambda p: p.seed if p.seed is not None else -1)
@@ -128,7 +135,8 @@ def outcome(points: Sequence[PointResult]) -> Outcome:
         budget=max(p.training.planned_iterations for p in points), median=median_time(times, solved),
         interval=interval, survival=survival(times, solved),
         final_ratios=tuple(p.training.final_ratio for p in points),
-        best_ratios=tuple(float(np.nanmin(p.training.eval_loss)) / p.training.baseline for p in points))
+        best_ratios=tuple(float(np.nanmin(p.training.eval_loss)) / p.training.baseline for p in points),
+        first=points[0])
 
 
 def finished(points: Iterable[PointResult]) -> list[PointResult]:

@@ -29,13 +29,12 @@ def outcome_rows(run: RunResults) -> tuple[list[str], list[list[str]]]:
     rows = []
     for o in outcomes.outcomes(run.points):
         backend, cell, T = o.setting[:3]
-        point = next(p for p in run.points if outcomes.setting_of(p) == o.setting)
         median = outcomes.iterations_text(o.median, o.budget)
         interval = ("" if o.interval is None else
                     f" [{outcomes.iterations_text(o.interval[0], o.budget)}, "
                     f"{outcomes.iterations_text(o.interval[1], o.budget)}]")
         ratios = o.final_ratios
-        rows.append([backend, cell, str(T), *axis_values(point, axes), _seeds(o.seeds),
+        rows.append([backend, cell, str(T), *axis_values(o.first, axes), _seeds(o.seeds),
                      f"{o.solved}/{o.runs}", f"{o.stayed_solved}/{o.runs}", median + interval,
                      f"{np.median(ratios):.3f} [{min(ratios):.3f}, {max(ratios):.3f}]"])
     return headers, rows

@@ -54,7 +54,7 @@ def survival_frame(run: RunResults):
 
     rows, axes = [], grid_axes(run)
     for o in outcomes.outcomes(run.points):
-        point = next(p for p in run.points if outcomes.setting_of(p) == o.setting)
+        point = o.first
         label, left = series(point, axes), 1.0
         rows.append({"backend": label, "cell": point.cell, "T": point.seq_len, "iteration": 0, "unsolved": 1.0})
         for t, after in o.survival:
