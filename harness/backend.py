@@ -235,6 +235,9 @@ class Backend(abc.ABC):
     #: Dask worker resources a point of this backend needs (``{"GPU": 1}``): on a cluster its points
     #: go only to workers started with them (docs/cluster.md).
     resources: ClassVar[dict[str, float]] = {}
+    #: Whether ``--backends all`` includes it. False for a variant that runs another backend's cells
+    #: a slower way for comparison (``torch-cpu-generic``): it runs when named.
+    in_all: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -84,6 +84,8 @@ def cmd_plugins(args) -> int:
             cls = registry.backends[name]
             avail = available[name]
             state = "available" if avail else f"unavailable: {avail.reason}"
+            if not cls.in_all:
+                state += " (runs when named: not in --backends all)"
             rows.append([f"  backend {name}", "", state, f"cells: {', '.join(_backend_cells(cls))}",
                          f"dtypes: {', '.join(cls.dtypes)}"])
     plugins = ("plugins", ["plugin", "distribution", "status", "tasks / cells", "error / dtypes"], rows)
@@ -177,7 +179,7 @@ def _grid(args, mode: Mode):
     else:
         grid.update(batch=args.batch, regression=args.regression, repeat=args.repeat, budget=args.budget,
                     timeout=args.timeout, rounds=args.rounds, compile_repeat=args.compile_repeat,
-                    isolate=args.isolate)
+                    isolate=args.isolate, exact=args.time_exact)
     return suite.with_grid(mode, **grid), runner.select_backends(args.backends)
 
 
@@ -795,6 +797,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run nothing beside the timings: the gradient profiles, memory peaks and spectra "
                         "wait until every timing is taken, instead of running on the CPUs the timings leave "
                         "free (slower; what --regression does)")
+    p.add_argument("--time-exact", action="store_true", default=None,
+                   help="also time the exact path, forward + backward with the total dL/ds_t of every step "
+                        "(what a gradient profile costs), beside the timed forward + backward")
     p.add_argument("--regression", action="store_true",
                    help="regression-grade timing, what harness compare needs on a shared machine: "
                         "--rounds 8 --repeat 32 --compile-repeat 3 --isolate (explicit options win)")

@@ -51,6 +51,8 @@ class Timing:
     # nothing runs beside the timings: no gradient profile, memory peak or spectrum on the spare CPUs
     # (executor.spare_cpus), which then wait until every timing is taken
     isolate: bool = False
+    # also time the exact path, forward + backward(per_step=True): what a gradient profile costs
+    exact: bool = False
 
     @property
     def passes(self) -> int:
@@ -239,7 +241,8 @@ _TOP_KEYS = {
     "metrics": list, "description": str,
 }
 _TIMING_KEYS = {"budget": (int, float), "threshold": (int, float), "min_blocks": int, "repeat": int,
-                "timeout": (int, float), "rounds": int, "compile_repeat": int, "isolate": bool}
+                "timeout": (int, float), "rounds": int, "compile_repeat": int, "isolate": bool,
+                "exact": bool}
 _TRAIN_KEYS = {"seq_lens": list, "optimizer": str, "lr": (int, float), "momentum": (int, float),
                "alpha": (int, float), "eps": (int, float), "rmsprop_start": (int, float), "clip_kind": str,
                "iterations": int, "batch": int, "clip": (int, float, list), "eval_every": int,

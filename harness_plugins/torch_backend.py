@@ -29,6 +29,11 @@ mingru,lru`` (docs/performance.md, "Scan against loop"). Their exact per-step gr
 the same single backward: the scan runs once more with a zero tensor added to every state (the
 ``add`` of Cell.scan), whose gradient is the total dL/ds_t.
 
+The ``torch-cpu-generic`` and ``torch-cuda-generic`` backends run every cell on the generic path,
+rnn_tanh, lstm and gru included, so that one run times the generic path beside the fused layers
+and the hand-written exact paths: ``harness run SUITE --backends torch-cpu,torch-cpu-generic
+--cells lstm --time-exact``. They are left out of ``--backends all`` (``Backend.in_all``).
+
 torch is imported when a backend is first used, never at plugin import, so that listing plugins
 stays fast and a missing torch only makes these unavailable.
 """
@@ -552,6 +557,28 @@ class TorchCUDABackend(_TorchBackend):
         return CudaMemoryMeter(self.torch)
 
 
+class _GenericBackend:
+    """Mixin of the ``-generic`` backends: every cell on :class:`GenericPath`, the classic ones too."""
+
+    in_all = False  # the classic cells a slower way, for comparison: run when named
+
+    @staticmethod
+    def fused(cell_name: str) -> bool:
+        return False
+
+
+class TorchCPUGenericBackend(_GenericBackend, TorchCPUBackend):
+    name = "torch-cpu-generic"
+    description = ("every cell, rnn_tanh, lstm and gru included, on the generic path (stepped from the cell's step "
+                   "function, autograd) on the CPU: what a cell without a fused kernel costs; runs when named")
+
+
+class TorchCUDAGenericBackend(_GenericBackend, TorchCUDABackend):
+    name = "torch-cuda-generic"
+    description = ("every cell, rnn_tanh, lstm and gru included, on the generic path (stepped from the cell's step "
+                   "function, autograd) on CUDA, CUDA-event timing; runs when named")
+
+
 class _ScanBackend:
     """Mixin of the ``-scan`` backends: the cells with a parallel form, through :class:`ScanPath`."""
 
@@ -591,4 +618,5 @@ class TorchCUDAScanBackend(_ScanBackend, TorchCUDABackend):
 
 @hookimpl
 def harness_backends():
-    return [TorchCPUBackend, TorchCUDABackend, TorchCPUScanBackend, TorchCUDAScanBackend]
+    return [TorchCPUBackend, TorchCUDABackend, TorchCPUScanBackend, TorchCUDAScanBackend, TorchCPUGenericBackend,
+            TorchCUDAGenericBackend]

@@ -1,6 +1,8 @@
 """Plugin discovery: third-party entry points, broken and disabled plugins, API versions."""
 from __future__ import annotations
 
+import pytest
+
 from harness.plugins import get_registry, machine_info
 from tests.support.cli import harness
 from tests.support.plugins import add_distribution
@@ -76,6 +78,17 @@ def test_builtin_backends_come_through_the_entry_point_group():
     names = {ep.name for ep in entry_points(group="harness")}
     assert {"numpy", "numba", "torch", "tasks"} <= names
     assert {p.name for p in get_registry().plugins if p.status == "loaded"} >= {"numpy", "tasks"}
+
+
+def test_backends_all_leaves_out_the_variants_that_run_when_named():
+    """``in_all = False`` (torch-cpu-generic): not in --backends all, yet runs when named."""
+    pytest.importorskip("torch")
+    from harness.run.runner import select_backends
+
+    every = select_backends("all")
+    assert "torch-cpu" in every and "numpy" in every and "torch-cpu-generic" not in every
+    assert not get_registry().backend_class("torch-cpu-generic").in_all
+    assert select_backends("numpy, torch-cpu-generic") == ["numpy", "torch-cpu-generic"]
 
 
 def test_duplicate_backend_name_is_kept_once_and_the_second_plugin_says_why(plugin_dir):

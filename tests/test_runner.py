@@ -259,3 +259,18 @@ def test_a_grid_over_hidden_and_batch_sizes_measures_each_size(tmp_path):
         assert p.status == "ok" and p.memory.activation_bytes == 12 * p.batch * 1 * p.hidden * 8  # rnn_tanh, f64
     frame = dataframe.frame(files.read(run.path))
     assert sorted(zip(frame["hidden"], frame["batch"])) == [(4, 2), (4, 3), (8, 2), (8, 3)]
+
+
+def test_time_exact_times_the_exact_path_beside_the_timed_one(tmp_path):
+    """[timing] exact (--time-exact): the exact backward is timed, read back from the file and in the
+    DataFrame; without it, no exact timing is taken."""
+    suite = suites.load(write_suite(tmp_path / "tiny", cells='["lstm"]', seq_lens="[12]", metrics='["time"]',
+                                    timing={"repeat": "3", "rounds": "1", "exact": "true"}))
+    assert suite.timing.exact
+    run = run_suite(suite, ["numpy"], results_dir=tmp_path / "exact")
+    (p,) = files.read(run.path).points
+    assert p.status == "ok" and len(p.time.exact.samples) == 3 and p.time.exact.median > 0
+    assert dataframe.frame(files.read(run.path))["exact_median_s"].iloc[0] == p.time.exact.median
+    plain = run_suite(suite.with_overrides(exact=False), ["numpy"], results_dir=tmp_path / "plain")
+    (q,) = files.read(plain.path).points
+    assert q.status == "ok" and q.time.exact is None

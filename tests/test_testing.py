@@ -150,7 +150,7 @@ def test_a_wrong_cell_state_fails_the_hidden_state_check_for_lstm():
     assert list(failed) == ["hidden states"] and ": c relative error" in failed["hidden states"]
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba", "torch-cpu"])
+@pytest.mark.parametrize("backend", ["numpy", "numba", "torch-cpu", "torch-cpu-generic"])
 def test_every_builtin_cpu_backend_passes_every_check(backend):
     cls = get_registry().backends[backend]
     if not cls.availability():

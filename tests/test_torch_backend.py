@@ -9,7 +9,8 @@ import pytest
 pytest.importorskip("torch", reason="torch is not installed (pip install '.[torch]')")
 
 from harness import reference  # noqa: E402
-from harness_plugins.torch_backend import TorchCPUBackend, TorchCUDABackend  # noqa: E402
+from harness_plugins.torch_backend import (TorchCPUBackend, TorchCPUGenericBackend,  # noqa: E402
+                                           TorchCUDABackend, TorchCUDAGenericBackend)
 from harness.testing import random_problem, relative_error  # noqa: E402
 
 TOL = {"float64": 1e-10, "float32": 1e-4}
@@ -18,6 +19,11 @@ CUDA = TorchCUDABackend.availability()
 BACKENDS = [
     pytest.param(TorchCPUBackend, id="torch-cpu"),
     pytest.param(TorchCUDABackend, id="torch-cuda", marks=[
+        pytest.mark.cuda, pytest.mark.skipif(not CUDA, reason=f"torch-cuda unavailable: {CUDA.reason}")]),
+]
+GENERIC_BACKENDS = [
+    pytest.param(TorchCPUGenericBackend, id="torch-cpu-generic"),
+    pytest.param(TorchCUDAGenericBackend, id="torch-cuda-generic", marks=[
         pytest.mark.cuda, pytest.mark.skipif(not CUDA, reason=f"torch-cuda unavailable: {CUDA.reason}")]),
 ]
 
@@ -184,6 +190,29 @@ def test_the_backend_runs_every_registered_cell_and_reports_every_state(backend_
     out, grads = _run(backend_cls, problem, per_step=True)
     assert set(out.states) == set(grads.states) == {"re", "im"} and out.h.shape == (9, 2, 5)
     assert grads.h is None and grads.c is None and grads.states["re"].shape == (9, 2, 5)
+
+
+@pytest.mark.parametrize("backend_cls", GENERIC_BACKENDS)
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
+def test_the_generic_backends_run_the_classic_cells_stepped_through_the_contract(backend_cls, cell):
+    """torch-cpu-generic: the classic cells on the generic path (no fused layer), through the backend
+    contract (Outputs.c, Gradients.h and .c for LSTM), equal to the hand-written float64 reference."""
+    problem = random_problem(cell, (25, 4, 3, 16), "float64", 3)
+    acts = reference.forward(cell, problem.params, problem.x)
+    want_out = reference.outputs(cell, acts)
+    want = reference.backward(cell, problem.params, problem.x, acts, problem.grad_h, per_step=True)
+    backend = backend_cls(threads=1)
+    backend.prepare(problem)
+    assert backend._generic is not None and getattr(backend, "module", None) is None
+    backend.forward()
+    backend.backward(per_step=True)
+    out, grads = backend.outputs(), backend.gradients()
+    assert relative_error(out.h, want_out.h) <= 1e-12
+    for name, value in want.params.items():
+        assert relative_error(grads.params[name], value) <= 1e-12, name
+    assert relative_error(grads.x, want.x) <= 1e-12 and relative_error(grads.h, want.h) <= 1e-12
+    if cell == "lstm":
+        assert relative_error(out.c, want_out.c) <= 1e-12 and relative_error(grads.c, want.c) <= 1e-12
 
 
 def test_cuda_availability_has_a_reason_when_missing():

@@ -36,6 +36,7 @@ def point_row(point: PointResult) -> dict[str, Any]:
         "forward_iqr_s": t.forward.iqr if t else nan,
         "forward_backward_median_s": t.forward_backward.median if t else nan,
         "forward_backward_iqr_s": t.forward_backward.iqr if t else nan,
+        "exact_median_s": t.exact.median if t and t.exact else nan,
         "gflops_forward_backward": point.gflops() or nan,
         "peak_bytes": mem.peak_bytes if mem else nan,
         "activation_bytes": mem.activation_bytes if mem else nan,

@@ -67,16 +67,18 @@ class Times:
     probe: Measurement | None = None  # the probe, timed before, between and after the timings (seconds)
     forward_vs_probe: Measurement | None = None
     forward_backward_vs_probe: Measurement | None = None
+    exact: Measurement | None = None  # forward + backward(per_step=True), where the suite asked (Timing.exact)
 
     @classmethod
     def probed(cls, forward: Measurement, forward_backward: Measurement, before: Measurement, between: Measurement,
-               after: Measurement) -> Times:
-        """One round's timings with the probe timed before, between and after them: each timing in
-        units of the probes on either side of it."""
+               after: Measurement, exact: Measurement | None = None) -> Times:
+        """One round's timings with the probe timed before, between and after the forward and the
+        forward + backward: each in units of the probes on either side of it (``exact``, timed after
+        them, is kept in seconds only)."""
         pooled = Measurement.pooled
         return cls(forward, forward_backward, pooled([before, between, after]),
                    forward.scaled(1 / pooled([before, between]).median),
-                   forward_backward.scaled(1 / pooled([between, after]).median))
+                   forward_backward.scaled(1 / pooled([between, after]).median), exact)
 
     def pooled_with(self, later: Times) -> Times:
         """The samples of both rounds (the probe's and the relative ones only where both rounds have them)."""

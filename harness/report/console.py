@@ -133,11 +133,13 @@ def run_pivot(run: RunResults) -> Group:
     from rich.text import Text
 
     headers, body, lines = pivot(run)
-    return Group(table(headers, body, right=range(1, len(headers)), title=PIVOT_TITLE),
+    exact = any(p.time is not None and p.time.exact is not None for p in run.points)
+    return Group(table(headers, body, right=range(1, len(headers)), title=PIVOT_TITLE + (EXACT_TITLE if exact else "")),
                  *(Text(line, no_wrap=True) for line in lines))
 
 
 PIVOT_TITLE = "forward + backward, median ms per backend"
+EXACT_TITLE = " / the exact path's (--time-exact)"
 
 
 def pivot(run: RunResults) -> tuple[list[str], list[list[str]], list[str]]:
@@ -152,6 +154,8 @@ def pivot(run: RunResults) -> tuple[list[str], list[list[str]], list[str]]:
         row = rows.setdefault((p.cell, p.seq_len, *axis_values(p, axes)), {})
         if p.status == OK and p.time is not None:
             row[p.backend] = _num(p.time.forward_backward.median, 1e3)
+            if p.time.exact is not None:
+                row[p.backend] += " / " + _num(p.time.exact.median, 1e3)
         elif p.status == FAILED:
             row[p.backend] = "failed"
         if p.status == OK and p.gradient is not None and "decay" not in row:
@@ -262,8 +266,9 @@ def run_summary(run: RunResults) -> Table:
 def point_rows(run: RunResults) -> tuple[list[str], list[list[str]]]:
     """:func:`run_summary`'s headers and rows, as text."""
     axes = grid_axes(run)
-    headers = ["backend", "cell", "T", *axes, "status", "fwd ms", "fwd+bwd ms", "IQR %", "GFLOP/s", "% peak",
-               "peak MiB", "decay/step", "predicted", "horizon", "loss/baseline", "note"]
+    exact = any(p.time is not None and p.time.exact is not None for p in run.points)
+    headers = ["backend", "cell", "T", *axes, "status", "fwd ms", "fwd+bwd ms", *(["exact ms"] if exact else []),
+               "IQR %", "GFLOP/s", "% peak", "peak MiB", "decay/step", "predicted", "horizon", "loss/baseline", "note"]
     rows = []
     for p in run.points:
         t, mem, grad, loss = p.time, p.memory, p.gradient, p.loss
@@ -272,6 +277,7 @@ def point_rows(run: RunResults) -> tuple[list[str], list[list[str]]]:
             p.backend, p.cell, str(p.seq_len), *axis_values(p, axes), p.status,
             _num(t.forward.median if t else None, 1e3),
             _num(fb.median if fb else None, 1e3),
+            *([_num(t.exact.median if t and t.exact else None, 1e3)] if exact else []),
             _num(fb.relative_iqr if fb else None, 100, "{:.1f}"),
             _num(p.gflops(), 1, "{:.3g}"),
             _num(run.peak_fraction(p), 100, "{:.1f}"),

@@ -40,6 +40,15 @@ def _forward_backward(backend: Backend) -> Callable[[], None]:
     return forward_backward
 
 
+def _exact(backend: Backend) -> Callable[[], None]:
+    """Forward, then the exact backward: what one draw of a gradient profile costs (``--time-exact``)."""
+    def exact() -> None:
+        backend.forward()
+        backend.backward(per_step=True)
+
+    return exact
+
+
 def time_forward_backward(backend: Backend, problem: Problem, timing: Timing) -> Measurement:
     """Forward + backward of ``problem`` (with its upstream gradient), timed as `harness run` times it."""
     backend.prepare(problem)
@@ -115,7 +124,9 @@ def measure(backend: Backend, job: PointJob, task: Task) -> PointResult:
         forward = _time(backend, backend.forward, suite.timing, job.round)
         between = probe()
         both = _time(backend, forward_backward, suite.timing, job.round)
-        times = Times.probed(forward, both, before, between, probe())
+        after = probe()
+        exact = _time(backend, _exact(backend), suite.timing, job.round) if suite.timing.exact else None
+        times = Times.probed(forward, both, before, between, after, exact)
     memory = None
     if "memory" in measured:
         backend.teardown()  # counted from prepare on: a backend's preallocated buffers are its memory

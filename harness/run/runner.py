@@ -39,10 +39,11 @@ class Run:
 
 
 def select_backends(spec: str) -> list[str]:
-    """``all`` or a comma-separated list of installed backend names."""
+    """``all`` (every installed backend whose ``in_all`` is set) or a comma-separated list of
+    installed backend names."""
     registry = get_registry()
     if spec == "all":
-        return sorted(registry.backends)
+        return sorted(name for name, cls in registry.backends.items() if cls.in_all)
     names = [n.strip() for n in spec.split(",") if n.strip()]
     for name in names:
         registry.backend_class(name)  # an unknown name says which plugins did not load, and why
