@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from harness import suites
-from harness.record import files, results
+from harness.record import files, outcomes, results
 from harness.report import outcome_tables
 from harness.report.console import markdown
 
@@ -166,8 +166,32 @@ def modern_decay() -> str:
 
 
 def modern_train() -> str:
-    folder = DATA / "modern_cells"
-    return _printed(folder / "train_table.py", [str(p) for p in sorted(folder.glob("train-*.json"))])
+    """Every cell's training on the adding problem over the commands' files (train-*.json): the
+    harness's outcomes over seeds (record/outcomes.py) per cell, init and T, with the gradient profile
+    at init and at the end; interrupted points listed under the table."""
+    points = [p for path in sorted((DATA / "modern_cells").glob("train-*.json")) for p in files.read(path).points]
+    order = ["gru", "lstm", "rnn_relu", "indrnn", "mingru", "lru"]
+    budgets = sorted({p.training.planned_iterations for p in outcomes.finished(points)})
+    found = [o for b in budgets for o in outcomes.outcomes(p for p in points
+                                                           if p.training and p.training.planned_iterations == b)]
+    rows = []
+    for o in sorted(found, key=lambda o: (o.budget, o.seq_len, order.index(o.cell), o.init)):
+        runs = [p for p in outcomes.finished(points)
+                if outcomes.setting_of(p) == o.setting and p.training.planned_iterations == o.budget]
+        interval = "" if o.interval is None else (f" [{outcomes.iterations_text(o.interval[0], o.budget)}, "
+                                                  f"{outcomes.iterations_text(o.interval[1], o.budget)}]")
+        rows.append([str(o.budget), o.cell, o.init, str(o.seq_len), outcome_tables.seeds_text(o.seeds),
+                     f"{o.solved}/{o.runs}",
+                     outcomes.iterations_text(o.median, o.budget) + interval,
+                     ", ".join(f"{r:.2f}" for r in o.final_ratios), ", ".join(f"{r:.2f}" for r in o.best_ratios),
+                     _profile_medians([p.training.snapshots[0].gradient for p in runs], 4),
+                     _profile_medians([p.training.snapshots[-1].gradient for p in runs], 4)])
+    table = markdown(["iterations", "cell", "init", "T", "seeds", "solved", "median iterations to solve [95% CI]",
+                      "final eval / baseline per seed", "best per seed", "decay rate at init, horizon (median)",
+                      "at the end"], rows)
+    left_out = [f"{p.cell} T={p.seq_len} seed {p.seed}: {p.status}" for p in points
+                if p not in outcomes.finished(points)]
+    return table + ("\n\nleft out: " + "; ".join(left_out) if left_out else "")
 
 
 #: Every table of the page by name: what makes it from the committed results files.

@@ -14,7 +14,7 @@ from harness.suites import Reproduction, axis_values
 _COLUMNS = {"seq_len": "T", "init": "init", "clip": "clip", "hidden": "H", "batch": "B"}
 
 
-def _seeds(seeds: tuple[int, ...]) -> str:
+def seeds_text(seeds: tuple[int, ...]) -> str:
     """The seeds, or "1 seed (no interval)": one seed is never read as a measured effect."""
     listed = ",".join(str(s) for s in seeds)
     return f"{listed} (1 seed)" if len(seeds) == 1 else listed
@@ -34,7 +34,7 @@ def outcome_rows(run: RunResults) -> tuple[list[str], list[list[str]]]:
                     f" [{outcomes.iterations_text(o.interval[0], o.budget)}, "
                     f"{outcomes.iterations_text(o.interval[1], o.budget)}]")
         ratios = o.final_ratios
-        rows.append([backend, cell, str(T), *axis_values(o.first, axes), _seeds(o.seeds),
+        rows.append([backend, cell, str(T), *axis_values(o.first, axes), seeds_text(o.seeds),
                      f"{o.solved}/{o.runs}", f"{o.stayed_solved}/{o.runs}", median + interval,
                      f"{np.median(ratios):.3f} [{min(ratios):.3f}, {max(ratios):.3f}]"])
     return headers, rows
@@ -53,7 +53,7 @@ def paired_rows(run: RunResults) -> tuple[list[str], list[list[str]]]:
             where = ", ".join(f"{_COLUMNS.get(name, name)}={value}" for name, value in zip(others, d.setting)
                               if name in shown) or "-"
             interval = "" if d.interval is None else f" [{d.interval[0]:+.3f}, {d.interval[1]:+.3f}]"
-            rows.append([axis, d.base, d.other, where, _seeds(d.seeds), f"{d.other_first}/{d.base_first}/{d.ties}",
+            rows.append([axis, d.base, d.other, where, seeds_text(d.seeds), f"{d.other_first}/{d.base_first}/{d.ties}",
                          f"{d.log_ratio_difference:+.3f}{interval}" if math.isfinite(d.log_ratio_difference)
                          else "-"])
     return headers, rows
@@ -74,7 +74,7 @@ def verdict_rows(run: RunResults, preset: Reproduction | None = None) -> tuple[l
     why."""
     headers = ["cell", "init", "T", "paper reports", "published", "measured", "seeds", "verdict", "why"]
     rows = [[v.expectation.cell, v.expectation.init or "suite's", str(v.seq_len), v.expectation.outcome,
-             v.expectation.published, f"{v.measured}: {v.detail}", _seeds(v.seeds), v.verdict, v.why]
+             v.expectation.published, f"{v.measured}: {v.detail}", seeds_text(v.seeds), v.verdict, v.why]
             for v in reproduction.verdicts(run, preset)]
     return headers, rows
 
