@@ -1,7 +1,7 @@
 """Cells by name: what the core asks of the cell a grid point names.
 
 Cells are plugins (:mod:`harness.cell`, the ``harness_cells`` hook): the built-in ones
-(``harness_plugins.cells``: rnn_tanh, lstm, gru, gru_cho, rnn_relu, indrnn, mingru, lru) and any
+(``harness_plugins.cells``: rnn_tanh, lstm, gru, gru_cho, rnn_relu, indrnn, mingru, lru, lru_block) and any
 third-party one come from the plugin registry (:func:`harness.plugins.get_registry`), which is
 loaded on first use, never at import. Everything the core needs of a cell it asks the cell's class:
 its parameters and their shapes, its states, its inits, its recurrent matrix, its FLOPs, the

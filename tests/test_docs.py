@@ -170,3 +170,33 @@ def test_every_environment_variable_the_harness_reads_is_in_the_guide_and_in_hel
     help_text = build_parser().format_help()
     assert [n for n in sorted(names) if f"`{n}`" not in table] == []
     assert [n for n in sorted(names) if n not in help_text] == []
+
+
+# -- docs/cells.md describes every built-in cell as the code declares it ----------------------------------------
+def _shape(text: str, inputs: int, hidden: int) -> tuple[int, ...]:
+    """A shape as the page writes it, "(4H, I)" or "(H,)", at sizes I and H."""
+    sizes = {"H": hidden, "I": inputs}
+    found = []
+    for part in filter(None, (p.strip() for p in text.strip("() ").split(","))):
+        factor, name = re.fullmatch(r"(\d*)([HI])", part).groups()
+        found.append(int(factor or 1) * sizes[name])
+    return tuple(found)
+
+
+def test_cells_md_gives_every_built_in_cell_its_parameters_and_shapes():
+    from harness.cells import cell_class, cell_names
+    from harness.plugins import get_registry
+
+    sections = re.split(r"^## ", (ROOT / "docs" / "cells.md").read_text(), flags=re.M)
+    by_name = {s.split("\n", 1)[0].strip(): s for s in sections[1:]}
+    built_in = [n for n in cell_names() if get_registry().cell_plugins[n].distribution == "rnn-grad-harness"]
+    assert {"lstm", "mingru", "lru", "lru_block"} <= set(built_in)
+    for name in built_in:
+        assert name in by_name, f"docs/cells.md has no section for cell {name!r}"
+        rows = re.findall(r"^\| (\w+) \| (\([^)]*\)) \|", by_name[name], flags=re.M)
+        cls = cell_class(name)
+        assert [r[0] for r in rows] == [p.name for p in cls.params], name
+        for param, shape in rows:
+            assert _shape(shape, 3, 5) == cls.param_shapes(3, 5)[param], (name, param, shape)
+        for init in cls.init_names():
+            assert f"`{init}" in by_name[name] or init == "default", (name, init)

@@ -1,5 +1,8 @@
 """``gru_cho``: the lecture GRU (Cho et al. 2014): reset applied BEFORE the recurrent matmul, and
 h = (1 - z) h + z n. A different function from torch's ``gru`` with the same parameter shapes.
+Cho et al. write the update as h = z h + (1 - z) h~; this cell keeps the convention of Chung et al.
+(2014), where z writes and 1 - z keeps: the same family of functions with z -> 1 - z (the sign of
+z's pre-activation flipped), which ``chrono`` accounts for.
 
 Equations (row-vector form, x_t (B, I), h (B, H)), h_0 = 0, gate order r, z, n; both biases of
 every gate add up (b = b_ih + b_hh)::
