@@ -194,6 +194,13 @@ def modern_train() -> str:
     return table + ("\n\nleft out: " + "; ".join(left_out) if left_out else "")
 
 
+def modern_paired() -> str:
+    """Paired differences between the default-init cells trained for 3000 iterations at T = 100 (one
+    command, so common seeds see the same batches and held-out set)."""
+    headers, rows = outcome_tables.paired_rows(_run("modern_cells", "train-adding-default-t100-3000.json"))
+    return markdown(headers, rows)
+
+
 #: Every table of the page by name: what makes it from the committed results files.
 TABLES: dict[str, Callable[[], str]] = {
     "adding-outcomes": adding_outcomes,
@@ -206,6 +213,7 @@ TABLES: dict[str, Callable[[], str]] = {
                                                  "pascanu_temporal_order", "tallec_chrono_copy")},
     "modern-decay": modern_decay,
     "modern-train": modern_train,
+    "modern-paired": modern_paired,
 }
 
 
