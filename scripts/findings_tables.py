@@ -18,6 +18,7 @@ import json
 import re
 import runpy
 import sys
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -170,14 +171,15 @@ def modern_train() -> str:
     harness's outcomes over seeds (record/outcomes.py) per cell, init and T, with the gradient profile
     at init and at the end; interrupted points listed under the table."""
     points = [p for path in sorted((DATA / "modern_cells").glob("train-*.json")) for p in files.read(path).points]
-    order = ["gru", "lstm", "rnn_relu", "indrnn", "mingru", "lru"]
-    budgets = sorted({p.training.planned_iterations for p in outcomes.finished(points)})
-    found = [o for b in budgets for o in outcomes.outcomes(p for p in points
-                                                           if p.training and p.training.planned_iterations == b)]
+    order = ["gru", "lstm", "rnn_relu", "indrnn", "mingru", "lru", "lru_block"]
+    done = outcomes.finished(points)
+    by_budget = defaultdict(list)
+    for p in done:
+        by_budget[p.training.planned_iterations].append(p)
+    found = [(o, group) for group in by_budget.values() for o in outcomes.outcomes(group)]
     rows = []
-    for o in sorted(found, key=lambda o: (o.budget, o.seq_len, order.index(o.cell), o.init)):
-        runs = [p for p in outcomes.finished(points)
-                if outcomes.setting_of(p) == o.setting and p.training.planned_iterations == o.budget]
+    for o, group in sorted(found, key=lambda f: (f[0].budget, f[0].seq_len, order.index(f[0].cell), f[0].init)):
+        runs = [p for p in group if outcomes.setting_of(p) == o.setting]
         interval = "" if o.interval is None else (f" [{outcomes.iterations_text(o.interval[0], o.budget)}, "
                                                   f"{outcomes.iterations_text(o.interval[1], o.budget)}]")
         rows.append([str(o.budget), o.cell, o.init, str(o.seq_len), outcome_tables.seeds_text(o.seeds),
@@ -189,8 +191,7 @@ def modern_train() -> str:
     table = markdown(["iterations", "cell", "init", "T", "seeds", "solved", "median iterations to solve [95% CI]",
                       "final eval / baseline per seed", "best per seed", "decay rate at init, horizon (median)",
                       "at the end"], rows)
-    left_out = [f"{p.cell} T={p.seq_len} seed {p.seed}: {p.status}" for p in points
-                if p not in outcomes.finished(points)]
+    left_out = [f"{p.cell} T={p.seq_len} seed {p.seed}: {p.status}" for p in points if p not in done]
     return table + ("\n\nleft out: " + "; ".join(left_out) if left_out else "")
 
 

@@ -30,8 +30,8 @@ echo "== $(date +%T) harness run suites/long_range --backends torch-cuda --time-
 python3 -m harness run suites/long_range --backends torch-cuda --budget 0.5 --time-exact --no-asv \
     --output "$out/long_range.json" -q
 
-echo "== $(date +%T) every cell: fused, generic and scan paths (suites/cells at T = 200, 1000) =="
-python3 -m harness run suites/cells --backends torch-cuda,torch-cuda-generic,torch-cuda-scan --seq-lens 200,1000 \
+echo "== $(date +%T) every cell: fused, generic and scan paths (suites/cells at T = 200, 500) =="
+python3 -m harness run suites/cells --backends torch-cuda,torch-cuda-generic,torch-cuda-scan --seq-lens 200,500 \
     --hidden 128 --batch 32 --budget 0.3 --time-exact --no-asv --output "$out/cells.json" -q
 
 echo "== $(date +%T) harness run kernels --backends torch-cuda (GPU sizes) =="

@@ -89,6 +89,9 @@ def test_backends_all_leaves_out_the_variants_that_run_when_named():
     assert "torch-cpu" in every and "numpy" in every and "torch-cpu-generic" not in every
     assert not get_registry().backend_class("torch-cpu-generic").in_all
     assert select_backends("numpy, torch-cpu-generic") == ["numpy", "torch-cpu-generic"]
+    listed = harness("plugins").stdout
+    line = next(ln for ln in listed.splitlines() if "backend torch-cpu-generic" in ln)
+    assert "runs when named: not in --backends all" in line
 
 
 def test_duplicate_backend_name_is_kept_once_and_the_second_plugin_says_why(plugin_dir):

@@ -11,11 +11,12 @@ import pytest
 from harness import suites
 from harness.record import dataframe, files
 from harness.run import grid, point
+from harness.report.console import pivot
 from harness.run.runner import run_suite
 from harness_plugins.tasks import TemporalOrderTask
 from harness.testing import relative_error
 from harness_plugins.numpy_backend import NumpyBackend
-from tests.support.cli import start_harness, stop_when
+from tests.support.cli import harness, start_harness, stop_when
 from tests.support.plugins import UNAVAILABLE_PLUGIN, add_distribution, add_misbehaving
 from tests.support.suites import write_suite
 
@@ -271,6 +272,19 @@ def test_time_exact_times_the_exact_path_beside_the_timed_one(tmp_path):
     (p,) = files.read(run.path).points
     assert p.status == "ok" and len(p.time.exact.samples) == 3 and p.time.exact.median > 0
     assert dataframe.frame(files.read(run.path))["exact_median_s"].iloc[0] == p.time.exact.median
+    headers, rows, _ = pivot(files.read(run.path))
+    assert "numpy / exact" in headers and rows[0][headers.index("numpy / exact")].count(" / ") == 1
     plain = run_suite(suite.with_overrides(exact=False), ["numpy"], results_dir=tmp_path / "plain")
     (q,) = files.read(plain.path).points
-    assert q.status == "ok" and q.time.exact is None
+    assert q.status == "ok" and q.time.exact is None and "numpy" in pivot(files.read(plain.path))[0]
+    # pooled over rounds: the exact samples of both rounds, or none when a round has none
+    assert len(p.time.pooled_with(p.time).exact.samples) == 6 and p.time.pooled_with(q.time).exact is None
+
+
+def test_time_exact_on_the_command_line(tmp_path):
+    suite = write_suite(tmp_path / "tiny", cells='["rnn_tanh"]', seq_lens="[12]", metrics='["time"]')
+    result = harness("run", str(suite), "--backends", "numpy", "--time-exact", "--repeat", "3", "--no-asv",
+                     "--output", str(tmp_path / "run.json"))
+    assert result.returncode == 0, result.stderr
+    assert "numpy / exact" in result.stdout
+    assert len(files.read(tmp_path / "run.json").points[0].time.exact.samples) == 3

@@ -133,13 +133,16 @@ def run_pivot(run: RunResults) -> Group:
     from rich.text import Text
 
     headers, body, lines = pivot(run)
-    exact = any(p.time is not None and p.time.exact is not None for p in run.points)
-    return Group(table(headers, body, right=range(1, len(headers)), title=PIVOT_TITLE + (EXACT_TITLE if exact else "")),
+    return Group(table(headers, body, right=range(1, len(headers)), title=PIVOT_TITLE),
                  *(Text(line, no_wrap=True) for line in lines))
 
 
 PIVOT_TITLE = "forward + backward, median ms per backend"
-EXACT_TITLE = " / the exact path's (--time-exact)"
+
+
+def _timed_exact(run: RunResults) -> bool:
+    """Whether the run timed the exact path (--time-exact): then tables show it beside forward + backward."""
+    return any(p.time is not None and p.time.exact is not None for p in run.points)
 
 
 def pivot(run: RunResults) -> tuple[list[str], list[list[str]], list[str]]:
@@ -161,7 +164,8 @@ def pivot(run: RunResults) -> tuple[list[str], list[list[str]], list[str]]:
         if p.status == OK and p.gradient is not None and "decay" not in row:
             row["decay"], row["predicted"] = p.gradient.decay_rate, _predicted(p.gradient)
     explained = any("decay" in row for row in rows.values())  # a run that measured gradients
-    headers = ["cell", "T", *axes, *ran, *(["decay/step", "predicted"] if explained else [])]
+    named = [f"{b} / exact" for b in ran] if _timed_exact(run) else ran  # "113 / 254": fwd+bwd / the exact path
+    headers = ["cell", "T", *axes, *named, *(["decay/step", "predicted"] if explained else [])]
     body = [[cell, str(T), *rest, *(row.get(b, "-") for b in ran),
              *([_num(row.get("decay"), 1, "{:.2e}"), _num(row.get("predicted"), 1, "{:.2e}")] if explained else [])]
             for (cell, T, *rest), row in rows.items()]
@@ -266,7 +270,7 @@ def run_summary(run: RunResults) -> Table:
 def point_rows(run: RunResults) -> tuple[list[str], list[list[str]]]:
     """:func:`run_summary`'s headers and rows, as text."""
     axes = grid_axes(run)
-    exact = any(p.time is not None and p.time.exact is not None for p in run.points)
+    exact = _timed_exact(run)
     headers = ["backend", "cell", "T", *axes, "status", "fwd ms", "fwd+bwd ms", *(["exact ms"] if exact else []),
                "IQR %", "GFLOP/s", "% peak", "peak MiB", "decay/step", "predicted", "horizon", "loss/baseline", "note"]
     rows = []

@@ -40,13 +40,18 @@ def _forward_backward(backend: Backend) -> Callable[[], None]:
     return forward_backward
 
 
-def _exact(backend: Backend) -> Callable[[], None]:
-    """Forward, then the exact backward: what one draw of a gradient profile costs (``--time-exact``)."""
+def _time_exact(backend: Backend, problem: SeededProblem, timing: Timing, round_: int) -> Measurement:
+    """Forward, then the exact backward, on the problem of a gradient profile's draw (the loss on the
+    last step): what one draw costs (``--time-exact``). Its first call, untimed, builds what the
+    exact path alone needs (torch's extended layer, numba's per-step buffers)."""
     def exact() -> None:
         backend.forward()
         backend.backward(per_step=True)
 
-    return exact
+    backend.prepare(problem.last_step)
+    exact()
+    backend.synchronize()
+    return _time(backend, exact, timing, round_)
 
 
 def time_forward_backward(backend: Backend, problem: Problem, timing: Timing) -> Measurement:
@@ -125,8 +130,8 @@ def measure(backend: Backend, job: PointJob, task: Task) -> PointResult:
         between = probe()
         both = _time(backend, forward_backward, suite.timing, job.round)
         after = probe()
-        exact = _time(backend, _exact(backend), suite.timing, job.round) if suite.timing.exact else None
-        times = Times.probed(forward, both, before, between, after, exact)
+        times = Times.probed(forward, both, before, between, after,
+                             _time_exact(backend, first, suite.timing, job.round) if suite.timing.exact else None)
     memory = None
     if "memory" in measured:
         backend.teardown()  # counted from prepare on: a backend's preallocated buffers are its memory

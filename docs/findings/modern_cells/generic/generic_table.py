@@ -8,6 +8,7 @@ and its exact path (forward + backward with every dL/ds_t: through the fused lay
 lstm, stepped by the hand-written equations for gru), torch-cpu-generic's forward + backward (the
 cell's step function, autograd), and the two ratios side by side in each run: generic forward +
 backward over torch-cpu's exact path (issue 27 asks for at most 1.5 for lstm) and over the fused one.
+Points timed without ``--time-exact`` are left out.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def main(paths: list[str]) -> None:
     runs = []
     for path in paths:
         runs.append({(p.backend, p.cell, p.seq_len): p.time for p in files.read(path).points
-                     if p.status == OK and p.time is not None})
+                     if p.status == OK and p.time is not None and p.time.exact is not None})
     print("| cell | T | torch-cpu fwd+bwd ms | torch-cpu exact ms | generic fwd+bwd ms | generic / exact | "
           "generic / fwd+bwd |")
     print("|---|---|---|---|---|---|---|")
