@@ -690,8 +690,11 @@ def _bytes(text: str) -> int:
     return int(value)
 
 
-def _add_compare_options(p: argparse.ArgumentParser) -> None:
-    """The options `harness compare` and `harness continuous` share: what to compare and how to show it."""
+def _add_compare_options(p: argparse.ArgumentParser, sides: str) -> None:
+    """The arguments `harness compare` and `harness continuous` share: the two sides (``sides`` says
+    what each may be), what to compare and how to show it."""
+    p.add_argument("before", help=f"the side before: {sides}")
+    p.add_argument("after", help=f"the side after: {sides}")
     p.add_argument("--metrics", type=_csv("--metrics"),
                    help="only these measurement families, e.g. time (gate CI on timings only): time, memory, "
                         "gradient, compile, train")
@@ -892,9 +895,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "improvement, ! newly failed, ~ a ratio beyond the factor within the noise. "
                                    "Timings are judged in units of the machine probe timed beside them. "
                                    "Exits 1 when a significant regression is found (for CI).")
-    p.add_argument("before", help="commit prefix, git ref (main, HEAD~1, a tag) or label")
-    p.add_argument("after", help="commit prefix, git ref (main, HEAD~1, a tag) or label")
-    _add_compare_options(p)
+    _add_compare_options(p, "commit prefix, git ref (main, HEAD~1, a tag) or label")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("continuous", help="run a suite at two commits and compare them (asv continuous)",
@@ -904,11 +905,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "database, and compare them as harness compare does. Exits 1 when a "
                                    "significant regression is found. Options after -- go to harness run on both "
                                    "sides (default: --regression), e.g. -- --backends numpy --regression.")
-    p.add_argument("before", help="the commit before: a branch, tag, HEAD~N or hash")
-    p.add_argument("after", help="the commit after")
+    _add_compare_options(p, "a commit: a branch, tag, HEAD~N or hash")
     p.add_argument("suite", help="a suite folder, relative to the repository (suites/long_range), or a name"
                    ).complete = COMPLETE_SUITES
-    _add_compare_options(p)
     p.set_defaults(func=cmd_continuous, run_args=[])
 
     p = sub.add_parser("export", help="one results file as a CSV or Parquet table",

@@ -55,13 +55,9 @@ def adding_outcomes() -> str:
     headers, rows = outcome_tables.outcome_rows(run)
     keep = [headers.index(h) for h in headers if h not in ("backend",)]
     at_init, at_end = [], []
-    for row in rows:
-        cell, T = row[1], int(row[2])
-        points = [p for p in run.points if p.cell == cell and p.seq_len == T and p.training is not None]
-        first = [p.training.snapshots[0].gradient for p in points]
-        last = [p.training.snapshots[-1].gradient for p in points]
-        at_init.append(_profile_medians(first, 3))
-        at_end.append(_profile_medians(last, 4))
+    for o in outcomes.outcomes(run.points):  # the rows' settings, in the rows' order
+        at_init.append(_profile_medians([p.training.snapshots[0].gradient for p in o.points], 3))
+        at_end.append(_profile_medians([p.training.snapshots[-1].gradient for p in o.points], 4))
     table_rows = [[row[i] for i in keep] + [a, b] for row, a, b in zip(rows, at_init, at_end)]
     return markdown([headers[i] for i in keep] + ["decay rate at init, horizon (median over seeds)",
                                                   "at the end"], table_rows)
@@ -177,15 +173,12 @@ def modern_train() -> str:
     by_budget = defaultdict(list)
     for p in done:
         by_budget[p.training.planned_iterations].append(p)
-    found = [(o, group) for group in by_budget.values() for o in outcomes.outcomes(group)]
+    found = [o for group in by_budget.values() for o in outcomes.outcomes(group)]
     rows = []
-    for o, group in sorted(found, key=lambda f: (f[0].seq_len, f[0].budget, order.index(f[0].cell), f[0].init)):
-        runs = [p for p in group if outcomes.setting_of(p) == o.setting]
-        interval = "" if o.interval is None else (f" [{outcomes.iterations_text(o.interval[0], o.budget)}, "
-                                                  f"{outcomes.iterations_text(o.interval[1], o.budget)}]")
+    for o in sorted(found, key=lambda o: (o.seq_len, o.budget, order.index(o.cell), o.init)):
+        runs = o.points
         rows.append([str(o.budget), o.cell, o.init, str(o.seq_len), outcome_tables.seeds_text(o.seeds),
-                     f"{o.solved}/{o.runs}",
-                     outcomes.iterations_text(o.median, o.budget) + interval,
+                     f"{o.solved}/{o.runs}", outcome_tables.median_text(o),
                      ", ".join(f"{r:.2f}" for r in o.final_ratios), ", ".join(f"{r:.2f}" for r in o.best_ratios),
                      _profile_medians([p.training.snapshots[0].gradient for p in runs], 4),
                      _profile_medians([p.training.snapshots[-1].gradient for p in runs], 4)])

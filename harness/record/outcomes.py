@@ -83,7 +83,12 @@ class Outcome:
     survival: tuple[tuple[float, float], ...]  # (iteration, share not yet solved)
     final_ratios: tuple[float, ...]  # final eval loss / baseline, per seed
     best_ratios: tuple[float, ...]  # the lowest eval loss / baseline of the run, per seed
-    first: PointResult  # the first seed's point: where tables read the setting's axes (series, init, ...)
+    points: tuple[PointResult, ...]  # the setting's points, one per seed, in seed order
+
+    @property
+    def first(self) -> PointResult:
+        """The first seed's point: where tables read the setting's axes (series, init, ...)."""
+        return self.points[0]
 
     @property
     def runs(self) -> int:
@@ -136,7 +141,7 @@ def outcome(points: Sequence[PointResult]) -> Outcome:
         interval=interval, survival=survival(times, solved),
         final_ratios=tuple(p.training.final_ratio for p in points),
         best_ratios=tuple(float(np.nanmin(p.training.eval_loss)) / p.training.baseline for p in points),
-        first=points[0])
+        points=tuple(points))
 
 
 def finished(points: Iterable[PointResult]) -> list[PointResult]:

@@ -20,6 +20,15 @@ def seeds_text(seeds: tuple[int, ...]) -> str:
     return f"{listed} (1 seed)" if len(seeds) == 1 else listed
 
 
+def median_text(o: outcomes.Outcome) -> str:
+    """The median iterations to solve with its 95% interval, "> budget" where not reached."""
+    median = outcomes.iterations_text(o.median, o.budget)
+    if o.interval is None:
+        return median
+    low, high = (outcomes.iterations_text(v, o.budget) for v in o.interval)
+    return f"{median} [{low}, {high}]"
+
+
 def outcome_rows(run: RunResults) -> tuple[list[str], list[list[str]]]:
     """Per setting: seeds, solved and stayed solved, the Kaplan-Meier median iterations to solve with
     its 95% bootstrap interval, and the final eval loss / baseline (median, and the range over seeds)."""
@@ -29,13 +38,9 @@ def outcome_rows(run: RunResults) -> tuple[list[str], list[list[str]]]:
     rows = []
     for o in outcomes.outcomes(run.points):
         backend, cell, T = o.setting[:3]
-        median = outcomes.iterations_text(o.median, o.budget)
-        interval = ("" if o.interval is None else
-                    f" [{outcomes.iterations_text(o.interval[0], o.budget)}, "
-                    f"{outcomes.iterations_text(o.interval[1], o.budget)}]")
         ratios = o.final_ratios
         rows.append([backend, cell, str(T), *axis_values(o.first, axes), seeds_text(o.seeds),
-                     f"{o.solved}/{o.runs}", f"{o.stayed_solved}/{o.runs}", median + interval,
+                     f"{o.solved}/{o.runs}", f"{o.stayed_solved}/{o.runs}", median_text(o),
                      f"{np.median(ratios):.3f} [{min(ratios):.3f}, {max(ratios):.3f}]"])
     return headers, rows
 

@@ -31,11 +31,11 @@ def _time(backend: Backend, stmt: Callable[[], object], timing: Timing, round_: 
     return timer.adaptive_autorange(threshold=timing.threshold, min_blocks=min_blocks, budget=budget)
 
 
-def _forward_backward(backend: Backend) -> Callable[[], None]:
-    """The statement `harness run` times: forward, then the timed backward."""
+def _forward_backward(backend: Backend, per_step: bool = False) -> Callable[[], None]:
+    """The statement `harness run` times: forward, then the timed backward (``per_step``: the exact one)."""
     def forward_backward() -> None:
         backend.forward()
-        backend.backward()
+        backend.backward(per_step=per_step)
 
     return forward_backward
 
@@ -44,10 +44,7 @@ def _time_exact(backend: Backend, problem: SeededProblem, timing: Timing, round_
     """Forward, then the exact backward, on the problem of a gradient profile's draw (the loss on the
     last step): what one draw costs (``--time-exact``). Its first call, untimed, builds what the
     exact path alone needs (torch's extended layer, numba's per-step buffers)."""
-    def exact() -> None:
-        backend.forward()
-        backend.backward(per_step=True)
-
+    exact = _forward_backward(backend, per_step=True)
     backend.prepare(problem.last_step)
     exact()
     backend.synchronize()
@@ -83,10 +80,10 @@ def measured_profile(norms: list[np.ndarray], c_norms: list[np.ndarray], floor: 
 def gradient_profile(backend: Backend, problems: list[SeededProblem]) -> GradientProfile:
     """g_t (and g^c_t for a cell with a cell state) over the seeds' draws, with its metrics."""
     norms, c_norms, nonfinite = [], [], set()
+    exact = _forward_backward(backend, per_step=True)
     for p in problems:
         backend.prepare(p.last_step)
-        backend.forward()
-        backend.backward(per_step=True)
+        exact()
         grads = backend.gradients()
         nonfinite.update(check_gradients(p.last_step, grads, per_step=True))
         h, c = profile_norms(p.last_step.cell, grads)
