@@ -41,6 +41,7 @@ class BlasLibrary:
 
 #: every library the kernels can call, fastest first
 LIBRARIES = {
+    "tiles": BlasLibrary(np.uint32(3), "register-blocked FMA tiles compiled by LLVM for this CPU"),
     "mkl": BlasLibrary(np.uint64(2), "MKL from torch's libtorch_cpu (Fortran ?gemm_, LP64)"),
     "openblas": BlasLibrary(np.int64(1), "NumPy's OpenBLAS (cblas, ILP64)"),
     "np.dot": BlasLibrary(np.int32(0), "SciPy's BLAS through numba's np.dot"),
@@ -77,4 +78,4 @@ def register_gemms() -> tuple[str, ...]:
     for name, found in addresses.items():
         for kind, address in found.items():
             llvm_binding.add_symbol(f"harness_{name}_{kind}gemm", address)
-    return (*(name for name, found in addresses.items() if found), "np.dot")
+    return ("tiles", *(name for name, found in addresses.items() if found), "np.dot")

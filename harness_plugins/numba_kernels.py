@@ -32,6 +32,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from harness_plugins.numba_blas import BLAS_ENV, LIBRARIES, choose_blas, register_gemms
+from harness_plugins.numba_tiles import MR, register_tiles, symbol
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # error_model="numpy": IEEE division (x/0 = inf) instead of Python's ZeroDivisionError check,
@@ -112,6 +113,10 @@ _CBLAS = {bits: types.ExternalFunction(f"harness_openblas_{k}gemm", types.void(
 _FORTRAN = {bits: types.ExternalFunction(f"harness_mkl_{k}gemm", types.void(*[types.voidptr] * 13))
             for bits, (k, _, _) in _KINDS.items()}
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+#: columns of one tile vector, by bit width: the tiles are registered with LLVM when this module loads
+_TILE_LANES = {bits: register_tiles()[k] for bits, (k, _, _) in _KINDS.items()}
+_TILES = {bits: tuple(types.ExternalFunction(symbol(k, vectors), types.void(*[types.int64] * 10)) for vectors in (1, 2))
+          for bits, (k, _, _) in _KINDS.items()}
 
 
 def gemm(blas, a, b, c):
@@ -171,6 +176,50 @@ def _fortran(trans_b: bool, beta: float):
     return typed
 
 
+def _tiled(trans_b: bool, beta: float):
+    """The tiles' implementation of ``c = a @ op(b) + beta c`` (harness_plugins/numba_tiles.py): row blocks
+    of MR rows by column blocks of two vectors, the last ones narrower. ``op(b) = b.T`` is packed first
+    (a few thousand elements per step: the tiles read B's rows as vectors)."""
+
+    def typed(blas, a, b, c):
+        narrow, wide = _TILES[a.dtype.bitwidth]
+        lanes, keep = _TILE_LANES[a.dtype.bitwidth], int(beta != 0)
+
+        @njit(**JIT_OPTIONS)
+        def tiles(a, b, c):
+            M, K = a.shape
+            N = c.shape[1]
+            s = a.itemsize
+            lda, ldb, ldc = _leading(a, K), _leading(b, N), _leading(c, N)
+            pa, pb, pc = a.ctypes.data, b.ctypes.data, c.ctypes.data
+            for j in range(0, N, 2 * lanes):
+                n = min(N - j, 2 * lanes)
+                for i in range(0, M, MR):
+                    m = min(MR, M - i)
+                    if n > lanes:
+                        wide(K, pa + i * lda * s, lda, pb + j * s, ldb, pc + (i * ldc + j) * s, ldc, m, n, keep)
+                    else:
+                        narrow(K, pa + i * lda * s, lda, pb + j * s, ldb, pc + (i * ldc + j) * s, ldc, m, n, keep)
+
+        line = 64 // (a.dtype.bitwidth // 8)  # elements per cache line
+
+        if trans_b:
+            def impl(blas, a, b, c):
+                K, N = b.shape[1], b.shape[0]
+                row = -(-N // line) * line
+                raw = np.empty(K * row + line, dtype=b.dtype)  # rows aligned to a cache line, as the buffers'
+                start = (-raw.ctypes.data % 64) // raw.itemsize
+                packed = raw[start: start + K * row].reshape((K, row))[:, :N]
+                packed[:, :] = b.T
+                tiles(a, packed, c)
+        else:
+            def impl(blas, a, b, c):
+                tiles(a, b, c)
+        return impl
+
+    return typed
+
+
 @jit
 def _dot(a, b):
     """a @ b through np.dot (SciPy's BLAS), which takes contiguous operands only: copies."""
@@ -191,6 +240,8 @@ def _overload_gemm(function, trans_b: bool, beta: float, np_dot) -> None:
 
     @overload(function, jit_options=JIT_OPTIONS)
     def _typed(blas, a, b, c):
+        if blas == types.uint32:
+            return _tiled(trans_b, beta)(blas, a, b, c)
         if blas == types.uint64:
             return _fortran(trans_b, beta)(blas, a, b, c)
         if blas == types.int64:
@@ -212,6 +263,15 @@ def add_transposed(rows, up):
 
 
 @jit
+def add_into(total, part):
+    """total += part, for two (features, batch) matrices: a loop, which LLVM vectorises; numba's
+    array expression ``total += part`` took 7 us on one step's 512 x 32 gate gradients."""
+    for j in range(part.shape[0]):
+        for b in range(part.shape[1]):
+            total[j, b] += part[j, b]
+
+
+@jit
 def propagate(blas, da, hx, w_hx_t, dw_hx, db, dx, dhx):
     """Everything one step's pre-activation gradients ``da`` feed, where both projections share them
     (rnn_tanh, LSTM): [dW_hh | dW_ih] += da [h_{t-1}; x_t]^T in one GEMM, the bias gradient (per
@@ -219,9 +279,11 @@ def propagate(blas, da, hx, w_hx_t, dw_hx, db, dx, dhx):
     first H rows are the recurrent part of dL/dh_{t-1}."""
     H = hx.shape[0] - dx.shape[0]
     gemm_add_nt(blas, da, hx, dw_hx)
-    db += da
+    add_into(db, da)
     gemm(blas, w_hx_t, da, dhx)
-    dx[:, :] = dhx[H:]
+    for i in range(dx.shape[0]):
+        for b in range(dx.shape[1]):
+            dx[i, b] = dhx[H + i, b]
 
 
 @jit
@@ -232,8 +294,8 @@ def propagate_apart(blas, dgi, dgh, hx, w_ih_t, w_hh_t, dw_hx, db_ih, db_hh, dx,
     H = hx.shape[0] - dx.shape[0]
     gemm_add_nt(blas, dgi, hx[H:], dw_hx[:, H:])
     gemm_add_nt(blas, dgh, hx[:H], dw_hx[:, :H])
-    db_ih += dgi
-    db_hh += dgh
+    add_into(db_ih, dgi)
+    add_into(db_hh, dgh)
     gemm(blas, w_ih_t, dgi, dx)
     gemm(blas, w_hh_t, dgh, dh_prev)
 
@@ -386,7 +448,7 @@ def gru_backward(blas, grad_h, hx, rz, ns, ghn, w_ih_t, w_hh_t, dgi, dgh, dh, dh
             for b in range(B):
                 dhz[j, b] = dh[j, b] * s[H + j, b]
         propagate_apart(blas, dgi, dgh, hx[t], w_ih_t, w_hh_t, dw_hx, db_ih, db_hh, dx[t], dh)
-        dh += dhz
+        add_into(dh, dhz)
 
 
 KERNELS = (rnn_forward, rnn_backward, lstm_forward, lstm_backward, gru_forward, gru_backward)

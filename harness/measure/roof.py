@@ -83,14 +83,8 @@ def ir(dtype: str, bits: int, chains: int) -> str:
 @functools.cache
 def kernel(dtype: str, bits: int) -> Kernel:
     """The microkernel for ``dtype`` at ``bits``, compiled for this CPU (kept for the process)."""
-    llvm = _llvm()
     chains = _chains(bits)
-    module = llvm.parse_assembly(ir(dtype, bits, chains))
-    module.verify()
-    machine = llvm.Target.from_default_triple().create_target_machine(
-        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3)
-    engine = llvm.create_mcjit_compiler(module, machine)
-    engine.finalize_object()
+    engine = host_engine(ir(dtype, bits, chains))
     real = ELEMENTS[dtype][1]
     function = ctypes.CFUNCTYPE(None, ctypes.c_int64, real, real, ctypes.POINTER(real))(
         engine.get_function_address("kernel"))
@@ -101,6 +95,19 @@ def kernel(dtype: str, bits: int) -> Kernel:
         return out.value
 
     return Kernel(dtype, bits, chains, run, engine)
+
+
+def host_engine(ir_text: str) -> Any:
+    """LLVM IR compiled for this CPU (its name and features, -O3): an execution engine whose
+    functions' addresses stay valid as long as it lives."""
+    llvm = _llvm()
+    module = llvm.parse_assembly(ir_text)
+    module.verify()
+    machine = llvm.Target.from_default_triple().create_target_machine(
+        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3)
+    engine = llvm.create_mcjit_compiler(module, machine)
+    engine.finalize_object()
+    return engine
 
 
 def kernel_gflops(k: Kernel, threads: int) -> float:
