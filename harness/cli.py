@@ -726,7 +726,7 @@ ENVIRONMENT = """environment variables:
   HARNESS_REMEASURE_PEAK   1: measure the roof again (as --remeasure-peak)
   HARNESS_SUITES_PATH      more folders to find suites in (os.pathsep-separated)
   HARNESS_DISABLE_PLUGINS  plugins not to load, by entry-point name (comma-separated)
-  HARNESS_NUMBA_BLAS       the numba backend's GEMM library: auto (default), mkl, openblas, np.dot"""
+  HARNESS_NUMBA_BLAS       the numba backend's GEMM engine: auto (default), tiles, mkl, openblas, np.dot"""
 
 
 #: Shell functions the completion script calls for suite and backend names (the installed ones, asked

@@ -6,8 +6,11 @@ layout in which BLAS runs the per-step GEMMs fastest (harness_plugins/numba_kern
 (steps, batch, features) arrays are transposed on the way in (x, untimed) and out (views and
 copies, untimed). Memory stays at the analytic stored activations plus a few one-step buffers: backward
 keeps one step's gate gradients at a time and accumulates the weight gradients step by step.
-The per-step GEMMs go through the fastest BLAS library found (``HARNESS_NUMBA_BLAS``, harness_plugins/numba_blas.py).
-The only parallelism is BLAS's, set from the harness's thread option (no prange around BLAS calls).
+The per-step GEMMs go through the fastest engine found (``HARNESS_NUMBA_BLAS``, harness_plugins/numba_blas.py):
+the tiles compiled for this CPU unless told otherwise, which read the buffers at vector width, so
+every buffer starts on a cache line (:data:`ALIGNMENT`).
+The only parallelism is the GEMMs', set from the harness's thread option (no prange around them): the tiles
+run on one thread, so a run on more (``threads`` other than 1) takes a BLAS library's threaded GEMMs.
 Forward and backward flush subnormal floats to zero in their thread, as TensorFlow's CPU kernels
 do: a vanishing gradient in float32 turns subnormal after a few hundred steps, and x86 cores then
 run every operation on it tens of times slower (LSTM at T = 1000: 1.14 s instead of 0.34 s).
@@ -22,7 +25,7 @@ import numpy as np
 
 from harness import Availability, Backend, Gradients, Outputs, Problem, hookimpl
 from harness.measure.denormals import denormals_flushed, flushing_available
-from harness_plugins.numba_blas import BLAS_ENV, check_blas_choice
+from harness_plugins.numba_blas import BLAS_ENV, LIBRARIES, check_blas_choice, choose_blas
 
 HARNESS_PLUGIN_API = 3
 
@@ -62,12 +65,15 @@ class NumbaBackend(Backend):
 
         self.k = numba_kernels
         self._numba = numba
+        #: the per-step GEMMs' engine, and its tag: the kernels' ``blas`` argument
+        self.engine = choose_blas(os.environ.get(BLAS_ENV, "auto"), numba_kernels.FOUND, threads)
+        self.blas = LIBRARIES[self.engine].tag
         if threads:
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
     def info(self) -> dict:
         return {**super().info(), "numba": self._numba.__version__, "numba_threads": self._numba.get_num_threads(),
-                "numpy": np.__version__, "blas": self.k.BLAS_NAME,
+                "numpy": np.__version__, "blas": LIBRARIES[self.engine].description,
                 "denormals": "flushed to zero in forward and backward (FTZ, DAZ)" if flushing_available() else "kept"}
 
     def compile_stats(self) -> dict:
@@ -130,11 +136,11 @@ class NumbaBackend(Backend):
     def forward(self) -> None:
         cell, k = self.problem.cell, self.k
         if cell == "rnn_tanh":
-            k.rnn_forward(k.BLAS, self.w_hx, self.bias, self.hx)
+            k.rnn_forward(self.blas, self.w_hx, self.bias, self.hx)
         elif cell == "lstm":
-            k.lstm_forward(k.BLAS, self.w_hx, self.bias, self.hx, self.gates, self.cs, self.tcs)
+            k.lstm_forward(self.blas, self.w_hx, self.bias, self.hx, self.gates, self.cs, self.tcs)
         else:
-            k.gru_forward(k.BLAS, self.w_ih, self.b_ih, self.w_hh, self.b_hh, self.hx, self.rz, self.ns, self.ghn,
+            k.gru_forward(self.blas, self.w_ih, self.b_ih, self.w_hh, self.b_hh, self.hx, self.rz, self.ns, self.ghn,
                           self.xp, self.gh)
 
     @denormals_flushed()
@@ -147,15 +153,15 @@ class NumbaBackend(Backend):
         for buffer in (self.dhx, self.dw_hx, self.db_ih):
             buffer[:] = 0.0
         if cell == "rnn_tanh":
-            k.rnn_backward(k.BLAS, self.grad_h, self.hx, self.w_hx_t, self.dgi, self.dhx, self.dw_hx, self.db_ih,
+            k.rnn_backward(self.blas, self.grad_h, self.hx, self.w_hx_t, self.dgi, self.dhx, self.dw_hx, self.db_ih,
                            self.dx, dh_all, per_step)
         elif cell == "lstm":
             self.dc_next[:] = 0.0
-            k.lstm_backward(k.BLAS, self.grad_h, self.hx, self.gates, self.cs, self.tcs, self.w_hx_t, self.dgi,
+            k.lstm_backward(self.blas, self.grad_h, self.hx, self.gates, self.cs, self.tcs, self.w_hx_t, self.dgi,
                             self.dhx, self.dc_next, self.dw_hx, self.db_ih, self.dx, dh_all, dc_all, per_step)
         else:
             self.db_hh[:] = 0.0
-            k.gru_backward(k.BLAS, self.grad_h, self.hx, self.rz, self.ns, self.ghn, self.w_ih_t, self.w_hh_t,
+            k.gru_backward(self.blas, self.grad_h, self.hx, self.rz, self.ns, self.ghn, self.w_ih_t, self.w_hh_t,
                            self.dgi, self.dgh, self.dhx[: self.hidden], self.dhz, self.dw_hx, self.db_ih, self.db_hh,
                            self.dx, dh_all, per_step)
         self._per_step = per_step

@@ -1,19 +1,24 @@
-"""Which BLAS library the numba kernels' per-step GEMMs call: the choice, the table of libraries, and
+"""Which GEMM engine the numba kernels' per-step GEMMs call: the choice, the table of engines, and
 their registration with LLVM.
 
-The per-step GEMMs are small (512 x 128 @ 128 x 32), where BLAS libraries differ most. The kernels
-call one of three, chosen once per process (``HARNESS_NUMBA_BLAS``, default ``auto``: the first found):
+The per-step GEMMs are small (512 x 134 @ 134 x 32), where BLAS libraries differ most. The kernels
+call one of four, chosen once per process (``HARNESS_NUMBA_BLAS``, default ``auto``: the first found):
 
+- ``tiles``: register-blocked tiles compiled by LLVM for this CPU (harness_plugins/numba_tiles.py),
+  found wherever numba is. On a Zen 4 core 38-41 us for 512 x 134 @ 134 x 32 and 134 x 512 @ 512 x 32
+  (107-116 GFLOP/s, the core's FMA roof) against MKL's 49-50 us; the rank-32 weight update about
+  equal (50 us each).
 - ``mkl``: MKL's Fortran ?gemm_, statically linked into torch's libtorch_cpu on x86 (loaded with
-  ctypes, without importing torch). 1.5-1.9 x faster than OpenBLAS on these shapes here: 29-30 us
-  against 47 us for 512 x 128 @ 128 x 32 and 128 x 512 @ 512 x 32.
+  ctypes, without importing torch). 1.5-1.9 x faster than OpenBLAS on these shapes on an Intel Xeon:
+  29-30 us against 47 us for 512 x 128 @ 128 x 32 and 128 x 512 @ 512 x 32.
 - ``openblas``: NumPy's bundled OpenBLAS (ILP64 cblas, symbols scipy_cblas_?gemm64_): ~30% faster than
   numba's np.dot, which binds SciPy's BLAS (60 against 87 us).
 - ``np.dot``: SciPy's BLAS through numba's np.dot, which takes contiguous operands only (copies).
 
-The found libraries' functions are registered with LLVM as symbols (:func:`register_gemms`); the choice
-travels in the type of the ``blas`` argument of every kernel (:data:`LIBRARIES`: uint64 MKL, int64
-OpenBLAS, int32 np.dot), so each has its own compiled and cached signature (harness_plugins/numba_kernels.py).
+The found engines' functions are registered with LLVM as symbols (:func:`register_gemms`, the tiles by
+numba_tiles.register_tiles when the kernels load); the choice travels in the type of the ``blas``
+argument of every kernel (:data:`LIBRARIES`: uint32 tiles, uint64 MKL, int64 OpenBLAS, int32 np.dot),
+so each has its own compiled and cached signature (harness_plugins/numba_kernels.py).
 
 Importing this module costs NumPy only: numba_backend.py checks the choice in ``availability()``
 without importing numba, and numba_kernels.py registers the libraries when it is imported.
@@ -27,7 +32,7 @@ import numpy as np
 
 from harness.measure.blas import mkl_gemms, openblas_gemms
 
-#: the BLAS library of the per-step GEMMs: auto takes the first found
+#: the engine of the per-step GEMMs: auto takes the first found
 BLAS_ENV = "HARNESS_NUMBA_BLAS"
 
 
@@ -39,7 +44,7 @@ class BlasLibrary:
     description: str
 
 
-#: every library the kernels can call, fastest first
+#: every engine the kernels can call, fastest first (on the machines measured: docs/performance.md)
 LIBRARIES = {
     "tiles": BlasLibrary(np.uint32(3), "register-blocked FMA tiles compiled by LLVM for this CPU"),
     "mkl": BlasLibrary(np.uint64(2), "MKL from torch's libtorch_cpu (Fortran ?gemm_, LP64)"),
@@ -56,12 +61,14 @@ def check_blas_choice(requested: str) -> None:
         raise ValueError(f"{BLAS_ENV}={requested!r} is not one of {', '.join(BLAS_CHOICES)}")
 
 
-def choose_blas(requested: str, found: tuple[str, ...]) -> str:
-    """The library that ``requested`` (one of BLAS_CHOICES) names among those ``found``: ValueError
-    with the valid choices when it names none, or one that is not found here."""
+def choose_blas(requested: str, found: tuple[str, ...], threads: int | None = 1) -> str:
+    """The engine that ``requested`` (one of BLAS_CHOICES) names among those ``found``: ValueError
+    with the valid choices when it names none, or one that is not found here. ``auto`` takes the
+    first found on one thread; the tiles run on one thread only, so on more (or the library's own
+    default, ``threads=None``) it takes the first BLAS library, which threads its GEMMs."""
     check_blas_choice(requested)
     if requested == "auto":
-        return found[0]
+        return found[0] if threads == 1 else next(name for name in found if name != "tiles")
     if requested not in found:
         raise ValueError(f"{BLAS_ENV}={requested!r}: that library is not found here (found: {', '.join(found)})")
     return requested
@@ -70,8 +77,8 @@ def choose_blas(requested: str, found: tuple[str, ...]) -> str:
 @functools.cache
 def register_gemms() -> tuple[str, ...]:
     """Register the sgemm and dgemm of each library found here with LLVM, as harness_{name}_?gemm (the
-    symbols the kernels' external functions name), once per process; returns the libraries found,
-    fastest first (np.dot needs nothing more than numba and SciPy)."""
+    symbols the kernels' external functions name), once per process; returns the engines found,
+    fastest first (the tiles and np.dot need nothing more than numba and SciPy)."""
     import llvmlite.binding as llvm_binding
 
     addresses = {"mkl": mkl_gemms(), "openblas": openblas_gemms()}

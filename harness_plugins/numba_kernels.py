@@ -13,8 +13,9 @@ Forward does per step its GEMM(s) into preallocated buffers (``gemm``, below) an
 the gate nonlinearities and the state update. Backward does per step the pointwise loops, then every
 GEMM that step's gate gradients feed (``propagate``): so only one step's gate gradients exist at a
 time, and the weight gradients are accumulated in place (``gemm_add_nt``). Nothing is allocated
-inside the loops (but for the copies of the np.dot fallback and the three small arrays that hold
-the by-reference arguments of a Fortran BLAS call). The upstream gradient keeps the core's
+inside the loops (but for the tiles' packed copy of h_{t-1}, x_t transposed for the weight update, the
+copies of the np.dot fallback and the three small arrays that hold the by-reference arguments of a
+Fortran BLAS call). The upstream gradient keeps the core's
 (steps, batch, features) layout and is added to the feature-major dL/dh_t step by step.
 
 fastmath is on except for the no-NaN/no-inf assumptions, so that explosion still yields inf.
@@ -25,13 +26,12 @@ vectorises, and float64 keeps ``math.tanh`` for its 1e-12 agreement with the ref
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from harness_plugins.numba_blas import BLAS_ENV, LIBRARIES, choose_blas, register_gemms
+from harness_plugins.numba_blas import register_gemms
 from harness_plugins.numba_tiles import MR, register_tiles, symbol
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -95,16 +95,12 @@ def _sigmoid(x):
     return lambda x: half * tanh(half * x) + half
 
 
-# -- BLAS ------------------------------------------------------------------------------------------
-# Which library the per-step GEMMs call, and why: harness_plugins/numba_blas.py. The choice is made once per
-# process, here, and passed as the ``blas`` argument of every kernel; its type selects the overload.
+# -- GEMM engines ----------------------------------------------------------------------------------
+# Which engine the per-step GEMMs call, and why: harness_plugins/numba_blas.py. The backend chooses
+# it and passes its tag as the ``blas`` argument of every kernel; the tag's type selects the overload.
 
-#: the libraries found here, fastest first, their GEMMs registered with LLVM
+#: the engines found here, fastest first, their GEMMs registered with LLVM
 FOUND = register_gemms()
-BLAS_LIBRARY = choose_blas(os.environ.get(BLAS_ENV, "auto"), FOUND)
-#: passed as the ``blas`` argument of every kernel
-BLAS = LIBRARIES[BLAS_LIBRARY].tag
-BLAS_NAME = LIBRARIES[BLAS_LIBRARY].description
 
 _KINDS = {32: ("s", types.float32, np.float32), 64: ("d", types.float64, np.float64)}  # by bit width
 _CBLAS = {bits: types.ExternalFunction(f"harness_openblas_{k}gemm", types.void(

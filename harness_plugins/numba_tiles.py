@@ -88,17 +88,20 @@ def tile_ir(letter: str, bits: int, vectors: int) -> str:
         out += [f"{loop}:",
                 f"  %{p}k = phi i64 [0, %choose], [%{p}kn, %{loop}]",
                 f"  %{p}bp = phi ptr [%B, %choose], [%{p}bpn, %{loop}]"]
-        out += [f"  %{p}acc{r}_{v} = phi {vt} [%c{r}_{v}, %choose], [%{p}s{r}_{v}, %{loop}]" for r in rows for v in vecs]
+        out += [f"  %{p}acc{r}_{v} = phi {vt} [%c{r}_{v}, %choose], [%{p}s{r}_{v}, %{loop}]"
+                for r in rows for v in vecs]
         for v in vecs:
             out.append(f"  %{p}bq{v} = getelementptr {elem}, ptr %{p}bp, i64 {v * lanes}")
             out.append(f"  %{p}b{v} = call {vt} {load}(ptr %{p}bq{v}, i32 {size // 8}, {mt} %cols{v}, "
-                       f"{vt} zeroinitializer)" if masked else f"  %{p}b{v} = load {vt}, ptr %{p}bq{v}, align {size // 8}")
+                       f"{vt} zeroinitializer)" if masked else
+                       f"  %{p}b{v} = load {vt}, ptr %{p}bq{v}, align {size // 8}")
         for r in rows:
             out += [f"  %{p}ap{r} = getelementptr {elem}, ptr %arow{r}, i64 %{p}k",
                     f"  %{p}as{r} = load {elem}, ptr %{p}ap{r}, align {size // 8}",
                     f"  %{p}ai{r} = insertelement {vt} poison, {elem} %{p}as{r}, i32 0",
                     f"  %{p}a{r} = shufflevector {vt} %{p}ai{r}, {vt} poison, {splat}"]
-            out += [f"  %{p}s{r}_{v} = call {vt} {fma}({vt} %{p}a{r}, {vt} %{p}b{v}, {vt} %{p}acc{r}_{v})" for v in vecs]
+            out += [f"  %{p}s{r}_{v} = call {vt} {fma}({vt} %{p}a{r}, {vt} %{p}b{v}, {vt} %{p}acc{r}_{v})"
+                    for v in vecs]
         out += [f"  %{p}bpn = getelementptr {elem}, ptr %{p}bp, i64 %ldb",
                 f"  %{p}kn = add i64 %{p}k, 1",
                 f"  %{p}done = icmp sge i64 %{p}kn, %K",
@@ -120,8 +123,8 @@ def module_ir(bits: int) -> str:
     functions = [tile_ir(letter, bits, vectors) for letter in LETTERS for vectors in VECTORS]
     declarations = sorted({line for f in functions for line in f.splitlines() if line.startswith("declare")})
     bodies = ["\n".join(line for line in f.splitlines() if not line.startswith("declare")) for f in functions]
-    return "\n".join([*bodies, *declarations,
-                      f'attributes #0 = {{ "min-legal-vector-width"="{bits}" "prefer-vector-width"="{bits}" nounwind }}'])
+    widths = f'"min-legal-vector-width"="{bits}" "prefer-vector-width"="{bits}"'
+    return "\n".join([*bodies, *declarations, f"attributes #0 = {{ {widths} nounwind }}"])
 
 
 @functools.cache

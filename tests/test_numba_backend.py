@@ -134,18 +134,21 @@ def test_numba_missing_makes_the_backend_unavailable_and_the_rest_runs(tmp_path)
     assert points["numpy"]["status"] == "ok"
 
 
-def test_per_step_gemms_go_through_the_tiles_unless_told_otherwise():
-    """The fast path is the one measured: the tiles compiled for this CPU, found everywhere numba is;
-    MKL where torch's x86 build brings it, as a choice."""
+def test_per_step_gemms_go_through_the_tiles_on_one_thread_and_a_blas_on_more(monkeypatch):
+    """The fast path is the one measured: on one thread the tiles compiled for this CPU, found wherever
+    numba is; on more the first BLAS library (MKL where torch's x86 build brings it), whose GEMMs
+    use them."""
     from harness_plugins import numba_kernels
     from harness_plugins.numba_blas import LIBRARIES
 
-    if os.environ.get("HARNESS_NUMBA_BLAS", "auto") != "auto":
-        pytest.skip("HARNESS_NUMBA_BLAS names the library here")
-    assert numba_kernels.FOUND[0] == numba_kernels.BLAS_LIBRARY == "tiles"
+    monkeypatch.delenv("HARNESS_NUMBA_BLAS", raising=False)
+    assert numba_kernels.FOUND[0] == "tiles"
     if importlib.util.find_spec("torch") and platform.machine() == "x86_64":
-        assert "mkl" in numba_kernels.FOUND
-    assert NumbaBackend(threads=1).info()["blas"] == LIBRARIES["tiles"].description
+        assert numba_kernels.FOUND[1] == "mkl"
+    one, two = NumbaBackend(threads=1), NumbaBackend(threads=2)
+    assert (one.engine, two.engine) == ("tiles", numba_kernels.FOUND[1])
+    assert one.info()["blas"] == LIBRARIES["tiles"].description
+    assert two.info()["blas"] == LIBRARIES[numba_kernels.FOUND[1]].description
 
 
 # Each (library, dtype, cell) compiles its own kernels (seconds each). The default tier covers every
@@ -164,13 +167,13 @@ def test_every_blas_library_found_agrees_with_the_reference(cell, dtype, library
     """Each library's calls (the tiles' row and column blocks, MKL's by-reference Fortran ones, OpenBLAS's
     cblas ones, np.dot's copies) on strided weight blocks and buffer rows, on both paths."""
     from harness_plugins import numba_kernels
-    from harness_plugins.numba_blas import LIBRARIES
 
     if library not in numba_kernels.FOUND:
         pytest.skip(f"{library} is not found here")
-    monkeypatch.setattr(numba_kernels, "BLAS", LIBRARIES[library].tag)  # the kernels' ``blas`` argument
+    monkeypatch.setenv("HARNESS_NUMBA_BLAS", library)
     p = random_problem(cell, (9, 3, 2, 5), dtype)
     backend = NumbaBackend(threads=1)
+    assert backend.engine == library
     backend.prepare(p)
     backend.forward()
     for per_step in (False, True):
@@ -183,6 +186,9 @@ def test_blas_choice_names_the_valid_choices():
 
     assert BLAS_CHOICES == ("auto", *LIBRARIES)
     assert choose_blas("auto", ("tiles", "openblas", "np.dot")) == "tiles"
+    assert choose_blas("auto", ("tiles", "openblas", "np.dot"), threads=4) == "openblas"  # the tiles: one thread
+    assert choose_blas("auto", ("tiles", "np.dot"), threads=None) == "np.dot"
+    assert choose_blas("tiles", ("tiles", "mkl", "np.dot"), threads=4) == "tiles"
     assert choose_blas("np.dot", ("tiles", "mkl", "openblas", "np.dot")) == "np.dot"
     with pytest.raises(ValueError, match="HARNESS_NUMBA_BLAS='mkl': that library is not found here "
                                          r"\(found: tiles, openblas, np.dot\)"):
