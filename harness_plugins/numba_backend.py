@@ -8,7 +8,7 @@ copies, untimed). Memory stays at the analytic stored activations plus a few one
 keeps one step's gate gradients at a time and accumulates the weight gradients step by step.
 The per-step GEMMs go through the fastest engine found (``HARNESS_NUMBA_BLAS``, harness_plugins/numba_blas.py):
 the tiles compiled for this CPU unless told otherwise, which read the buffers at vector width, so
-every buffer starts on a cache line (:data:`ALIGNMENT`).
+every buffer starts on a cache line (numba_tiles.ALIGNMENT).
 The only parallelism is the GEMMs', set from the harness's thread option (no prange around them): the tiles
 run on one thread, so a run on more (``threads`` other than 1) takes a BLAS library's threaded GEMMs.
 Forward and backward flush subnormal floats to zero in their thread, as TensorFlow's CPU kernels
@@ -26,6 +26,7 @@ import numpy as np
 from harness import Availability, Backend, Gradients, Outputs, Problem, hookimpl
 from harness.measure.denormals import denormals_flushed, flushing_available
 from harness_plugins.numba_blas import BLAS_ENV, LIBRARIES, check_blas_choice, choose_blas
+from harness_plugins.numba_tiles import ALIGNMENT
 
 HARNESS_PLUGIN_API = 3
 
@@ -187,14 +188,8 @@ class NumbaBackend(Backend):
         )
 
 
-#: bytes to which every buffer, and every row of a buffer whose rows are whole vectors, is aligned:
-#: a cache line, and the widest vector (AVX-512). A vector load that straddles two lines costs two,
-#: and the per-step GEMMs slowed by 20% when NumPy's allocation happened to leave a buffer unaligned.
-ALIGNMENT = 64
-
-
 def _aligned(shape: tuple[int, ...], dtype: np.dtype, zero: bool) -> np.ndarray:
-    """A C-contiguous array starting on an :data:`ALIGNMENT` boundary (NumPy promises 16 bytes)."""
+    """A C-contiguous array starting on an ``ALIGNMENT`` boundary (NumPy promises 16 bytes)."""
     dtype = np.dtype(dtype)
     size = int(np.prod(shape)) * dtype.itemsize
     raw = (np.zeros if zero else np.empty)(size + ALIGNMENT, dtype=np.uint8)

@@ -15,8 +15,8 @@ GEMM that step's gate gradients feed (``propagate``): so only one step's gate gr
 time, and the weight gradients are accumulated in place (``gemm_add_nt``). Nothing is allocated
 inside the loops (but for the tiles' packed copy of h_{t-1}, x_t transposed for the weight update, the
 copies of the np.dot fallback and the three small arrays that hold the by-reference arguments of a
-Fortran BLAS call). The upstream gradient keeps the core's
-(steps, batch, features) layout and is added to the feature-major dL/dh_t step by step.
+Fortran BLAS call). The upstream gradient keeps the core's (steps, batch, features) layout and is
+added to the feature-major dL/dh_t step by step.
 
 fastmath is on except for the no-NaN/no-inf assumptions, so that explosion still yields inf.
 Without SVML, LLVM cannot vectorise calls to libm's tanh/exp; in float32 the kernels therefore use
@@ -32,7 +32,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from harness_plugins.numba_blas import register_gemms
-from harness_plugins.numba_tiles import MR, register_tiles, symbol
+from harness_plugins.numba_tiles import ALIGNMENT, MR, register_tiles, symbol
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # error_model="numpy": IEEE division (x/0 = inf) instead of Python's ZeroDivisionError check,
@@ -197,14 +197,14 @@ def _tiled(trans_b: bool, beta: float):
                     else:
                         narrow(K, pa + i * lda * s, lda, pb + j * s, ldb, pc + (i * ldc + j) * s, ldc, m, n, keep)
 
-        line = 64 // (a.dtype.bitwidth // 8)  # elements per cache line
+        line = ALIGNMENT // (a.dtype.bitwidth // 8)  # elements per aligned block
 
         if trans_b:
             def impl(blas, a, b, c):
                 K, N = b.shape[1], b.shape[0]
                 row = -(-N // line) * line
-                raw = np.empty(K * row + line, dtype=b.dtype)  # rows aligned to a cache line, as the buffers'
-                start = (-raw.ctypes.data % 64) // raw.itemsize
+                raw = np.empty(K * row + line, dtype=b.dtype)  # rows aligned, as the backend's buffers
+                start = (-raw.ctypes.data % ALIGNMENT) // raw.itemsize
                 packed = raw[start: start + K * row].reshape((K, row))[:, :N]
                 packed[:, :] = b.T
                 tiles(a, packed, c)

@@ -27,6 +27,10 @@ from harness.measure.roof import ELEMENTS, host_engine, vector_widths
 
 #: rows of A (and C) per tile
 MR = 6
+#: bytes to which the operands' rows should be aligned: a cache line, and the widest vector (AVX-512).
+#: A vector load that straddles two lines costs two: the per-step GEMMs slowed by 20% when NumPy's
+#: allocation (16-byte aligned) happened to leave a buffer off a line.
+ALIGNMENT = 64
 #: vector counts of the compiled tiles: the widest does full blocks, the narrower the last columns
 VECTORS = (1, 2)
 #: the dtype of each BLAS letter
