@@ -7,8 +7,7 @@ layout in which BLAS runs the per-step GEMMs fastest (harness_plugins/numba_kern
 copies, untimed). Memory stays at the analytic stored activations plus a few one-step buffers: backward
 keeps one step's gate gradients at a time and accumulates the weight gradients step by step.
 The per-step GEMMs go through the fastest engine found (``HARNESS_NUMBA_BLAS``, harness_plugins/numba_blas.py):
-the tiles compiled for this CPU unless told otherwise, which read the buffers at vector width, so
-every buffer starts on a cache line (numba_tiles.ALIGNMENT).
+the tiles compiled for this CPU on one thread, unless told otherwise.
 The only parallelism is the GEMMs', set from the harness's thread option (no prange around them): the tiles
 run on one thread, so a run on more (``threads`` other than 1) takes a BLAS library's threaded GEMMs.
 Forward and backward flush subnormal floats to zero in their thread, as TensorFlow's CPU kernels
@@ -26,7 +25,6 @@ import numpy as np
 from harness import Availability, Backend, Gradients, Outputs, Problem, hookimpl
 from harness.measure.denormals import denormals_flushed, flushing_available
 from harness_plugins.numba_blas import BLAS_ENV, LIBRARIES, check_blas_choice, choose_blas
-from harness_plugins.numba_tiles import ALIGNMENT
 
 HARNESS_PLUGIN_API = 3
 
@@ -100,7 +98,7 @@ class NumbaBackend(Backend):
         self.b_ih, self.b_hh = np.ascontiguousarray(p["bias_ih"]), np.ascontiguousarray(p["bias_hh"])
         # one step's buffers: gate gradients, [dL/dh_{t-1}; dL/dx_t]
         self.dgi, self.dhx = e("dgi", G, B), e("dhx", H + I, B)
-        self.dw_hx = e("dw_hx", G, _padded(H + I))[:, : H + I]  # [dW_hh | dW_ih], its rows aligned
+        self.dw_hx = e("dw_hx", G, H + I)  # [dW_hh | dW_ih]
         self.db_ih = e("db_ih", G, B)  # per batch column, summed at the end
         self.dx = e("dx", T, I, B)
         self.no_steps = e("no_steps", 0, 0, 0)  # the kernels' per-step outputs when they are not asked for
@@ -120,7 +118,7 @@ class NumbaBackend(Backend):
         same cell, shapes and dtype: every training iteration), else a new one."""
         old = self._buffers.get(name)
         if old is None or old.shape != shape or old.dtype != self.problem.dtype:
-            old = self._buffers[name] = _aligned(shape, self.problem.dtype, zero)
+            old = self._buffers[name] = (np.zeros if zero else np.empty)(shape, dtype=self.problem.dtype)
         return old
 
     def set_upstream(self, grad_h: np.ndarray) -> None:
@@ -186,20 +184,6 @@ class NumbaBackend(Backend):
             h=_batch_major(self.dh_all).copy() if per_step else None,
             c=_batch_major(self.dc_all).copy() if per_step and has_c else None,
         )
-
-
-def _aligned(shape: tuple[int, ...], dtype: np.dtype, zero: bool) -> np.ndarray:
-    """A C-contiguous array starting on an ``ALIGNMENT`` boundary (NumPy promises 16 bytes)."""
-    dtype = np.dtype(dtype)
-    size = int(np.prod(shape)) * dtype.itemsize
-    raw = (np.zeros if zero else np.empty)(size + ALIGNMENT, dtype=np.uint8)
-    start = -raw.ctypes.data % ALIGNMENT
-    return raw[start: start + size].view(dtype).reshape(shape)
-
-
-def _padded(columns: int) -> int:
-    """A row length that keeps every row of a float32 or float64 buffer aligned."""
-    return -(-columns // 16) * 16
 
 
 def _read_only(view: np.ndarray) -> np.ndarray:

@@ -2,12 +2,13 @@
 their registration with LLVM.
 
 The per-step GEMMs are small (512 x 134 @ 134 x 32), where BLAS libraries differ most. The kernels
-call one of four, chosen once per process (``HARNESS_NUMBA_BLAS``, default ``auto``: the first found):
+call one of four, chosen by the backend (``HARNESS_NUMBA_BLAS``, default ``auto``: the first found on one
+thread, the first BLAS library on more, :func:`choose_blas`):
 
 - ``tiles``: register-blocked tiles compiled by LLVM for this CPU (harness_plugins/numba_tiles.py),
-  found wherever numba is. On a Zen 4 core 38-41 us for 512 x 134 @ 134 x 32 and 134 x 512 @ 512 x 32
-  (107-116 GFLOP/s, the core's FMA roof) against MKL's 49-50 us; the rank-32 weight update about
-  equal (50 us each).
+  found wherever numba is; one thread. On a Zen 4 core the forward and backward products run at
+  96-97% of the core's roof against 79-81% for MKL and OpenBLAS (docs/performance.md,
+  scripts/gemm_engines_table.py).
 - ``mkl``: MKL's Fortran ?gemm_, statically linked into torch's libtorch_cpu on x86 (loaded with
   ctypes, without importing torch). 1.5-1.9 x faster than OpenBLAS on these shapes on an Intel Xeon:
   29-30 us against 47 us for 512 x 128 @ 128 x 32 and 128 x 512 @ 512 x 32.

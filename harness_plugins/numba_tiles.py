@@ -3,14 +3,17 @@ core's FMA throughput.
 
 The per-step GEMMs are small and fixed (LSTM, H 128, B 32: 512 x 134 @ 134 x 32 forward, 134 x 512 @
 512 x 32 and the rank-32 weight update backward). On an AMD core MKL does not take its fastest paths
-and reaches 87-91 GFLOP/s on them against a roof of 113 (Zen 4, float32, measure/roof.py); NumPy's
-OpenBLAS is held to older kernels. A tile computes a block of at most ``MR`` rows and ``VECTORS``
-vectors of C = A @ B (+ C) with its accumulators in registers: per k, ``VECTORS`` vector loads of
-B's row, ``MR`` broadcasts of A's column, ``MR x VECTORS`` fused multiply-adds; A, B and C are
-row-major with any row stride, so a tile reads a buffer's row block where it lies. 6 x 2 vectors is
-the classic shape for x86's vector units: 12 accumulators hide the FMA latency on two pipes and, with
-two B vectors and a broadcast, fit AVX2's 16 registers. The vectors are the widest the CPU has
-(measure/roof.py's ``vector_widths``): 16 float32 with AVX-512.
+and NumPy's OpenBLAS is held to older kernels: on a Zen 4 core both ran the two products at 79-81% of
+the core's roof (measure/roof.py), the tiles at 96-97%; the weight update, whose inner dimension is
+the batch (32), at 75-80% all three (docs/performance.md).
+
+A tile computes a block of at most ``MR`` rows and ``VECTORS`` vectors of C = A @ B (+ C) with its
+accumulators in registers: per k, ``VECTORS`` vector loads of B's row, ``MR`` broadcasts of A's
+column, ``MR x VECTORS`` fused multiply-adds; A, B and C are row-major with any row stride, so a tile
+reads a buffer's row block where it lies. 6 x 2 vectors is the classic shape for x86's vector units:
+12 accumulators hide the FMA latency on two pipes and, with two B vectors and a broadcast, fit AVX2's
+16 registers. The vectors are the widest the CPU has (measure/roof.py's ``vector_widths``): 16
+float32 with AVX-512.
 
 Each tile function takes ``m <= MR`` rows and ``n <= vectors x lanes`` columns: rows beyond ``m`` read
 A's last row and are not stored, columns beyond ``n`` are masked, so one function per vector count
@@ -27,10 +30,6 @@ from harness.measure.roof import ELEMENTS, host_engine, vector_widths
 
 #: rows of A (and C) per tile
 MR = 6
-#: bytes to which the operands' rows should be aligned: a cache line, and the widest vector (AVX-512).
-#: A vector load that straddles two lines costs two: the per-step GEMMs slowed by 20% when NumPy's
-#: allocation (16-byte aligned) happened to leave a buffer off a line.
-ALIGNMENT = 64
 #: vector counts of the compiled tiles: the widest does full blocks, the narrower the last columns
 VECTORS = (1, 2)
 #: the dtype of each BLAS letter

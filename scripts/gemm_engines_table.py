@@ -16,7 +16,6 @@ import numpy as np
 from harness.measure.roof import cpu_roof
 from harness.report.console import render, table
 from harness_plugins import numba_kernels
-from harness_plugins.numba_backend import _aligned
 from harness_plugins.numba_blas import LIBRARIES
 
 
@@ -45,13 +44,11 @@ def main() -> None:
     rng = np.random.default_rng(0)
     G, K, B = args.gates * args.hidden, args.hidden + args.inputs, args.batch
 
-    def buffer(rows, cols, padded=None):  # as the backend allocates them: aligned, rows padded for dW
-        x = _aligned((rows, padded or cols), args.dtype, zero=False)[:, :cols]
-        x[...] = rng.standard_normal((rows, cols))
-        return x
+    def buffer(rows, cols):
+        return rng.standard_normal((rows, cols)).astype(args.dtype)
 
     w, w_t, hx, da, gates, dhx = buffer(G, K), buffer(K, G), buffer(K, B), buffer(G, B), buffer(G, B), buffer(K, B)
-    dw = buffer(G, K, padded=-(-K // 16) * 16)
+    dw = buffer(G, K)
     products = {  # name: (kernel, operands), as the kernels call them each step
         f"forward  {G} x {K} @ {K} x {B}": (_set, (w, hx, gates)),
         f"backward {K} x {G} @ {G} x {B}": (_set, (w_t, da, dhx)),
