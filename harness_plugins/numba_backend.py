@@ -106,7 +106,7 @@ class NumbaBackend(Backend):
         if problem.cell == "lstm":  # the cell state c
             self.gates = e("gates", T, G, B)
             self.cs = e("cs", T + 1, H, B, zero=True)
-            self.tcs, self.dc_next = e("tcs", T, H, B), e("dc_next", H, B)
+            self.tcs, self.dc_next, self.projected = e("tcs", T, H, B), e("dc_next", H, B), e("projected", G, B)
         if problem.cell == "gru":
             self.rz, self.ns, self.ghn = e("rz", T, 2 * H, B), e("ns", T, H, B), e("ghn", T, H, B)
             self.xp, self.gh, self.dhz = e("xp", G, B), e("gh", G, B), e("dhz", H, B)
@@ -137,7 +137,7 @@ class NumbaBackend(Backend):
         if cell == "rnn_tanh":
             k.rnn_forward(self.blas, self.w_hx, self.bias, self.hx)
         elif cell == "lstm":
-            k.lstm_forward(self.blas, self.w_hx, self.bias, self.hx, self.gates, self.cs, self.tcs)
+            k.lstm_forward(self.blas, self.w_hx, self.bias, self.hx, self.gates, self.cs, self.tcs, self.projected)
         else:
             k.gru_forward(self.blas, self.w_ih, self.b_ih, self.w_hh, self.b_hh, self.hx, self.rz, self.ns, self.ghn,
                           self.xp, self.gh)

@@ -42,32 +42,21 @@ def _shapes(dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_tiles_compute_a_at_b_on_every_edge_and_write_only_the_block(dtype):
+@pytest.mark.parametrize("product", ["c = a @ b", "c += a @ b.T"])
+def test_tiles_compute_each_product_on_every_edge_and_write_only_the_block(product, dtype):
+    """``gemm`` (forward's and backward's products) and ``gemm_add_nt`` (a weight gradient's step,
+    with b packed transposed first)."""
     rng = np.random.default_rng(0)
+    accumulate = product == "c += a @ b.T"
     for m, n, k in _shapes(dtype):
         a, _ = _block(rng, m, k, dtype)
-        b, _ = _block(rng, k, n, dtype)
+        b, _ = _block(rng, *((n, k) if accumulate else (k, n)), dtype)
         c, c_buffer = _block(rng, m, n, dtype)
-        outside = np.isnan(c_buffer)
-        _set(TILES, a, b, c)
-        expected = a.astype(np.float64) @ b.astype(np.float64)
-        scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64) + np.finfo(np.float64).tiny
-        assert np.all(np.abs(c - expected) <= TOL[dtype] * scale), (m, n, k)
-        assert np.isnan(c_buffer[outside]).all(), f"written outside the block at m={m}, n={n}, k={k}"
-
-
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_tiles_accumulate_a_at_b_transposed_into_c(dtype):
-    """gemm_add_nt: a weight gradient's step, c += a @ b.T, with b packed transposed first."""
-    rng = np.random.default_rng(1)
-    for m, n, k in _shapes(dtype):
-        a, _ = _block(rng, m, k, dtype)
-        b, _ = _block(rng, n, k, dtype)
-        c, c_buffer = _block(rng, m, n, dtype)
-        before, outside = c.astype(np.float64), np.isnan(c_buffer)
-        _add_nt(TILES, a, b, c)
-        expected = before + a.astype(np.float64) @ b.T.astype(np.float64)
-        scale = np.abs(before) + np.abs(a).astype(np.float64) @ np.abs(b.T).astype(np.float64)
+        before = c.astype(np.float64) if accumulate else np.zeros((m, n))
+        op_b, outside = (b.T if accumulate else b).astype(np.float64), np.isnan(c_buffer)
+        (_add_nt if accumulate else _set)(TILES, a, b, c)
+        expected = before + a.astype(np.float64) @ op_b
+        scale = np.abs(before) + np.abs(a).astype(np.float64) @ np.abs(op_b) + np.finfo(np.float64).tiny
         assert np.all(np.abs(c - expected) <= TOL[dtype] * scale), (m, n, k)
         assert np.isnan(c_buffer[outside]).all(), f"written outside the block at m={m}, n={n}, k={k}"
 
