@@ -99,6 +99,7 @@ class NumbaBackend(Backend):
         # one step's buffers: gate gradients, [dL/dh_{t-1}; dL/dx_t]
         self.dgi, self.dhx = e("dgi", G, B), e("dhx", H + I, B)
         self.dw_hx = e("dw_hx", G, H + I)  # [dW_hh | dW_ih]
+        self.packed = e("packed", B, H + I)  # [h_{t-1}; x_t]^T, for the tiles' weight update
         self.db_ih = e("db_ih", G, B)  # per batch column, summed at the end
         self.dx = e("dx", T, I, B)
         self.no_steps = e("no_steps", 0, 0, 0)  # the kernels' per-step outputs when they are not asked for
@@ -153,16 +154,17 @@ class NumbaBackend(Backend):
             buffer[:] = 0.0
         if cell == "rnn_tanh":
             k.rnn_backward(self.blas, self.grad_h, self.hx, self.w_hx_t, self.dgi, self.dhx, self.dw_hx, self.db_ih,
-                           self.dx, dh_all, per_step)
+                           self.dx, dh_all, per_step, self.packed)
         elif cell == "lstm":
             self.dc_next[:] = 0.0
             k.lstm_backward(self.blas, self.grad_h, self.hx, self.gates, self.cs, self.tcs, self.w_hx_t, self.dgi,
-                            self.dhx, self.dc_next, self.dw_hx, self.db_ih, self.dx, dh_all, dc_all, per_step)
+                            self.dhx, self.dc_next, self.dw_hx, self.db_ih, self.dx, dh_all, dc_all, per_step,
+                            self.packed)
         else:
             self.db_hh[:] = 0.0
             k.gru_backward(self.blas, self.grad_h, self.hx, self.rz, self.ns, self.ghn, self.w_ih_t, self.w_hh_t,
                            self.dgi, self.dgh, self.dhx[: self.hidden], self.dhz, self.dw_hx, self.db_ih, self.db_hh,
-                           self.dx, dh_all, per_step)
+                           self.dx, dh_all, per_step, self.packed)
         self._per_step = per_step
 
     def outputs(self) -> Outputs:

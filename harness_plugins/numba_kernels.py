@@ -13,10 +13,10 @@ Forward does per step its GEMM(s) into preallocated buffers (``gemm``, below) an
 the gate nonlinearities and the state update. Backward does per step the pointwise loops, then every
 GEMM that step's gate gradients feed (``propagate``): so only one step's gate gradients exist at a
 time, and the weight gradients are accumulated in place (``gemm_add_nt``). Nothing is allocated
-inside the loops (but for the tiles' packed copy of h_{t-1}, x_t transposed for the weight update, the
-copies of the np.dot fallback and the three small arrays that hold the by-reference arguments of a
-Fortran BLAS call). The upstream gradient keeps the core's (steps, batch, features) layout and is
-added to the feature-major dL/dh_t step by step.
+inside the loops (but for the copies of the np.dot fallback and the three small arrays that hold the
+by-reference arguments of a Fortran BLAS call); the tiles pack [h_{t-1}; x_t] transposed for the
+weight update into a buffer of the backend's (``packed``). The upstream gradient keeps the core's
+(steps, batch, features) layout and is added to the feature-major dL/dh_t step by step.
 
 fastmath is on except for the no-NaN/no-inf assumptions, so that explosion still yields inf.
 Without SVML, LLVM cannot vectorise calls to libm's tanh/exp; in float32 the kernels therefore use
@@ -120,8 +120,10 @@ def gemm(blas, a, b, c):
     c[:, :] = np.dot(a, b)
 
 
-def gemm_add_nt(blas, a, b, c):
-    """c += a @ b.T, likewise: a weight gradient accumulated one step at a time."""
+def gemm_add_nt(blas, a, b, c, packed):
+    """c += a @ b.T, likewise: a weight gradient accumulated one step at a time. ``packed``, a
+    (b.shape[1], b.shape[0]) buffer with contiguous rows, holds b.T where the engine reads it so
+    (the tiles); the BLAS libraries leave it alone."""
     c += np.dot(a, b.T)
 
 
@@ -175,9 +177,11 @@ def _fortran(trans_b: bool, beta: float):
 def _tiled(trans_b: bool, beta: float):
     """The tiles' implementation of ``c = a @ op(b) + beta c`` (harness_plugins/numba_tiles.py): row blocks
     of MR rows by column blocks of two vectors, the last ones narrower. ``op(b) = b.T`` is packed first
-    (a few thousand elements per step: the tiles read B's rows as vectors)."""
+    into the caller's buffer (a few thousand elements per step: the tiles read B's rows as vectors).
+    The buffer is the caller's, not allocated per call: where the allocator put a fresh one decided
+    whether LSTM's backward ran at 60 or 100 ms (T = 500), one placement for a whole measurement."""
 
-    def typed(blas, a, b, c):
+    def typed(blas, a, b, c, packed=None):
         narrow, wide = _TILES[a.dtype.bitwidth]
         lanes, keep = _TILE_LANES[a.dtype.bitwidth], int(beta != 0)
 
@@ -198,8 +202,7 @@ def _tiled(trans_b: bool, beta: float):
                         narrow(K, pa + i * lda * s, lda, pb + j * s, ldb, pc + (i * ldc + j) * s, ldc, m, n, keep)
 
         if trans_b:
-            def impl(blas, a, b, c):
-                packed = np.empty((b.shape[1], b.shape[0]), dtype=b.dtype)
+            def impl(blas, a, b, c, packed):
                 packed[:, :] = b.T
                 tiles(a, packed, c)
         else:
@@ -224,23 +227,28 @@ def _add_nt_np_dot(blas, a, b, c):
     c += _dot(a, b.T)
 
 
-def _overload_gemm(function, trans_b: bool, beta: float, np_dot) -> None:
-    """Overload ``function`` (``c = a @ op(b) + beta c``) with the library that the type of its
-    ``blas`` argument names."""
-
-    @overload(function, jit_options=JIT_OPTIONS)
-    def _typed(blas, a, b, c):
-        if blas == types.uint32:
-            return _tiled(trans_b, beta)(blas, a, b, c)
-        if blas == types.uint64:
-            return _fortran(trans_b, beta)(blas, a, b, c)
-        if blas == types.int64:
-            return _cblas(trans_b, beta)(blas, a, b, c)
-        return np_dot
+def _engine(blas, trans_b: bool, beta: float, np_dot):
+    """The implementation of ``c = a @ op(b) + beta c`` (blas, a, b, c) that the type of ``blas`` names."""
+    if blas == types.uint64:
+        return _fortran(trans_b, beta)
+    if blas == types.int64:
+        return _cblas(trans_b, beta)
+    return lambda blas, a, b, c: np_dot
 
 
-_overload_gemm(gemm, False, 0.0, _set_np_dot)
-_overload_gemm(gemm_add_nt, True, 1.0, _add_nt_np_dot)
+@overload(gemm, jit_options=JIT_OPTIONS)
+def _gemm(blas, a, b, c):
+    if blas == types.uint32:
+        return _tiled(False, 0.0)(blas, a, b, c)
+    return _engine(blas, False, 0.0, _set_np_dot)(blas, a, b, c)
+
+
+@overload(gemm_add_nt, jit_options=JIT_OPTIONS)
+def _gemm_add_nt(blas, a, b, c, packed):
+    if blas == types.uint32:
+        return _tiled(True, 1.0)(blas, a, b, c)
+    library = njit(**JIT_OPTIONS)(_engine(blas, True, 1.0, _add_nt_np_dot)(blas, a, b, c))
+    return lambda blas, a, b, c, packed: library(blas, a, b, c)
 
 
 @jit
@@ -253,26 +261,27 @@ def add_transposed(rows, up):
 
 
 @jit
-def propagate(blas, da, hx, w_hx_t, dw_hx, db, dx, dhx):
+def propagate(blas, da, hx, w_hx_t, dw_hx, db, dx, dhx, packed):
     """Everything one step's pre-activation gradients ``da`` feed, where both projections share them
     (rnn_tanh, LSTM): [dW_hh | dW_ih] += da [h_{t-1}; x_t]^T in one GEMM, the bias gradient (per
     batch column, summed at the end), and [dh_prev; dx_t] = [W_hh^T; W_ih^T] da in another, whose
-    first H rows are the recurrent part of dL/dh_{t-1}."""
+    first H rows are the recurrent part of dL/dh_{t-1}. ``packed``: (B, H + I), for gemm_add_nt."""
     H = hx.shape[0] - dx.shape[0]
-    gemm_add_nt(blas, da, hx, dw_hx)
+    gemm_add_nt(blas, da, hx, dw_hx, packed)
     db += da
     gemm(blas, w_hx_t, da, dhx)
     dx[:, :] = dhx[H:]
 
 
 @jit
-def propagate_apart(blas, dgi, dgh, hx, w_ih_t, w_hh_t, dw_hx, db_ih, db_hh, dx, dh_prev):
+def propagate_apart(blas, dgi, dgh, hx, w_ih_t, w_hh_t, dw_hx, db_ih, db_hh, dx, dh_prev, packed):
     """``propagate`` for GRU, whose two projections get different gradients: dgi those of
     W_ih x_t + b_ih, dgh those of W_hh h_{t-1} + b_hh. Four GEMMs: dW_ih += dgi x_t^T,
     dW_hh += dgh h_{t-1}^T (into the blocks of dw_hx), dx_t = W_ih^T dgi, dh_prev = W_hh^T dgh."""
     H = hx.shape[0] - dx.shape[0]
-    gemm_add_nt(blas, dgi, hx[H:], dw_hx[:, H:])
-    gemm_add_nt(blas, dgh, hx[:H], dw_hx[:, :H])
+    I = dx.shape[0]
+    gemm_add_nt(blas, dgi, hx[H:], dw_hx[:, H:], packed[:, :I])
+    gemm_add_nt(blas, dgh, hx[:H], dw_hx[:, :H], packed[:, :H])
     db_ih += dgi
     db_hh += dgh
     gemm(blas, w_ih_t, dgi, dx)
@@ -297,7 +306,7 @@ def rnn_forward(blas, w_hx, bias, hx):
 
 
 @jit
-def rnn_backward(blas, grad_h, hx, w_hx_t, da, dhx, dw_hx, db, dx, dh_all, per_step):
+def rnn_backward(blas, grad_h, hx, w_hx_t, da, dhx, dw_hx, db, dx, dh_all, per_step, packed):
     H, B = da.shape
     one_ = one(hx)
     dh = dhx[:H]
@@ -309,7 +318,7 @@ def rnn_backward(blas, grad_h, hx, w_hx_t, da, dhx, dw_hx, db, dx, dh_all, per_s
         for j in range(H):
             for b in range(B):
                 da[j, b] = dh[j, b] * (one_ - h[j, b] * h[j, b])
-        propagate(blas, da, hx[t], w_hx_t, dw_hx, db, dx[t], dhx)
+        propagate(blas, da, hx[t], w_hx_t, dw_hx, db, dx[t], dhx, packed)
 
 
 @jit
@@ -343,7 +352,8 @@ def lstm_forward(blas, w_hx, bias, hx, gates, cs, tcs, projected):
 
 
 @jit
-def lstm_backward(blas, grad_h, hx, gates, cs, tcs, w_hx_t, dgi, dhx, dc, dw_hx, db, dx, dh_all, dc_all, per_step):
+def lstm_backward(blas, grad_h, hx, gates, cs, tcs, w_hx_t, dgi, dhx, dc, dw_hx, db, dx, dh_all, dc_all, per_step,
+                  packed):
     """dc carries dL/dc_t from one step to the one before, as dhx[:H] carries dL/dh_t."""
     H, B = dc.shape
     one_ = one(hx)
@@ -372,7 +382,7 @@ def lstm_backward(blas, grad_h, hx, gates, cs, tcs, w_hx_t, dgi, dhx, dc, dw_hx,
                 dgi[3 * H + j, b] = dh[j, b] * tc[j, b] * o * (one_ - o)
             for b in range(B):
                 dc[j, b] *= g[H + j, b]
-        propagate(blas, dgi, hx[t], w_hx_t, dw_hx, db, dx[t], dhx)
+        propagate(blas, dgi, hx[t], w_hx_t, dw_hx, db, dx[t], dhx, packed)
 
 
 @jit
@@ -400,7 +410,7 @@ def gru_forward(blas, w_ih, b_ih, w_hh, b_hh, hx, rz, ns, ghn, xp, gh):
 
 @jit
 def gru_backward(blas, grad_h, hx, rz, ns, ghn, w_ih_t, w_hh_t, dgi, dgh, dh, dhz, dw_hx, db_ih, db_hh, dx, dh_all,
-                 per_step):
+                 per_step, packed):
     """dgi gets the gate gradients of W_ih x_t + b_ih, dgh those of W_hh h_{t-1} + b_hh (n's times r);
     dh carries dL/dh_t from one step to the one before."""
     T, H, B = ns.shape
@@ -428,7 +438,7 @@ def gru_backward(blas, grad_h, hx, rz, ns, ghn, w_ih_t, w_hh_t, dgi, dgh, dh, dh
                 dgh[2 * H + j, b] = dgi[2 * H + j, b] * s[j, b]
             for b in range(B):
                 dhz[j, b] = dh[j, b] * s[H + j, b]
-        propagate_apart(blas, dgi, dgh, hx[t], w_ih_t, w_hh_t, dw_hx, db_ih, db_hh, dx[t], dh)
+        propagate_apart(blas, dgi, dgh, hx[t], w_ih_t, w_hh_t, dw_hx, db_ih, db_hh, dx[t], dh, packed)
         dh += dhz
 
 

@@ -27,8 +27,9 @@ def _set(blas, n, a, b, c):
 
 @numba_kernels.jit
 def _add_nt(blas, n, a, b, c):
+    packed = np.empty((b.shape[1], b.shape[0]), dtype=b.dtype)  # the backend's buffer: allocated once
     for _ in range(n):
-        numba_kernels.gemm_add_nt(blas, a, b, c)
+        numba_kernels.gemm_add_nt(blas, a, b, c, packed)
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ def _set(blas, a, b, c):
 
 @numba_kernels.jit
 def _add_nt(blas, a, b, c):
-    numba_kernels.gemm_add_nt(blas, a, b, c)
+    numba_kernels.gemm_add_nt(blas, a, b, c, np.empty((b.shape[1], b.shape[0]), b.dtype))
 
 
 def _block(rng, rows, cols, dtype, margin=3):
