@@ -7,7 +7,7 @@ thread, the first BLAS library on more, :func:`choose_blas`):
 
 - ``tiles``: register-blocked tiles compiled by LLVM for this CPU (harness_plugins/numba_tiles.py),
   found wherever numba is; one thread. On a Zen 4 core the forward and backward products run at
-  96-97% of the core's roof against 79-81% for MKL and OpenBLAS (docs/performance.md,
+  96-99% of the core's roof against 79-83% for MKL and OpenBLAS (docs/performance.md,
   scripts/gemm_engines_table.py).
 - ``mkl``: MKL's Fortran ?gemm_, statically linked into torch's libtorch_cpu on x86 (loaded with
   ctypes, without importing torch). 1.5-1.9 x faster than OpenBLAS on these shapes on an Intel Xeon:

@@ -3,8 +3,8 @@ core's FMA throughput.
 
 The per-step GEMMs are small and fixed (LSTM, H 128, B 32: 512 x 134 @ 134 x 32 forward, 134 x 512 @
 512 x 32 and the rank-32 weight update backward). On an AMD core MKL does not take its fastest paths
-and NumPy's OpenBLAS is held to older kernels: on a Zen 4 core both ran the two products at 79-81% of
-the core's roof (measure/roof.py), the tiles at 96-97%; the weight update, whose inner dimension is
+and NumPy's OpenBLAS is held to older kernels: on a Zen 4 core both ran the two products at 79-83% of
+the core's roof (measure/roof.py), the tiles at 96-99%; the weight update, whose inner dimension is
 the batch (32), at 75-80% all three (docs/performance.md).
 
 A tile computes a block of at most ``MR`` rows and ``VECTORS`` vectors of C = A @ B (+ C) with its
