@@ -32,7 +32,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from harness_plugins.numba_blas import register_gemms
-from harness_plugins.numba_tiles import MR, register_tiles, symbol
+from harness_plugins.numba_tiles import MR, VECTORS, register_tiles, symbol
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # error_model="numpy": IEEE division (x/0 = inf) instead of Python's ZeroDivisionError check,
@@ -111,8 +111,9 @@ _FORTRAN = {bits: types.ExternalFunction(f"harness_mkl_{k}gemm", types.void(*[ty
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 #: columns of one tile vector, by bit width: the tiles are registered with LLVM when this module loads
 _TILE_LANES = {bits: register_tiles()[k] for bits, (k, _, _) in _KINDS.items()}
-_TILES = {bits: tuple(types.ExternalFunction(symbol(k, vectors), types.void(*[types.int64] * 10)) for vectors in (1, 2))
-          for bits, (k, _, _) in _KINDS.items()}
+#: the tiles of one and two vectors (numba_tiles.VECTORS), by bit width
+_TILES = {bits: tuple(types.ExternalFunction(symbol(k, vectors), types.void(*[types.int64] * 10))
+                      for vectors in VECTORS) for bits, (k, _, _) in _KINDS.items()}
 
 
 def gemm(blas, a, b, c):

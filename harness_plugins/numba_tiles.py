@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import functools
 
+from harness.measure.blas import LETTERS
 from harness.measure.roof import ELEMENTS, host_engine, vector_widths
 
 #: rows of A (and C) per tile
 MR = 6
 #: vector counts of the compiled tiles: the widest does full blocks, the narrower the last columns
 VECTORS = (1, 2)
-#: the dtype of each BLAS letter
-LETTERS = {"s": "float32", "d": "float64"}
+_ENGINES: list = []  # the compiled code lives as long as its engine
 
 
 def symbol(letter: str, vectors: int) -> str:
@@ -41,11 +41,11 @@ def symbol(letter: str, vectors: int) -> str:
     return f"harness_tiles_{letter}gemm{vectors}"
 
 
-def tile_ir(letter: str, bits: int, vectors: int) -> str:
+def tile_ir(dtype: str, bits: int, vectors: int) -> str:
     """LLVM IR of ``void tile(i64 K, ptr A, i64 lda, ptr B, i64 ldb, ptr C, i64 ldc, i64 m, i64 n,
     i64 keep)``: C[:m, :n] = A[:m, :K] @ B[:K, :n] + (C[:m, :n] if keep), m <= MR, n <= vectors x lanes,
     strides in elements."""
-    elem, _, size = ELEMENTS[LETTERS[letter]]
+    letter, (elem, _, size) = LETTERS[dtype], ELEMENTS[dtype]
     lanes = bits // size
     vt, mt, it = f"<{lanes} x {elem}>", f"<{lanes} x i1>", f"<{lanes} x i64>"
     splat = f"<{lanes} x i32> zeroinitializer"
@@ -123,7 +123,7 @@ def tile_ir(letter: str, bits: int, vectors: int) -> str:
 
 def module_ir(bits: int) -> str:
     """Every tile, for both dtypes, at vector width ``bits``, as one LLVM module."""
-    functions = [tile_ir(letter, bits, vectors) for letter in LETTERS for vectors in VECTORS]
+    functions = [tile_ir(dtype, bits, vectors) for dtype in LETTERS for vectors in VECTORS]
     declarations = sorted({line for f in functions for line in f.splitlines() if line.startswith("declare")})
     bodies = ["\n".join(line for line in f.splitlines() if not line.startswith("declare")) for f in functions]
     widths = f'"min-legal-vector-width"="{bits}" "prefer-vector-width"="{bits}"'
@@ -138,11 +138,8 @@ def register_tiles() -> dict[str, int]:
 
     bits = max(vector_widths())
     engine = host_engine(module_ir(bits))
-    _ENGINES.append(engine)  # the compiled code lives as long as its engine
-    for letter in LETTERS:
+    _ENGINES.append(engine)
+    for letter in LETTERS.values():
         for vectors in VECTORS:
             llvm_binding.add_symbol(symbol(letter, vectors), engine.get_function_address(symbol(letter, vectors)))
-    return {letter: bits // ELEMENTS[dtype][2] for letter, dtype in LETTERS.items()}
-
-
-_ENGINES: list = []
+    return {letter: bits // ELEMENTS[dtype][2] for dtype, letter in LETTERS.items()}

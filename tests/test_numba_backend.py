@@ -145,7 +145,8 @@ def test_per_step_gemms_go_through_the_tiles_on_one_thread_and_a_blas_on_more(mo
     assert numba_kernels.FOUND[0] == "tiles"
     if importlib.util.find_spec("torch") and platform.machine() == "x86_64":
         assert numba_kernels.FOUND[1] == "mkl"
-    one, two = NumbaBackend(threads=1), NumbaBackend(threads=2)
+    two = NumbaBackend(threads=2)  # sets numba's thread count for this process: the next line sets it back
+    one = NumbaBackend(threads=1)
     assert (one.engine, two.engine) == ("tiles", numba_kernels.FOUND[1])
     assert one.info()["blas"] == LIBRARIES["tiles"].description
     assert two.info()["blas"] == LIBRARIES[numba_kernels.FOUND[1]].description
