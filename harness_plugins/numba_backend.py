@@ -64,11 +64,15 @@ class NumbaBackend(Backend):
 
         self.k = numba_kernels
         self._numba = numba
-        #: the per-step GEMMs' engine, and its tag: the kernels' ``blas`` argument
+        #: the per-step GEMMs' engine (numba_blas.LIBRARIES)
         self.engine = choose_blas(os.environ.get(BLAS_ENV, "auto"), numba_kernels.FOUND, threads)
-        self.blas = LIBRARIES[self.engine].tag
         if threads:
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+    @property
+    def blas(self) -> np.integer:
+        """The engine's tag: the kernels' ``blas`` argument, whose type selects the engine."""
+        return LIBRARIES[self.engine].tag
 
     def info(self) -> dict:
         return {**super().info(), "numba": self._numba.__version__, "numba_threads": self._numba.get_num_threads(),

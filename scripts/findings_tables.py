@@ -176,12 +176,11 @@ def modern_train() -> str:
     found = [o for group in by_budget.values() for o in outcomes.outcomes(group)]
     rows = []
     for o in sorted(found, key=lambda o: (o.seq_len, o.budget, order.index(o.cell), o.init)):
-        runs = o.points
         rows.append([str(o.budget), o.cell, o.init, str(o.seq_len), outcome_tables.seeds_text(o.seeds),
                      f"{o.solved}/{o.runs}", outcome_tables.median_text(o),
                      ", ".join(f"{r:.2f}" for r in o.final_ratios), ", ".join(f"{r:.2f}" for r in o.best_ratios),
-                     _profile_medians([p.training.snapshots[0].gradient for p in runs], 4),
-                     _profile_medians([p.training.snapshots[-1].gradient for p in runs], 4)])
+                     _profile_medians([p.training.snapshots[0].gradient for p in o.points], 4),
+                     _profile_medians([p.training.snapshots[-1].gradient for p in o.points], 4)])
     table = markdown(["iterations", "cell", "init", "T", "seeds", "solved", "median iterations to solve [95% CI]",
                       "final eval / baseline per seed", "best per seed", "decay rate at init, horizon (median)",
                       "at the end"], rows)

@@ -60,10 +60,3 @@ def test_tiles_compute_each_product_on_every_edge_and_write_only_the_block(produ
         assert np.all(np.abs(c - expected) <= TOL[dtype] * scale), (m, n, k)
         assert np.isnan(c_buffer[outside]).all(), f"written outside the block at m={m}, n={n}, k={k}"
 
-
-def test_the_tiles_use_the_widest_vectors_of_this_cpu():
-    """A tile vector holds as many elements as this CPU's widest vector registers (measure/roof.py)."""
-    from harness.measure.roof import vector_widths
-
-    bits = max(vector_widths())
-    assert LANES == {"float32": bits // 32, "float64": bits // 64}

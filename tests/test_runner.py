@@ -281,6 +281,36 @@ def test_time_exact_times_the_exact_path_beside_the_timed_one(tmp_path):
     assert len(p.time.pooled_with(p.time).exact.samples) == 6 and p.time.pooled_with(q.time).exact is None
 
 
+def test_time_exact_times_forward_and_the_per_step_backward_on_the_profile_draw():
+    """The statement --time-exact times is the exact path: forward, then backward(per_step=True), on the
+    gradient profile's problem (the loss on the last step), not the timed path's."""
+    import dataclasses
+
+    from harness.run.grid import SeededProblem
+    from harness.suites import Timing
+    from harness.testing import random_problem
+
+    calls = []
+
+    class Recording(NumpyBackend):
+        def forward(self):
+            calls.append(("forward", self.problem))
+            super().forward()
+
+        def backward(self, per_step=False):
+            calls.append(("backward", per_step, self.problem))
+            super().backward(per_step=per_step)
+
+    timed = random_problem("rnn_tanh", (6, 2, 3, 4), seed=0)
+    draw = SeededProblem(timed, dataclasses.replace(timed, grad_h=-timed.grad_h), loss_init=1.0, baseline=1.0)
+    measured = point._time_exact(Recording(threads=1), draw, Timing(repeat=4), 1)
+    assert len(measured.samples) == 4
+    backwards = [c for c in calls if c[0] == "backward"]
+    assert backwards and all(per_step for _, per_step, _ in backwards)
+    assert all(c[-1] is draw.last_step for c in calls)
+    assert len(calls) == 2 * len(backwards) and calls[0][0] == "forward"
+
+
 def test_time_exact_on_the_command_line(tmp_path):
     suite = write_suite(tmp_path / "tiny", cells='["rnn_tanh"]', seq_lens="[12]", metrics='["time"]')
     result = harness("run", str(suite), "--backends", "numpy", "--time-exact", "--repeat", "3", "--no-asv",
